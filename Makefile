@@ -1,0 +1,33 @@
+# The two commands of the README, on top of the CMake presets.
+#   make run   installs what is missing, builds Release, generates a story with the default model
+#   make test  installs what is missing, builds Release and the sanitizer/fuzz build, runs every test
+SHARED ?= $(abspath ../shared)
+HERD_MODEL ?= $(SHARED)/models/stories260K/stories260K.bin
+PROMPT ?= Once upon a time
+JOBS ?= $(shell nproc)
+
+.PHONY: run test deps release asan bench clean
+
+deps:
+	@bash scripts/install-deps.sh
+
+release: deps
+	cmake --preset release >/dev/null
+	cmake --build --preset release -j $(JOBS)
+
+asan: deps
+	cmake --preset asan >/dev/null
+	cmake --build --preset asan -j $(JOBS)
+
+run: release
+	./build/release/herd run -m "$(HERD_MODEL)" -p "$(PROMPT)" -n 256
+
+test: release asan
+	ctest --preset release
+	ctest --preset asan
+
+bench: release
+	./build/release/herd bench -m "$(HERD_MODEL)"
+
+clean:
+	rm -rf build

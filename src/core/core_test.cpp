@@ -1,0 +1,128 @@
+// Tests of core: Status/Result, dtype table, half/bf16/fp8 conversions, TensorView, thread pool.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/half.h"
+#include "core/status.h"
+#include "core/tensor.h"
+#include "core/thread_pool.h"
+
+namespace herd {
+namespace {
+
+Result<int> ParsePositive(int v) {
+  if (v <= 0) return InvalidArgument("value must be positive, got " + std::to_string(v));
+  return v;
+}
+
+Status UseIt(int v, int* out) {
+  HERD_ASSIGN_OR_RETURN(*out, ParsePositive(v));
+  return Status::Ok();
+}
+
+TEST(StatusTest, ResultCarriesValueOrError) {
+  int out = 0;
+  EXPECT_TRUE(UseIt(3, &out).ok());
+  EXPECT_EQ(out, 3);
+  Status s = UseIt(-1, &out);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.ToString(), "Invalid argument: value must be positive, got -1");
+  EXPECT_EQ(s.WithContext("flag -n").message(), "flag -n: value must be positive, got -1");
+}
+
+TEST(DTypeTest, TableMatchesSpec) {
+  EXPECT_EQ(RowBytes(DType::kQ8_0, 64), 68);
+  EXPECT_EQ(RowBytes(DType::kQ4_0, 32), 18);
+  EXPECT_EQ(RowBytes(DType::kQ4_K, 256), 144);
+  EXPECT_EQ(RowBytes(DType::kQ6_K, 512), 420);
+  EXPECT_EQ(RowBytes(DType::kBF16, 10), 20);
+  EXPECT_FALSE(GetDTypeTraits(4).has_value());  // retired ggml id
+  EXPECT_EQ(ParseDType("q8_0"), DType::kQ8_0);
+  EXPECT_EQ(ParseDType("BF16"), DType::kBF16);
+  EXPECT_FALSE(ParseDType("q9_9").has_value());
+}
+
+TEST(HalfTest, F16RoundTripsEveryHalf) {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float f = F16ToF32(static_cast<uint16_t>(h));
+    if (std::isnan(f)) continue;
+    ASSERT_EQ(F32ToF16(f), h) << "h=" << h;
+  }
+  EXPECT_EQ(F16ToF32(0x3c00), 1.0f);
+  EXPECT_EQ(F16ToF32(0x0001), std::ldexp(1.0f, -24));
+  EXPECT_EQ(F32ToF16(65520.0f), 0x7c00);  // overflow to inf
+  EXPECT_EQ(F32ToF16(1.0f + std::ldexp(1.0f, -11)), 0x3c00);  // tie to even
+}
+
+TEST(HalfTest, Bf16RoundsToNearestEven) {
+  EXPECT_EQ(F32ToBf16(1.0f), 0x3f80);
+  EXPECT_EQ(Bf16ToF32(0x3f80), 1.0f);
+  float f;
+  uint32_t bits = 0x3f808000u;  // exactly halfway between 0x3f80 and 0x3f81: ties to even (0x3f80)
+  std::memcpy(&f, &bits, 4);
+  EXPECT_EQ(F32ToBf16(f), 0x3f80);
+  bits = 0x3f818000u;
+  std::memcpy(&f, &bits, 4);
+  EXPECT_EQ(F32ToBf16(f), 0x3f82);
+}
+
+TEST(HalfTest, Fp8E4M3) {
+  EXPECT_EQ(F8E4M3ToF32(0x7e), 448.0f);
+  EXPECT_TRUE(std::isnan(F8E4M3ToF32(0x7f)));
+  EXPECT_EQ(F8E4M3ToF32(0x01), std::ldexp(1.0f / 8.0f, -6));
+  EXPECT_EQ(F8E4M3ToF32(0x38), 1.0f);
+  EXPECT_EQ(F8E4M3ToF32(0xb8), -1.0f);
+}
+
+TEST(TensorTest, MakeTensorViewChecksBytes) {
+  std::vector<uint8_t> buf(68);
+  auto v = MakeTensorView(DType::kQ8_0, {1, 64}, buf.data(), 68, "test");
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v->Rows(), 1);
+  EXPECT_EQ(v->Cols(), 64);
+  EXPECT_FALSE(MakeTensorView(DType::kQ8_0, {1, 64}, buf.data(), 67, "test").ok());
+  EXPECT_FALSE(MakeTensorView(DType::kQ8_0, {2, 48}, buf.data(), 68, "test").ok());  // not a block multiple
+  EXPECT_TRUE(MakeTensorView(DType::kF32, {17}, buf.data(), 68, "test").ok());
+  EXPECT_FALSE(MakeTensorView(DType::kF32, {1, 2, 3, 4, 5}, buf.data(), 480, "test").ok());  // > 4 dims
+}
+
+TEST(TensorTest, WeightMapRejectsDuplicates) {
+  WeightMap m;
+  TensorView v;
+  EXPECT_TRUE(m.Add("a", v).ok());
+  EXPECT_EQ(m.Add("a", v).code(), StatusCode::kCorruption);
+  EXPECT_NE(m.Find("a"), nullptr);
+  EXPECT_EQ(m.Find("b"), nullptr);
+}
+
+TEST(ThreadPoolTest, ParallelForCoversRangeOnce) {
+  for (int threads : {1, 2, 3, 8}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {0, 1, 2, 7, 100, 1001}) {
+      for (int64_t grain : {1, 4, 32}) {
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        pool.ParallelFor(n, [&](int64_t b, int64_t e) {
+          EXPECT_EQ(b % grain, 0);
+          for (int64_t i = b; i < e; ++i) hits[i]++;
+        }, grain);
+        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "n=" << n << " i=" << i;
+      }
+    }
+  }
+}
+
+TEST(ThreadPoolTest, ManySmallJobs) {
+  ThreadPool pool(4);
+  std::atomic<int64_t> sum{0};
+  for (int rep = 0; rep < 2000; ++rep) pool.Run([&](int idx) { sum += idx; });
+  EXPECT_EQ(sum.load(), 2000 * (0 + 1 + 2 + 3));
+}
+
+}  // namespace
+}  // namespace herd

@@ -1,0 +1,35 @@
+// Helpers shared by tests: locating ../shared (never skipping when it is missing), reading NumPy .npy
+// fixtures and JSON files.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace herd::testing {
+
+// Absolute path of the shared folder: $HERD_SHARED, else ../shared beside the source tree. Aborts the test
+// program with a loud message when it does not exist: golden tests must fail, not skip, without it.
+const std::string& SharedDir();
+// SharedDir() + "/" + rel.
+std::string SharedPath(const std::string& rel);
+// A fresh empty directory under the build tree for test outputs.
+std::string TempDir(const std::string& name);
+
+struct NpyArray {
+  std::vector<int64_t> shape;
+  std::string dtype;         // "<f4" or "<i4"
+  std::vector<float> f32;    // filled for <f4
+  std::vector<int32_t> i32;  // filled for <i4
+  int64_t size() const;
+};
+// Reads a little-endian C-order .npy (format 1.0) of f4 or i4. Aborts the test on any problem.
+NpyArray ReadNpy(const std::string& path);
+
+nlohmann::json ReadJson(const std::string& path);
+std::string ReadText(const std::string& path);
+void WriteBytes(const std::string& path, const std::string& bytes);
+
+}  // namespace herd::testing
