@@ -1,0 +1,114 @@
+#include "formats/hf_names.h"
+
+#include <charconv>
+
+namespace herd::formats {
+namespace {
+
+bool Consume(std::string_view& s, std::string_view prefix) {
+  if (s.substr(0, prefix.size()) != prefix) return false;
+  s.remove_prefix(prefix.size());
+  return true;
+}
+
+// "layers.12.rest" -> 12 and "rest".
+bool ConsumeLayer(std::string_view& s, int* layer) {
+  if (!Consume(s, "layers.")) return false;
+  size_t dot = s.find('.');
+  if (dot == std::string_view::npos || dot == 0) return false;
+  int n = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + dot, n);
+  if (ec != std::errc() || p != s.data() + dot || n < 0) return false;
+  s.remove_prefix(dot + 1);
+  *layer = n;
+  return true;
+}
+
+struct Pair {
+  std::string_view hf;
+  std::string_view canon;
+};
+
+// Per-layer names shared by Llama 1-3 and Llama 4.
+constexpr Pair kLayerCommon[] = {
+    {"input_layernorm.weight", "attn_norm.weight"},
+    {"self_attn.q_proj.weight", "attn_q.weight"},
+    {"self_attn.k_proj.weight", "attn_k.weight"},
+    {"self_attn.v_proj.weight", "attn_v.weight"},
+    {"self_attn.o_proj.weight", "attn_output.weight"},
+    {"post_attention_layernorm.weight", "ffn_norm.weight"},
+};
+
+constexpr Pair kLayerLlama[] = {
+    {"mlp.gate_proj.weight", "ffn_gate.weight"},
+    {"mlp.up_proj.weight", "ffn_up.weight"},
+    {"mlp.down_proj.weight", "ffn_down.weight"},
+};
+
+constexpr Pair kLayerLlama4[] = {
+    {"feed_forward.gate_proj.weight", "ffn_gate.weight"},
+    {"feed_forward.up_proj.weight", "ffn_up.weight"},
+    {"feed_forward.down_proj.weight", "ffn_down.weight"},
+    {"feed_forward.router.weight", "ffn_gate_inp.weight"},
+    {"feed_forward.shared_expert.gate_proj.weight", "ffn_gate_shexp.weight"},
+    {"feed_forward.shared_expert.up_proj.weight", "ffn_up_shexp.weight"},
+    {"feed_forward.shared_expert.down_proj.weight", "ffn_down_shexp.weight"},
+    {"feed_forward.experts.gate_up_proj", "ffn_gate_up_exps_im.weight"},
+    {"feed_forward.experts.down_proj", "ffn_down_exps_im.weight"},
+};
+
+template <size_t N>
+std::optional<std::string> Lookup(const Pair (&table)[N], std::string_view rest, int layer) {
+  for (const Pair& p : table) {
+    if (rest == p.hf) return "blk." + std::to_string(layer) + "." + std::string(p.canon);
+  }
+  return std::nullopt;
+}
+
+Status Unknown(std::string_view name, const char* family) {
+  return NotSupported("unknown tensor '" + std::string(name) + "' for an HF " + family + " checkpoint");
+}
+
+}  // namespace
+
+Result<std::optional<std::string>> HfLlamaToCanonical(std::string_view name) {
+  std::string_view s = name;
+  if (s == "lm_head.weight") return std::optional<std::string>("output.weight");
+  if (!Consume(s, "model.")) return Unknown(name, "Llama");
+  if (s == "embed_tokens.weight") return std::optional<std::string>("token_embd.weight");
+  if (s == "norm.weight") return std::optional<std::string>("output_norm.weight");
+  int layer = 0;
+  if (!ConsumeLayer(s, &layer)) return Unknown(name, "Llama");
+  if (s == "self_attn.rotary_emb.inv_freq") return std::optional<std::string>();  // recomputed from the config
+  if (auto c = Lookup(kLayerCommon, s, layer)) return c;
+  if (auto c = Lookup(kLayerLlama, s, layer)) return c;
+  return Unknown(name, "Llama");
+}
+
+Result<std::optional<std::string>> HfLlama4ToCanonical(std::string_view name) {
+  std::string_view s = name;
+  if (s.starts_with("vision_model.") || s.starts_with("multi_modal_projector.") ||
+      s.starts_with("model.vision_model.") || s.starts_with("model.multi_modal_projector.")) {
+    return std::optional<std::string>();
+  }
+  if (s == "language_model.lm_head.weight" || s == "lm_head.weight") {
+    return std::optional<std::string>("output.weight");
+  }
+  if (!Consume(s, "language_model.model.") && !Consume(s, "model.language_model.") && !Consume(s, "model.")) {
+    return Unknown(name, "Llama 4");
+  }
+  if (s == "embed_tokens.weight") return std::optional<std::string>("token_embd.weight");
+  if (s == "norm.weight") return std::optional<std::string>("output_norm.weight");
+  int layer = 0;
+  if (!ConsumeLayer(s, &layer)) return Unknown(name, "Llama 4");
+  if (auto c = Lookup(kLayerCommon, s, layer)) return c;
+  if (auto c = Lookup(kLayerLlama4, s, layer)) return c;
+  if (s.starts_with("feed_forward.experts.")) {
+    return NotSupported("tensor '" + std::string(name) +
+                        "': per-expert (for_llm_compressor) expert layout is not supported; convert the checkpoint "
+                        "with fused experts (gate_up_proj/down_proj)");
+  }
+  return Unknown(name, "Llama 4");
+}
+
+}  // namespace herd::formats
