@@ -1,0 +1,192 @@
+// Throughput of kernels/matmul.h against the memory bandwidth measured in the same run (style.md 7).
+//   BM_ReadBandwidth: streaming SIMD read of a buffer far larger than the caches (the decode bound);
+//   BM_CopyBandwidth: memcpy of such a buffer, counting read + write bytes;
+//   BM_MatVec: n_tokens = 1 (decode) per weight dtype; GB/s = weight bytes / time. Weights rotate over copies
+//              totalling >= kColdBytes so every call streams them from DRAM, as decode does layer after layer;
+//   BM_Prefill: n_tokens = 64 and 512; GFLOP/s = 2 n_out n_in n_tokens / time.
+// Every benchmark takes the thread count as its last argument (1 and 2). Run:
+//   build/release/matmul_bench --benchmark_counters_tabular=true [--benchmark_filter=MatVec]
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/half.h"
+#include "core/tensor.h"
+#include "core/thread_pool.h"
+#include "hwy/aligned_allocator.h"
+#include "kernels/matmul.h"
+#include "kernels/ops.h"
+
+namespace herd::kernels {
+namespace {
+
+constexpr int64_t kColdBytes = int64_t{512} << 20;  // well beyond any L3 we run on
+
+// 64-byte aligned bytes, filled with realistic values for `t` (no NaN/inf/subnormal weights, which would
+// measure the FPU's slow paths rather than the kernel): a 1 MiB random pattern repeated.
+hwy::AlignedFreeUniquePtr<uint8_t[]> MakeBytes(DType t, int64_t n_bytes) {
+  auto buf = hwy::AllocateAligned<uint8_t>(static_cast<size_t>(n_bytes));
+  const int64_t pattern_bytes = std::min<int64_t>(n_bytes, int64_t{1} << 20);
+  std::mt19937_64 rng(42);
+  std::uniform_real_distribution<float> unit(-1.0f, 1.0f);
+  uint8_t* p = buf.get();
+  switch (t) {
+    case DType::kF32:
+      for (int64_t i = 0; i + 4 <= pattern_bytes; i += 4) {
+        const float v = unit(rng);
+        std::memcpy(p + i, &v, 4);
+      }
+      break;
+    case DType::kF16:
+    case DType::kBF16:
+      for (int64_t i = 0; i + 2 <= pattern_bytes; i += 2) {
+        const uint16_t v = t == DType::kF16 ? F32ToF16(unit(rng)) : F32ToBf16(unit(rng));
+        std::memcpy(p + i, &v, 2);
+      }
+      break;
+    default: {  // Q8_0 / Q4_0: the pattern is a whole number of blocks; scales ~ 0.01
+      const int64_t block = Traits(t).type_size;
+      for (int64_t b = 0; b + block <= pattern_bytes; b += block) {
+        const uint16_t d = F32ToF16(0.01f * (1.0f + unit(rng)));
+        std::memcpy(p + b, &d, 2);
+        for (int64_t j = 2; j < block; ++j) p[b + j] = static_cast<uint8_t>(rng());
+      }
+      break;
+    }
+  }
+  const int64_t period = pattern_bytes - pattern_bytes % (Traits(t).type_size * 4);
+  for (int64_t at = period; at < n_bytes; at += period) {
+    std::memcpy(p + at, p, static_cast<size_t>(std::min(period, n_bytes - at)));
+  }
+  return buf;
+}
+
+std::vector<float> RandomF32(int64_t n) {
+  std::vector<float> v(static_cast<size_t>(n));
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<float> unit(-1.0f, 1.0f);
+  for (float& f : v) f = unit(rng);
+  return v;
+}
+
+TensorView View(DType t, int64_t n_out, int64_t n_in, const uint8_t* data) {
+  return *MakeTensorView(t, {n_out, n_in}, data, RowBytes(t, n_in) * n_out, "bench");
+}
+
+// ---- Baselines ----
+
+void BM_ReadBandwidth(benchmark::State& state) {
+  ThreadPool pool(static_cast<int>(state.range(0)));
+  const int64_t n = kColdBytes / 4;
+  auto buf = MakeBytes(DType::kF32, kColdBytes);
+  const float* f = reinterpret_cast<const float*>(buf.get());
+  float sink = 0.0f;
+  for (auto _ : state) {
+    pool.ParallelFor(
+        n, [&](int64_t b, int64_t e) { benchmark::DoNotOptimize(sink += Dot(f + b, f + b, e - b)); }, 4096);
+  }
+  state.counters["GB/s"] = benchmark::Counter(static_cast<double>(kColdBytes) * 1e-9,
+                                              benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_CopyBandwidth(benchmark::State& state) {
+  ThreadPool pool(static_cast<int>(state.range(0)));
+  const int64_t n = kColdBytes / 2;
+  auto src = MakeBytes(DType::kF32, n);
+  auto dst = hwy::AllocateAligned<uint8_t>(static_cast<size_t>(n));
+  for (auto _ : state) {
+    pool.ParallelFor(
+        n, [&](int64_t b, int64_t e) { std::memcpy(dst.get() + b, src.get() + b, static_cast<size_t>(e - b)); },
+        4096);
+    benchmark::ClobberMemory();
+  }
+  state.counters["GB/s"] =  // read + write
+      benchmark::Counter(2.0 * static_cast<double>(n) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// ---- Decode ----
+
+void BM_MatVec(benchmark::State& state) {
+  const DType t = static_cast<DType>(state.range(0));
+  const int64_t n_out = state.range(1), n_in = state.range(2);
+  ThreadPool pool(static_cast<int>(state.range(3)));
+  const int64_t w_bytes = RowBytes(t, n_in) * n_out;
+  const int64_t copies = std::max<int64_t>(2, (kColdBytes + w_bytes - 1) / w_bytes);
+  auto buf = MakeBytes(t, w_bytes * copies);
+  std::vector<TensorView> views;
+  for (int64_t c = 0; c < copies; ++c) views.push_back(View(t, n_out, n_in, buf.get() + c * w_bytes));
+  const std::vector<float> x = RandomF32(n_in);
+  std::vector<float> y(static_cast<size_t>(n_out));
+  int64_t c = 0;
+  for (auto _ : state) {
+    MatMul(views[c], x.data(), 1, y.data(), pool);
+    benchmark::DoNotOptimize(y.data());
+    c = c + 1 == copies ? 0 : c + 1;
+  }
+  state.SetLabel(std::string(DTypeName(t)));
+  state.counters["GB/s"] =
+      benchmark::Counter(static_cast<double>(w_bytes) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// ---- Prefill ----
+
+void BM_Prefill(benchmark::State& state) {
+  const DType t = static_cast<DType>(state.range(0));
+  const int64_t n_out = state.range(1), n_in = state.range(2), n_tokens = state.range(3);
+  ThreadPool pool(static_cast<int>(state.range(4)));
+  auto buf = MakeBytes(t, RowBytes(t, n_in) * n_out);
+  const TensorView w = View(t, n_out, n_in, buf.get());
+  const std::vector<float> x = RandomF32(n_tokens * n_in);
+  std::vector<float> y(static_cast<size_t>(n_tokens * n_out));
+  for (auto _ : state) {
+    MatMul(w, x.data(), n_tokens, y.data(), pool);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetLabel(std::string(DTypeName(t)));
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(n_out * n_in * n_tokens) * 1e-9,
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+}
+
+constexpr DType kTypes[] = {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0};
+
+void MatVecArgs(benchmark::internal::Benchmark* b) {
+  for (int threads : {1, 2}) {
+    for (DType t : kTypes) {
+      for (auto [n_out, n_in] : {std::pair<int64_t, int64_t>{4096, 4096}, {2048, 8192}}) {
+        b->Args({static_cast<int64_t>(t), n_out, n_in, threads});
+      }
+    }
+  }
+}
+
+void PrefillArgs(benchmark::internal::Benchmark* b) {
+  for (int threads : {1, 2}) {
+    for (DType t : kTypes) {
+      for (int64_t n_tokens : {64, 512}) b->Args({static_cast<int64_t>(t), 4096, 4096, n_tokens, threads});
+    }
+  }
+}
+
+BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(2)->ArgNames({"threads"})->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_CopyBandwidth)->Arg(1)->Arg(2)->ArgNames({"threads"})->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_MatVec)
+    ->Apply(MatVecArgs)
+    ->ArgNames({"dtype", "n_out", "n_in", "threads"})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Prefill)
+    ->Apply(PrefillArgs)
+    ->ArgNames({"dtype", "n_out", "n_in", "n_tokens", "threads"})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace herd::kernels
+
+BENCHMARK_MAIN();

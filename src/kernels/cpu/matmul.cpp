@@ -1,0 +1,166 @@
+// Dispatch of kernels/matmul.h to the best Highway target, and the split of a product over the thread pool.
+// The per-target kernels are cpu/matmul-inl.h; this file is compiled once per target through foreach_target.h.
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/cpu/matmul.cpp"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+
+#include "hwy/highway.h"
+#include "kernels/cpu/matmul-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace herd::kernels::HWY_NAMESPACE {
+
+void MatMulRowsT(const TensorView& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride,
+                 int64_t o_begin, int64_t o_end) {
+  switch (w.dtype) {
+    case DType::kF32:
+      return MatMulRowsSrc<SrcF32>(w, x, n_tokens, y, y_stride, o_begin, o_end);
+    case DType::kF16:
+      return MatMulRowsSrc<SrcF16>(w, x, n_tokens, y, y_stride, o_begin, o_end);
+    case DType::kBF16:
+      return MatMulRowsSrc<SrcBF16>(w, x, n_tokens, y, y_stride, o_begin, o_end);
+    case DType::kQ8_0:
+      return MatMulRowsSrc<SrcQ8_0>(w, x, n_tokens, y, y_stride, o_begin, o_end);
+    case DType::kQ4_0:
+      return MatMulRowsSrc<SrcQ4_0>(w, x, n_tokens, y, y_stride, o_begin, o_end);
+    default:
+      HERD_CHECK(false && "MatMul: unsupported weight dtype");
+  }
+}
+
+void DequantizeRowT(const TensorView& w, int64_t r, float* dst) {
+  const uint8_t* row = w.Row(r);
+  const int64_t n = w.Cols();
+  switch (w.dtype) {
+    case DType::kF32:
+      return DequantRange<SrcF32>(row, 0, n, dst);
+    case DType::kF16:
+      return DequantRange<SrcF16>(row, 0, n, dst);
+    case DType::kBF16:
+      return DequantRange<SrcBF16>(row, 0, n, dst);
+    case DType::kQ8_0:
+      return DequantRange<SrcQ8_0>(row, 0, n, dst);
+    case DType::kQ4_0:
+      return DequantRange<SrcQ4_0>(row, 0, n, dst);
+    default:
+      HERD_CHECK(false && "DequantizeRow: unsupported weight dtype");
+  }
+}
+
+void MatMulInputMajorT(const TensorView& w, int64_t c_begin, int64_t c_end, const float* x, int64_t n_tokens,
+                       float* y, int64_t y_stride) {
+  switch (w.dtype) {
+    case DType::kF32:
+      return MatMulInputMajorSrc<SrcF32>(w, c_begin, c_end, x, n_tokens, y, y_stride);
+    case DType::kF16:
+      return MatMulInputMajorSrc<SrcF16>(w, c_begin, c_end, x, n_tokens, y, y_stride);
+    case DType::kBF16:
+      return MatMulInputMajorSrc<SrcBF16>(w, c_begin, c_end, x, n_tokens, y, y_stride);
+    default:
+      HERD_CHECK(false && "MatMulInputMajor: unsupported weight dtype");
+  }
+}
+
+int64_t GemmMinTokensT() { return kGemmMinTokens; }
+
+}  // namespace herd::kernels::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include <algorithm>
+
+#include "kernels/matmul.h"
+
+namespace herd::kernels {
+
+HWY_EXPORT(MatMulRowsT);
+HWY_EXPORT(DequantizeRowT);
+HWY_EXPORT(MatMulInputMajorT);
+HWY_EXPORT(GemmMinTokensT);
+
+namespace {
+
+// Row ranges start at multiples of kRowGrain so that no thread gets a partial micro-tile in the middle of the
+// matrix (the largest micro-tile is 32 rows); token ranges are multiples of kTokenGrain.
+constexpr int64_t kRowGrain = 32;
+constexpr int64_t kTokenGrain = 16;
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Splits [0, n) into `parts` ranges on multiples of `grain`; returns range `idx`.
+void SplitRange(int64_t n, int64_t parts, int64_t idx, int64_t grain, int64_t* begin, int64_t* end) {
+  const int64_t chunks = CeilDiv(n, grain);
+  *begin = std::min(n, chunks * idx / parts * grain);
+  *end = std::min(n, chunks * (idx + 1) / parts * grain);
+}
+
+// Runs fn(o_begin, o_end, t_begin, t_end) over a grid of row and token ranges, one cell per thread. Tokens are
+// split only when the rows cannot keep every thread busy and every part stays on the GEMM path, so that the
+// arithmetic of each output does not depend on the thread count.
+template <class Fn>
+void ParallelGrid(ThreadPool& pool, int64_t n_rows, int64_t n_tokens, const Fn& fn) {
+  const int64_t n_threads = pool.size();
+  const int64_t row_parts = std::max<int64_t>(1, std::min(n_threads, CeilDiv(n_rows, kRowGrain)));
+  int64_t tok_parts = 1;
+  const int64_t min_tokens = std::max(kTokenGrain, HWY_DYNAMIC_DISPATCH(GemmMinTokensT)());
+  if (row_parts < n_threads && n_tokens >= 2 * min_tokens) {
+    tok_parts = std::min(n_threads / row_parts, n_tokens / min_tokens);
+  }
+  const int64_t cells = row_parts * tok_parts;
+  if (cells <= 1) {
+    fn(int64_t{0}, n_rows, int64_t{0}, n_tokens);
+    return;
+  }
+  pool.Run([&](int idx) {
+    if (idx >= cells) return;
+    int64_t o0, o1, t0, t1;
+    SplitRange(n_rows, row_parts, idx % row_parts, kRowGrain, &o0, &o1);
+    SplitRange(n_tokens, tok_parts, idx / row_parts, kTokenGrain, &t0, &t1);
+    if (o0 < o1 && t0 < t1) fn(o0, o1, t0, t1);
+  });
+}
+
+}  // namespace
+
+bool MatMulSupports(DType t) {
+  return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0 || t == DType::kQ4_0;
+}
+
+bool MatMulInputMajorSupports(DType t) { return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16; }
+
+void MatMulRows(const TensorView& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride,
+                int64_t o_begin, int64_t o_end) {
+  HERD_DCHECK(MatMulSupports(w.dtype) && 0 <= o_begin && o_begin <= o_end && o_end <= w.Rows());
+  HERD_DCHECK(y_stride >= o_end);
+  if (n_tokens <= 0 || o_begin >= o_end) return;
+  HWY_DYNAMIC_DISPATCH(MatMulRowsT)(w, x, n_tokens, y, y_stride, o_begin, o_end);
+}
+
+void MatMul(const TensorView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
+  HERD_DCHECK(MatMulSupports(w.dtype));
+  const int64_t n_out = w.Rows(), n_in = w.Cols();
+  if (n_tokens <= 0 || n_out <= 0) return;
+  ParallelGrid(pool, n_out, n_tokens, [&](int64_t o0, int64_t o1, int64_t t0, int64_t t1) {
+    HWY_DYNAMIC_DISPATCH(MatMulRowsT)(w, x + t0 * n_in, t1 - t0, y + t0 * n_out, n_out, o0, o1);
+  });
+}
+
+void DequantizeRow(const TensorView& w, int64_t r, float* dst) {
+  HERD_DCHECK(MatMulSupports(w.dtype) && 0 <= r && r < w.Rows());
+  HWY_DYNAMIC_DISPATCH(DequantizeRowT)(w, r, dst);
+}
+
+void MatMulInputMajor(const TensorView& w, int64_t col_begin, int64_t col_end, const float* x, int64_t n_tokens,
+                      float* y, ThreadPool& pool) {
+  HERD_DCHECK(MatMulInputMajorSupports(w.dtype) && 0 <= col_begin && col_begin <= col_end && col_end <= w.Cols());
+  const int64_t n_cols = col_end - col_begin, n_in = w.Rows();
+  if (n_tokens <= 0 || n_cols <= 0) return;
+  ParallelGrid(pool, n_cols, n_tokens, [&](int64_t c0, int64_t c1, int64_t t0, int64_t t1) {
+    HWY_DYNAMIC_DISPATCH(MatMulInputMajorT)(w, col_begin + c0, col_begin + c1, x + t0 * n_in, t1 - t0,
+                                            y + t0 * n_cols + c0, n_cols);
+  });
+}
+
+}  // namespace herd::kernels
+#endif  // HWY_ONCE

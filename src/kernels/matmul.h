@@ -1,0 +1,50 @@
+// Matrix products of f32 activations with weights in their stored dtype (F32, F16, BF16, Q8_0, Q4_0), and row
+// dequantization for embedding lookups. Block layouts per llama4.md section 5.4. Weights are never expanded into
+// an f32 copy: decode (n_tokens == 1) dequantizes in registers and streams each weight byte once; prefill packs a
+// small weight panel per thread and runs a register-tiled GEMM over it. Reference: kernels/ref/matmul.h.
+#pragma once
+
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "core/tensor.h"
+#include "core/thread_pool.h"
+
+namespace herd::kernels {
+
+// True for the weight dtypes MatMul, MatMulRows and DequantizeRow accept: F32, F16, BF16, Q8_0, Q4_0.
+bool MatMulSupports(DType t);
+
+// y[t, o] = sum_i W[o, i] * x[t, i] for t < n_tokens, o < n_out.
+//   w: [n_out, n_in] (n_out = w.Rows(), n_in = w.Cols(); rows contiguous, RowStride() bytes apart) in a dtype
+//      with MatMulSupports(); n_in is a multiple of 32 for Q8_0/Q4_0 (MakeTensorView guarantees it).
+//   x: f32 [n_tokens, n_in], row stride n_in; y: f32 [n_tokens, n_out], row stride n_out. Any alignment.
+//   x and y must not overlap. n_tokens or n_out may be 0 (so may n_in, but then w.Rows() is 0 too).
+// Runs on every thread of `pool` (split over output rows, and over tokens when there are few rows) and returns
+// when y is complete. Allocates nothing after the first prefill call on each thread (one reused tile per
+// thread). Results do not depend on the number of threads. Accuracy: f32 accumulation; each y is within
+// (n_in + 2) * eps_f32 * sum_i |W[o, i] * x[t, i]| of the exact value (dequantized weights are exact in f32).
+void MatMul(const TensorView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool);
+
+// As MatMul, for output rows [o_begin, o_end) only, computed on the calling thread (for callers that
+// parallelize themselves, e.g. over MoE experts). y is the full output: y[t * y_stride + o] is written for
+// t < n_tokens and o in [o_begin, o_end); nothing else is touched. Requires 0 <= o_begin <= o_end <= n_out
+// and y_stride >= o_end. Thread-safe for disjoint outputs.
+void MatMulRows(const TensorView& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride,
+                int64_t o_begin, int64_t o_end);
+
+// dst[i] = W[r, i] for i < n_in, exactly (llama4.md 5.4): the embedding lookup. w as for MatMul, r < w.Rows(),
+// dst: f32 [n_in]. Thread-safe.
+void DequantizeRow(const TensorView& w, int64_t r, float* dst);
+
+// The same product for weights stored input-major, as HF Llama 4 stores its experts (gate_up_proj
+// [n_experts, hidden_size, 2 * ffn_size], down_proj [n_experts, ffn_size, hidden_size]):
+//   y[t, c - col_begin] = sum_i W[i, c] * x[t, i] for t < n_tokens, c in [col_begin, col_end),
+//   w: [n_in, n_cols] in F32, F16 or BF16 (n_in = w.Rows(), n_cols = w.Cols()), 0 <= col_begin <= col_end <=
+//   n_cols; x: f32 [n_tokens, n_in]; y: f32 [n_tokens, col_end - col_begin], row stride col_end - col_begin.
+// Threading, allocation and accuracy as MatMul.
+bool MatMulInputMajorSupports(DType t);
+void MatMulInputMajor(const TensorView& w, int64_t col_begin, int64_t col_end, const float* x, int64_t n_tokens,
+                      float* y, ThreadPool& pool);
+
+}  // namespace herd::kernels

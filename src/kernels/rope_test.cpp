@@ -1,0 +1,107 @@
+// Tests of kernels/rope.h (llama4.md 2.5 interleaved pairs, 10.2 half-split pairs) against kernels/ref/rope.h on
+// every compiled Highway target the CPU supports, plus hand-computed rotations and the 10.2 equivalence of the
+// two conventions under the per-head permutation of the HF converter.
+#include "kernels/rope.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/kernels_test_util.h"
+#include "kernels/ref/rope.h"
+
+namespace herd::kernels {
+namespace {
+
+using testing::F32Buffer;
+using testing::kU;
+using testing::SeedTrace;
+
+class RopeTest : public testing::TargetTest {};
+HERD_INSTANTIATE_FOR_TARGETS(RopeTest);
+
+const char* StyleName(RopeStyle s) { return s == RopeStyle::kInterleaved ? "interleaved" : "half-split"; }
+
+TEST_P(RopeTest, HandComputedQuarterTurns) {
+  // head_dim 4, angles (90 degrees, 0): pair 0 turns (1, 0) into (0, 1); pair 1 is unchanged.
+  const float cos[2] = {0.0f, 1.0f}, sin[2] = {1.0f, 0.0f};
+  float inter[4] = {1.0f, 0.0f, 0.0f, 1.0f};  // pairs (x0, x1), (x2, x3)
+  Rope(inter, 4, cos, sin, RopeStyle::kInterleaved);
+  EXPECT_EQ(inter[0], 0.0f);
+  EXPECT_EQ(inter[1], 1.0f);
+  EXPECT_EQ(inter[2], 0.0f);
+  EXPECT_EQ(inter[3], 1.0f);
+  float half[4] = {1.0f, 0.0f, 0.0f, 1.0f};  // pairs (x0, x2), (x1, x3)
+  Rope(half, 4, cos, sin, RopeStyle::kHalfSplit);
+  EXPECT_EQ(half[0], 0.0f);
+  EXPECT_EQ(half[1], 0.0f);
+  EXPECT_EQ(half[2], 1.0f);
+  EXPECT_EQ(half[3], 1.0f);
+}
+
+TEST_P(RopeTest, MatchesReference) {
+  uint64_t case_idx = 0;
+  for (RopeStyle style : {RopeStyle::kInterleaved, RopeStyle::kHalfSplit}) {
+    // Even sizes around 4, 8, 16 and 32 lanes (pairs and halves), and real head sizes (64, 128, 256).
+    for (int64_t head_dim : {2, 4, 6, 8, 10, 14, 16, 18, 30, 32, 34, 62, 64, 66, 128, 130, 256}) {
+      for (int64_t offset : {0, 1}) {
+        const uint64_t seed = testing::BaseSeed() + case_idx++;
+        SCOPED_TRACE(std::string(StyleName(style)) + ", head_dim " + std::to_string(head_dim) + ", " + SeedTrace(seed));
+        std::mt19937_64 rng(seed);
+        const int64_t half = head_dim / 2;
+        F32Buffer x(head_dim, offset), c(half, (offset + 1) % 4), s(half, (offset + 3) % 4);
+        testing::FillUniform(rng, -4.0f, 4.0f, x.data(), head_dim);
+        std::uniform_real_distribution<double> angle(-100.0, 100.0);
+        for (int64_t i = 0; i < half; ++i) {
+          const double a = angle(rng);
+          c[i] = static_cast<float>(std::cos(a));
+          s[i] = static_cast<float>(std::sin(a));
+        }
+        std::vector<float> in(x.data(), x.data() + head_dim), want(in);
+        ref::Rope(want.data(), head_dim, c.data(), s.data(), style);
+        Rope(x.data(), head_dim, c.data(), s.data(), style);
+        // Each output is a c -/+ b s: one rounding for each product (or one fused) and one for the sum,
+        // <= 2u (|a c| + |b s|), plus the reference's rounding u |result|.
+        for (int64_t i = 0; i < half; ++i) {
+          const int64_t ia = style == RopeStyle::kInterleaved ? 2 * i : i;
+          const int64_t ib = style == RopeStyle::kInterleaved ? 2 * i + 1 : i + half;
+          const double a = in[ia], b = in[ib];
+          const double bound_a = 3 * kU * (std::fabs(a * c[i]) + std::fabs(b * s[i]));
+          const double bound_b = 3 * kU * (std::fabs(a * s[i]) + std::fabs(b * c[i]));
+          ASSERT_LE(std::fabs(static_cast<double>(x[ia]) - want[ia]), bound_a) << "x[" << ia << "]";
+          ASSERT_LE(std::fabs(static_cast<double>(x[ib]) - want[ib]), bound_b) << "x[" << ib << "]";
+        }
+      }
+    }
+  }
+}
+
+// llama4.md 10.2: the HF converter moves row 2i + s of each head to s * (d/2) + i; half-split RoPE on the
+// permuted vector equals interleaved RoPE on the original, element for element (same arithmetic per pair).
+TEST(RopeReferenceTest, HalfSplitOfPermutedEqualsInterleaved) {
+  const int64_t d = 128;
+  std::mt19937_64 rng(testing::BaseSeed());
+  std::vector<float> x(d), c(d / 2), s(d / 2);
+  testing::FillUniform(rng, -1.0f, 1.0f, x.data(), d);
+  const float theta = 500000.0f, pos = 1234.0f;
+  for (int64_t i = 0; i < d / 2; ++i) {
+    const float angle = pos * (1.0f / std::pow(theta, static_cast<float>(2 * i) / d));
+    c[i] = std::cos(angle);
+    s[i] = std::sin(angle);
+  }
+  std::vector<float> permuted(d);
+  for (int64_t i = 0; i < d / 2; ++i) {
+    for (int64_t sel = 0; sel < 2; ++sel) permuted[sel * (d / 2) + i] = x[2 * i + sel];
+  }
+  ref::Rope(x.data(), d, c.data(), s.data(), RopeStyle::kInterleaved);
+  ref::Rope(permuted.data(), d, c.data(), s.data(), RopeStyle::kHalfSplit);
+  for (int64_t i = 0; i < d / 2; ++i) {
+    for (int64_t sel = 0; sel < 2; ++sel) EXPECT_EQ(permuted[sel * (d / 2) + i], x[2 * i + sel]) << i << "," << sel;
+  }
+}
+
+}  // namespace
+}  // namespace herd::kernels
