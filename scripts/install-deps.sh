@@ -10,6 +10,7 @@ PACKAGES=(
   libpcre2-dev                     # tokenizer pre-tokenizer regexes (Unicode classes)
   nlohmann-json3-dev               # config.json, safetensors headers, test fixtures
   libcli11-dev                     # command line
+  libedit-dev                      # line editing in herd chat (BSD licensed)
   libgtest-dev libgmock-dev        # unit and golden tests
   libbenchmark-dev                 # bench/
 )

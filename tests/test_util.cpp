@@ -1,6 +1,8 @@
 // Test helpers.
 #include "test_util.h"
 
+#include <unistd.h>
+
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -35,7 +37,9 @@ const std::string& SharedDir() {
 std::string SharedPath(const std::string& rel) { return SharedDir() + "/" + rel; }
 
 std::string TempDir(const std::string& name) {
-  std::filesystem::path p = std::filesystem::path(HERD_BINARY_DIR) / "test-tmp" / name;
+  // ctest runs every test case as its own process, several at once: the pid keeps their directories apart.
+  std::filesystem::path p =
+      std::filesystem::path(HERD_BINARY_DIR) / "test-tmp" / (name + "." + std::to_string(getpid()));
   std::filesystem::remove_all(p);
   std::filesystem::create_directories(p);
   return p.string();

@@ -41,7 +41,15 @@ void ThreadPool::RunImpl(JobFn fn, void* ctx) {
   }
   cv_.notify_all();
   fn(ctx, 0);
-  while (pending_.load(std::memory_order_acquire) != 0) CpuRelax();
+  // Spin briefly (the workers usually finish within microseconds of us), then yield so that a descheduled worker
+  // can run when the machine is oversubscribed, instead of burning our whole time slice.
+  for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin) {
+    if (spin < kSpinIterations / 16) {
+      CpuRelax();
+    } else {
+      std::this_thread::yield();
+    }
+  }
 }
 
 void ThreadPool::WorkerLoop(int idx) {
@@ -49,7 +57,11 @@ void ThreadPool::WorkerLoop(int idx) {
   for (;;) {
     uint64_t g = generation_.load(std::memory_order_acquire);
     for (int spin = 0; g == seen && spin < kSpinIterations; ++spin) {
-      CpuRelax();
+      if (spin % 1024 == 1023) {
+        std::this_thread::yield();  // let other runnable threads in when cores are oversubscribed
+      } else {
+        CpuRelax();
+      }
       g = generation_.load(std::memory_order_acquire);
     }
     if (g == seen) {

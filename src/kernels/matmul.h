@@ -47,4 +47,13 @@ bool MatMulInputMajorSupports(DType t);
 void MatMulInputMajor(const TensorView& w, int64_t col_begin, int64_t col_end, const float* x, int64_t n_tokens,
                       float* y, ThreadPool& pool);
 
+// Instrumentation for benchmarks and tests (the MoE decode property "only the selected experts are read"):
+// while enabled, every MatMul, MatMulRows, DequantizeRow and MatMulInputMajor call adds the weight bytes it
+// touches (the rows or columns it reads, once per call however many threads share it) to a process-wide
+// counter. Off by default; disabled, it costs one predictable branch per call. Thread-safe (relaxed atomics):
+// the total is exact once the counted calls have returned.
+void EnableWeightByteCounting(bool enabled);
+int64_t WeightBytesRead();
+void ResetWeightBytesRead();
+
 }  // namespace herd::kernels

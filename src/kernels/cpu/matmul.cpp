@@ -69,6 +69,7 @@ HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
 #include <algorithm>
+#include <atomic>
 
 #include "kernels/matmul.h"
 
@@ -87,6 +88,16 @@ constexpr int64_t kRowGrain = 32;
 constexpr int64_t kTokenGrain = 16;
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+std::atomic<bool> g_count_bytes{false};
+std::atomic<int64_t> g_bytes_read{0};
+
+// Counts once per public call, before the work is split, so a row read by several threads counts once.
+inline void CountWeightBytes(int64_t n_bytes) {
+  if (g_count_bytes.load(std::memory_order_relaxed)) [[unlikely]] {
+    g_bytes_read.fetch_add(n_bytes, std::memory_order_relaxed);
+  }
+}
 
 // Splits [0, n) into `parts` ranges on multiples of `grain`; returns range `idx`.
 void SplitRange(int64_t n, int64_t parts, int64_t idx, int64_t grain, int64_t* begin, int64_t* end) {
@@ -123,6 +134,10 @@ void ParallelGrid(ThreadPool& pool, int64_t n_rows, int64_t n_tokens, const Fn& 
 
 }  // namespace
 
+void EnableWeightByteCounting(bool enabled) { g_count_bytes.store(enabled, std::memory_order_relaxed); }
+int64_t WeightBytesRead() { return g_bytes_read.load(std::memory_order_relaxed); }
+void ResetWeightBytesRead() { g_bytes_read.store(0, std::memory_order_relaxed); }
+
 bool MatMulSupports(DType t) {
   return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0 || t == DType::kQ4_0;
 }
@@ -134,6 +149,7 @@ void MatMulRows(const TensorView& w, const float* x, int64_t n_tokens, float* y,
   HERD_DCHECK(MatMulSupports(w.dtype) && 0 <= o_begin && o_begin <= o_end && o_end <= w.Rows());
   HERD_DCHECK(y_stride >= o_end);
   if (n_tokens <= 0 || o_begin >= o_end) return;
+  CountWeightBytes((o_end - o_begin) * w.RowStride());
   HWY_DYNAMIC_DISPATCH(MatMulRowsT)(w, x, n_tokens, y, y_stride, o_begin, o_end);
 }
 
@@ -141,6 +157,7 @@ void MatMul(const TensorView& w, const float* x, int64_t n_tokens, float* y, Thr
   HERD_DCHECK(MatMulSupports(w.dtype));
   const int64_t n_out = w.Rows(), n_in = w.Cols();
   if (n_tokens <= 0 || n_out <= 0) return;
+  CountWeightBytes(n_out * w.RowStride());
   ParallelGrid(pool, n_out, n_tokens, [&](int64_t o0, int64_t o1, int64_t t0, int64_t t1) {
     HWY_DYNAMIC_DISPATCH(MatMulRowsT)(w, x + t0 * n_in, t1 - t0, y + t0 * n_out, n_out, o0, o1);
   });
@@ -148,6 +165,7 @@ void MatMul(const TensorView& w, const float* x, int64_t n_tokens, float* y, Thr
 
 void DequantizeRow(const TensorView& w, int64_t r, float* dst) {
   HERD_DCHECK(MatMulSupports(w.dtype) && 0 <= r && r < w.Rows());
+  CountWeightBytes(w.RowStride());
   HWY_DYNAMIC_DISPATCH(DequantizeRowT)(w, r, dst);
 }
 
@@ -156,6 +174,7 @@ void MatMulInputMajor(const TensorView& w, int64_t col_begin, int64_t col_end, c
   HERD_DCHECK(MatMulInputMajorSupports(w.dtype) && 0 <= col_begin && col_begin <= col_end && col_end <= w.Cols());
   const int64_t n_cols = col_end - col_begin, n_in = w.Rows();
   if (n_tokens <= 0 || n_cols <= 0) return;
+  CountWeightBytes(n_in * RowBytes(w.dtype, n_cols));  // columns [col_begin, col_end) of every input row
   ParallelGrid(pool, n_cols, n_tokens, [&](int64_t c0, int64_t c1, int64_t t0, int64_t t1) {
     HWY_DYNAMIC_DISPATCH(MatMulInputMajorT)(w, col_begin + c0, col_begin + c1, x + t0 * n_in, t1 - t0,
                                             y + t0 * n_cols + c0, n_cols);

@@ -1,0 +1,293 @@
+// herd chat: an interactive multi-turn conversation in the terminal. The conversation lives in the KV cache:
+// each turn renders and processes only the new tokens (the end of the previous reply, the new user message and
+// the assistant header), never the whole history again. /save and /load store the transcript together with the
+// cache, so a loaded conversation continues without recomputation.
+//
+// With --tokens the input lines are comma-separated token ids appended as they are and replies are printed as
+// ids: that is how models without a tokenizer (the test fixtures) are driven.
+#include <cinttypes>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <unistd.h>
+
+#include <editline/readline.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/common.h"
+#include "core/thread_pool.h"
+#include "runtime/chat.h"
+#include "runtime/engine.h"
+
+namespace herd::cli {
+namespace {
+
+constexpr std::string_view kSaveMagic = "HERDCHAT1\n";
+
+struct ChatOptions {
+  CommonOptions common;
+  std::string system;
+  int64_t n_predict = 512;  // per reply
+  runtime::SamplingParams sampling;
+  std::optional<uint64_t> seed;
+  bool tokens_mode = false;
+};
+
+class ChatSession {
+ public:
+  ChatSession(const ChatOptions& o, runtime::LoadedModel& m, std::unique_ptr<model::ModelState> state,
+              ThreadPool& pool)
+      : o_(o), m_(m), state_(std::move(state)), pool_(pool) {}
+
+  Status Init() {
+    if (o_.tokens_mode) return Status::Ok();
+    if (!m_.tokenizer) return InvalidArgument("chat needs a tokenizer (or --tokens to chat in token ids)");
+    HERD_ASSIGN_OR_RETURN(format_, runtime::DetectChatFormat(*m_.tokenizer));
+    for (int32_t id : runtime::ChatStopIds(*m_.tokenizer, format_)) {
+      if (std::find(m_.stop_ids.begin(), m_.stop_ids.end(), id) == m_.stop_ids.end()) m_.stop_ids.push_back(id);
+    }
+    HERD_ASSIGN_OR_RETURN(end_of_turn_, EndOfTurnId());
+    return Status::Ok();
+  }
+
+  // One user turn: renders only what the cache does not hold yet, generates the reply and streams it.
+  Status Turn(const std::string& line) {
+    std::vector<int32_t> fresh = pending_;
+    if (o_.tokens_mode) {
+      HERD_ASSIGN_OR_RETURN(std::vector<int32_t> ids, ParseTokenList(line));
+      fresh.insert(fresh.end(), ids.begin(), ids.end());
+    } else {
+      std::vector<runtime::ChatMessage> msgs;
+      const bool first = state_->n_past() == 0;
+      if (first && !o_.system.empty()) msgs.push_back({"system", o_.system});
+      msgs.push_back({"user", line});
+      HERD_ASSIGN_OR_RETURN(std::vector<int32_t> ids,
+                            runtime::RenderChat(*m_.tokenizer, format_, msgs, /*add_bos=*/first, true));
+      fresh.insert(fresh.end(), ids.begin(), ids.end());
+    }
+    if (state_->n_past() + static_cast<int64_t>(fresh.size()) >= state_->n_ctx()) {
+      return OutOfRange("the conversation is full (" + std::to_string(state_->n_past()) + " + " +
+                        std::to_string(fresh.size()) + " tokens, context " + std::to_string(state_->n_ctx()) +
+                        "): /reset, or restart with a larger -c");
+    }
+    runtime::GenerateOptions go;
+    go.n_predict = std::min<int64_t>(o_.n_predict, state_->n_ctx() - state_->n_past() - static_cast<int64_t>(fresh.size()));
+    go.sampling = o_.sampling;
+    go.sampling.seed = o_.sampling.seed + static_cast<uint64_t>(turns_);
+    const bool tokens_mode = o_.tokens_mode;
+    auto r = runtime::Generate(m_, *state_, pool_, fresh, go, [tokens_mode](std::string_view piece) {
+      if (tokens_mode) return;
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+    });
+    if (!r.ok()) {
+      return r.status();
+    }
+    if (tokens_mode) {
+      for (size_t i = 0; i < r->tokens.size(); ++i) std::printf("%s%d", i ? "," : "", r->tokens[i]);
+    }
+    std::printf("\n");
+    std::fflush(stdout);
+    ++turns_;
+    processed_total_ += static_cast<int64_t>(fresh.size());
+    cached_.insert(cached_.end(), fresh.begin(), fresh.end());
+    cached_.insert(cached_.end(), r->tokens.begin(), r->tokens.end() - r->n_uncached);
+    // What the next turn must process first: the reply's last token if it was not forwarded, and the end of turn.
+    pending_.assign(r->tokens.end() - r->n_uncached, r->tokens.end());
+    if (!o_.tokens_mode) {
+      pending_.push_back(r->stop_token ? *r->stop_token : end_of_turn_);
+      if (turns_ == 1 && !o_.system.empty()) transcript_.push_back({"system", o_.system});
+      transcript_.push_back({"user", line});
+      transcript_.push_back({"assistant", r->text});
+    }
+    const double gen_tps = r->gen_ms > 0 ? 1000.0 * static_cast<double>(r->tokens.size()) / r->gen_ms : 0;
+    std::fprintf(stderr,
+                 "[turn %d: processed %zu new tokens, generated %zu (%.1f tokens/s, stop: %s), cache %" PRId64
+                 "/%" PRId64 "]\n",
+                 turns_, fresh.size(), r->tokens.size(), gen_tps, r->stop_reason.c_str(), state_->n_past(),
+                 state_->n_ctx());
+    return Status::Ok();
+  }
+
+  void Reset() {
+    state_->Truncate(0);
+    cached_.clear();
+    pending_.clear();
+    transcript_.clear();
+    turns_ = 0;
+  }
+
+  Status Save(const std::string& path) const {
+    nlohmann::json j;
+    j["model"] = o_.common.model;
+    j["tokens_mode"] = o_.tokens_mode;
+    j["turns"] = turns_;
+    j["cached_tokens"] = cached_;
+    j["pending_tokens"] = pending_;
+    nlohmann::json msgs = nlohmann::json::array();
+    for (const auto& msg : transcript_) msgs.push_back({{"role", msg.role}, {"content", msg.content}});
+    j["messages"] = msgs;
+    std::string kv;
+    HERD_RETURN_IF_ERROR(state_->SaveTo(&kv));
+    const std::string header = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    if (!out) return IOError(path + ": cannot open for writing");
+    const uint64_t n = header.size();
+    out << kSaveMagic;
+    out.write(reinterpret_cast<const char*>(&n), sizeof n);
+    out << header << kv;
+    if (!out.flush()) return IOError(path + ": write failed");
+    std::fprintf(stderr, "[saved %zu messages and %" PRId64 " cached positions (%.2f MiB) to %s]\n",
+                 transcript_.size(), state_->n_past(), static_cast<double>(kv.size()) / (1 << 20), path.c_str());
+    return Status::Ok();
+  }
+
+  Status Load(const std::string& path) {
+    HERD_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path));
+    if (bytes.compare(0, kSaveMagic.size(), kSaveMagic) != 0) return Corruption(path + ": not a herd chat file");
+    size_t at = kSaveMagic.size();
+    uint64_t n = 0;
+    if (bytes.size() - at < sizeof n) return Corruption(path + ": truncated");
+    std::memcpy(&n, bytes.data() + at, sizeof n);
+    at += sizeof n;
+    if (n > bytes.size() - at) return Corruption(path + ": truncated header");
+    nlohmann::json j = nlohmann::json::parse(bytes.begin() + at, bytes.begin() + at + n, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return Corruption(path + ": damaged header");
+    at += n;
+    std::vector<int32_t> cached, pending;
+    std::vector<runtime::ChatMessage> transcript;
+    int turns = 0;
+    try {
+      if (j.at("tokens_mode").get<bool>() != o_.tokens_mode) {
+        return InvalidArgument(path + ": saved in " + (o_.tokens_mode ? "text" : "--tokens") + " mode");
+      }
+      cached = j.at("cached_tokens").get<std::vector<int32_t>>();
+      pending = j.at("pending_tokens").get<std::vector<int32_t>>();
+      turns = j.at("turns").get<int>();
+      for (const auto& msg : j.at("messages")) {
+        transcript.push_back({msg.at("role").get<std::string>(), msg.at("content").get<std::string>()});
+      }
+    } catch (const nlohmann::json::exception& e) {
+      return Corruption(path + ": damaged header (" + e.what() + ")");
+    }
+    HERD_RETURN_IF_ERROR(state_->LoadFrom(std::string_view(bytes).substr(at)).WithContext(path));
+    if (state_->n_past() != static_cast<int64_t>(cached.size())) {
+      state_->Truncate(0);
+      return Corruption(path + ": transcript and KV cache disagree");
+    }
+    cached_ = std::move(cached);
+    pending_ = std::move(pending);
+    transcript_ = std::move(transcript);
+    turns_ = turns;
+    std::fprintf(stderr, "[loaded %zu messages, %" PRId64 " cached positions from %s]\n", transcript_.size(),
+                 state_->n_past(), path.c_str());
+    return Status::Ok();
+  }
+
+  int64_t processed_total() const { return processed_total_; }
+
+ private:
+  Result<int32_t> EndOfTurnId() const {
+    auto id = m_.tokenizer->TokenId(format_ == runtime::ChatFormat::kLlama4 ? "<|eot|>" : "<|eot_id|>");
+    if (!id) return NotSupported("the tokenizer has no end-of-turn token");
+    return *id;
+  }
+
+  const ChatOptions& o_;
+  runtime::LoadedModel& m_;
+  std::unique_ptr<model::ModelState> state_;
+  ThreadPool& pool_;
+  runtime::ChatFormat format_ = runtime::ChatFormat::kLlama4;
+  int32_t end_of_turn_ = -1;
+  std::vector<int32_t> cached_;   // tokens in the KV cache, in order
+  std::vector<int32_t> pending_;  // tokens the next turn must process before its own
+  std::vector<runtime::ChatMessage> transcript_;
+  int turns_ = 0;
+  int64_t processed_total_ = 0;
+};
+
+// Reads one line: with line editing and history on a terminal, plain getline otherwise. False at end of input.
+bool ReadLine(bool tty, std::string* line) {
+  if (tty) {
+    char* s = readline("> ");
+    if (!s) return false;
+    *line = s;
+    std::free(s);
+    if (!line->empty()) add_history(line->c_str());
+    return true;
+  }
+  return static_cast<bool>(std::getline(std::cin, *line));
+}
+
+int CmdChat(ChatOptions o) {
+  o.sampling.seed = o.seed ? *o.seed : std::random_device{}();
+  if (Status s = o.sampling.Validate(); !s.ok()) return Fail(s);
+  auto loaded = Load(o.common, !o.tokens_mode);
+  if (!loaded.ok()) return FailInput(loaded.status());
+  runtime::LoadedModel& m = **loaded;
+  const int64_t n_ctx = ContextSize(o.common, m.model->config(), 4096);
+  auto state = m.model->NewState(n_ctx, o.common.batch);
+  if (!state.ok()) return FailInput(state.status());
+  ThreadPool pool(o.common.threads);
+  ChatSession session(o, m, std::move(state).value(), pool);
+  if (Status s = session.Init(); !s.ok()) return FailInput(s);
+  const bool tty = isatty(STDIN_FILENO) != 0;
+  std::fprintf(stderr, "herd chat: %s, context %" PRId64 ", %d threads. /reset, /save FILE, /load FILE, /exit\n",
+               o.common.model.c_str(), n_ctx, pool.size());
+  std::string line;
+  while (ReadLine(tty, &line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty()) continue;
+    Status s;
+    if (line == "/exit" || line == "/quit") break;
+    if (line == "/reset") {
+      session.Reset();
+      std::fprintf(stderr, "[conversation reset]\n");
+      continue;
+    }
+    if (line == "/help") {
+      std::fprintf(stderr, "/reset  forget the conversation\n/save FILE  save it with its KV cache\n"
+                           "/load FILE  continue a saved conversation\n/exit  quit\n");
+      continue;
+    }
+    if (line.rfind("/save ", 0) == 0) {
+      s = session.Save(line.substr(6));
+    } else if (line.rfind("/load ", 0) == 0) {
+      s = session.Load(line.substr(6));
+    } else if (line[0] == '/' && line.rfind("//", 0) != 0) {
+      s = InvalidArgument("unknown command '" + line + "' (/help lists them; start with // to send a slash)");
+    } else {
+      s = session.Turn(line.rfind("//", 0) == 0 ? line.substr(1) : line);
+    }
+    // Errors end the turn, not the session.
+    if (!s.ok()) std::fprintf(stderr, "herd: error: %s\n", s.ToString().c_str());
+  }
+  std::fprintf(stderr, "[%" PRId64 " tokens processed in total]\n", session.processed_total());
+  return kExitOk;
+}
+
+}  // namespace
+
+Command AddChatCommand(CLI::App& app) {
+  auto o = std::make_shared<ChatOptions>();
+  auto* cmd = app.add_subcommand("chat", "interactive multi-turn chat (the conversation stays in the KV cache)");
+  AddModelOptions(cmd, &o->common);
+  cmd->add_option("--system", o->system, "system prompt");
+  cmd->add_option("-n,--n-predict", o->n_predict, "maximum tokens per reply")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
+  cmd->add_option("--temp", o->sampling.temperature, "temperature (0 = greedy)");
+  cmd->add_option("--top-k", o->sampling.top_k, "top-k (0 = off)");
+  cmd->add_option("--top-p", o->sampling.top_p, "top-p (1 = off)");
+  cmd->add_option("--min-p", o->sampling.min_p, "min-p (0 = off)");
+  cmd->add_option("--repeat-penalty", o->sampling.repeat_penalty, "repetition penalty (1 = off)");
+  cmd->add_option("--repeat-last-n", o->sampling.repeat_last_n, "tokens the penalty looks back");
+  cmd->add_option("--seed", o->seed, "random seed (default: random)");
+  cmd->add_flag("--tokens", o->tokens_mode,
+                "input lines are comma-separated token ids, replies are printed as ids (no tokenizer needed)");
+  return {cmd, [o] { return CmdChat(*o); }};
+}
+
+}  // namespace herd::cli

@@ -1,0 +1,64 @@
+// herd convert: a Hugging Face directory to a GGUF file llama.cpp and herd load (runtime/convert.h), with a
+// progress bar. Exit codes: 0 ok, 1 usage (bad flags or --type), 2 bad input (unreadable or unsupported model,
+// unwritable output).
+#include <cinttypes>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "cli/common.h"
+#include "formats/gguf.h"
+#include "runtime/convert.h"
+
+namespace herd::cli {
+namespace {
+
+struct ConvertCliOptions {
+  std::string input;
+  std::string output;
+  std::string type;  // empty: keep the source dtype
+  std::string name;
+  bool quiet = false;
+};
+
+int CmdConvert(const ConvertCliOptions& o) {
+  runtime::ConvertOptions co;
+  co.input = o.input;
+  co.output = o.output;
+  co.name = o.name;
+  co.show_progress = !o.quiet;
+  if (!o.type.empty()) {
+    auto t = runtime::ParseConvertType(o.type);
+    if (!t.ok()) return Fail(t.status());
+    co.type = *t;
+  }
+  if (Status s = runtime::ConvertToGguf(co); !s.ok()) return FailInput(s);
+  auto g = formats::GgufFile::Open(o.output);
+  if (!g.ok()) return FailInput(g.status().WithContext("reading back the converted file"));
+  std::error_code ec;
+  const auto bytes = std::filesystem::file_size(o.output, ec);
+  std::fprintf(stderr, "herd: wrote %s (%s, %zu tensors, %.2f MiB%s)\n", o.output.c_str(),
+               std::string(*(*g)->GetString("general.architecture")).c_str(), (*g)->tensor_infos().size(),
+               static_cast<double>(bytes) / (1 << 20),
+               (*g)->Find("tokenizer.ggml.model") != nullptr ? ", with vocabulary" : ", no vocabulary");
+  return kExitOk;
+}
+
+}  // namespace
+
+Command AddConvertCommand(CLI::App& app) {
+  auto o = std::make_shared<ConvertCliOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "convert", "convert a Hugging Face directory (config.json + safetensors [+ tokenizer.model]) to GGUF");
+  cmd->add_option("input", o->input, "HF model directory")->required();
+  cmd->add_option("-o,--output", o->output, "GGUF file to write")->required();
+  cmd->add_option("--type", o->type,
+                  "type of the weight matrices: f32, f16, bf16, q8_0 or q4_0 (default: keep the source dtype; "
+                  "norms and the router stay f32)");
+  cmd->add_option("--name", o->name, "general.name (default: the directory name)");
+  cmd->add_flag("-q,--quiet", o->quiet, "no progress bar");
+  return Command{cmd, [o] { return CmdConvert(*o); }};
+}
+
+}  // namespace herd::cli

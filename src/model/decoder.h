@@ -1,0 +1,84 @@
+// The Llama decoder: dense Llama 2/3 and llama2.c models, and the Llama 4 text model, as one pre-norm
+// transformer driven by the per-layer table of ModelConfig (llama4.md sections 2 and 10):
+//   embed -> per layer: RMSNorm, Q/K/V, RoPE (+ QK-norm) or NoPE (+ temperature tuning), causal or chunked
+//   attention over the KV cache, residual, RMSNorm, dense SwiGLU or MoE (router, top-k sigmoid gates on the
+//   expert input, expert-grouped GEMMs, shared expert), residual -> final norm -> logits.
+// References: stories260K greedy output (dense), shared/fixtures/llama4-tiny-text (Llama 4).
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "model/model.h"
+
+namespace herd::model {
+
+struct DecoderLayerWeights {
+  std::vector<float> attn_norm;  // [hidden_size] f32 (converted at bind time: tiny)
+  TensorView attn_q;             // [n_heads*head_dim, hidden_size]
+  TensorView attn_k;             // [n_kv_heads*head_dim, hidden_size]
+  TensorView attn_v;             // [n_kv_heads*head_dim, hidden_size]
+  TensorView attn_output;        // [hidden_size, n_heads*head_dim]
+  std::vector<float> ffn_norm;   // [hidden_size]
+  // Dense layers, or the shared expert of MoE layers.
+  TensorView ffn_gate;           // [ffn_size, hidden_size]
+  TensorView ffn_up;             // [ffn_size, hidden_size]
+  TensorView ffn_down;           // [hidden_size, ffn_size]
+  // MoE layers only.
+  TensorView router;             // [n_experts, hidden_size]
+  // Either per-expert [out, in] (GGUF, llama.cpp names) ...
+  TensorView gate_exps;          // [n_experts, ffn_size, hidden_size]
+  TensorView up_exps;            // [n_experts, ffn_size, hidden_size]
+  TensorView down_exps;          // [n_experts, hidden_size, ffn_size]
+  // ... or HF's fused input-major tensors, used in their stored orientation (llama4.md section 4.1).
+  bool experts_input_major = false;
+  TensorView gate_up_exps_im;    // [n_experts, hidden_size, 2*ffn_size]: columns [0, F) gate, [F, 2F) up
+  TensorView down_exps_im;       // [n_experts, ffn_size, hidden_size]
+};
+
+// Optional capture of intermediate values for golden tests (set on a state before Forward).
+struct ForwardTrace {
+  // [n_layers + 2][n_tokens][hidden_size]: embeddings, the residual after each layer, the final-normed state.
+  std::vector<std::vector<float>> hidden;
+  // [n_moe_layers][n_tokens][n_experts]: raw router logits; and [n_moe_layers][n_tokens][k] chosen experts.
+  std::vector<std::vector<float>> router_logits;
+  std::vector<std::vector<int32_t>> router_choice;
+};
+
+class DecoderModel final : public Model {
+ public:
+  // Binds every tensor of `weights` (canonical names) after checking presence, dtype and shape against
+  // `config`; Corruption / NotSupported name the tensor, expected and actual. Unused tensors are an error.
+  static Result<std::unique_ptr<Model>> Create(ModelConfig config, const WeightMap& weights);
+
+  const ModelConfig& config() const override { return config_; }
+  Result<std::unique_ptr<ModelState>> NewState(int64_t n_ctx, int64_t n_batch) const override;
+  Status Forward(ModelState& state, std::span<const int32_t> tokens, LogitsMode mode, float* logits,
+                 ThreadPool& pool) const override;
+  int64_t WeightBytes() const override { return weight_bytes_; }
+
+  // Attaches a trace to `state` (nullptr detaches); the trace must outlive the Forward calls.
+  static void SetTrace(ModelState& state, ForwardTrace* trace);
+
+ private:
+  DecoderModel() = default;
+  class State;
+  void ForwardBatch(State& s, const int32_t* tokens, int64_t n_tokens, LogitsMode mode, float* logits,
+                    ThreadPool& pool) const;
+  void Attention(State& s, int64_t layer, int64_t n_tokens, ThreadPool& pool) const;
+  void DenseFfn(State& s, const DecoderLayerWeights& w, int64_t n_tokens, float* out, ThreadPool& pool) const;
+  void MoeFfn(State& s, int64_t layer, int64_t n_tokens, ThreadPool& pool) const;
+
+  ModelConfig config_;
+  WeightMap weights_;  // keeps the mapped files alive
+  TensorView token_embd_;  // [vocab_size, hidden_size]
+  std::vector<DecoderLayerWeights> layers_;
+  std::vector<float> output_norm_;  // [hidden_size]
+  TensorView output_;               // [vocab_size, hidden_size] (token_embd when tied)
+  std::vector<float> inv_freq_;     // [head_dim/2]
+  int64_t weight_bytes_ = 0;
+  int64_t max_ffn_ = 0;             // widest FFN of any layer
+  int64_t min_chunk_ = 0;           // smallest attention chunk (0: none): batches never cross its boundaries
+};
+
+}  // namespace herd::model

@@ -1,0 +1,38 @@
+// Chat formats rendered straight to token ids (llama4.md section 8.1, Meta's format; section 10.3 for
+// Llama 3). Special tokens come only from the template; message content is encoded with special-token parsing
+// disabled, so typing "<|eot|>" in a message cannot inject a control token (llama4.md section 7.4).
+#pragma once
+
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "tokenizer/tokenizer.h"
+
+namespace herd::runtime {
+
+enum class ChatFormat {
+  kLlama4,  // <|header_start|>role<|header_end|>\n\n content <|eot|>
+  kLlama3,  // <|start_header_id|>role<|end_header_id|>\n\n content <|eot_id|>
+};
+
+struct ChatMessage {
+  std::string role;  // system, user, assistant, tool / ipython
+  std::string content;
+};
+
+// The chat format a tokenizer supports, from its special tokens; NotSupported when it has none.
+Result<ChatFormat> DetectChatFormat(const tokenizer::Tokenizer& tok);
+
+// Tokens of `messages`: BOS (when add_bos) + each message + (when add_generation_prompt) the open assistant
+// header. Role "tool" is rendered as "ipython". InvalidArgument for an unknown role or a role that contains
+// control text.
+Result<std::vector<int32_t>> RenderChat(const tokenizer::Tokenizer& tok, ChatFormat format,
+                                        std::span<const ChatMessage> messages, bool add_bos,
+                                        bool add_generation_prompt);
+
+// Tokens that end an assistant turn in `format` (Llama 4: <|eot|>, <|eom|>, <|end_of_text|>).
+std::vector<int32_t> ChatStopIds(const tokenizer::Tokenizer& tok, ChatFormat format);
+
+}  // namespace herd::runtime

@@ -1,0 +1,165 @@
+// Model loading and the generation loop.
+#include "runtime/engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+
+namespace herd::runtime {
+namespace fs = std::filesystem;
+
+double NowMs() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+namespace {
+
+// Tokenizer files that may sit beside a llama2.c checkpoint: tokenizer.bin, or a single tok*.bin.
+Result<std::string> FindLlama2cTokenizer(const std::string& model_path) {
+  const fs::path dir = fs::path(model_path).parent_path().empty() ? fs::path(".") : fs::path(model_path).parent_path();
+  if (fs::exists(dir / "tokenizer.bin")) return (dir / "tokenizer.bin").string();
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (e.path() != fs::path(model_path) && name.rfind("tok", 0) == 0 && e.path().extension() == ".bin") {
+      found.push_back(e.path().string());
+    }
+  }
+  if (found.size() == 1) return found[0];
+  return InvalidArgument("no tokenizer given for llama2.c checkpoint '" + model_path +
+                         "' and none found beside it (tokenizer.bin or a single tok*.bin); pass --tokenizer FILE");
+}
+
+Result<std::unique_ptr<tokenizer::Tokenizer>> OpenTokenizer(const formats::ModelFiles& files,
+                                                            const LoadOptions& o) {
+  if (!o.tokenizer_path.empty()) {
+    std::optional<int32_t> vocab;
+    if (files.llama2c) vocab = files.llama2c->vocab_size;
+    return tokenizer::LoadTokenizer(o.tokenizer_path, vocab);
+  }
+  switch (files.format) {
+    case formats::ModelFormat::kGguf:
+      return tokenizer::LoadTokenizerFromGguf(*files.gguf);
+    case formats::ModelFormat::kSafetensorsDir:
+      return tokenizer::LoadTokenizer(files.path);
+    case formats::ModelFormat::kLlama2c: {
+      HERD_ASSIGN_OR_RETURN(std::string path, FindLlama2cTokenizer(files.path));
+      return tokenizer::LoadLlama2cTokenizer(path, files.llama2c->vocab_size);
+    }
+  }
+  return Internal("unknown model format");
+}
+
+}  // namespace
+
+Result<std::unique_ptr<LoadedModel>> LoadModel(const LoadOptions& o) {
+  const double t0 = NowMs();
+  auto m = std::make_unique<LoadedModel>();
+  HERD_ASSIGN_OR_RETURN(m->files, formats::OpenModelFiles(o.model_path));
+  HERD_ASSIGN_OR_RETURN(m->model, model::CreateModel(m->files));
+  auto tok = OpenTokenizer(m->files, o);
+  if (tok.ok()) {
+    m->tokenizer = std::move(tok).value();
+    if (m->tokenizer->vocab_size() > m->model->config().vocab_size) {
+      return Corruption("tokenizer has " + std::to_string(m->tokenizer->vocab_size()) +
+                        " tokens but the model's vocabulary has only " +
+                        std::to_string(m->model->config().vocab_size) + " rows");
+    }
+    m->stop_ids = m->tokenizer->stop_ids();
+    // llama2.c's run.c ends a story when the model emits BOS.
+    if (m->files.format == formats::ModelFormat::kLlama2c && m->tokenizer->bos_id()) {
+      m->stop_ids.push_back(*m->tokenizer->bos_id());
+    }
+  } else if (o.require_tokenizer) {
+    return tok.status();
+  }
+  m->load_ms = NowMs() - t0;
+  return m;
+}
+
+Result<GenerateResult> Generate(const LoadedModel& m, model::ModelState& state, ThreadPool& pool,
+                                std::span<const int32_t> prompt, const GenerateOptions& o,
+                                const std::function<void(std::string_view)>& on_text) {
+  HERD_RETURN_IF_ERROR(o.sampling.Validate());
+  if (prompt.empty()) return InvalidArgument("the prompt has no tokens");
+  if (state.n_past() + static_cast<int64_t>(prompt.size()) > state.n_ctx()) {
+    return OutOfRange("prompt of " + std::to_string(prompt.size()) + " tokens does not fit the context of " +
+                      std::to_string(state.n_ctx()) + " positions (" + std::to_string(state.n_past()) +
+                      " already used); raise -c");
+  }
+  const int64_t vocab = m.model->config().vocab_size;
+  std::vector<float> logits(static_cast<size_t>(vocab));
+  std::vector<int32_t> history(prompt.begin(), prompt.end());
+  history.reserve(history.size() + static_cast<size_t>(std::max<int64_t>(o.n_predict, 0)));
+  Sampler sampler(o.sampling, vocab);
+  GenerateResult r;
+  r.n_prompt = static_cast<int64_t>(prompt.size());
+
+  double t = NowMs();
+  HERD_RETURN_IF_ERROR(m.model->Forward(state, prompt, model::LogitsMode::kLast, logits.data(), pool));
+  r.prompt_ms = NowMs() - t;
+
+  std::unique_ptr<tokenizer::StreamDecoder> decoder;
+  if (m.tokenizer) {
+    decoder = std::make_unique<tokenizer::StreamDecoder>(*m.tokenizer);
+    // Feed the prompt first (its text is not emitted) so the continuation is decoded in context: SentencePiece
+    // drops the leading space of the first piece of a text, which must not happen to the first generated token.
+    for (int32_t id : prompt) (void)decoder->Push(id);
+  }
+  size_t max_stop = 0;
+  for (const auto& s : o.stop_strings) max_stop = std::max(max_stop, s.size());
+  size_t emitted = 0;  // bytes of r.text already passed to on_text
+  auto emit_upto = [&](size_t end) {
+    if (end > emitted) {
+      if (on_text) on_text(std::string_view(r.text).substr(emitted, end - emitted));
+      emitted = end;
+    }
+  };
+
+  r.stop_reason = "length";
+  t = NowMs();
+  for (int64_t i = 0; i < o.n_predict; ++i) {
+    const int32_t id = sampler.Sample(logits.data(), history);
+    if (std::find(m.stop_ids.begin(), m.stop_ids.end(), id) != m.stop_ids.end()) {
+      r.stop_reason = "eos";
+      r.stop_token = id;
+      break;
+    }
+    r.tokens.push_back(id);
+    history.push_back(id);
+    if (decoder) {
+      r.text += decoder->Push(id);
+      bool stopped = false;
+      for (const auto& s : o.stop_strings) {
+        const size_t at = s.empty() ? std::string::npos : r.text.find(s, emitted > s.size() ? emitted - s.size() : 0);
+        if (at != std::string::npos) {
+          r.text.resize(at);
+          stopped = true;
+        }
+      }
+      if (stopped) {
+        r.stop_reason = "stop string";
+        break;
+      }
+      // Hold back a tail that could still become a stop string; never split a UTF-8 character.
+      size_t safe = r.text.size() >= max_stop ? r.text.size() - (max_stop > 0 ? max_stop - 1 : 0) : 0;
+      while (safe > emitted && safe < r.text.size() && (static_cast<uint8_t>(r.text[safe]) & 0xC0) == 0x80) --safe;
+      emit_upto(safe);
+    }
+    if (i + 1 == o.n_predict) break;
+    if (state.n_past() >= state.n_ctx()) {
+      r.stop_reason = "context full";
+      break;
+    }
+    const int32_t next[1] = {id};
+    HERD_RETURN_IF_ERROR(m.model->Forward(state, next, model::LogitsMode::kLast, logits.data(), pool));
+  }
+  r.n_uncached = r.stop_reason == "eos" || r.tokens.empty() ? 0 : 1;
+  if (decoder && r.stop_reason != "stop string") r.text += decoder->Flush();
+  emit_upto(r.text.size());
+  r.gen_ms = NowMs() - t;
+  return r;
+}
+
+}  // namespace herd::runtime

@@ -1,0 +1,70 @@
+// Engine: loading a model with its tokenizer, and the generation loop (prompt as one batch, then one token
+// per step with the KV cache), with stop tokens and stop strings and streamed UTF-8 text.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+#include "core/thread_pool.h"
+#include "formats/model_files.h"
+#include "model/model.h"
+#include "runtime/sampler.h"
+#include "tokenizer/tokenizer.h"
+
+namespace herd::runtime {
+
+struct LoadOptions {
+  std::string model_path;
+  // Explicit tokenizer file; otherwise the GGUF vocabulary, the HF directory's tokenizer.model, or for a
+  // llama2.c checkpoint a single tokenizer*.bin / tok*.bin beside it.
+  std::string tokenizer_path;
+  bool require_tokenizer = true;
+  bool show_progress = true;
+};
+
+struct LoadedModel {
+  formats::ModelFiles files;
+  std::unique_ptr<model::Model> model;
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer;  // null only when !require_tokenizer and none was found
+  std::vector<int32_t> stop_ids;                    // tokens that end generation
+  double load_ms = 0;
+};
+
+// Errors: IOError/Corruption/NotSupported from the files, with the path in the message.
+Result<std::unique_ptr<LoadedModel>> LoadModel(const LoadOptions& options);
+
+struct GenerateOptions {
+  int64_t n_predict = 256;  // tokens to generate at most
+  SamplingParams sampling;
+  std::vector<std::string> stop_strings;
+};
+
+struct GenerateResult {
+  std::vector<int32_t> tokens;  // generated ids (a stop token is not included)
+  std::string text;             // their text, cut before a stop string
+  std::string stop_reason;      // "length", "eos", "stop string", "context full"
+  std::optional<int32_t> stop_token;  // the stop token sampled (stop_reason "eos"); it is not in the cache
+  // Trailing generated tokens not yet in the KV cache (0 or 1: the last sampled token is only forwarded when
+  // another one follows). The cache holds the prompt and tokens[0, tokens.size() - n_uncached).
+  int64_t n_uncached = 0;
+  int64_t n_prompt = 0;
+  double prompt_ms = 0;
+  double gen_ms = 0;
+};
+
+// Processes `prompt` from state.n_past() as one batch and then samples up to n_predict tokens. on_text
+// receives the text as complete UTF-8 pieces (stop strings held back until they can no longer match).
+// OutOfRange when the prompt does not fit the context.
+Result<GenerateResult> Generate(const LoadedModel& m, model::ModelState& state, ThreadPool& pool,
+                                std::span<const int32_t> prompt, const GenerateOptions& options,
+                                const std::function<void(std::string_view)>& on_text);
+
+double NowMs();
+
+}  // namespace herd::runtime

@@ -1,0 +1,572 @@
+// Synthetic Llama 4 models: presets from llama4.md sections 1-3, random weights in one anonymous mapping, and a
+// GGUF writer with llama.cpp's llama4 keys (section 4.4). The config is built through ConfigFromHf from an HF
+// text_config so that the per-layer table (NoPE, chunking, QK-norm, MoE interleave) comes from the same code
+// that reads real checkpoints.
+#include "runtime/synthetic.h"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/half.h"
+#include "core/progress.h"
+#include "formats/gguf_writer.h"
+#include "kernels/matmul.h"
+#include "model/decoder.h"
+
+namespace herd::runtime {
+namespace {
+
+constexpr int64_t kAlign = 64;            // every tensor starts on a cache line (and a SIMD vector)
+constexpr float kWeightStd = 0.02f;       // HF initializer_range (llama4.md section 3)
+constexpr int64_t kChunkBytes = 1 << 20;  // unit of parallel filling and of its RNG streams
+constexpr int64_t kProgressBytes = int64_t{1} << 30;
+
+struct Preset {
+  const char* name;
+  int64_t layers, hidden, heads, kv_heads, experts, top_k, ffn, ffn_mlp, moe_step, vocab, max_pos;
+  bool rope_scaling;  // Scout's llama3 scaling (factor 16, low 1, high 1, original 8192)
+};
+
+// llama4.md section 3 (HF config.json of the instruct models; context lengths per section 4.4).
+constexpr Preset kPresets[] = {
+    {"scout", 48, 5120, 40, 8, 16, 1, 8192, 16384, 1, 202048, 10485760, true},
+    {"maverick", 48, 5120, 40, 8, 128, 1, 8192, 16384, 2, 202048, 1048576, false},
+    // The reference shape of the llama.cpp comparison: Scout's layer structure at 1/30 of its size.
+    {"small-moe", 8, 2048, 16, 4, 16, 1, 4096, 8192, 1, 32000, 131072, true},
+    {"custom", 8, 2048, 16, 4, 16, 1, 4096, 8192, 1, 32000, 131072, true},
+};
+
+// The expert tensors of which a decode step reads only num_experts_per_tok of num_local_experts slices.
+bool IsRoutedExperts(std::string_view name) { return name.find("_exps") != std::string_view::npos; }
+
+std::string GiB(int64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(bytes) / (int64_t{1} << 30));
+  return buf;
+}
+
+// splitmix64 (Steele, Lea, Flood, "Fast splittable pseudorandom number generators", 2014): one multiply-xorshift
+// per 8 random bytes, and any seed gives an independent-looking stream, so every chunk seeds its own.
+struct SplitMix64 {
+  uint64_t state;
+  uint64_t Next() {
+    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  // Approximately N(0, 1): the Irwin-Hall sum of four 16-bit uniforms, centred and scaled to unit variance
+  // (variance of one lane (2^32 - 1) / 12). Tails stop at +-3.46, which suits weights fine.
+  float Normal() {
+    const uint64_t r = Next();
+    const int64_t s = static_cast<int64_t>(r & 0xffff) + static_cast<int64_t>((r >> 16) & 0xffff) +
+                      static_cast<int64_t>((r >> 32) & 0xffff) + static_cast<int64_t>(r >> 48);
+    constexpr float kInvStd = 1.0f / 37837.2f;  // 1 / sqrt(4 * (65536^2 - 1) / 12)
+    return static_cast<float>(s - 131070) * kInvStd;
+  }
+  float Uniform() { return static_cast<float>(Next() >> 40) * (1.0f / (1 << 24)); }  // [0, 1)
+};
+
+uint64_t ChunkSeed(uint64_t seed, size_t tensor_idx, int64_t chunk_idx) {
+  SplitMix64 g{seed ^ (0xD1B54A32D192ED03ull * (tensor_idx + 1)) ^ (0x8CB92BA72F3D8DD7ull * (chunk_idx + 1))};
+  return g.Next();
+}
+
+// Sixteen f16 block scales spanning [0.75, 1.25] x the scale that gives codes of standard deviation
+// `code_std` a weight standard deviation of kWeightStd; a block picks one at random.
+std::array<uint16_t, 16> ScaleTable(float code_std) {
+  std::array<uint16_t, 16> t{};
+  for (int i = 0; i < 16; ++i) t[i] = F32ToF16(kWeightStd / code_std * (0.75f + 0.5f * static_cast<float>(i) / 15));
+  return t;
+}
+
+// Fills units [u0, u1) of a tensor (a unit is a quant block or one element) with its initial values.
+void FillUnits(const TensorSpec& t, bool is_norm, uint8_t* base, int64_t u0, int64_t u1, SplitMix64& rng) {
+  const int64_t unit = Traits(t.dtype).type_size;
+  uint8_t* p = base + u0 * unit;
+  const int64_t n = u1 - u0;
+  switch (t.dtype) {
+    case DType::kF32: {
+      float* f = reinterpret_cast<float*>(p);
+      if (is_norm) {
+        for (int64_t i = 0; i < n; ++i) f[i] = 1.0f + 0.1f * (rng.Uniform() - 0.5f);
+      } else {
+        for (int64_t i = 0; i < n; ++i) f[i] = kWeightStd * rng.Normal();
+      }
+      return;
+    }
+    case DType::kF16:
+    case DType::kBF16: {
+      for (int64_t i = 0; i < n; ++i) {
+        const float v = is_norm ? 1.0f + 0.1f * (rng.Uniform() - 0.5f) : kWeightStd * rng.Normal();
+        const uint16_t h = t.dtype == DType::kF16 ? F32ToF16(v) : F32ToBf16(v);
+        std::memcpy(p + 2 * i, &h, 2);
+      }
+      return;
+    }
+    case DType::kQ8_0: {  // d (f16), qs[32] int8 uniform in [-128, 127]: code std 73.9
+      static const std::array<uint16_t, 16> kScales = ScaleTable(73.9f);
+      for (int64_t b = 0; b < n; ++b, p += 34) {
+        uint64_t r[4] = {rng.Next(), rng.Next(), rng.Next(), rng.Next()};
+        const uint16_t d = kScales[r[0] >> 60];
+        std::memcpy(p, &d, 2);
+        std::memcpy(p + 2, r, 32);
+      }
+      return;
+    }
+    case DType::kQ4_0: {  // d (f16), qs[16] nibbles, weight (q - 8) * d with q uniform in [0, 15]: code std 4.61
+      static const std::array<uint16_t, 16> kScales = ScaleTable(4.61f);
+      for (int64_t b = 0; b < n; ++b, p += 18) {
+        uint64_t r[2] = {rng.Next(), rng.Next()};
+        const uint16_t d = kScales[r[0] >> 60];
+        std::memcpy(p, &d, 2);
+        std::memcpy(p + 2, r, 16);
+      }
+      return;
+    }
+    default:
+      HERD_CHECK(false && "FillUnits: dtype not validated");
+  }
+}
+
+// Anonymous memory released when the last WeightMap copy drops it.
+struct Mapping {
+  void* addr = nullptr;
+  size_t size = 0;
+  ~Mapping() {
+    if (addr != nullptr) ::munmap(addr, size);
+  }
+};
+
+bool CheckBlocks(DType dtype, int64_t cols) { return cols % Traits(dtype).block_size == 0; }
+
+}  // namespace
+
+const std::vector<std::string>& SyntheticPresets() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (const Preset& p : kPresets) v.push_back(p.name);
+    return v;
+  }();
+  return names;
+}
+
+Result<model::ModelConfig> SyntheticConfig(const SyntheticSpec& spec) {
+  const Preset* preset = nullptr;
+  for (const Preset& p : kPresets) {
+    if (spec.preset == p.name) preset = &p;
+  }
+  if (preset == nullptr) {
+    std::string names;
+    for (const std::string& n : SyntheticPresets()) names += (names.empty() ? "" : ", ") + n;
+    return InvalidArgument("unknown synthetic model '" + spec.preset + "' (presets: " + names + ")");
+  }
+  if (!kernels::MatMulSupports(spec.dtype)) {
+    return InvalidArgument("synthetic weights of type " + std::string(DTypeName(spec.dtype)) +
+                           " cannot run on the CPU kernels (types: f32, f16, bf16, q8_0, q4_0)");
+  }
+  const std::pair<const char*, int64_t> sizes[] = {{"num_hidden_layers", spec.num_hidden_layers},
+                                                   {"hidden_size", spec.hidden_size},
+                                                   {"num_attention_heads", spec.num_attention_heads},
+                                                   {"num_key_value_heads", spec.num_key_value_heads},
+                                                   {"head_dim", spec.head_dim},
+                                                   {"num_local_experts", spec.num_local_experts},
+                                                   {"num_experts_per_tok", spec.num_experts_per_tok},
+                                                   {"intermediate_size", spec.intermediate_size},
+                                                   {"intermediate_size_mlp", spec.intermediate_size_mlp},
+                                                   {"interleave_moe_layer_step", spec.interleave_moe_layer_step},
+                                                   {"vocab_size", spec.vocab_size},
+                                                   {"max_position_embeddings", spec.max_position_embeddings}};
+  for (const auto& [field, v] : sizes) {
+    if (v < 0) return InvalidArgument(std::string(field) + " must be positive, got " + std::to_string(v));
+  }
+  auto pick = [](int64_t override_value, int64_t preset_value) {
+    return override_value > 0 ? override_value : preset_value;
+  };
+  const int64_t hidden = pick(spec.hidden_size, preset->hidden);
+  const int64_t heads = pick(spec.num_attention_heads, preset->heads);
+  const int64_t experts = pick(spec.num_local_experts, preset->experts);
+  if (spec.head_dim == 0 && hidden % heads != 0) {
+    return InvalidArgument("hidden_size " + std::to_string(hidden) + " is not a multiple of num_attention_heads " +
+                           std::to_string(heads) + "; give head_dim explicitly");
+  }
+  nlohmann::json t = {
+      {"model_type", "llama4_text"},
+      {"num_hidden_layers", pick(spec.num_hidden_layers, preset->layers)},
+      {"hidden_size", hidden},
+      {"num_attention_heads", heads},
+      {"num_key_value_heads", pick(spec.num_key_value_heads, preset->kv_heads)},
+      {"head_dim", pick(spec.head_dim, hidden / heads)},
+      {"num_local_experts", experts},
+      {"num_experts_per_tok", pick(spec.num_experts_per_tok, preset->top_k)},
+      {"intermediate_size", pick(spec.intermediate_size, preset->ffn)},
+      // A custom expert width without a dense width keeps Scout's ratio of the two (16384 / 8192).
+      {"intermediate_size_mlp",
+       pick(spec.intermediate_size_mlp, spec.intermediate_size > 0 ? 2 * spec.intermediate_size : preset->ffn_mlp)},
+      {"interleave_moe_layer_step", pick(spec.interleave_moe_layer_step, preset->moe_step)},
+      {"vocab_size", pick(spec.vocab_size, preset->vocab)},
+      {"max_position_embeddings", pick(spec.max_position_embeddings, preset->max_pos)},
+      {"rms_norm_eps", 1e-5},
+      {"rope_theta", 500000.0},
+      {"no_rope_layer_interval", 4},
+      {"attention_chunk_size", 8192},
+      {"attn_temperature_tuning", true},
+      {"floor_scale", 8192},
+      {"attn_scale", 0.1},
+      // llama.cpp infers QK-norm from the expert count (llama4.md section 2.2): Scout on, Maverick off. Changed
+      // expert counts follow the same rule so that a saved file means the same network to both engines.
+      {"use_qk_norm", experts != 128},
+      {"tie_word_embeddings", false},
+  };
+  if (preset->rope_scaling) {
+    t["rope_scaling"] = {{"rope_type", "llama3"},
+                         {"factor", 16.0},
+                         {"low_freq_factor", 1.0},
+                         {"high_freq_factor", 1.0},
+                         {"original_max_position_embeddings", 8192}};
+  }
+  const std::string source = "synthetic " + spec.preset;
+  auto config = model::ConfigFromHf(t, source);
+  if (!config.ok()) return InvalidArgument(config.status().message());
+  model::ModelConfig c = std::move(config).value();
+  c.name = "synthetic-" + spec.preset;
+  if (c.vocab_size < 258) {
+    return InvalidArgument("vocab_size " + std::to_string(c.vocab_size) +
+                           " is too small: a synthetic vocabulary needs 256 byte tokens plus BOS and EOS");
+  }
+  const int64_t q_dim = c.num_attention_heads * c.head_dim, kv_dim = c.num_key_value_heads * c.head_dim;
+  for (const auto& [what, cols] : {std::pair<const char*, int64_t>{"hidden_size", c.hidden_size},
+                                   {"num_attention_heads x head_dim", q_dim},
+                                   {"num_key_value_heads x head_dim", kv_dim},
+                                   {"intermediate_size", c.intermediate_size},
+                                   {"intermediate_size_mlp", c.intermediate_size_mlp}}) {
+    if (!CheckBlocks(spec.dtype, cols)) {
+      return InvalidArgument(std::string(what) + " = " + std::to_string(cols) + " is not a multiple of the " +
+                             std::string(DTypeName(spec.dtype)) + " block size " +
+                             std::to_string(Traits(spec.dtype).block_size));
+    }
+  }
+  return c;
+}
+
+std::vector<TensorSpec> SyntheticLayout(const model::ModelConfig& c, DType dtype) {
+  std::vector<TensorSpec> out;
+  auto add = [&](std::string name, DType t, std::vector<int64_t> shape) {
+    int64_t n = 1;
+    for (int64_t dim : shape) n *= dim;
+    out.push_back({std::move(name), t, shape, RowBytes(t, n)});
+  };
+  const int64_t d = c.hidden_size, hd = c.head_dim;
+  const int64_t q_dim = c.num_attention_heads * hd, kv_dim = c.num_key_value_heads * hd;
+  const int64_t e = c.num_local_experts;
+  add("token_embd.weight", dtype, {c.vocab_size, d});
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    const int64_t f = c.layers[l].ffn_size;
+    add(p + "attn_norm.weight", DType::kF32, {d});
+    add(p + "attn_q.weight", dtype, {q_dim, d});
+    add(p + "attn_k.weight", dtype, {kv_dim, d});
+    add(p + "attn_v.weight", dtype, {kv_dim, d});
+    add(p + "attn_output.weight", dtype, {d, q_dim});
+    add(p + "ffn_norm.weight", DType::kF32, {d});
+    if (c.layers[l].moe) {
+      add(p + "ffn_gate_inp.weight", DType::kF32, {e, d});  // llama.cpp forces the router to F32
+      add(p + "ffn_gate_exps.weight", dtype, {e, f, d});
+      add(p + "ffn_up_exps.weight", dtype, {e, f, d});
+      add(p + "ffn_down_exps.weight", dtype, {e, d, f});
+      add(p + "ffn_gate_shexp.weight", dtype, {f, d});
+      add(p + "ffn_up_shexp.weight", dtype, {f, d});
+      add(p + "ffn_down_shexp.weight", dtype, {d, f});
+    } else {
+      add(p + "ffn_gate.weight", dtype, {f, d});
+      add(p + "ffn_up.weight", dtype, {f, d});
+      add(p + "ffn_down.weight", dtype, {d, f});
+    }
+  }
+  add("output_norm.weight", DType::kF32, {d});
+  add("output.weight", dtype, {c.vocab_size, d});
+  return out;
+}
+
+WeightFootprint ComputeFootprint(const model::ModelConfig& c, const std::vector<TensorSpec>& tensors) {
+  WeightFootprint fp;
+  const bool tied =
+      std::none_of(tensors.begin(), tensors.end(), [](const TensorSpec& t) { return t.name == "output.weight"; });
+  const double expert_fraction =
+      c.num_local_experts > 0 ? static_cast<double>(c.num_experts_per_tok) / c.num_local_experts : 0.0;
+  for (const TensorSpec& t : tensors) {
+    int64_t n = 1;
+    for (int64_t dim : t.shape) n *= dim;
+    fp.total_params += n;
+    fp.total_bytes += t.size_bytes;
+    if (IsRoutedExperts(t.name)) {
+      fp.routed_expert_bytes += t.size_bytes;
+      fp.active_params += std::llround(static_cast<double>(n) * expert_fraction);
+      fp.active_bytes += std::llround(static_cast<double>(t.size_bytes) * expert_fraction);
+    } else if (t.name == "token_embd.weight" && !tied) {  // one row per token: the lookup
+      fp.active_params += t.shape.back();
+      fp.active_bytes += RowBytes(t.dtype, t.shape.back());
+    } else {
+      fp.active_params += n;
+      fp.active_bytes += t.size_bytes;
+    }
+  }
+  return fp;
+}
+
+WeightFootprint ComputeFootprint(const model::ModelConfig& c, const WeightMap& weights) {
+  std::vector<TensorSpec> specs;
+  specs.reserve(weights.size());
+  for (const auto& [name, v] : weights.tensors()) {
+    specs.push_back({name, v.dtype, std::vector<int64_t>(v.shape.begin(), v.shape.begin() + v.n_dims), v.size_bytes});
+  }
+  return ComputeFootprint(c, specs);
+}
+
+std::optional<int64_t> AvailableMemoryBytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  int64_t value = 0;
+  std::string unit;
+  while (in >> key >> value) {
+    std::getline(in, unit);
+    if (key == "MemAvailable:") return value * 1024;  // reported in kB
+  }
+  return std::nullopt;
+}
+
+Result<SyntheticModel> MakeSyntheticWeights(const model::ModelConfig& c, DType dtype, uint64_t seed, ThreadPool& pool) {
+  if (!kernels::MatMulSupports(dtype)) {
+    return InvalidArgument("synthetic weights of type " + std::string(DTypeName(dtype)) + " are not supported");
+  }
+  const std::vector<TensorSpec> layout = SyntheticLayout(c, dtype);
+  std::vector<int64_t> offsets;
+  int64_t total = 0, padded = 0;
+  for (const TensorSpec& t : layout) {
+    offsets.push_back(padded);
+    total += t.size_bytes;
+    padded += (t.size_bytes + kAlign - 1) / kAlign * kAlign;
+  }
+  const std::string what = std::string(DTypeName(dtype)) + ", " + std::to_string(c.num_hidden_layers) +
+                           (c.num_hidden_layers == 1 ? " layer" : " layers");
+  if (auto avail = AvailableMemoryBytes(); avail && padded > *avail) {
+    return ResourceExhausted("the synthetic model needs " + GiB(padded) + " (" + what + ") but only " + GiB(*avail) +
+                             " of memory is available (MemAvailable); use fewer layers or a smaller type");
+  }
+  auto map = std::make_shared<Mapping>();
+  void* addr = ::mmap(nullptr, static_cast<size_t>(padded), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (addr == MAP_FAILED) {
+    return ResourceExhausted("cannot allocate " + GiB(padded) + " for the synthetic model (" + what +
+                             "): " + std::strerror(errno));
+  }
+  map->addr = addr;
+  map->size = static_cast<size_t>(padded);
+  // Decode streams every weight once per token: huge pages spare it the TLB misses (a hint; may be ignored).
+  (void)::madvise(addr, map->size, MADV_HUGEPAGE);
+  uint8_t* base = static_cast<uint8_t*>(addr);
+
+  // Work items of about kChunkBytes, each with its own RNG stream, taken dynamically by the threads.
+  struct Item {
+    size_t tensor_idx;
+    int64_t u0, u1, chunk_idx;
+  };
+  std::vector<Item> items;
+  for (size_t i = 0; i < layout.size(); ++i) {
+    const int64_t unit = Traits(layout[i].dtype).type_size;
+    const int64_t n_units = layout[i].size_bytes / unit;
+    const int64_t per = std::max<int64_t>(1, kChunkBytes / unit);
+    for (int64_t u = 0, k = 0; u < n_units; u += per, ++k) items.push_back({i, u, std::min(n_units, u + per), k});
+  }
+  std::unique_ptr<Progress> progress;
+  if (padded >= kProgressBytes) progress = std::make_unique<Progress>("synthetic weights (" + what + ")", total);
+  std::atomic<size_t> next{0};
+  std::atomic<int64_t> done_bytes{0};
+  pool.Run([&](int thread_idx) {
+    for (size_t k = next.fetch_add(1); k < items.size(); k = next.fetch_add(1)) {
+      const Item& it = items[k];
+      const TensorSpec& t = layout[it.tensor_idx];
+      SplitMix64 rng{ChunkSeed(seed, it.tensor_idx, it.chunk_idx)};
+      const bool is_norm = t.shape.size() == 1;
+      FillUnits(t, is_norm, base + offsets[it.tensor_idx], it.u0, it.u1, rng);
+      const int64_t done = done_bytes.fetch_add((it.u1 - it.u0) * Traits(t.dtype).type_size) +
+                           (it.u1 - it.u0) * Traits(t.dtype).type_size;
+      if (thread_idx == 0 && progress) progress->Update(done);  // Progress is not thread-safe: one writer
+    }
+  });
+  if (progress) progress->Finish();
+
+  SyntheticModel out;
+  out.size_bytes = total;
+  for (size_t i = 0; i < layout.size(); ++i) {
+    const TensorSpec& t = layout[i];
+    HERD_ASSIGN_OR_RETURN(TensorView v, MakeTensorView(t.dtype, t.shape, base + offsets[i], t.size_bytes, "synthetic"));
+    HERD_RETURN_IF_ERROR(out.weights.Add(t.name, v));
+  }
+  out.weights.KeepAlive(std::move(map));
+  return out;
+}
+
+Result<std::unique_ptr<model::Model>> MakeSyntheticModel(const SyntheticSpec& spec, ThreadPool& pool) {
+  HERD_ASSIGN_OR_RETURN(model::ModelConfig config, SyntheticConfig(spec));
+  HERD_ASSIGN_OR_RETURN(SyntheticModel weights, MakeSyntheticWeights(config, spec.dtype, spec.seed, pool));
+  return model::DecoderModel::Create(std::move(config), weights.weights);
+}
+
+namespace {
+
+// GPT-2's byte-to-unicode table: printable bytes stand for themselves, the other 68 map to U+0100 onwards in
+// byte order; the token's text is that code point in UTF-8.
+std::string ByteToken(int byte) {
+  auto printable = [](int b) { return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255); };
+  int cp = byte;
+  if (!printable(byte)) {
+    int n = 0;
+    for (int b = 0; b < byte; ++b) n += printable(b) ? 0 : 1;
+    cp = 256 + n;
+  }
+  std::string s;
+  if (cp < 0x80) {
+    s += static_cast<char>(cp);
+  } else {
+    s += static_cast<char>(0xC0 | (cp >> 6));
+    s += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+  return s;
+}
+
+uint32_t FileType(DType t) {  // llama4.md section 5.5 (informational)
+  switch (t) {
+    case DType::kF32:
+      return 0;
+    case DType::kF16:
+      return 1;
+    case DType::kQ4_0:
+      return 2;
+    case DType::kQ8_0:
+      return 7;
+    case DType::kBF16:
+      return 32;
+    default:
+      return 0;
+  }
+}
+
+}  // namespace
+
+Status SaveSyntheticGguf(const model::ModelConfig& c, const WeightMap& weights, const std::string& path) {
+  if (c.vocab_size < 258) {
+    return InvalidArgument("vocab_size " + std::to_string(c.vocab_size) + " is too small for a GGUF vocabulary");
+  }
+  formats::GgufWriter w;
+  // The dtype of the matrices decides general.file_type.
+  const TensorView* q = weights.Find("blk.0.attn_q.weight");
+  w.AddString("general.architecture", "llama4");
+  w.AddString("general.name", c.name.empty() ? "synthetic" : c.name);
+  w.AddUint32("general.file_type", FileType(q != nullptr ? q->dtype : DType::kF32));
+  w.AddUint32("general.quantization_version", 2);
+  const std::string p = "llama4.";
+  auto u32 = [&](const std::string& key, int64_t v) { w.AddUint32(p + key, static_cast<uint32_t>(v)); };
+  u32("context_length", c.max_position_embeddings);
+  u32("embedding_length", c.hidden_size);
+  u32("block_count", c.num_hidden_layers);
+  u32("feed_forward_length", c.intermediate_size_mlp > 0 ? c.intermediate_size_mlp : c.intermediate_size);
+  u32("expert_feed_forward_length", c.intermediate_size);
+  u32("attention.head_count", c.num_attention_heads);
+  u32("attention.head_count_kv", c.num_key_value_heads);
+  u32("attention.key_length", c.head_dim);
+  u32("attention.value_length", c.head_dim);
+  u32("rope.dimension_count", c.head_dim);
+  w.AddFloat32(p + "rope.freq_base", c.rope_theta);
+  w.AddFloat32(p + "attention.layer_norm_rms_epsilon", c.rms_norm_eps);
+  u32("vocab_size", c.vocab_size);
+  u32("expert_count", c.num_local_experts);
+  u32("expert_used_count", c.num_experts_per_tok);
+
+  // Per-layer tables. llama.cpp knows only "MoE every step-th layer", NoPE every 4th, chunk 8192; herd reads
+  // the explicit herd.* lists, so any table round-trips.
+  std::vector<int32_t> rope_layers, moe_layers;
+  bool qk_norm = false, temp_tuning = false, any_nope = false;
+  int64_t chunk = 0;
+  for (size_t l = 0; l < c.layers.size(); ++l) {
+    const model::LayerConfig& lc = c.layers[l];
+    rope_layers.push_back(lc.use_rope ? 1 : 0);
+    if (lc.moe) moe_layers.push_back(static_cast<int32_t>(l));
+    qk_norm |= lc.use_qk_norm;
+    any_nope |= !lc.use_rope;
+    temp_tuning |= lc.attn_temperature_tuning;
+    chunk = std::max(chunk, lc.attention_chunk_size);
+  }
+  int64_t step = moe_layers.empty() ? 1 : moe_layers[0] + 1;
+  bool periodic = !moe_layers.empty();
+  for (size_t i = 0; i < moe_layers.size(); ++i) periodic &= moe_layers[i] == static_cast<int64_t>(i + 1) * step - 1;
+  periodic &= static_cast<int64_t>(moe_layers.size()) == c.num_hidden_layers / step;
+  if (periodic) u32("interleave_moe_layer_step", step);
+  if (chunk == 0) u32("attention.sliding_window", 0);  // llama.cpp: no chunked attention
+  w.AddUint32("herd.attention_chunk_size", static_cast<uint32_t>(chunk > 0 ? chunk : 8192));
+  w.AddInt32Array("herd.no_rope_layers", rope_layers);
+  w.AddInt32Array("herd.moe_layers", moe_layers);
+  w.AddBool("herd.use_qk_norm", qk_norm);
+  w.AddBool("herd.attn_temperature_tuning", temp_tuning || !any_nope);
+  w.AddFloat32("herd.floor_scale", c.floor_scale);
+  w.AddFloat32("herd.attn_scale", c.attn_scale);
+
+  // Minimal gpt2 vocabulary: bytes, BOS, EOS, fillers; no merges (every text tokenizes to byte tokens).
+  std::vector<std::string> tokens;
+  std::vector<int32_t> types;
+  tokens.reserve(static_cast<size_t>(c.vocab_size));
+  for (int b = 0; b < 256; ++b) tokens.push_back(ByteToken(b));
+  types.assign(256, 1);  // normal
+  tokens.push_back("<|begin_of_text|>");
+  tokens.push_back("<|end_of_text|>");
+  types.push_back(3);  // control
+  types.push_back(3);
+  for (int64_t i = 258; i < c.vocab_size; ++i) {
+    tokens.push_back("<tok_" + std::to_string(i) + ">");
+    types.push_back(1);
+  }
+  w.AddString("tokenizer.ggml.model", "gpt2");
+  w.AddString("tokenizer.ggml.pre", "default");
+  w.AddStringArray("tokenizer.ggml.tokens", tokens);
+  w.AddInt32Array("tokenizer.ggml.token_type", types);
+  w.AddStringArray("tokenizer.ggml.merges", {});
+  w.AddUint32("tokenizer.ggml.bos_token_id", 256);
+  w.AddUint32("tokenizer.ggml.eos_token_id", 257);
+  w.AddBool("tokenizer.ggml.add_bos_token", true);
+
+  const std::vector<TensorSpec> layout = SyntheticLayout(c, q != nullptr ? q->dtype : DType::kF32);
+  if (layout.size() != weights.size()) {
+    return InvalidArgument("the weights hold " + std::to_string(weights.size()) + " tensors; a llama4 model of this " +
+                           "config has " + std::to_string(layout.size()));
+  }
+  for (const TensorSpec& t : layout) {
+    const TensorView* v = weights.Find(t.name);
+    if (v == nullptr) return InvalidArgument("tensor '" + t.name + "' is missing from the weights to save");
+    HERD_RETURN_IF_ERROR(w.AddTensor(t.name, *v));
+  }
+  if (c.rope_scaling.factor > 0) {
+    // GGUF carries llama3 scaling as per-frequency divisors (llama4.md section 4.3): base / scaled.
+    model::ModelConfig unscaled = c;
+    unscaled.rope_scaling = {};
+    const std::vector<float> base = model::RopeInvFreq(unscaled), scaled = model::RopeInvFreq(c);
+    std::vector<float> divisors(base.size());
+    for (size_t i = 0; i < base.size(); ++i) divisors[i] = base[i] / scaled[i];
+    HERD_RETURN_IF_ERROR(w.AddTensor("rope_freqs.weight", DType::kF32, {static_cast<int64_t>(divisors.size())},
+                                     [divisors](uint8_t* dst) {
+                                       std::memcpy(dst, divisors.data(), divisors.size() * sizeof(float));
+                                       return Status::Ok();
+                                     }));
+  }
+  const int64_t total = ComputeFootprint(c, weights).total_bytes;
+  return w.Write(path, total >= kProgressBytes ? "writing " + path : std::string());
+}
+
+}  // namespace herd::runtime

@@ -1,0 +1,386 @@
+// Synthetic models: the presets reproduce Scout's and Maverick's published sizes (llama4.md section 1), the
+// random weights run without NaN, the MoE data path reads only the selected experts (decode) and runs each
+// active expert once over its tokens (prefill), and a saved GGUF reads back as the same network.
+#include "runtime/synthetic.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <set>
+
+#include "formats/model_files.h"
+#include "kernels/matmul.h"
+#include "model/decoder.h"
+#include "test_util.h"
+#include "tokenizer/tokenizer.h"
+
+namespace herd::runtime {
+namespace {
+
+// A model small enough for a unit test that still has every Llama 4 feature: NoPE layer 3, chunked RoPE layers
+// with QK-norm, llama3 RoPE scaling, 8 experts top-1 + shared expert in every layer.
+SyntheticSpec TinySpec(DType dtype = DType::kQ8_0) {
+  SyntheticSpec s;
+  s.preset = "custom";
+  s.dtype = dtype;
+  s.num_hidden_layers = 4;
+  s.hidden_size = 128;
+  s.num_attention_heads = 4;
+  s.num_key_value_heads = 2;
+  s.num_local_experts = 8;
+  s.num_experts_per_tok = 1;
+  s.intermediate_size = 256;
+  s.intermediate_size_mlp = 512;
+  s.vocab_size = 512;
+  s.max_position_embeddings = 4096;
+  s.seed = 7;
+  return s;
+}
+
+struct Built {
+  model::ModelConfig config;
+  SyntheticModel weights;
+  std::unique_ptr<model::Model> model;
+};
+
+Built Build(const SyntheticSpec& spec, ThreadPool& pool) {
+  Built b;
+  auto c = SyntheticConfig(spec);
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  b.config = *c;
+  auto w = MakeSyntheticWeights(b.config, spec.dtype, spec.seed, pool);
+  EXPECT_TRUE(w.ok()) << w.status().ToString();
+  b.weights = std::move(w).value();
+  auto m = model::DecoderModel::Create(b.config, b.weights.weights);
+  EXPECT_TRUE(m.ok()) << m.status().ToString();
+  b.model = std::move(m).value();
+  return b;
+}
+
+std::vector<int32_t> Tokens(int64_t n, int64_t vocab, uint32_t seed) {
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  uint32_t x = seed;
+  for (auto& id : t) {
+    x = x * 1664525u + 1013904223u;
+    id = static_cast<int32_t>((x >> 8) % vocab);
+  }
+  return t;
+}
+
+double Near(double a, double b) { return std::abs(a - b) / b; }
+
+TEST(SyntheticConfigTest, ScoutMatchesPublishedShape) {
+  SyntheticSpec s;
+  s.preset = "scout";
+  auto c = SyntheticConfig(s);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->hidden_size, 5120);
+  EXPECT_EQ(c->num_hidden_layers, 48);
+  EXPECT_EQ(c->num_attention_heads, 40);
+  EXPECT_EQ(c->num_key_value_heads, 8);
+  EXPECT_EQ(c->head_dim, 128);
+  EXPECT_EQ(c->num_local_experts, 16);
+  EXPECT_EQ(c->num_experts_per_tok, 1);
+  EXPECT_EQ(c->intermediate_size, 8192);
+  EXPECT_EQ(c->intermediate_size_mlp, 16384);
+  EXPECT_EQ(c->vocab_size, 202048);
+  EXPECT_FLOAT_EQ(c->rope_theta, 500000.0f);
+  EXPECT_FLOAT_EQ(c->rope_scaling.factor, 16.0f);
+  EXPECT_FALSE(c->tie_word_embeddings);
+  for (int64_t l = 0; l < 48; ++l) {
+    const model::LayerConfig& lc = c->layers[l];
+    const bool nope = (l + 1) % 4 == 0;  // llama4.md section 2.2
+    EXPECT_EQ(lc.use_rope, !nope) << l;
+    EXPECT_EQ(lc.attention_chunk_size, nope ? 0 : 8192) << l;
+    EXPECT_EQ(lc.use_qk_norm, !nope) << l;
+    EXPECT_EQ(lc.attn_temperature_tuning, nope) << l;
+    EXPECT_TRUE(lc.moe) << l;
+    EXPECT_EQ(lc.ffn_size, 8192) << l;
+  }
+  // llama4.md section 1: 107.8 B text parameters (109 B with the 0.87 B vision tower); 17.17 B active counting
+  // the whole embedding table, which we count as the one row a token reads.
+  const WeightFootprint fp = ComputeFootprint(*c, SyntheticLayout(*c, DType::kQ8_0));
+  EXPECT_LT(Near(fp.total_params, 107.8e9), 0.01) << fp.total_params;
+  EXPECT_LT(Near(fp.total_params + 0.87e9, 109e9), 0.02) << fp.total_params;
+  const double embedding_rest = 202048.0 * 5120 - 5120;
+  EXPECT_LT(Near(fp.active_params + embedding_rest, 17.17e9), 0.01) << fp.active_params;
+  EXPECT_LT(Near(fp.active_params + embedding_rest, 17e9), 0.02) << fp.active_params;
+  // Q8_0 stores 34 bytes per 32 weights: the whole of Scout is about 115 GB.
+  EXPECT_LT(Near(fp.total_bytes, 107.8e9 * 34 / 32), 0.01) << fp.total_bytes;
+}
+
+TEST(SyntheticConfigTest, MaverickMatchesPublishedShape) {
+  SyntheticSpec s;
+  s.preset = "maverick";
+  auto c = SyntheticConfig(s);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->num_local_experts, 128);
+  EXPECT_FLOAT_EQ(c->rope_scaling.factor, 0.0f);
+  for (int64_t l = 0; l < 48; ++l) {
+    EXPECT_EQ(c->layers[l].moe, l % 2 == 1) << l;
+    EXPECT_EQ(c->layers[l].ffn_size, l % 2 == 1 ? 8192 : 16384) << l;
+    EXPECT_FALSE(c->layers[l].use_qk_norm) << l;
+  }
+  const WeightFootprint fp = ComputeFootprint(*c, SyntheticLayout(*c, DType::kBF16));
+  EXPECT_LT(Near(fp.total_params, 400.7e9), 0.01) << fp.total_params;
+  EXPECT_LT(Near(fp.active_params + 202048.0 * 5120 - 5120, 17.17e9), 0.01) << fp.active_params;
+}
+
+TEST(SyntheticConfigTest, SmallMoeIsTheReferenceShape) {
+  SyntheticSpec s;
+  s.preset = "small-moe";
+  auto c = SyntheticConfig(s);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->head_dim, 128);
+  const WeightFootprint fp = ComputeFootprint(*c, SyntheticLayout(*c, DType::kQ8_0));
+  EXPECT_LT(Near(fp.total_params, 3.64e9), 0.01) << fp.total_params;
+  EXPECT_LT(Near(fp.active_params, 0.55e9), 0.01) << fp.active_params;
+}
+
+TEST(SyntheticConfigTest, RejectsBadSpecs) {
+  SyntheticSpec s = TinySpec();
+  s.preset = "behemoth";
+  EXPECT_EQ(SyntheticConfig(s).status().code(), StatusCode::kInvalidArgument);
+  s = TinySpec();
+  s.hidden_size = 136;  // 34 heads of 4? no: 136 / 4 = 34, and 136 is not a multiple of the Q8_0 block
+  auto r = SyntheticConfig(s);
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("block size"), std::string::npos) << r.status().ToString();
+  s = TinySpec();
+  s.vocab_size = 100;
+  EXPECT_EQ(SyntheticConfig(s).status().code(), StatusCode::kInvalidArgument);
+  s = TinySpec();
+  s.num_key_value_heads = 3;
+  EXPECT_EQ(SyntheticConfig(s).status().code(), StatusCode::kInvalidArgument);
+  s = TinySpec();
+  s.num_experts_per_tok = 9;
+  EXPECT_EQ(SyntheticConfig(s).status().code(), StatusCode::kInvalidArgument);
+  s = TinySpec(DType::kQ4_K);
+  EXPECT_EQ(SyntheticConfig(s).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(SyntheticWeightsTest, TooLargeForMemoryIsResourceExhausted) {
+  SyntheticSpec s;
+  s.preset = "maverick";
+  s.dtype = DType::kF32;  // 1.6 TB: more than any machine we test on
+  auto c = SyntheticConfig(s);
+  ASSERT_TRUE(c.ok());
+  ThreadPool pool(1);
+  auto w = MakeSyntheticWeights(*c, DType::kF32, 1, pool);
+  ASSERT_EQ(w.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(w.status().message().find("GiB"), std::string::npos) << w.status().ToString();
+}
+
+TEST(SyntheticWeightsTest, IndependentOfThreadCountAndAligned) {
+  ThreadPool one(1), two(2);
+  auto c = SyntheticConfig(TinySpec());
+  ASSERT_TRUE(c.ok());
+  auto a = MakeSyntheticWeights(*c, DType::kQ8_0, 3, one);
+  auto b = MakeSyntheticWeights(*c, DType::kQ8_0, 3, two);
+  auto other = MakeSyntheticWeights(*c, DType::kQ8_0, 4, two);
+  ASSERT_TRUE(a.ok() && b.ok() && other.ok());
+  ASSERT_EQ(a->weights.size(), b->weights.size());
+  for (const auto& [name, va] : a->weights.tensors()) {
+    const TensorView* vb = b->weights.Find(name);
+    ASSERT_NE(vb, nullptr) << name;
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(va.data) % 64, 0u) << name;
+    EXPECT_EQ(std::memcmp(va.data, vb->data, va.size_bytes), 0) << name;
+  }
+  const TensorView* q = a->weights.Find("blk.0.attn_q.weight");
+  EXPECT_NE(std::memcmp(q->data, other->weights.Find("blk.0.attn_q.weight")->data, q->size_bytes), 0);
+}
+
+TEST(SyntheticWeightsTest, ForwardIsFiniteForEveryType) {
+  ThreadPool pool(2);
+  for (DType t : {DType::kQ8_0, DType::kQ4_0, DType::kF32, DType::kF16, DType::kBF16}) {
+    SCOPED_TRACE(std::string(DTypeName(t)));
+    Built b = Build(TinySpec(t), pool);
+    ASSERT_NE(b.model, nullptr);
+    // Realistic magnitudes: matrices have a weight standard deviation of about 0.02.
+    std::vector<float> row(128);
+    kernels::DequantizeRow(*b.weights.weights.Find("blk.1.attn_q.weight"), 5, row.data());
+    double ss = 0;
+    for (float v : row) ss += v * v;
+    EXPECT_NEAR(std::sqrt(ss / 128), 0.02, 0.006);
+
+    auto state = b.model->NewState(64, 64);
+    ASSERT_TRUE(state.ok());
+    const std::vector<int32_t> tokens = Tokens(24, 512, 11);
+    std::vector<float> logits(24 * 512);
+    ASSERT_TRUE(b.model->Forward(**state, tokens, model::LogitsMode::kAll, logits.data(), pool).ok());
+    double sum_sq = 0;
+    for (float v : logits) {
+      ASSERT_TRUE(std::isfinite(v));
+      sum_sq += static_cast<double>(v) * v;
+    }
+    const double rms = std::sqrt(sum_sq / logits.size());
+    EXPECT_GT(rms, 0.01);
+    EXPECT_LT(rms, 100.0);
+  }
+}
+
+// The analytic bytes of a decode step: per layer attention + router + shared expert + k experts, the output
+// head and one embedding row. Norms are not counted by the kernels (the model converts them at bind time).
+TEST(MoeBytesTest, DecodeReadsOnlyTheSelectedExperts) {
+  ThreadPool pool(2);
+  for (int64_t top_k : {1, 2}) {
+    SCOPED_TRACE("top_k " + std::to_string(top_k));
+    SyntheticSpec spec = TinySpec();
+    spec.num_experts_per_tok = top_k;
+    Built b = Build(spec, pool);
+    ASSERT_NE(b.model, nullptr);
+    const WeightFootprint fp = ComputeFootprint(b.config, b.weights.weights);
+    auto state = b.model->NewState(64, 64);
+    ASSERT_TRUE(state.ok());
+    std::vector<float> logits(512);
+    ASSERT_TRUE(b.model->Forward(**state, Tokens(8, 512, 3), model::LogitsMode::kLast, logits.data(), pool).ok());
+    kernels::EnableWeightByteCounting(true);
+    kernels::ResetWeightBytesRead();
+    constexpr int kSteps = 8;
+    int32_t tok[1] = {17};
+    for (int i = 0; i < kSteps; ++i) {
+      ASSERT_TRUE(b.model->Forward(**state, tok, model::LogitsMode::kLast, logits.data(), pool).ok());
+      tok[0] = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    }
+    kernels::EnableWeightByteCounting(false);
+    const double per_token = static_cast<double>(kernels::WeightBytesRead()) / kSteps;
+    const double ratio = per_token / static_cast<double>(fp.active_bytes);
+    EXPECT_GT(ratio, 0.9) << per_token << " vs " << fp.active_bytes;
+    EXPECT_LT(ratio, 1.1) << per_token << " vs " << fp.active_bytes;
+    // Far from reading every expert: the test would not tell the two apart otherwise.
+    EXPECT_LT(static_cast<double>(fp.active_bytes), 0.6 * static_cast<double>(fp.total_bytes));
+    // Exactly: the norm bytes are the whole difference.
+    int64_t norm_bytes = 0;
+    for (const auto& [name, v] : b.weights.weights.tensors()) norm_bytes += v.n_dims == 1 ? v.size_bytes : 0;
+    EXPECT_EQ(static_cast<int64_t>(per_token), fp.active_bytes - norm_bytes);
+  }
+}
+
+// A 64-token prefill runs each active expert once over all its tokens: it reads each chosen expert's weights
+// once, so the bytes read equal the dense weights + (distinct experts chosen per layer) x expert bytes + 64
+// embedding rows, never tokens x active bytes.
+TEST(MoeBytesTest, PrefillReadsEachActiveExpertOnce) {
+  ThreadPool pool(2);
+  Built b = Build(TinySpec(), pool);
+  ASSERT_NE(b.model, nullptr);
+  const model::ModelConfig& c = b.config;
+  const WeightFootprint fp = ComputeFootprint(c, b.weights.weights);
+  constexpr int64_t kTokens = 64;
+  auto state = b.model->NewState(kTokens, kTokens);
+  ASSERT_TRUE(state.ok());
+  model::ForwardTrace trace;
+  model::DecoderModel::SetTrace(**state, &trace);
+  std::vector<float> logits(512);
+  kernels::EnableWeightByteCounting(true);
+  kernels::ResetWeightBytesRead();
+  ASSERT_TRUE(b.model->Forward(**state, Tokens(kTokens, 512, 5), model::LogitsMode::kLast, logits.data(), pool).ok());
+  kernels::EnableWeightByteCounting(false);
+  const int64_t read = kernels::WeightBytesRead();
+
+  const WeightMap& w = b.weights.weights;
+  int64_t expected = kTokens * w.Find("token_embd.weight")->RowStride() + w.Find("output.weight")->size_bytes;
+  ASSERT_EQ(trace.router_choice.size(), static_cast<size_t>(c.num_hidden_layers));
+  int64_t distinct_total = 0;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    for (const char* n : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate_inp", "ffn_gate_shexp", "ffn_up_shexp",
+                          "ffn_down_shexp"}) {
+      expected += w.Find(p + n + ".weight")->size_bytes;
+    }
+    const std::set<int32_t> distinct(trace.router_choice[l].begin(), trace.router_choice[l].end());
+    distinct_total += static_cast<int64_t>(distinct.size());
+    int64_t per_expert = 0;
+    for (const char* n : {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"}) {
+      per_expert += w.Find(p + n + ".weight")->size_bytes / c.num_local_experts;
+    }
+    expected += static_cast<int64_t>(distinct.size()) * per_expert;
+  }
+  EXPECT_EQ(read, expected);
+  EXPECT_GT(distinct_total, c.num_hidden_layers);  // the router spreads 64 tokens over several experts
+  EXPECT_LE(read - kTokens * w.Find("token_embd.weight")->RowStride(), fp.total_bytes);
+  EXPECT_LT(static_cast<double>(read), 0.25 * kTokens * static_cast<double>(fp.active_bytes));
+}
+
+void ExpectSameConfig(const model::ModelConfig& a, const model::ModelConfig& b) {
+  EXPECT_EQ(a.architecture, b.architecture);
+  EXPECT_EQ(a.name, b.name);
+  EXPECT_EQ(a.vocab_size, b.vocab_size);
+  EXPECT_EQ(a.hidden_size, b.hidden_size);
+  EXPECT_EQ(a.num_hidden_layers, b.num_hidden_layers);
+  EXPECT_EQ(a.num_attention_heads, b.num_attention_heads);
+  EXPECT_EQ(a.num_key_value_heads, b.num_key_value_heads);
+  EXPECT_EQ(a.head_dim, b.head_dim);
+  EXPECT_EQ(a.intermediate_size, b.intermediate_size);
+  EXPECT_EQ(a.intermediate_size_mlp, b.intermediate_size_mlp);
+  EXPECT_EQ(a.max_position_embeddings, b.max_position_embeddings);
+  EXPECT_EQ(a.rms_norm_eps, b.rms_norm_eps);
+  EXPECT_EQ(a.rope_theta, b.rope_theta);
+  EXPECT_EQ(a.rope_style, b.rope_style);
+  EXPECT_EQ(a.tie_word_embeddings, b.tie_word_embeddings);
+  EXPECT_EQ(a.num_local_experts, b.num_local_experts);
+  EXPECT_EQ(a.num_experts_per_tok, b.num_experts_per_tok);
+  EXPECT_EQ(a.attn_scale, b.attn_scale);
+  EXPECT_EQ(a.floor_scale, b.floor_scale);
+  ASSERT_EQ(a.layers.size(), b.layers.size());
+  for (size_t l = 0; l < a.layers.size(); ++l) {
+    EXPECT_EQ(a.layers[l].use_rope, b.layers[l].use_rope) << l;
+    EXPECT_EQ(a.layers[l].attention_chunk_size, b.layers[l].attention_chunk_size) << l;
+    EXPECT_EQ(a.layers[l].use_qk_norm, b.layers[l].use_qk_norm) << l;
+    EXPECT_EQ(a.layers[l].attn_temperature_tuning, b.layers[l].attn_temperature_tuning) << l;
+    EXPECT_EQ(a.layers[l].moe, b.layers[l].moe) << l;
+    EXPECT_EQ(a.layers[l].ffn_size, b.layers[l].ffn_size) << l;
+  }
+  // llama3 RoPE scaling travels as rope_freqs.weight divisors: the frequencies, not the config field, agree.
+}
+
+TEST(SyntheticGgufTest, SavedFileReadsBackAsTheSameNetwork) {
+  ThreadPool pool(2);
+  // Scout-like (every layer MoE, llama3 scaling) and Maverick-like (dense and MoE layers alternate, no scaling;
+  // with 4 experts it has QK-norm, as llama.cpp would infer).
+  SyntheticSpec maverick = TinySpec(DType::kQ4_0);
+  maverick.preset = "maverick";
+  maverick.num_hidden_layers = 4;
+  maverick.hidden_size = 128;
+  maverick.num_attention_heads = 4;
+  maverick.num_key_value_heads = 2;
+  maverick.num_local_experts = 4;
+  for (const SyntheticSpec& spec : {TinySpec(), maverick}) {
+    SCOPED_TRACE(spec.preset);
+    Built b = Build(spec, pool);
+    ASSERT_NE(b.model, nullptr);
+    const std::string path = testing::TempDir("synthetic-gguf-" + spec.preset) + "/model.gguf";
+    ASSERT_TRUE(SaveSyntheticGguf(b.config, b.weights.weights, path).ok());
+
+    auto files = formats::OpenModelFiles(path);
+    ASSERT_TRUE(files.ok()) << files.status().ToString();
+    auto config = model::ConfigFromFiles(*files);
+    ASSERT_TRUE(config.ok()) << config.status().ToString();
+    ExpectSameConfig(b.config, *config);
+    EXPECT_EQ(files->gguf->GetString("general.architecture").value(), "llama4");
+    EXPECT_EQ(files->gguf->GetInt("llama4.interleave_moe_layer_step").value(), spec.preset == "maverick" ? 2 : 1);
+    auto reread = model::CreateModel(*files);
+    ASSERT_TRUE(reread.ok()) << reread.status().ToString();
+    EXPECT_EQ((*reread)->WeightBytes(), b.model->WeightBytes() + (spec.preset == "maverick" ? 0 : 4 * 16));
+
+    const std::vector<int32_t> tokens = Tokens(20, 512, 9);
+    std::vector<float> want(20 * 512), got(20 * 512);
+    auto s1 = b.model->NewState(64, 64);
+    auto s2 = (*reread)->NewState(64, 64);
+    ASSERT_TRUE(s1.ok() && s2.ok());
+    ASSERT_TRUE(b.model->Forward(**s1, tokens, model::LogitsMode::kAll, want.data(), pool).ok());
+    ASSERT_TRUE((*reread)->Forward(**s2, tokens, model::LogitsMode::kAll, got.data(), pool).ok());
+    for (size_t i = 0; i < want.size(); ++i) ASSERT_EQ(want[i], got[i]) << "logit " << i;
+
+    // The minimal vocabulary loads: byte tokens, BOS/EOS, fillers.
+    auto tok = tokenizer::LoadTokenizerFromGguf(*files->gguf);
+    ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+    EXPECT_EQ((*tok)->vocab_size(), 512);
+    EXPECT_EQ((*tok)->bos_id(), std::optional<int32_t>(256));
+    const std::vector<int32_t> ids = (*tok)->Encode("Hi\n", /*add_bos=*/true, /*parse_special=*/false);
+    EXPECT_EQ(ids, (std::vector<int32_t>{256, 'H', 'i', '\n'}));
+  }
+}
+
+}  // namespace
+}  // namespace herd::runtime
