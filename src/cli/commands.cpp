@@ -1,5 +1,6 @@
-// herd command line: run, logits, tokenize, info, bench. Parses flags with CLI11 (its exceptions stop here),
-// maps every Status to an exit code in one place: 0 ok, 1 usage, 2 bad model or input.
+// herd command line: run, logits, tokenize, info (chat, convert and bench live in their own files). Parses
+// flags with CLI11 (its exceptions stop here), maps every Status to an exit code in one place: 0 ok, 1 usage,
+// 2 bad model or input.
 #include "cli/commands.h"
 
 #include <algorithm>
@@ -279,7 +280,7 @@ int Main(int argc, char** argv) {
   info_cmd->add_option("model", info_path, "model path")->required();
 
   // Commands defined in their own files.
-  std::vector<Command> extra = {AddChatCommand(app), AddBenchCommand(app)};
+  std::vector<Command> extra = {AddChatCommand(app), AddConvertCommand(app), AddBenchCommand(app)};
 
   try {
     app.parse(argc, argv);

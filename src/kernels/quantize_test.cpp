@@ -142,8 +142,8 @@ TEST(QuantizeTest, Q4_0TieTakesFirstAndClamps) {
 }
 
 TEST(QuantizeTest, HalfKnownValues) {
-  const std::vector<float> x = {1.0f, -2.0f, 65504.0f, 65520.0f, 1.0f + 1.0f / 2048, 1.0f + 3.0f / 2048,
-                                5.9604645e-08f, 0.0f, -0.0f, INFINITY};
+  const std::vector<float> x = {1.0f,           -2.0f, 65504.0f, 65520.0f, 1.0f + 1.0f / 2048, 1.0f + 3.0f / 2048,
+                                5.9604645e-08f, 0.0f,  -0.0f,    INFINITY};
   const std::vector<uint16_t> f16 = {0x3C00, 0xC000, 0x7BFF, 0x7C00, 0x3C00, 0x3C02, 0x0001, 0x0000, 0x8000, 0x7C00};
   auto q = Quantize(DType::kF16, x);
   for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(Half(q.data() + 2 * i), f16[i]) << i;
@@ -225,8 +225,8 @@ TEST(QuantizeTest, RandomRowsWithinBlockBounds) {
         std::vector<float> x(static_cast<size_t>(n));
         for (float& v : x) v = scale * (dist == 1 ? uni(rng) : gauss(rng));
         if (dist == 2) x[rng() % n] *= 50.0f;  // an outlier dominates its block
-        const std::string what = "n " + std::to_string(n) + " scale " + std::to_string(scale) + " dist " +
-                                 std::to_string(dist);
+        const std::string what =
+            "n " + std::to_string(n) + " scale " + std::to_string(scale) + " dist " + std::to_string(dist);
         for (DType t : {DType::kQ8_0, DType::kQ4_0, DType::kF16, DType::kBF16, DType::kF32}) {
           const auto q = Quantize(t, x);
           const auto y = Dequantize(t, q, n);

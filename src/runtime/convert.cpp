@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <sstream>
 #include <tuple>
 #include <unordered_map>
 #include <utility>
@@ -89,8 +90,9 @@ formats::GgufWriter::Producer MakeProducer(const OutTensor& t) {
   RowFill fill = t.fill ? t.fill : SourceRows(t.source, nullptr);
   const DType dtype = t.dtype;
   return [fill, dtype, rows, cols](uint8_t* dst) -> Status {
-    // About 1 MiB of f32 per tile: enough rows to make the expert transposes read long source segments.
-    const int64_t tile = std::clamp<int64_t>((int64_t{1} << 18) / std::max<int64_t>(cols, 1), 1, 256);
+    // Up to 256 rows (8 MiB of f32) per tile, so that the expert transposes read source segments of 256
+    // elements rather than single strided elements.
+    const int64_t tile = std::clamp<int64_t>((int64_t{1} << 21) / std::max<int64_t>(cols, 1), 1, 256);
     std::vector<float> buf(static_cast<size_t>(tile * cols));
     const int64_t row_bytes = RowBytes(dtype, cols);
     for (int64_t r0 = 0; r0 < rows; r0 += tile) {
@@ -139,8 +141,8 @@ DType ChooseType(const std::string& name, const std::vector<int64_t>& shape, DTy
   const int64_t block = Traits(want).block_size;
   if (shape.back() % block != 0) {
     note("tensor '" + name + "' " + ShapeString(shape.data(), static_cast<int>(shape.size())) + ": rows of " +
-         std::to_string(shape.back()) + " are not a multiple of the " + std::string(DTypeName(want)) +
-         " block size " + std::to_string(block) + "; written as F16");
+         std::to_string(shape.back()) + " are not a multiple of the " + std::string(DTypeName(want)) + " block size " +
+         std::to_string(block) + "; written as F16");
     return DType::kF16;
   }
   return want;
@@ -189,12 +191,18 @@ std::vector<float> RopeDivisors(const model::ModelConfig& c, const Note& note) {
 // general.file_type (llama4.md 5.5) of the type most matrices have.
 uint32_t FileType(DType t) {
   switch (t) {
-    case DType::kF32: return 0;
-    case DType::kF16: return 1;
-    case DType::kQ4_0: return 2;
-    case DType::kQ8_0: return 7;
-    case DType::kBF16: return 32;
-    default: return 0;
+    case DType::kF32:
+      return 0;
+    case DType::kF16:
+      return 1;
+    case DType::kQ4_0:
+      return 2;
+    case DType::kQ8_0:
+      return 7;
+    case DType::kBF16:
+      return 32;
+    default:
+      return 0;
   }
 }
 
@@ -211,9 +219,9 @@ void AddCommonKeys(const model::ModelConfig& c, const std::string& p, formats::G
   w.AddUint32(p + "embedding_length", static_cast<uint32_t>(c.hidden_size));
   w.AddUint32(p + "block_count", static_cast<uint32_t>(c.num_hidden_layers));
   // Llama 4: the dense width (HF intermediate_size_mlp); llama4.md pitfall 12.
-  w.AddUint32(p + "feed_forward_length", static_cast<uint32_t>(c.architecture == model::Architecture::kLlama4
-                                                                   ? c.intermediate_size_mlp
-                                                                   : c.intermediate_size));
+  w.AddUint32(p + "feed_forward_length",
+              static_cast<uint32_t>(c.architecture == model::Architecture::kLlama4 ? c.intermediate_size_mlp
+                                                                                   : c.intermediate_size));
   w.AddUint32(p + "attention.head_count", static_cast<uint32_t>(c.num_attention_heads));
   w.AddUint32(p + "attention.head_count_kv", static_cast<uint32_t>(c.num_key_value_heads));
   w.AddUint32(p + "attention.key_length", static_cast<uint32_t>(c.head_dim));
@@ -268,15 +276,22 @@ Status AddLlama4Keys(const model::ModelConfig& c, const nlohmann::json& text_con
   if (chunk != 0 && chunk != 8192) differs.push_back("attention_chunk_size " + std::to_string(chunk));
   if (!rope_pattern) differs.push_back("NoPE layers other than every 4th");
   if (!moe_pattern) differs.push_back("moe_layers other than every interleave_moe_layer_step-th");
-  if (qk_norm != (c.num_local_experts != 128)) differs.push_back(std::string("use_qk_norm ") + (qk_norm ? "on" : "off"));
+  if (qk_norm != (c.num_local_experts != 128)) {
+    differs.push_back(std::string("use_qk_norm ") + (qk_norm ? "on" : "off"));
+  }
   if (!temp_tuning) differs.push_back("attn_temperature_tuning off");
-  if (c.floor_scale != 8192.0f) differs.push_back("floor_scale " + std::to_string(c.floor_scale));
-  if (c.attn_scale != 0.1f) differs.push_back("attn_scale " + std::to_string(c.attn_scale));
+  auto str = [](float v) {
+    std::ostringstream s;
+    s << v;
+    return s.str();
+  };
+  if (c.floor_scale != 8192.0f) differs.push_back("floor_scale " + str(c.floor_scale));
+  if (c.attn_scale != 0.1f) differs.push_back("attn_scale " + str(c.attn_scale));
   if (!differs.empty()) {
     std::string list;
     for (const std::string& d : differs) list += (list.empty() ? "" : ", ") + d;
-    note("llama.cpp cannot express this model's " + list + " (it hardcodes the Llama 4 values); herd reads the "
-         "exact settings from the herd.* keys");
+    note("llama.cpp cannot express this model's " + list +
+         " (it hardcodes the Llama 4 values); herd reads the exact settings from the herd.* keys");
   }
   return Status::Ok();
 }
@@ -401,8 +416,9 @@ Status AddTokenizer(const std::string& dir, const nlohmann::json& hf, const mode
   const std::string path = dir + "/tokenizer.model";
   if (!fs::exists(path, ec)) {
     note(fs::exists(dir + "/tokenizer.json", ec)
-             ? "only tokenizer.json found in " + dir + " (herd convert reads tiktoken tokenizer.model files); the "
-               "GGUF has no vocabulary: pass --tokenizer when running it"
+             ? "only tokenizer.json found in " + dir +
+                   " (herd convert reads tiktoken tokenizer.model files); the GGUF has no vocabulary: pass "
+                   "--tokenizer when running it"
              : "no tokenizer.model in " + dir + "; the GGUF has no vocabulary: pass --tokenizer when running it");
     return Status::Ok();
   }
@@ -443,8 +459,8 @@ Result<DType> ParseConvertType(std::string_view s) {
 
 Status WriteTiktokenVocab(const tokenizer::Tokenizer& tok, formats::GgufWriter& w, const VocabOptions& options) {
   if (tok.kind() != "tiktoken") {
-    return InvalidArgument("a " + std::string(tok.kind()) + " tokenizer cannot be written as a gpt2 vocabulary from "
-                           "tiktoken ranks");
+    return InvalidArgument("a " + std::string(tok.kind()) +
+                           " tokenizer cannot be written as a gpt2 vocabulary from tiktoken ranks");
   }
   const int32_t n = tok.vocab_size();
   const int64_t n_out = options.n_vocab > 0 ? options.n_vocab : n;
@@ -516,8 +532,9 @@ Status WriteTiktokenVocab(const tokenizer::Tokenizer& tok, formats::GgufWriter& 
 }
 
 Status ConvertToGguf(const ConvertOptions& options) {
-  const Note note = options.on_note ? options.on_note
-                                    : Note([](const std::string& s) { std::fprintf(stderr, "herd: note: %s\n", s.c_str()); });
+  const Note note = options.on_note
+                        ? options.on_note
+                        : Note([](const std::string& s) { std::fprintf(stderr, "herd: note: %s\n", s.c_str()); });
   if (options.output.empty()) return InvalidArgument("no output file given");
   if (options.type && !kernels::QuantizeSupports(*options.type)) {
     return InvalidArgument("unsupported output type " + std::string(DTypeName(*options.type)) +
@@ -526,8 +543,8 @@ Status ConvertToGguf(const ConvertOptions& options) {
   std::error_code ec;
   if (!fs::exists(options.input, ec)) return IOError(options.input + ": no such file or directory");
   if (!fs::is_directory(options.input, ec)) {
-    return InvalidArgument(options.input + ": herd convert reads a Hugging Face directory (config.json + "
-                           "safetensors), not a file");
+    return InvalidArgument(options.input +
+                           ": herd convert reads a Hugging Face directory (config.json + safetensors), not a file");
   }
 
   formats::OpenOptions oo;
@@ -559,7 +576,10 @@ Status ConvertToGguf(const ConvertOptions& options) {
       out.push_back({blk + "ffn_gate_exps.weight", v.dtype, {shape[0], f, shape[1]}, v, TransposedExperts(v, 0, f)});
       out.push_back({blk + "ffn_up_exps.weight", v.dtype, {shape[0], f, shape[1]}, v, TransposedExperts(v, f, f)});
     } else if (suffix == "ffn_down_exps_im.weight") {  // [E, F, D] -> [E, D, F]
-      out.push_back({blk + "ffn_down_exps.weight", v.dtype, {shape[0], shape[2], shape[1]}, v,
+      out.push_back({blk + "ffn_down_exps.weight",
+                     v.dtype,
+                     {shape[0], shape[2], shape[1]},
+                     v,
                      TransposedExperts(v, 0, shape[2])});
     } else if (unpermute && (suffix == "attn_q.weight" || suffix == "attn_k.weight")) {
       // Per head: GGUF row 2i + s <- HF row s * hd/2 + i (llama.cpp LlamaModel.permute).
@@ -574,9 +594,8 @@ Status ConvertToGguf(const ConvertOptions& options) {
   }
   std::vector<float> rope_divisors;
   if (c.rope_scaling.factor > 0) rope_divisors = RopeDivisors(c, note);
-  std::sort(out.begin(), out.end(), [](const OutTensor& a, const OutTensor& b) {
-    return SortKey(a.name) < SortKey(b.name);
-  });
+  std::sort(out.begin(), out.end(),
+            [](const OutTensor& a, const OutTensor& b) { return SortKey(a.name) < SortKey(b.name); });
 
   formats::GgufWriter w;
   const std::string arch = llama4 ? "llama4" : "llama";

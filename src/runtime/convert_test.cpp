@@ -7,7 +7,6 @@
 #include "runtime/convert.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -39,8 +38,8 @@ using ::herd::testing::ReadJson;
 using ::herd::testing::ReadText;
 using ::herd::testing::SharedPath;
 
-// A fresh directory under the build tree unique to this process (ctest runs test processes in parallel);
-// all of them are removed when the process exits.
+// A fresh directory under the build tree (TempDir keeps parallel test processes apart); all of them are removed
+// when the process exits.
 std::string Scratch(const std::string& name) {
   struct Registry {
     std::vector<std::string> dirs;
@@ -50,7 +49,7 @@ std::string Scratch(const std::string& name) {
     }
   };
   static Registry registry;
-  registry.dirs.push_back(::herd::testing::TempDir("convert-" + name + "-" + std::to_string(::getpid())));
+  registry.dirs.push_back(::herd::testing::TempDir("convert-" + name));
   return registry.dirs.back();
 }
 
@@ -188,8 +187,8 @@ std::vector<float> GreedyLogits(const model::Model& m, const std::vector<int32_t
 std::vector<int32_t> Argmax(const std::vector<float>& logits, int64_t vocab) {
   std::vector<int32_t> out;
   for (size_t r = 0; r + vocab <= logits.size(); r += vocab) {
-    out.push_back(static_cast<int32_t>(std::max_element(logits.begin() + r, logits.begin() + r + vocab) -
-                                       (logits.begin() + r)));
+    out.push_back(
+        static_cast<int32_t>(std::max_element(logits.begin() + r, logits.begin() + r + vocab) - (logits.begin() + r)));
   }
   return out;
 }
@@ -210,9 +209,10 @@ bool IsLlamaCppTensorName(const std::string& arch, const std::string& name) {
 // Keys llama.cpp requires (or reads) for the architecture, with the GGUF types its converter writes.
 void ExpectLlamaCppKeys(const formats::GgufFile& g, const std::string& arch) {
   using T = formats::GgufType;
-  std::vector<std::pair<std::string, T>> keys = {
-      {"general.architecture", T::kString}, {"general.name", T::kString}, {"general.file_type", T::kUint32},
-      {"general.quantization_version", T::kUint32}};
+  std::vector<std::pair<std::string, T>> keys = {{"general.architecture", T::kString},
+                                                 {"general.name", T::kString},
+                                                 {"general.file_type", T::kUint32},
+                                                 {"general.quantization_version", T::kUint32}};
   for (const char* k : {"context_length", "embedding_length", "block_count", "feed_forward_length",
                         "attention.head_count", "attention.head_count_kv", "attention.key_length",
                         "attention.value_length", "rope.dimension_count", "vocab_size"}) {
@@ -221,8 +221,8 @@ void ExpectLlamaCppKeys(const formats::GgufFile& g, const std::string& arch) {
   keys.emplace_back(arch + ".attention.layer_norm_rms_epsilon", T::kFloat32);
   keys.emplace_back(arch + ".rope.freq_base", T::kFloat32);
   if (arch == "llama4") {
-    for (const char* k : {"expert_count", "expert_used_count", "expert_feed_forward_length",
-                          "interleave_moe_layer_step"}) {
+    for (const char* k :
+         {"expert_count", "expert_used_count", "expert_feed_forward_length", "interleave_moe_layer_step"}) {
       keys.emplace_back(arch + "." + k, T::kUint32);
     }
   }
@@ -337,7 +337,8 @@ TEST_P(ConvertFixtureTest, WeightsAreTheSameValues) {
       const TensorView* src = hf.Find(blk + "ffn_gate_up_exps_im.weight");  // [E, D, 2F]
       ASSERT_NE(src, nullptr) << name;
       const std::vector<float> s = Decode(*src);
-      const int64_t dd = src->shape[1], f2 = src->shape[2], f = f2 / 2, c0 = name.ends_with("ffn_up_exps.weight") ? f : 0;
+      const int64_t dd = src->shape[1], f2 = src->shape[2], f = f2 / 2,
+                    c0 = name.ends_with("ffn_up_exps.weight") ? f : 0;
       for (int64_t e = 0; e < n_exp; ++e) {
         for (int64_t r = 0; r < f; ++r) {
           for (int64_t k = 0; k < dd; ++k) want.push_back(s[(e * dd + k) * f2 + c0 + r]);
@@ -383,9 +384,8 @@ TEST_P(ConvertFixtureTest, SameLogitsAsTheHfDirectory) {
     EXPECT_EQ(Argmax(a, vocab), Argmax(b, vocab)) << name;
     // The embeddings, and the residual stream of every layer before the first MoE layer, bit for bit.
     const auto& layers = hf_->model->config().layers;
-    const size_t first_moe = static_cast<size_t>(std::find_if(layers.begin(), layers.end(), [](const auto& l) {
-                                                   return l.moe;
-                                                 }) - layers.begin());
+    const size_t first_moe = static_cast<size_t>(
+        std::find_if(layers.begin(), layers.end(), [](const auto& l) { return l.moe; }) - layers.begin());
     ASSERT_EQ(ta.hidden.size(), tb.hidden.size());
     const size_t per_batch = layers.size() + 2;
     for (size_t i = 0; i < ta.hidden.size(); ++i) {
@@ -436,8 +436,8 @@ TEST_P(ConvertFixtureTest, ExpertKernelsAgreeFromFourTokens) {
       EXPECT_EQ(diff.n_different, 0) << n << " tokens";
     } else {
       std::printf("%s: expert kernels with %lld token(s): %lld of %zu outputs differ, max |diff| %.3g\n",
-                  CaseName({GetParam(), 0}).c_str(), static_cast<long long>(n), static_cast<long long>(diff.n_different),
-                  a.size(), diff.max);
+                  CaseName({GetParam(), 0}).c_str(), static_cast<long long>(n),
+                  static_cast<long long>(diff.n_different), a.size(), diff.max);
     }
   }
 }
@@ -455,7 +455,8 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, ConvertFixtureTest,
 // The F32 fixture converted to BF16 holds the BF16 file's values (every weight is BF16-representable).
 TEST(ConvertTypes, F32ToBf16MatchesTheBf16File) {
   const std::string from_f32 = MustConvert(Fixture("allmoe"), "allmoe-to-bf16", DType::kBF16);
-  const std::string from_bf16 = MustConvert(FixtureDir("allmoe", "model.bf16.safetensors"), "allmoe-bf16", std::nullopt);
+  const std::string from_bf16 =
+      MustConvert(FixtureDir("allmoe", "model.bf16.safetensors"), "allmoe-bf16", std::nullopt);
   const auto a = MustLoad(from_f32), b = MustLoad(from_bf16);
   ASSERT_TRUE(a && b);
   EXPECT_EQ(*a->files.gguf->GetInt("general.file_type"), 32);
@@ -512,8 +513,8 @@ TEST(ConvertTypes, QuantizedConversionsRunAndStayClose) {
     const int64_t vocab = ref->model->config().vocab_size;
     const auto ids = ReadJson(Fixture(variant) + "/inputs.json")["prompts"]["p24"].get<std::vector<int32_t>>();
     const auto want = AllLogits(*ref->model, ids, pool);
-    for (auto [type, rel_bound, file_type] : {std::tuple{DType::kQ8_0, 0.08, 7}, std::tuple{DType::kQ4_0, 0.8, 2},
-                                              std::tuple{DType::kF16, 1e-5, 1}}) {
+    for (auto [type, rel_bound, file_type] :
+         {std::tuple{DType::kQ8_0, 0.08, 7}, std::tuple{DType::kQ4_0, 0.8, 2}, std::tuple{DType::kF16, 1e-5, 1}}) {
       const std::string tname(DTypeName(type));
       const auto path = MustConvert(Fixture(variant), variant + "-" + tname, type);
       const auto m = MustLoad(path);
@@ -552,8 +553,9 @@ struct SynthTensor {
   bool norm = false;
 };
 
-// Writes config.json and an F32 model.safetensors with seeded random weights.
-std::string WriteHfDir(const std::string& name, const nlohmann::json& config, const std::vector<SynthTensor>& tensors) {
+// Writes config.json and a model.safetensors (F32 or BF16) with seeded random weights.
+std::string WriteHfDir(const std::string& name, const nlohmann::json& config, const std::vector<SynthTensor>& tensors,
+                       DType dtype = DType::kF32) {
   const std::string dir = Scratch(name);
   std::ofstream(dir + "/config.json") << config.dump(2);
   std::mt19937 rng(1234);
@@ -566,9 +568,15 @@ std::string WriteHfDir(const std::string& name, const nlohmann::json& config, co
     const size_t begin = data.size();
     for (int64_t i = 0; i < n; ++i) {
       const float v = (t.norm ? 1.0f : 0.0f) + t.scale * gauss(rng);
-      data.append(reinterpret_cast<const char*>(&v), 4);
+      if (dtype == DType::kBF16) {
+        const uint16_t h = F32ToBf16(v);
+        data.append(reinterpret_cast<const char*>(&h), 2);
+      } else {
+        data.append(reinterpret_cast<const char*>(&v), 4);
+      }
     }
-    header[t.name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {begin, data.size()}}};
+    header[t.name] = {
+        {"dtype", dtype == DType::kBF16 ? "BF16" : "F32"}, {"shape", t.shape}, {"data_offsets", {begin, data.size()}}};
   }
   std::string h = header.dump();
   while (h.size() % 8 != 0) h.push_back(' ');
@@ -609,12 +617,23 @@ std::vector<int32_t> SomeTokens(int64_t vocab, int n) {
 // HF Llama (model_type llama): half-split Q/K rows that the converter restores to Meta's interleaved order, llama3
 // scaling with all three bands as rope_freqs.weight, and rows of 80 that Q8_0 cannot hold.
 TEST(ConvertSynthetic, HfLlamaUnpermutesQkAndWritesRopeFreqs) {
-  const nlohmann::json config = {
-      {"model_type", "llama"}, {"hidden_size", 64}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
-      {"num_key_value_heads", 2}, {"intermediate_size", 80}, {"vocab_size", 96}, {"max_position_embeddings", 512},
-      {"rms_norm_eps", 1e-5}, {"rope_theta", 10000.0}, {"tie_word_embeddings", false},
-      {"rope_scaling", {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
-                        {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 32}}}};
+  const nlohmann::json config = {{"model_type", "llama"},
+                                 {"hidden_size", 64},
+                                 {"num_hidden_layers", 2},
+                                 {"num_attention_heads", 4},
+                                 {"num_key_value_heads", 2},
+                                 {"intermediate_size", 80},
+                                 {"vocab_size", 96},
+                                 {"max_position_embeddings", 512},
+                                 {"rms_norm_eps", 1e-5},
+                                 {"rope_theta", 10000.0},
+                                 {"tie_word_embeddings", false},
+                                 {"rope_scaling",
+                                  {{"rope_type", "llama3"},
+                                   {"factor", 8.0},
+                                   {"low_freq_factor", 1.0},
+                                   {"high_freq_factor", 4.0},
+                                   {"original_max_position_embeddings", 32}}}};
   const std::string dir = WriteHfDir("synth-llama", config, DenseTensors("model.", "mlp", 2, 64, 64, 32, 80, 96));
   std::vector<std::string> notes;
   const auto hf = MustLoad(dir);
@@ -649,8 +668,9 @@ TEST(ConvertSynthetic, HfLlamaUnpermutesQkAndWritesRopeFreqs) {
   const auto q8 = MustLoad(MustConvert(dir, "synth-llama-q8", DType::kQ8_0, &notes));
   ASSERT_NE(q8, nullptr);
   for (const auto& t : q8->files.gguf->tensor_infos()) {
-    const DType want = t.shape.size() == 1 ? DType::kF32 : t.name.ends_with("ffn_down.weight") ? DType::kF16
-                                                                                             : DType::kQ8_0;
+    const DType want = t.shape.size() == 1                   ? DType::kF32
+                       : t.name.ends_with("ffn_down.weight") ? DType::kF16
+                                                             : DType::kQ8_0;
     EXPECT_EQ(t.dtype, want) << t.name;
   }
   int fallback_notes = 0;
@@ -668,14 +688,31 @@ TEST(ConvertSynthetic, HfLlamaUnpermutesQkAndWritesRopeFreqs) {
 // A Llama 4 model without MoE layers runs the same kernels from both formats: logits bit-identical, which shows
 // the converter itself is exact (weights, config, RoPE divisors with a medium band, chunking, NoPE layers).
 TEST(ConvertSynthetic, DenseLlama4IsBitIdentical) {
-  const nlohmann::json config = {
-      {"model_type", "llama4_text"}, {"hidden_size", 64}, {"num_hidden_layers", 4}, {"num_attention_heads", 4},
-      {"num_key_value_heads", 2}, {"head_dim", 16}, {"intermediate_size", 96}, {"intermediate_size_mlp", 128},
-      {"vocab_size", 96}, {"max_position_embeddings", 256}, {"rms_norm_eps", 1e-5}, {"rope_theta", 500000.0},
-      {"num_local_experts", 1}, {"moe_layers", nlohmann::json::array()}, {"no_rope_layers", nlohmann::json::array()},
-      {"attention_chunk_size", 8}, {"floor_scale", 4}, {"attn_scale", 0.1}, {"use_qk_norm", true},
-      {"rope_scaling", {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
-                        {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}}}};
+  const nlohmann::json config = {{"model_type", "llama4_text"},
+                                 {"hidden_size", 64},
+                                 {"num_hidden_layers", 4},
+                                 {"num_attention_heads", 4},
+                                 {"num_key_value_heads", 2},
+                                 {"head_dim", 16},
+                                 {"intermediate_size", 96},
+                                 {"intermediate_size_mlp", 128},
+                                 {"vocab_size", 96},
+                                 {"max_position_embeddings", 256},
+                                 {"rms_norm_eps", 1e-5},
+                                 {"rope_theta", 500000.0},
+                                 {"num_local_experts", 1},
+                                 {"moe_layers", nlohmann::json::array()},
+                                 {"no_rope_layers", nlohmann::json::array()},
+                                 {"attention_chunk_size", 8},
+                                 {"floor_scale", 4},
+                                 {"attn_scale", 0.1},
+                                 {"use_qk_norm", true},
+                                 {"rope_scaling",
+                                  {{"rope_type", "llama3"},
+                                   {"factor", 8.0},
+                                   {"low_freq_factor", 1.0},
+                                   {"high_freq_factor", 4.0},
+                                   {"original_max_position_embeddings", 8192}}}};
   const std::string dir =
       WriteHfDir("synth-l4dense", config, DenseTensors("model.", "feed_forward", 4, 64, 64, 32, 128, 96));
   const auto hf = MustLoad(dir);
@@ -693,6 +730,71 @@ TEST(ConvertSynthetic, DenseLlama4IsBitIdentical) {
   const auto ids = SomeTokens(96, 40);
   EXPECT_EQ(Compare(AllLogits(*hf->model, ids, pool), AllLogits(*gg->model, ids, pool)).n_different, 0);
   EXPECT_EQ(Compare(GreedyLogits(*hf->model, ids, 8, pool), GreedyLogits(*gg->model, ids, 8, pool)).n_different, 0);
+}
+
+// A Llama 4 directory with the real tokenizer (so the vocabulary must be 202048 rows: a tiny BF16 model with tied
+// embeddings): the GGUF carries the vocabulary, the EOS and chat template of tokenizer_config.json, and runs with
+// its own tokenizer exactly as the directory runs with tokenizer.model.
+TEST(ConvertSynthetic, Llama4WithTokenizer) {
+  const int64_t vocab = 202048;
+  const nlohmann::json config = {{"model_type", "llama4"},
+                                 {"tie_word_embeddings", true},
+                                 {"text_config",
+                                  {{"model_type", "llama4_text"},
+                                   {"hidden_size", 32},
+                                   {"num_hidden_layers", 1},
+                                   {"num_attention_heads", 2},
+                                   {"num_key_value_heads", 1},
+                                   {"head_dim", 16},
+                                   {"intermediate_size", 32},
+                                   {"intermediate_size_mlp", 32},
+                                   {"vocab_size", vocab},
+                                   {"max_position_embeddings", 1024},
+                                   {"rms_norm_eps", 1e-5},
+                                   {"rope_theta", 500000.0},
+                                   {"num_local_experts", 1},
+                                   {"moe_layers", nlohmann::json::array()},
+                                   {"eos_token_id", {200001, 200007, 200008}},
+                                   {"rope_scaling", nullptr}}}};
+  std::vector<SynthTensor> tensors = DenseTensors("language_model.model.", "feed_forward", 1, 32, 32, 16, 32, vocab);
+  tensors.erase(
+      std::remove_if(tensors.begin(), tensors.end(), [](const SynthTensor& t) { return t.name == "lm_head.weight"; }),
+      tensors.end());
+  const std::string dir = WriteHfDir("synth-l4-tok", config, tensors, DType::kBF16);
+  fs::create_symlink(SharedPath("models/llama4-tokenizer/tokenizer.model"), dir + "/tokenizer.model");
+  std::ofstream(dir + "/tokenizer_config.json")
+      << R"({"eos_token": "<|eot|>", "bos_token": "<|begin_of_text|>", "chat_template": "{{ bos_token }}hi"})";
+  std::vector<std::string> notes;
+  const std::string path = MustConvert(dir, "synth-l4-tok-out", std::nullopt, &notes);
+  for (const std::string& n : notes) EXPECT_EQ(n.find("tokenizer"), std::string::npos) << n;
+
+  LoadOptions o;
+  o.model_path = path;
+  o.show_progress = false;
+  auto gg = LoadModel(o);  // requires a tokenizer: the GGUF's own
+  ASSERT_TRUE(gg.ok()) << gg.status().ToString();
+  o.model_path = dir;
+  auto hf = LoadModel(o);  // the directory's tokenizer.model
+  ASSERT_TRUE(hf.ok()) << hf.status().ToString();
+  const formats::GgufFile& g = *(*gg)->files.gguf;
+  EXPECT_EQ(*g.GetString("tokenizer.ggml.pre"), "llama4");
+  EXPECT_EQ(*g.GetInt("tokenizer.ggml.eos_token_id"), 200008);
+  EXPECT_EQ(*g.GetString("tokenizer.chat_template"), "{{ bos_token }}hi");
+  EXPECT_FALSE((*gg)->files.weights.Contains("output.weight"));  // tied, as llama.cpp writes it
+  EXPECT_EQ(*g.GetInt("general.file_type"), 32);
+  ExpectSameConfig((*hf)->model->config(), (*gg)->model->config());
+  EXPECT_EQ((*gg)->tokenizer->kind(), "gpt2");
+  EXPECT_EQ((*gg)->tokenizer->eos_id(), 200008);
+  const std::string text = "Hello, world! Führer   12345 🦙.cpp";
+  const auto ids = (*hf)->tokenizer->Encode(text, true, false);
+  EXPECT_EQ((*gg)->tokenizer->Encode(text, true, false), ids);
+  // <|eot|> (EOS here, and tokenizer.ggml.eot_token_id) and <|eom|> (eom_token_id) end generation.
+  for (int32_t stop : {200007, 200008}) {
+    const auto s = (*gg)->stop_ids;
+    EXPECT_NE(std::find(s.begin(), s.end(), stop), s.end()) << stop;
+  }
+  ThreadPool pool(2);
+  EXPECT_EQ(Compare(AllLogits(*(*hf)->model, ids, pool), AllLogits(*(*gg)->model, ids, pool)).n_different, 0);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -743,8 +845,8 @@ VocabFile WriteAndReload(const tokenizer::Tokenizer& tik, const VocabOptions& o)
   return f;
 }
 
-void CheckVocab(const std::string& dir, const std::string& vectors, const std::string& pre, int32_t bos,
-                int32_t eos, const std::string& turn) {
+void CheckVocab(const std::string& dir, const std::string& vectors, const std::string& pre, int32_t bos, int32_t eos,
+                const std::string& turn) {
   auto tik = tokenizer::LoadTiktoken(SharedPath("models/" + dir + "/tokenizer.model"));
   ASSERT_TRUE(tik.ok()) << tik.status().ToString();
   const tokenizer::Tokenizer& t = **tik;

@@ -633,7 +633,7 @@ TEST(Gpt2Gguf, Llama3FromTiktokenRanksPassesEveryVector) {
   EXPECT_EQ(tok->bos_id(), 128000);
   Ids stops = tok->stop_ids();
   std::sort(stops.begin(), stops.end());
-  EXPECT_EQ(stops, (Ids{128008, 128009}));
+  EXPECT_EQ(stops, (Ids{128001, 128008, 128009}));  // no EOS key: end of text, eom and eot by name
   const auto v = ReadVectors(SharedPath("models/llama3-tokenizer/ggml-vocab-llama-bpe.gguf"));
   EXPECT_EQ(CheckVectors(*tok, v, "gpt2 gguf"), 46);
   const auto j = ReadJson(SharedPath("models/llama3-tokenizer/reference_ids.json"));

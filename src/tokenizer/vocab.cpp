@@ -17,7 +17,10 @@ VocabTokenizer::VocabTokenizer(VocabData vocab, SpecialIds ids) : vocab_(std::mo
   add_stop(ids_.eos);
   for (int32_t id : ids_.extra_stops) add_stop(id);
   // End-of-turn / end-of-message tokens of Llama 3 (llama4.md 10.3) and Llama 4 (llama4.md 8.5).
-  for (const char* name : {"<|eot|>", "<|eom|>", "<|eot_id|>", "<|eom_id|>"}) add_stop(specials_.Find(name));
+  // <|end_of_text|> too: a GGUF may name <|eot|> as its EOS, and generation must still stop at end of text.
+  for (const char* name : {"<|eot|>", "<|eom|>", "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>"}) {
+    add_stop(specials_.Find(name));
+  }
 }
 
 std::string VocabTokenizer::TokenBytes(int32_t id) const {

@@ -58,7 +58,7 @@ Outcome Herd(const std::vector<std::string>& args) {
 std::string Stories(const std::string& f) { return SharedPath("models/stories260K/" + f); }
 
 TEST(CliTest, HelpForEveryCommand) {
-  for (std::string cmd : {"", "run", "logits", "tokenize", "info", "bench"}) {
+  for (std::string cmd : {"", "run", "logits", "tokenize", "info", "bench", "chat", "convert"}) {
     std::vector<std::string> args;
     if (!cmd.empty()) args.push_back(cmd);
     args.push_back("--help");

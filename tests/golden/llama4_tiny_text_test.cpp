@@ -5,7 +5,6 @@
 // Each case runs from the F32 and the BF16 safetensors (identical values) of the HF directory, and from the GGUF
 // file `herd convert` makes of each (runtime/convert.h), at the same dtype.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -41,12 +40,12 @@ void PrintTo(const Case& c, std::ostream* os) {
   *os << c.variant << " " << c.weights << (c.gguf ? " via herd convert" : "");
 }
 
-// Scratch directories of this process (ctest runs test processes in parallel), removed at exit.
+// Scratch directories of this process, removed at exit.
 class Scratch {
  public:
   static std::string Dir(const std::string& name) {
     static Scratch scratch;
-    const std::string dir = testing::TempDir(name + "-" + std::to_string(::getpid()));
+    const std::string dir = testing::TempDir(name);
     scratch.dirs_.push_back(dir);
     return dir;
   }
