@@ -280,7 +280,8 @@ int Main(int argc, char** argv) {
   info_cmd->add_option("model", info_path, "model path")->required();
 
   // Commands defined in their own files.
-  std::vector<Command> extra = {AddChatCommand(app), AddConvertCommand(app), AddBenchCommand(app)};
+  std::vector<Command> extra = {AddChatCommand(app),     AddConvertCommand(app),    AddQuantizeCommand(app),
+                                AddPerplexityCommand(app), AddKldCommand(app), AddBenchCommand(app)};
 
   try {
     app.parse(argc, argv);

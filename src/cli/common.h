@@ -50,5 +50,8 @@ struct Command {
 Command AddBenchCommand(CLI::App& app);
 Command AddConvertCommand(CLI::App& app);
 Command AddChatCommand(CLI::App& app);
+Command AddQuantizeCommand(CLI::App& app);
+Command AddPerplexityCommand(CLI::App& app);
+Command AddKldCommand(CLI::App& app);
 
 }  // namespace herd::cli

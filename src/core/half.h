@@ -55,6 +55,9 @@ uint16_t F32ToF16(float f);
 
 // FP8 E4M3 (fn): no infinities, NaN = S.1111.111, max 448 (llama4.md section 6.3).
 float F8E4M3ToF32(uint8_t v);
+// Round to nearest even; magnitudes at or beyond the largest finite value saturate to +-448 (a quantizer that
+// scales by amax / 448 never reaches past it), NaN becomes 0x7F with the sign of the input.
+uint8_t F32ToF8E4M3(float f);
 float F8E5M2ToF32(uint8_t v);
 
 }  // namespace herd

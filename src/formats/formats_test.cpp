@@ -401,7 +401,21 @@ TEST(HfNames, LlamaAndLlama4) {
   EXPECT_EQ(**HfLlama4ToCanonical("language_model.lm_head.weight"), "output.weight");
   EXPECT_FALSE(HfLlama4ToCanonical("vision_model.model.layers.0.mlp.fc1.weight")->has_value());
   EXPECT_FALSE(HfLlama4ToCanonical("multi_modal_projector.linear_1.weight")->has_value());
-  EXPECT_FALSE(HfLlama4ToCanonical("language_model.model.layers.1.feed_forward.experts.0.gate_proj.weight").ok());
+  // Per-expert layout (llama4.md 4.1) and FP8 scales (6.3).
+  EXPECT_EQ(**HfLlama4ToCanonical("language_model.model.layers.1.feed_forward.experts.0.gate_proj.weight"),
+            "blk.1.ffn_gate_exps.0.weight");
+  EXPECT_EQ(**HfLlama4ToCanonical("language_model.model.layers.3.feed_forward.experts.127.down_proj.weight_scale"),
+            "blk.3.ffn_down_exps.127.scale");
+  EXPECT_EQ(**HfLlama4ToCanonical("language_model.model.layers.1.feed_forward.experts.gate_up_proj_scale"),
+            "blk.1.ffn_gate_up_exps_im.scale");
+  EXPECT_EQ(**HfLlama4ToCanonical("language_model.model.layers.1.feed_forward.experts.down_proj_scale"),
+            "blk.1.ffn_down_exps_im.scale");
+  EXPECT_EQ(**HfLlama4ToCanonical("language_model.model.layers.0.self_attn.q_proj.weight_scale"), "blk.0.attn_q.scale");
+  EXPECT_EQ(**HfLlamaToCanonical("model.layers.2.mlp.up_proj.weight_scale"), "blk.2.ffn_up.scale");
+  EXPECT_FALSE(HfLlama4ToCanonical("language_model.model.layers.1.feed_forward.experts.x.gate_proj.weight").ok());
+  EXPECT_FALSE(HfLlama4ToCanonical("language_model.model.layers.1.feed_forward.experts.0.gate.weight").ok());
+  EXPECT_FALSE(HfLlama4ToCanonical("language_model.model.layers.1.input_layernorm.bias_scale").ok());
+  EXPECT_FALSE(HfLlama4ToCanonical("language_model.model.layers.1.feed_forward.experts.0.gate_proj.input_scale").ok());
 }
 
 // ---- llama2.c and OpenModelFiles -------------------------------------------------------------------------

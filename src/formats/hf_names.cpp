@@ -1,3 +1,4 @@
+// Hugging Face -> canonical tensor names (llama4.md 4.1, 4.3; FP8 scales 6.3).
 #include "formats/hf_names.h"
 
 #include <charconv>
@@ -69,9 +70,43 @@ Status Unknown(std::string_view name, const char* family) {
   return NotSupported("unknown tensor '" + std::string(name) + "' for an HF " + family + " checkpoint");
 }
 
-}  // namespace
+// "experts.7.gate_proj.weight" -> "ffn_gate_exps.7.weight": one expert of the per-expert layout (llama4.md 4.1).
+std::optional<std::string> PerExpert(std::string_view rest, int layer) {
+  if (!Consume(rest, "feed_forward.experts.")) return std::nullopt;
+  const size_t dot = rest.find('.');
+  if (dot == std::string_view::npos || dot == 0) return std::nullopt;
+  int expert = 0;
+  auto [p, ec] = std::from_chars(rest.data(), rest.data() + dot, expert);
+  if (ec != std::errc() || p != rest.data() + dot || expert < 0) return std::nullopt;
+  rest.remove_prefix(dot + 1);
+  std::string_view canon;
+  if (rest == "gate_proj.weight") {
+    canon = "ffn_gate_exps";
+  } else if (rest == "up_proj.weight") {
+    canon = "ffn_up_exps";
+  } else if (rest == "down_proj.weight") {
+    canon = "ffn_down_exps";
+  } else {
+    return std::nullopt;
+  }
+  return "blk." + std::to_string(layer) + "." + std::string(canon) + "." + std::to_string(expert) + ".weight";
+}
 
-Result<std::optional<std::string>> HfLlamaToCanonical(std::string_view name) {
+using NameMap = Result<std::optional<std::string>> (*)(std::string_view);
+
+// FP8 (fbgemm_fp8, llama4.md 6.3) tensors beside a weight: "X.weight_scale" (and the fused experts'
+// "experts.gate_up_proj_scale") is the per-output scale of the weight "X.weight" ("experts.gate_up_proj"), named
+// like its weight with ".scale" for ".weight". Returns nullopt when `name` is no scale.
+std::optional<Result<std::optional<std::string>>> ScaleName(std::string_view name, NameMap weight_name) {
+  if (!name.ends_with("_scale")) return std::nullopt;
+  Result<std::optional<std::string>> w = weight_name(name.substr(0, name.size() - 6));
+  if (!w.ok() || !w->has_value() || !(*w)->ends_with(".weight")) return std::nullopt;
+  std::string canon = **w;
+  canon.replace(canon.size() - 7, 7, ".scale");
+  return Result<std::optional<std::string>>(std::optional<std::string>(std::move(canon)));
+}
+
+Result<std::optional<std::string>> HfLlamaWeight(std::string_view name) {
   std::string_view s = name;
   if (s == "lm_head.weight") return std::optional<std::string>("output.weight");
   if (!Consume(s, "model.")) return Unknown(name, "Llama");
@@ -85,7 +120,7 @@ Result<std::optional<std::string>> HfLlamaToCanonical(std::string_view name) {
   return Unknown(name, "Llama");
 }
 
-Result<std::optional<std::string>> HfLlama4ToCanonical(std::string_view name) {
+Result<std::optional<std::string>> HfLlama4Weight(std::string_view name) {
   std::string_view s = name;
   if (s.starts_with("vision_model.") || s.starts_with("multi_modal_projector.") ||
       s.starts_with("model.vision_model.") || s.starts_with("model.multi_modal_projector.")) {
@@ -103,12 +138,21 @@ Result<std::optional<std::string>> HfLlama4ToCanonical(std::string_view name) {
   if (!ConsumeLayer(s, &layer)) return Unknown(name, "Llama 4");
   if (auto c = Lookup(kLayerCommon, s, layer)) return c;
   if (auto c = Lookup(kLayerLlama4, s, layer)) return c;
-  if (s.starts_with("feed_forward.experts.")) {
-    return NotSupported("tensor '" + std::string(name) +
-                        "': per-expert (for_llm_compressor) expert layout is not supported; convert the checkpoint "
-                        "with fused experts (gate_up_proj/down_proj)");
-  }
+  if (auto c = PerExpert(s, layer)) return c;
   return Unknown(name, "Llama 4");
+}
+
+Result<std::optional<std::string>> WithScales(std::string_view name, NameMap weight_name) {
+  if (auto scale = ScaleName(name, weight_name)) return *scale;
+  return weight_name(name);
+}
+
+}  // namespace
+
+Result<std::optional<std::string>> HfLlamaToCanonical(std::string_view name) { return WithScales(name, HfLlamaWeight); }
+
+Result<std::optional<std::string>> HfLlama4ToCanonical(std::string_view name) {
+  return WithScales(name, HfLlama4Weight);
 }
 
 }  // namespace herd::formats

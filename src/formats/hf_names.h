@@ -2,7 +2,12 @@
 // code only ever sees canonical names.
 //
 // HF Llama 4 experts are stored input-major ([E, in, out]); they keep that orientation under names of their own
-// (ffn_gate_up_exps_im, ffn_down_exps_im) so the kernels read them in place instead of transposing at load.
+// (ffn_gate_up_exps_im, ffn_down_exps_im) so the kernels read them in place instead of transposing at load. The
+// per-expert layout (llama4.md 4.1: "experts.{i}.gate_proj.weight" [out, in]) maps to blk.N.ffn_gate_exps.{i}.weight,
+// ffn_up_exps.{i}.weight and ffn_down_exps.{i}.weight. FP8 checkpoints (llama4.md 6.3) add a per-output scale beside
+// a weight ("X.weight_scale", and "experts.gate_up_proj_scale" / "experts.down_proj_scale" for fused experts): it
+// takes its weight's canonical name with ".scale" in place of ".weight" (blk.3.ffn_gate_exps.7.scale,
+// blk.1.ffn_gate_up_exps_im.scale).
 #pragma once
 
 #include <optional>

@@ -47,6 +47,30 @@ bool MatMulInputMajorSupports(DType t);
 void MatMulInputMajor(const TensorView& w, int64_t col_begin, int64_t col_end, const float* x, int64_t n_tokens,
                       float* y, ThreadPool& pool);
 
+// Weights with one f32 scale per output: FP8 checkpoints (llama4.md 6.3) store W[o, :] = e4m3(weight[o, :]) *
+// scale[o] with F8_E4M3 weights. These run in cpu/matmul_fp8.cpp (reference: kernels/ref/matmul_fp8.h) and take
+// the dtypes of MatMulScaledSupports; a null scale means 1, and then a non-F8 weight goes through MatMul /
+// MatMulRows / DequantizeRow / MatMulInputMajor unchanged (bit-identical results). The scale multiplies each
+// finished dot product (y = scale[o] * sum_i q[o, i] * x[t, i]), so accuracy is MatMul's bound plus one rounding:
+// within (n_in + 4) * eps_f32 * sum_i |W[o, i] * x[t, i]| of the exact product with W = fl(q * scale).
+// Threading, allocation and argument rules as their unscaled twins. F8_E4M3 calls are not yet counted by
+// EnableWeightByteCounting. FP8 activations (fbgemm's dynamic per-token quantization) are not modelled:
+// activations stay f32, as llama4.md 6.3 allows for an fp32 reference.
+bool MatMulScaledSupports(DType t);  // MatMulSupports(t) or F8_E4M3
+//   row_scale: f32 [w.Rows()] or nullptr.
+void MatMulScaled(const TensorView& w, const float* row_scale, const float* x, int64_t n_tokens, float* y,
+                  ThreadPool& pool);
+void MatMulRowsScaled(const TensorView& w, const float* row_scale, const float* x, int64_t n_tokens, float* y,
+                      int64_t y_stride, int64_t o_begin, int64_t o_end);
+// dst[i] = fl(W[r, i] * row_scale[r]) exactly (one f32 product, as ref::DequantizeRowScaled).
+void DequantizeRowScaled(const TensorView& w, const float* row_scale, int64_t r, float* dst);
+// Input-major w [n_in, n_cols] in F32, F16, BF16 or F8_E4M3 with one scale per column (HF's fused FP8 experts:
+// gate_up_proj_scale [n_experts, 1, 2 * ffn_size], down_proj_scale [n_experts, hidden_size, 1]).
+//   col_scale: f32 [n_cols] (indexed by the absolute column c, not c - col_begin) or nullptr.
+bool MatMulInputMajorScaledSupports(DType t);
+void MatMulInputMajorScaled(const TensorView& w, const float* col_scale, int64_t col_begin, int64_t col_end,
+                            const float* x, int64_t n_tokens, float* y, ThreadPool& pool);
+
 // Instrumentation for benchmarks and tests (the MoE decode property "only the selected experts are read"):
 // while enabled, every MatMul, MatMulRows, DequantizeRow and MatMulInputMajor call adds the weight bytes it
 // touches (the rows or columns it reads, once per call however many threads share it) to a process-wide

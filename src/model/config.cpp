@@ -348,6 +348,37 @@ Result<ModelConfig> ConfigFromGguf(const formats::GgufFile& gguf) {
 
 namespace {
 
+// HF `quantization_config` (llama4.md 6.3). Only fbgemm_fp8 is supported: its weights are F8_E4M3 with per-row
+// scales, which the weight binder finds by name (model/weights.h), so nothing here changes the math.
+// `modules_to_not_convert` only lists the modules left in BF16 (their dtypes say so too), and
+// `activation_scale_ub` bounds fbgemm's dynamic FP8 activation scales, which herd does not apply (activations stay
+// f32, as llama4.md 6.3 allows for an fp32 engine). Both are checked for type only.
+Status CheckQuantizationConfig(const nlohmann::json& j, const std::string& source) {
+  auto q = j.find("quantization_config");
+  if (q == j.end() || q->is_null()) return Status::Ok();
+  if (!q->is_object()) return Corruption(source + ": 'quantization_config' must be an object");
+  auto method = q->find("quant_method");
+  if (method == q->end() || !method->is_string()) {
+    return Corruption(source + ": quantization_config has no string 'quant_method'");
+  }
+  const std::string name = method->get<std::string>();
+  if (name != "fbgemm_fp8") {
+    return NotSupported(source + ": quantization_config quant_method '" + name +
+                        "' is not supported (supported: fbgemm_fp8, FP8 E4M3 weights with per-row scales)");
+  }
+  if (auto mods = q->find("modules_to_not_convert"); mods != q->end() && !mods->is_null()) {
+    bool ok = mods->is_array();
+    for (size_t i = 0; ok && i < mods->size(); ++i) ok = (*mods)[i].is_string();
+    if (!ok) return Corruption(source + ": quantization_config 'modules_to_not_convert' must be a list of strings");
+  }
+  if (auto ub = q->find("activation_scale_ub"); ub != q->end() && !ub->is_null()) {
+    if (!ub->is_number() || !(ub->get<double>() > 0)) {
+      return Corruption(source + ": quantization_config 'activation_scale_ub' must be a positive number");
+    }
+  }
+  return Status::Ok();
+}
+
 // HF Llama 4 text config: `Llama4ForConditionalGeneration` (model_type llama4, fields under text_config) or
 // `Llama4ForCausalLM` (model_type llama4_text). Defaults are HF configuration_llama4.py's (llama4.md section 3).
 Result<ModelConfig> ConfigFromHfLlama4(const nlohmann::json& top, const nlohmann::json& t, const std::string& source) {
@@ -405,9 +436,11 @@ Result<ModelConfig> ConfigFromHf(const nlohmann::json& j, const std::string& sou
   auto mt = j.find("model_type");
   if (mt == j.end() || !mt->is_string()) return Corruption(source + ": missing string field 'model_type'");
   std::string model_type = mt->get<std::string>();
+  HERD_RETURN_IF_ERROR(CheckQuantizationConfig(j, source));
   if (model_type == "llama4") {
     auto t = j.find("text_config");
     if (t == j.end() || !t->is_object()) return Corruption(source + ": model_type llama4 needs a 'text_config' object");
+    HERD_RETURN_IF_ERROR(CheckQuantizationConfig(*t, source + " text_config"));
     return ConfigFromHfLlama4(j, *t, source + " text_config");
   }
   if (model_type == "llama4_text") return ConfigFromHfLlama4(j, j, source);

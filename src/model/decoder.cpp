@@ -179,6 +179,61 @@ class DecoderModel::State final : public ModelState {
 
 void DecoderModel::SetTrace(ModelState& state, ForwardTrace* trace) { static_cast<State&>(state).trace = trace; }
 
+namespace {
+
+// The routed experts of MoE layer `p` ("blk.N."), in whichever of the three layouts the file has (llama4.md 4.1):
+// HF's fused input-major tensors, HF's per-expert linears, or GGUF's stacked [n_experts, out, in] tensors (the
+// fallback, so a file with no experts at all is reported as missing ffn_gate_exps.weight). Any of them may carry
+// FP8 scales.
+Status BindExperts(WeightBinder& b, const WeightMap& weights, const std::string& p, int64_t n_exp, int64_t d, int64_t f,
+                   DecoderLayerWeights* lw) {
+  if (weights.Contains(p + "ffn_gate_up_exps_im.weight")) {
+    const std::vector<DType> types = {DType::kF32, DType::kF16, DType::kBF16, DType::kF8_E4M3};
+    lw->experts_input_major = true;
+    HERD_ASSIGN_OR_RETURN(lw->gate_up_exps_im,
+                          b.ScaledTensor(p + "ffn_gate_up_exps_im.weight", {n_exp, d, 2 * f}, {n_exp, 2 * f}, types));
+    HERD_ASSIGN_OR_RETURN(lw->down_exps_im,
+                          b.ScaledTensor(p + "ffn_down_exps_im.weight", {n_exp, f, d}, {n_exp, d}, types));
+    return Status::Ok();
+  }
+  if (weights.Contains(p + "ffn_gate_exps.0.weight")) {
+    for (int64_t e = 0; e < n_exp; ++e) {
+      const std::string i = std::to_string(e);
+      HERD_ASSIGN_OR_RETURN(LinearWeight gate, b.Linear(p + "ffn_gate_exps." + i + ".weight", f, d));
+      HERD_ASSIGN_OR_RETURN(LinearWeight up, b.Linear(p + "ffn_up_exps." + i + ".weight", f, d));
+      HERD_ASSIGN_OR_RETURN(LinearWeight down, b.Linear(p + "ffn_down_exps." + i + ".weight", d, f));
+      lw->gate_exps.push_back(std::move(gate));
+      lw->up_exps.push_back(std::move(up));
+      lw->down_exps.push_back(std::move(down));
+    }
+    return Status::Ok();
+  }
+  struct Stacked {
+    const char* name;
+    int64_t n_out, n_in;
+    std::vector<LinearWeight>* out;
+  };
+  for (const Stacked& st : {Stacked{"ffn_gate_exps", f, d, &lw->gate_exps}, Stacked{"ffn_up_exps", f, d, &lw->up_exps},
+                            Stacked{"ffn_down_exps", d, f, &lw->down_exps}}) {
+    HERD_ASSIGN_OR_RETURN(LinearWeight all,
+                          b.ScaledTensor(p + st.name + ".weight", {n_exp, st.n_out, st.n_in}, {n_exp, st.n_out}));
+    for (int64_t e = 0; e < n_exp; ++e) {
+      LinearWeight one{all.w.Slice(e), {}};
+      if (!all.scale.empty()) {
+        one.scale.assign(all.scale.begin() + e * st.n_out, all.scale.begin() + (e + 1) * st.n_out);
+      }
+      st.out->push_back(std::move(one));
+    }
+  }
+  return Status::Ok();
+}
+
+void MatMul(const LinearWeight& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
+  kernels::MatMulScaled(w.w, w.scale_data(), x, n_tokens, y, pool);
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Model>> DecoderModel::Create(ModelConfig config, const WeightMap& weights) {
   std::unique_ptr<DecoderModel> m(new DecoderModel());
   m->weights_ = weights;
@@ -187,10 +242,10 @@ Result<std::unique_ptr<Model>> DecoderModel::Create(ModelConfig config, const We
   const int64_t q_dim = config.num_attention_heads * hd, kv_dim = config.num_key_value_heads * hd;
   const int64_t n_exp = config.num_local_experts;
 
-  HERD_ASSIGN_OR_RETURN(m->token_embd_, b.Matrix("token_embd.weight", -1, d));
-  if (config.vocab_size == 0) config.vocab_size = m->token_embd_.shape[0];
-  if (m->token_embd_.shape[0] != config.vocab_size) {
-    return Corruption("tensor 'token_embd.weight' has " + std::to_string(m->token_embd_.shape[0]) +
+  HERD_ASSIGN_OR_RETURN(m->token_embd_, b.Linear("token_embd.weight", -1, d));
+  if (config.vocab_size == 0) config.vocab_size = m->token_embd_.w.shape[0];
+  if (m->token_embd_.w.shape[0] != config.vocab_size) {
+    return Corruption("tensor 'token_embd.weight' has " + std::to_string(m->token_embd_.w.shape[0]) +
                       " rows but vocab_size is " + std::to_string(config.vocab_size));
   }
   for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
@@ -199,32 +254,21 @@ Result<std::unique_ptr<Model>> DecoderModel::Create(ModelConfig config, const We
     const std::string p = "blk." + std::to_string(l) + ".";
     DecoderLayerWeights lw;
     HERD_ASSIGN_OR_RETURN(lw.attn_norm, b.Vector(p + "attn_norm.weight", d));
-    HERD_ASSIGN_OR_RETURN(lw.attn_q, b.Matrix(p + "attn_q.weight", q_dim, d));
-    HERD_ASSIGN_OR_RETURN(lw.attn_k, b.Matrix(p + "attn_k.weight", kv_dim, d));
-    HERD_ASSIGN_OR_RETURN(lw.attn_v, b.Matrix(p + "attn_v.weight", kv_dim, d));
-    HERD_ASSIGN_OR_RETURN(lw.attn_output, b.Matrix(p + "attn_output.weight", d, q_dim));
+    HERD_ASSIGN_OR_RETURN(lw.attn_q, b.Linear(p + "attn_q.weight", q_dim, d));
+    HERD_ASSIGN_OR_RETURN(lw.attn_k, b.Linear(p + "attn_k.weight", kv_dim, d));
+    HERD_ASSIGN_OR_RETURN(lw.attn_v, b.Linear(p + "attn_v.weight", kv_dim, d));
+    HERD_ASSIGN_OR_RETURN(lw.attn_output, b.Linear(p + "attn_output.weight", d, q_dim));
     HERD_ASSIGN_OR_RETURN(lw.ffn_norm, b.Vector(p + "ffn_norm.weight", d));
     if (!lc.moe) {
-      HERD_ASSIGN_OR_RETURN(lw.ffn_gate, b.Matrix(p + "ffn_gate.weight", f, d));
-      HERD_ASSIGN_OR_RETURN(lw.ffn_up, b.Matrix(p + "ffn_up.weight", f, d));
-      HERD_ASSIGN_OR_RETURN(lw.ffn_down, b.Matrix(p + "ffn_down.weight", d, f));
+      HERD_ASSIGN_OR_RETURN(lw.ffn_gate, b.Linear(p + "ffn_gate.weight", f, d));
+      HERD_ASSIGN_OR_RETURN(lw.ffn_up, b.Linear(p + "ffn_up.weight", f, d));
+      HERD_ASSIGN_OR_RETURN(lw.ffn_down, b.Linear(p + "ffn_down.weight", d, f));
     } else {
-      HERD_ASSIGN_OR_RETURN(lw.ffn_gate, b.Matrix(p + "ffn_gate_shexp.weight", f, d));
-      HERD_ASSIGN_OR_RETURN(lw.ffn_up, b.Matrix(p + "ffn_up_shexp.weight", f, d));
-      HERD_ASSIGN_OR_RETURN(lw.ffn_down, b.Matrix(p + "ffn_down_shexp.weight", d, f));
-      HERD_ASSIGN_OR_RETURN(lw.router, b.Matrix(p + "ffn_gate_inp.weight", n_exp, d));
-      if (weights.Contains(p + "ffn_gate_up_exps_im.weight")) {
-        lw.experts_input_major = true;
-        HERD_ASSIGN_OR_RETURN(lw.gate_up_exps_im,
-                              b.Tensor(p + "ffn_gate_up_exps_im.weight", {n_exp, d, 2 * f},
-                                       {DType::kF32, DType::kF16, DType::kBF16}));
-        HERD_ASSIGN_OR_RETURN(lw.down_exps_im, b.Tensor(p + "ffn_down_exps_im.weight", {n_exp, f, d},
-                                                        {DType::kF32, DType::kF16, DType::kBF16}));
-      } else {
-        HERD_ASSIGN_OR_RETURN(lw.gate_exps, b.Tensor(p + "ffn_gate_exps.weight", {n_exp, f, d}));
-        HERD_ASSIGN_OR_RETURN(lw.up_exps, b.Tensor(p + "ffn_up_exps.weight", {n_exp, f, d}));
-        HERD_ASSIGN_OR_RETURN(lw.down_exps, b.Tensor(p + "ffn_down_exps.weight", {n_exp, d, f}));
-      }
+      HERD_ASSIGN_OR_RETURN(lw.ffn_gate, b.Linear(p + "ffn_gate_shexp.weight", f, d));
+      HERD_ASSIGN_OR_RETURN(lw.ffn_up, b.Linear(p + "ffn_up_shexp.weight", f, d));
+      HERD_ASSIGN_OR_RETURN(lw.ffn_down, b.Linear(p + "ffn_down_shexp.weight", d, f));
+      HERD_ASSIGN_OR_RETURN(lw.router, b.Linear(p + "ffn_gate_inp.weight", n_exp, d));
+      HERD_RETURN_IF_ERROR(BindExperts(b, weights, p, n_exp, d, f, &lw));
     }
     m->max_ffn_ = std::max(m->max_ffn_, f);
     if (lc.attention_chunk_size > 0) {
@@ -234,7 +278,7 @@ Result<std::unique_ptr<Model>> DecoderModel::Create(ModelConfig config, const We
   }
   HERD_ASSIGN_OR_RETURN(m->output_norm_, b.Vector("output_norm.weight", d));
   if (weights.Contains("output.weight")) {
-    HERD_ASSIGN_OR_RETURN(m->output_, b.Matrix("output.weight", config.vocab_size, d));
+    HERD_ASSIGN_OR_RETURN(m->output_, b.Linear("output.weight", config.vocab_size, d));
   } else {
     m->output_ = m->token_embd_;  // tied (llama.cpp falls back the same way)
     config.tie_word_embeddings = true;
@@ -309,7 +353,9 @@ void DecoderModel::ForwardBatch(State& s, const int32_t* tokens, int64_t n, Logi
     if (s.trace != nullptr) s.trace->hidden.emplace_back(src, src + n * d);
   };
 
-  for (int64_t t = 0; t < n; ++t) kernels::DequantizeRow(token_embd_, tokens[t], s.x.data() + t * d);
+  for (int64_t t = 0; t < n; ++t) {
+    kernels::DequantizeRowScaled(token_embd_.w, token_embd_.scale_data(), tokens[t], s.x.data() + t * d);
+  }
   trace_hidden(s.x.data());
   for (int64_t t = 0; t < n; ++t) {
     const float p = static_cast<float>(pos0 + t);
@@ -326,9 +372,9 @@ void DecoderModel::ForwardBatch(State& s, const int32_t* tokens, int64_t n, Logi
     for (int64_t t = 0; t < n; ++t) {
       kernels::RmsNorm(s.x.data() + t * d, w.attn_norm.data(), d, c.rms_norm_eps, s.xn.data() + t * d);
     }
-    kernels::MatMul(w.attn_q, s.xn.data(), n, s.q.data(), pool);
-    kernels::MatMul(w.attn_k, s.xn.data(), n, s.k.data(), pool);
-    kernels::MatMul(w.attn_v, s.xn.data(), n, s.v.data(), pool);
+    MatMul(w.attn_q, s.xn.data(), n, s.q.data(), pool);
+    MatMul(w.attn_k, s.xn.data(), n, s.k.data(), pool);
+    MatMul(w.attn_v, s.xn.data(), n, s.v.data(), pool);
     for (int64_t t = 0; t < n; ++t) {
       float* qt = s.q.data() + t * q_dim;
       float* kt = s.k.data() + t * kv_dim;
@@ -359,7 +405,7 @@ void DecoderModel::ForwardBatch(State& s, const int32_t* tokens, int64_t n, Logi
       }
     }
     Attention(s, l, n, pool);
-    kernels::MatMul(w.attn_output, s.att.data(), n, s.out.data(), pool);
+    MatMul(w.attn_output, s.att.data(), n, s.out.data(), pool);
     kernels::Add(s.x.data(), s.out.data(), s.x.data(), n * d);
 
     for (int64_t t = 0; t < n; ++t) {
@@ -384,15 +430,15 @@ void DecoderModel::ForwardBatch(State& s, const int32_t* tokens, int64_t n, Logi
   trace_hidden(s.xn.data());
   if (mode == LogitsMode::kNone) return;
   const int64_t first_logit = mode == LogitsMode::kAll ? 0 : n - 1;
-  kernels::MatMul(output_, s.xn.data() + first_logit * d, n - first_logit, logits, pool);
+  MatMul(output_, s.xn.data() + first_logit * d, n - first_logit, logits, pool);
 }
 
 void DecoderModel::DenseFfn(State& s, const DecoderLayerWeights& w, int64_t n, float* out, ThreadPool& pool) const {
-  const int64_t f = w.ffn_gate.shape[0];
-  kernels::MatMul(w.ffn_gate, s.xn.data(), n, s.gate.data(), pool);
-  kernels::MatMul(w.ffn_up, s.xn.data(), n, s.up.data(), pool);
+  const int64_t f = w.ffn_gate.w.shape[0];
+  MatMul(w.ffn_gate, s.xn.data(), n, s.gate.data(), pool);
+  MatMul(w.ffn_up, s.xn.data(), n, s.up.data(), pool);
   kernels::SwiGLU(s.gate.data(), s.up.data(), s.gate.data(), n * f);
-  kernels::MatMul(w.ffn_down, s.gate.data(), n, out, pool);
+  MatMul(w.ffn_down, s.gate.data(), n, out, pool);
 }
 
 // MoE (llama4.md 2.9): router logits -> top-k per token (lowest index on ties) -> gate = sigmoid(logit) scales
@@ -406,7 +452,7 @@ void DecoderModel::MoeFfn(State& s, int64_t layer, int64_t n, ThreadPool& pool) 
 
   DenseFfn(s, w, n, s.out.data(), pool);  // shared expert, unscaled input
 
-  kernels::MatMul(w.router, s.xn.data(), n, s.router.data(), pool);
+  MatMul(w.router, s.xn.data(), n, s.router.data(), pool);
   std::fill(s.expert_count.begin(), s.expert_count.end(), 0);
   for (int64_t t = 0; t < n; ++t) {
     const float* r = s.router.data() + t * n_exp;
@@ -449,16 +495,18 @@ void DecoderModel::MoeFfn(State& s, int64_t layer, int64_t n, ThreadPool& pool) 
     float* ue = s.ue.data() + begin * f;
     float* ye = s.ye.data() + begin * d;
     if (w.experts_input_major) {
-      const TensorView gu = w.gate_up_exps_im.Slice(e);  // [d, 2f]
-      kernels::MatMulInputMajor(gu, 0, f, xe, count, ge, pool);
-      kernels::MatMulInputMajor(gu, f, 2 * f, xe, count, ue, pool);
+      const TensorView gu = w.gate_up_exps_im.w.Slice(e);  // [d, 2f]
+      const float* gu_scale = w.gate_up_exps_im.scale.empty() ? nullptr : w.gate_up_exps_im.scale.data() + e * 2 * f;
+      const float* down_scale = w.down_exps_im.scale.empty() ? nullptr : w.down_exps_im.scale.data() + e * d;
+      kernels::MatMulInputMajorScaled(gu, gu_scale, 0, f, xe, count, ge, pool);
+      kernels::MatMulInputMajorScaled(gu, gu_scale, f, 2 * f, xe, count, ue, pool);
       kernels::SwiGLU(ge, ue, ge, count * f);
-      kernels::MatMulInputMajor(w.down_exps_im.Slice(e), 0, d, ge, count, ye, pool);
+      kernels::MatMulInputMajorScaled(w.down_exps_im.w.Slice(e), down_scale, 0, d, ge, count, ye, pool);
     } else {
-      kernels::MatMul(w.gate_exps.Slice(e), xe, count, ge, pool);
-      kernels::MatMul(w.up_exps.Slice(e), xe, count, ue, pool);
+      MatMul(w.gate_exps[e], xe, count, ge, pool);
+      MatMul(w.up_exps[e], xe, count, ue, pool);
       kernels::SwiGLU(ge, ue, ge, count * f);
-      kernels::MatMul(w.down_exps.Slice(e), ge, count, ye, pool);
+      MatMul(w.down_exps[e], ge, count, ye, pool);
     }
   }
   for (int64_t i = 0; i < n * k_used; ++i) {

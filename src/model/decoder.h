@@ -10,30 +10,34 @@
 #include <vector>
 
 #include "model/model.h"
+#include "model/weights.h"
 
 namespace herd::model {
 
+// Every matrix carries its optional per-output scale (FP8 checkpoints, llama4.md 6.3; see LinearWeight).
 struct DecoderLayerWeights {
   std::vector<float> attn_norm;  // [hidden_size] f32 (converted at bind time: tiny)
-  TensorView attn_q;             // [n_heads*head_dim, hidden_size]
-  TensorView attn_k;             // [n_kv_heads*head_dim, hidden_size]
-  TensorView attn_v;             // [n_kv_heads*head_dim, hidden_size]
-  TensorView attn_output;        // [hidden_size, n_heads*head_dim]
+  LinearWeight attn_q;           // [n_heads*head_dim, hidden_size]
+  LinearWeight attn_k;           // [n_kv_heads*head_dim, hidden_size]
+  LinearWeight attn_v;           // [n_kv_heads*head_dim, hidden_size]
+  LinearWeight attn_output;      // [hidden_size, n_heads*head_dim]
   std::vector<float> ffn_norm;   // [hidden_size]
   // Dense layers, or the shared expert of MoE layers.
-  TensorView ffn_gate;           // [ffn_size, hidden_size]
-  TensorView ffn_up;             // [ffn_size, hidden_size]
-  TensorView ffn_down;           // [hidden_size, ffn_size]
+  LinearWeight ffn_gate;         // [ffn_size, hidden_size]
+  LinearWeight ffn_up;           // [ffn_size, hidden_size]
+  LinearWeight ffn_down;         // [hidden_size, ffn_size]
   // MoE layers only.
-  TensorView router;             // [n_experts, hidden_size]
-  // Either per-expert [out, in] (GGUF, llama.cpp names) ...
-  TensorView gate_exps;          // [n_experts, ffn_size, hidden_size]
-  TensorView up_exps;            // [n_experts, ffn_size, hidden_size]
-  TensorView down_exps;          // [n_experts, hidden_size, ffn_size]
+  LinearWeight router;           // [n_experts, hidden_size]
+  // Either one [out, in] matrix per expert, from GGUF's stacked tensors (ffn_gate_exps [n_experts, ffn_size,
+  // hidden_size], sliced) or HF's per-expert layout (ffn_gate_exps.{i}, llama4.md 4.1) ...
+  std::vector<LinearWeight> gate_exps;  // [n_experts] x [ffn_size, hidden_size]
+  std::vector<LinearWeight> up_exps;    // [n_experts] x [ffn_size, hidden_size]
+  std::vector<LinearWeight> down_exps;  // [n_experts] x [hidden_size, ffn_size]
   // ... or HF's fused input-major tensors, used in their stored orientation (llama4.md section 4.1).
   bool experts_input_major = false;
-  TensorView gate_up_exps_im;    // [n_experts, hidden_size, 2*ffn_size]: columns [0, F) gate, [F, 2F) up
-  TensorView down_exps_im;       // [n_experts, ffn_size, hidden_size]
+  LinearWeight gate_up_exps_im;  // [n_experts, hidden_size, 2*ffn_size]: columns [0, F) gate, [F, 2F) up;
+                                 // scale [n_experts * 2*ffn_size] or none
+  LinearWeight down_exps_im;     // [n_experts, ffn_size, hidden_size]; scale [n_experts * hidden_size] or none
 };
 
 // Optional capture of intermediate values for golden tests (set on a state before Forward).
@@ -71,10 +75,10 @@ class DecoderModel final : public Model {
 
   ModelConfig config_;
   WeightMap weights_;  // keeps the mapped files alive
-  TensorView token_embd_;  // [vocab_size, hidden_size]
+  LinearWeight token_embd_;         // [vocab_size, hidden_size]
   std::vector<DecoderLayerWeights> layers_;
   std::vector<float> output_norm_;  // [hidden_size]
-  TensorView output_;               // [vocab_size, hidden_size] (token_embd when tied)
+  LinearWeight output_;             // [vocab_size, hidden_size] (token_embd when tied)
   std::vector<float> inv_freq_;     // [head_dim/2]
   int64_t weight_bytes_ = 0;
   int64_t max_ffn_ = 0;             // widest FFN of any layer

@@ -11,6 +11,14 @@
 
 namespace herd::model {
 
+// A linear weight as the matmul kernels take it: the stored tensor and, for FP8 checkpoints (llama4.md 6.3), one
+// f32 scale per output, W[o, :] = weight[o, :] * scale[o] (kernels::MatMulScaled and friends).
+struct LinearWeight {
+  TensorView w;
+  std::vector<float> scale;  // [n_out] f32 (all experts' outputs in a row for stacked experts), or empty: none
+  const float* scale_data() const { return scale.empty() ? nullptr : scale.data(); }
+};
+
 class WeightBinder {
  public:
   explicit WeightBinder(const WeightMap& weights) : weights_(weights) {}
@@ -20,6 +28,15 @@ class WeightBinder {
   // A tensor of exactly `shape` (outermost first) in any of `dtypes` (empty: any matmul dtype).
   Result<TensorView> Tensor(const std::string& name, const std::vector<int64_t>& shape,
                             const std::vector<DType>& dtypes = {});
+  // As Matrix, in any dtype of kernels::MatMulScaledSupports (F8_E4M3 too), with its per-row scale: for a weight
+  // "X.weight", the tensor "X.scale" when the file has one ([rows] or [rows, 1], F32, F16 or BF16, finite).
+  // Corruption for a scale of another shape or a non-finite scale, and for an F8_E4M3 weight without a scale.
+  Result<LinearWeight> Linear(const std::string& name, int64_t rows, int64_t cols);
+  // As Tensor (empty `dtypes`: any kernels::MatMulScaledSupports dtype), with the optional scale "X.scale" whose
+  // dimensions other than 1 must be `scale_dims` (HF's fused FP8 experts: gate_up_proj_scale [E, 1, 2F] and
+  // down_proj_scale [E, D, 1] match {E, 2F} and {E, D}); the same errors as Linear.
+  Result<LinearWeight> ScaledTensor(const std::string& name, const std::vector<int64_t>& shape,
+                                    const std::vector<int64_t>& scale_dims, const std::vector<DType>& dtypes = {});
   // A 1-D weight of n elements (F32, F16 or BF16), converted to f32 (norm weights are tiny).
   Result<std::vector<float>> Vector(const std::string& name, int64_t n);
   // NotSupported naming the first tensor of the file that no Matrix/Tensor/Vector call claimed.
@@ -28,6 +45,9 @@ class WeightBinder {
 
  private:
   Result<TensorView> Find(const std::string& name);
+  // Binds the scale of weight `name` (see ScaledTensor) into `out`, or checks that `v` needs none.
+  Status BindScale(const std::string& name, const TensorView& v, const std::vector<int64_t>& scale_dims,
+                   std::vector<float>* out);
   const WeightMap& weights_;
   std::set<std::string, std::less<>> used_;
   int64_t bound_bytes_ = 0;

@@ -1,0 +1,117 @@
+#include "runtime/quantize.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "formats/gguf_writer.h"
+#include "formats/model_files.h"
+#include "kernels/matmul.h"
+#include "kernels/quantize.h"
+#include "runtime/convert.h"
+
+namespace herd::runtime {
+
+int GgufFileType(DType t) {
+  switch (t) {
+    case DType::kF32: return 0;
+    case DType::kF16: return 1;
+    case DType::kQ4_0: return 2;
+    case DType::kQ8_0: return 7;
+    case DType::kQ4_K: return 14;  // Q4_K_S
+    case DType::kQ5_K: return 16;  // Q5_K_S
+    case DType::kQ6_K: return 18;
+    case DType::kBF16: return 32;
+    default: return 0;
+  }
+}
+
+namespace {
+
+// Tensors that stay as they are: 1-D weights (norms), the router (its logits pick the experts: small errors
+// change routing) and RoPE frequency factors.
+bool KeepAsIs(const std::string& name, const TensorView& v) {
+  if (v.n_dims < 2) return true;
+  if (name.find("ffn_gate_inp") != std::string::npos) return true;
+  if (name.find("rope_freqs") != std::string::npos) return true;
+  return false;
+}
+
+}  // namespace
+
+Status QuantizeModel(const QuantizeOptions& o) {
+  if (!kernels::QuantizeSupports(o.type)) {
+    return InvalidArgument("cannot quantize to " + std::string(DTypeName(o.type)));
+  }
+  auto note = [&](const std::string& s) {
+    if (o.on_note) {
+      o.on_note(s);
+    } else {
+      std::fprintf(stderr, "herd: note: %s\n", s.c_str());
+    }
+  };
+  std::error_code ec;
+  if (std::filesystem::is_directory(o.input, ec)) {
+    ConvertOptions c;
+    c.input = o.input;
+    c.output = o.output;
+    c.type = o.type;
+    c.show_progress = o.show_progress;
+    c.on_note = o.on_note;
+    return ConvertToGguf(c);
+  }
+  HERD_ASSIGN_OR_RETURN(formats::ModelFiles files, formats::OpenModelFiles(o.input));
+  if (files.format != formats::ModelFormat::kGguf) {
+    return NotSupported(o.input + ": quantize reads GGUF files and HF directories (convert a llama2.c checkpoint "
+                                  "to GGUF first)");
+  }
+  formats::GgufWriter w;
+  w.SetAlignment(files.gguf->alignment());
+  for (const auto& [key, value] : files.gguf->metadata()) {
+    if (key.starts_with("split.")) continue;  // the output is one file
+    w.Add(key, value);
+  }
+  w.AddUint32("general.file_type", static_cast<uint32_t>(GgufFileType(o.type)));
+  w.AddUint32("general.quantization_version", 2);
+  auto pool = std::make_shared<ThreadPool>(o.threads);
+  const int64_t block = Traits(o.type).block_size;
+  int kept = 0, skipped_shape = 0;
+  for (const formats::GgufTensorInfo& info : files.gguf->tensor_infos()) {
+    const TensorView* v = files.weights.Find(info.name);
+    if (v == nullptr) return Internal("tensor '" + info.name + "' vanished");
+    const bool convertible = kernels::MatMulSupports(v->dtype);
+    if (KeepAsIs(info.name, *v) || v->dtype == o.type || !convertible || v->Cols() % block != 0) {
+      if (!KeepAsIs(info.name, *v) && v->dtype != o.type) {
+        ++skipped_shape;
+        note("tensor '" + info.name + "' " + v->Describe() + " keeps its type (" +
+             (convertible ? "rows are not a multiple of " + std::to_string(block) : std::string("unsupported source")) +
+             ")");
+      } else {
+        ++kept;
+      }
+      HERD_RETURN_IF_ERROR(w.AddTensor(info.name, *v));
+      continue;
+    }
+    const TensorView src = *v;
+    const DType type = o.type;
+    HERD_RETURN_IF_ERROR(w.AddTensor(info.name, type, info.shape, [src, type, pool](uint8_t* dst) {
+      const int64_t rows = src.Rows(), cols = src.Cols(), row_bytes = RowBytes(type, cols);
+      pool->ParallelFor(rows, [&](int64_t b, int64_t e) {
+        std::vector<float> buf(static_cast<size_t>(cols));
+        for (int64_t r = b; r < e; ++r) {
+          kernels::DequantizeRow(src, r, buf.data());
+          kernels::QuantizeRow(type, buf.data(), cols, dst + r * row_bytes);
+        }
+      });
+      return Status::Ok();
+    }));
+  }
+  HERD_RETURN_IF_ERROR(w.Write(o.output, o.show_progress ? "quantizing" : ""));
+  note("wrote " + o.output + ": " + std::to_string(w.tensor_count()) + " tensors, " + std::to_string(kept) +
+       " kept in their type (norms, router, already " + std::string(DTypeName(o.type)) + "), " +
+       std::to_string(skipped_shape) + " not quantizable");
+  return Status::Ok();
+}
+
+}  // namespace herd::runtime
