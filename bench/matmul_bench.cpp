@@ -1,16 +1,20 @@
 // Throughput of kernels/matmul.h against the memory bandwidth measured in the same run (style.md 7).
 //   BM_ReadBandwidth: streaming SIMD read of a buffer far larger than the caches (the decode bound);
 //   BM_CopyBandwidth: memcpy of such a buffer, counting read + write bytes;
-//   BM_MatVec: n_tokens = 1 (decode) per weight dtype; GB/s = weight bytes / time. Weights rotate over copies
-//              totalling >= kColdBytes so every call streams them from DRAM, as decode does layer after layer;
+//   BM_MatVec: n_tokens = 1 (decode) per weight dtype; GB/s = weight bytes / time, and xReadBW = that over the
+//              read bandwidth measured in this process with the same thread count (best of 5 streaming passes,
+//              measured once, beside BM_ReadBandwidth). Weights rotate over copies totalling >= kColdBytes so
+//              every call streams them from DRAM, as decode does layer after layer;
 //   BM_Prefill: n_tokens = 64 and 512; GFLOP/s = 2 n_out n_in n_tokens / time.
 // Every benchmark takes the thread count as its last argument (1 and 2). Run:
 //   build/release/matmul_bench --benchmark_counters_tabular=true [--benchmark_filter=MatVec]
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -50,12 +54,17 @@ hwy::AlignedFreeUniquePtr<uint8_t[]> MakeBytes(DType t, int64_t n_bytes) {
         std::memcpy(p + i, &v, 2);
       }
       break;
-    default: {  // Q8_0 / Q4_0: the pattern is a whole number of blocks; scales ~ 0.01
+    default: {  // quantized: the pattern is a whole number of blocks of random bytes with f16 scales ~ 0.01
       const int64_t block = Traits(t).type_size;
       for (int64_t b = 0; b + block <= pattern_bytes; b += block) {
-        const uint16_t d = F32ToF16(0.01f * (1.0f + unit(rng)));
-        std::memcpy(p + b, &d, 2);
-        for (int64_t j = 2; j < block; ++j) p[b + j] = static_cast<uint8_t>(rng());
+        for (int64_t j = 0; j < block; ++j) p[b + j] = static_cast<uint8_t>(rng());
+        const uint16_t d = F32ToF16(0.01f * (1.0f + unit(rng))), dmin = F32ToF16(0.01f * (1.0f + unit(rng)));
+        if (t == DType::kQ6_K) {
+          std::memcpy(p + b + 208, &d, 2);
+        } else {
+          std::memcpy(p + b, &d, 2);
+          if (t != DType::kQ8_0 && t != DType::kQ4_0) std::memcpy(p + b + 2, &dmin, 2);  // Q4_K, Q5_K
+        }
       }
       break;
     }
@@ -81,18 +90,40 @@ TensorView View(DType t, int64_t n_out, int64_t n_in, const uint8_t* data) {
 
 // ---- Baselines ----
 
+// One streaming read of the kColdBytes at f, split over the pool (the decode bound).
+void ReadOnce(ThreadPool& pool, const float* f, float* sink) {
+  pool.ParallelFor(
+      kColdBytes / 4, [&](int64_t b, int64_t e) { benchmark::DoNotOptimize(*sink += Dot(f + b, f + b, e - b)); },
+      4096);
+}
+
 void BM_ReadBandwidth(benchmark::State& state) {
   ThreadPool pool(static_cast<int>(state.range(0)));
-  const int64_t n = kColdBytes / 4;
   auto buf = MakeBytes(DType::kF32, kColdBytes);
   const float* f = reinterpret_cast<const float*>(buf.get());
   float sink = 0.0f;
-  for (auto _ : state) {
-    pool.ParallelFor(
-        n, [&](int64_t b, int64_t e) { benchmark::DoNotOptimize(sink += Dot(f + b, f + b, e - b)); }, 4096);
-  }
+  for (auto _ : state) ReadOnce(pool, f, &sink);
   state.counters["GB/s"] = benchmark::Counter(static_cast<double>(kColdBytes) * 1e-9,
                                               benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Read bandwidth (GB/s) with `threads` threads, measured once per process: the best of 5 passes of ReadOnce.
+double MeasuredReadBandwidth(int threads) {
+  static std::map<int, double> cache;
+  if (auto it = cache.find(threads); it != cache.end()) return it->second;
+  ThreadPool pool(threads);
+  auto buf = MakeBytes(DType::kF32, kColdBytes);
+  const float* f = reinterpret_cast<const float*>(buf.get());
+  float sink = 0.0f;
+  ReadOnce(pool, f, &sink);  // page in
+  double best = 0.0;
+  for (int pass = 0; pass < 5; ++pass) {
+    const auto t0 = std::chrono::steady_clock::now();
+    ReadOnce(pool, f, &sink);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, static_cast<double>(kColdBytes) * 1e-9 / s);
+  }
+  return cache[threads] = best;
 }
 
 void BM_CopyBandwidth(benchmark::State& state) {
@@ -115,6 +146,7 @@ void BM_CopyBandwidth(benchmark::State& state) {
 void BM_MatVec(benchmark::State& state) {
   const DType t = static_cast<DType>(state.range(0));
   const int64_t n_out = state.range(1), n_in = state.range(2);
+  const double read_bw = MeasuredReadBandwidth(static_cast<int>(state.range(3)));
   ThreadPool pool(static_cast<int>(state.range(3)));
   const int64_t w_bytes = RowBytes(t, n_in) * n_out;
   const int64_t copies = std::max<int64_t>(2, (kColdBytes + w_bytes - 1) / w_bytes);
@@ -132,6 +164,8 @@ void BM_MatVec(benchmark::State& state) {
   state.SetLabel(std::string(DTypeName(t)));
   state.counters["GB/s"] =
       benchmark::Counter(static_cast<double>(w_bytes) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["xReadBW"] = benchmark::Counter(static_cast<double>(w_bytes) * 1e-9 / read_bw,
+                                                 benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // ---- Prefill ----
@@ -153,7 +187,8 @@ void BM_Prefill(benchmark::State& state) {
                                                  benchmark::Counter::kIsIterationInvariantRate);
 }
 
-constexpr DType kTypes[] = {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0};
+constexpr DType kTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ8_0,
+                            DType::kQ4_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
 
 void MatVecArgs(benchmark::internal::Benchmark* b) {
   for (int threads : {1, 2}) {

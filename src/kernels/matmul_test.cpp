@@ -1,7 +1,16 @@
 // Tests of kernels/matmul.h against the scalar reference kernels/ref/matmul.h on every compiled Highway target
-// the CPU supports: hand-built Q8_0/Q4_0 blocks (llama4.md 5.4) and every F16/BF16 bit pattern dequantize
-// exactly; random products agree within the f32 dot-product error bound; integer-valued products (all partial
-// sums exact) agree bit for bit; results do not depend on threads or row ranges.
+// the CPU supports: hand-built Q8_0/Q4_0/Q4_K/Q5_K/Q6_K blocks (llama4.md 5.4) and every F16/BF16 bit pattern
+// dequantize exactly; random products agree within the f32 dot-product error bound (f32 activations) or, for
+// quantized weights below QuantDotMaxTokens() tokens, with ref::MatMulQuantized within the f32 scaling bound and
+// with the exact product within the activation-rounding bound; integer-valued products (all partial sums
+// exact) agree bit for bit; activations are quantized bit-exactly; results do not depend on threads or row ranges.
+
+// cpu/qdot.cpp compiles Highway's AVX3_DL target (AVX-512 VNNI) on request; ask for it here too so that the
+// target list the tests iterate over includes it.
+#ifndef HWY_WANT_AVX3_DL
+#define HWY_WANT_AVX3_DL
+#endif
+
 #include "kernels/matmul.h"
 
 #include <gtest/gtest.h>
@@ -9,6 +18,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -16,7 +26,9 @@
 #include "core/half.h"
 #include "core/tensor.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/qdot.h"
 #include "kernels/kernels_test_util.h"
+#include "kernels/quantize.h"
 #include "kernels/ref/matmul.h"
 
 namespace herd::kernels {
@@ -44,6 +56,15 @@ Weights MakeWeights(DType t, int64_t rows, int64_t cols, std::vector<uint8_t> by
 
 void PutU16(std::vector<uint8_t>& b, size_t at, uint16_t v) { std::memcpy(b.data() + at, &v, 2); }
 
+constexpr DType kAllTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ8_0,
+                               DType::kQ4_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
+constexpr DType kQuantTypes[] = {DType::kQ8_0, DType::kQ4_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
+
+bool IsKQuant(DType t) { return t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K; }
+int64_t BlockOf(DType t) { return Traits(t).block_size; }
+// Whether MatMul multiplies with quantized activations (integer dots) for this many tokens.
+bool UsesQuantDot(DType t, int64_t n_tokens) { return QuantDotSupports(t) && n_tokens < QuantDotMaxTokens(); }
+
 // How values are drawn: random (floats, random scales and quants) or small integers, for which every partial
 // sum of a product with integer activations is exact in f32, whatever the summation order.
 enum class Fill { kRandom, kIntegers };
@@ -69,10 +90,13 @@ Weights RandomWeights(DType t, int64_t rows, int64_t cols, Fill fill, std::mt199
       for (int64_t i = 0; i < n; ++i) PutU16(b, 2 * i, F32ToBf16(value()));
       break;
     case DType::kQ8_0:
-    case DType::kQ4_0: {
-      const size_t block = t == DType::kQ8_0 ? 34 : 18;
+    case DType::kQ4_0:
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K: {
+      const size_t block = static_cast<size_t>(Traits(t).type_size);
       std::uniform_real_distribution<float> scale(1e-3f, 0.1f);
-      for (size_t at = 0; at < b.size(); at += block) {
+      const auto scale_bits = [&] {
         uint16_t d = F32ToF16(scale(rng));
         if (fill == Fill::kIntegers) {
           d = 0x3C00;  // 1.0
@@ -81,8 +105,22 @@ Weights RandomWeights(DType t, int64_t rows, int64_t cols, Fill fill, std::mt199
         } else if (byte(rng) < 64) {
           d |= 0x8000;  // a negative scale
         }
-        PutU16(b, at, d);
-        for (size_t j = 2; j < block; ++j) b[at + j] = static_cast<uint8_t>(byte(rng));
+        return d;
+      };
+      for (size_t at = 0; at < b.size(); at += block) {
+        for (size_t j = 0; j < block; ++j) b[at + j] = static_cast<uint8_t>(byte(rng));
+        if (t == DType::kQ6_K) {
+          PutU16(b, at + 208, scale_bits());
+          if (fill == Fill::kIntegers) {  // |S| <= 8 keeps every partial sum of the integer test below 2^24
+            for (size_t g = 0; g < 16; ++g) b[at + 192 + g] = static_cast<uint8_t>(static_cast<int8_t>(small(rng) / 8));
+          }
+        } else {
+          PutU16(b, at, scale_bits());
+          if (IsKQuant(t)) PutU16(b, at + 2, scale_bits());  // dmin
+          if (IsKQuant(t) && fill == Fill::kIntegers) {
+            for (size_t j = 0; j < 8; ++j) b[at + 4 + j] &= 0x0F;  // 6-bit scales and mins <= 15, as for Q6_K
+          }
+        }
       }
       break;
     }
@@ -99,7 +137,7 @@ std::string Describe(DType t, int64_t n_out, int64_t n_in, int64_t n_tokens) {
 
 // |got - ref| <= (n_in + 2) u sum_i |W[o, i] x[t, i]|: the bound of an n-term dot product in f32 in any
 // summation order, fused or not (Higham, Accuracy and Stability, 3.1: gamma_n), plus the rounding of the
-// double reference to f32. Dequantized weights are exact in f32 (d * q needs at most 11 + 8 bits).
+// double reference to f32. Dequantized weights are f32 values (ref::DequantizeRow), the product of those.
 void ExpectWithinDotBound(const TensorView& w, const float* x, int64_t n_tokens, const float* got,
                           const float* ref, int64_t y_stride, int64_t o_begin, int64_t o_end) {
   const int64_t n_in = w.Cols();
@@ -121,11 +159,84 @@ void ExpectWithinDotBound(const TensorView& w, const float* x, int64_t n_tokens,
   }
 }
 
+// Magnitude of the offset part the integer kernels add and take back for weight j of block `blk` (dtype t):
+// Q4_K/Q5_K scale the codes (d sc q, q >= 0) and the mins (dmin mn) apart, |d sc q| <= |W| + |dmin mn|, so
+// 2 |dmin mn_j|. The other kernels take offsets back per lane in exact integers (0).
+double OffsetPerWeight(DType t, const uint8_t* blk, int64_t j) {
+  if (t != DType::kQ4_K && t != DType::kQ5_K) return 0.0;
+  uint16_t h;
+  std::memcpy(&h, blk + 2, 2);
+  const uint8_t* s = blk + 4;
+  const int64_t sub = j / 32;
+  const int mn = sub < 4 ? s[sub + 4] & 63 : (s[sub + 4] >> 4) | ((s[sub] >> 6) << 4);
+  return 2.0 * std::fabs(static_cast<double>(F16ToF32(h))) * mn;
+}
+
+// Quantized-activation products (y from MatMul with n_tokens < QuantDotMaxTokens()), two properties:
+//  1. Against ref::MatMulQuantized (`qref`, the exact product with the same rounded activations x^): the kernels'
+//     block sums are exact integers, then each block (super-block: 2 terms) adds cvt(I) * fl(d_w d_x) to one of
+//     at most 16 f32 lanes, which are summed at the end. Each term is within 3u of its value (conversion, scale
+//     product, product), each lane sums at most n_in / 16 terms and the lanes <= 16 more additions: |y - qref|
+//     <= (n_in / 16 + 19) u A + u |qref|, with A = sum_i (|W_i| + off_i) |x^_i| bounding every term: a lane
+//     holds an exact partial sum of signed weight codes times activation codes (off_i: OffsetPerWeight).
+//  2. Against the exact f32 product sum_i W_i x_i: |x_i - x^_i| <= d_x / 2 + 3u |x_i| (ref::QuantizeActivations),
+//     so |y - exact| <= sum_i |W_i| (d_x / 2 + 3u |x_i|) + the bound of 1.
+void ExpectWithinQuantizedBound(const TensorView& w, const float* x, int64_t n_tokens, const float* got,
+                                int64_t y_stride) {
+  const int64_t n_in = w.Cols(), n_out = w.Rows(), block = ref::ActivationBlock(w.dtype);
+  ASSERT_GT(block, 0);
+  std::vector<float> qref(static_cast<size_t>(n_tokens * n_out));
+  ref::MatMulQuantized(w, x, n_tokens, qref.data());
+  std::vector<int8_t> q(static_cast<size_t>(n_in));
+  std::vector<float> d(static_cast<size_t>(n_in / block)), row(static_cast<size_t>(n_in));
+  int failures = 0;
+  for (int64_t t = 0; t < n_tokens && failures < 5; ++t) {
+    const float* xt = x + t * n_in;
+    ref::QuantizeActivations(xt, n_in, block, q.data(), d.data());
+    for (int64_t o = 0; o < n_out && failures < 5; ++o) {
+      ref::DequantizeRow(w, o, row.data());
+      const int64_t wblock = BlockOf(w.dtype), wbytes = Traits(w.dtype).type_size;
+      double a = 0.0, act = 0.0, exact = 0.0;
+      for (int64_t i = 0; i < n_in; ++i) {
+        const double xq = static_cast<double>(d[i / block]) * q[i];
+        const double off = OffsetPerWeight(w.dtype, w.Row(o) + i / wblock * wbytes, i % wblock);
+        a += (std::fabs(static_cast<double>(row[i])) + off) * std::fabs(xq);
+        act += std::fabs(static_cast<double>(row[i])) * (d[i / block] / 2.0 + 3.0 * kU * std::fabs(xt[i]));
+        exact += static_cast<double>(row[i]) * xt[i];
+      }
+      const double r = qref[t * n_out + o], g = got[t * y_stride + o];
+      const double tol = static_cast<double>(n_in / 16 + 19) * kU * a + kU * std::fabs(r);
+      if (!(std::fabs(g - r) <= tol)) {
+        ADD_FAILURE() << "y[" << t << ", " << o << "] = " << g << ", quantized-activation reference " << r
+                      << ", |diff| " << std::fabs(g - r) << " > tolerance " << tol;
+        ++failures;
+      }
+      if (!(std::fabs(g - exact) <= act + tol)) {
+        ADD_FAILURE() << "y[" << t << ", " << o << "] = " << g << ", exact product " << exact << ", |diff| "
+                      << std::fabs(g - exact) << " > activation rounding bound " << act << " + " << tol;
+        ++failures;
+      }
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Exact dequantization.
 
 class DequantTest : public testing::TargetTest {};
 HERD_INSTANTIATE_FOR_TARGETS(DequantTest);
+
+// Expects the kernel, the reference and quantize.h's decoder to give `want` exactly for row 0 of w.
+void ExpectDequantizes(const Weights& w, const std::vector<float>& want) {
+  const int64_t n = w.view.Cols();
+  std::vector<float> got(static_cast<size_t>(n));
+  DequantizeRow(w.view, 0, got.data());
+  for (int64_t j = 0; j < n; ++j) EXPECT_EQ(got[j], want[j]) << "element " << j;
+  ref::DequantizeRow(w.view, 0, got.data());
+  for (int64_t j = 0; j < n; ++j) EXPECT_EQ(got[j], want[j]) << "reference, element " << j;
+  DequantizeRow(w.view.dtype, w.view.Row(0), n, got.data());
+  for (int64_t j = 0; j < n; ++j) EXPECT_EQ(got[j], want[j]) << "quantize.h, element " << j;
+}
 
 TEST_P(DequantTest, Q8_0HandBuiltBlocks) {
   // Block 0: d = 0.25 (f16 0x3400), qs[j] = 8j - 128, so y[j] = 2j - 32.
@@ -136,15 +247,12 @@ TEST_P(DequantTest, Q8_0HandBuiltBlocks) {
   PutU16(b, 34, 0x8001);
   for (int j = 0; j < 32; ++j) b[36 + j] = static_cast<uint8_t>(127 - j);
   const Weights w = MakeWeights(DType::kQ8_0, 1, 64, b);
-  std::vector<float> got(64), want(64);
+  std::vector<float> want(64);
   for (int j = 0; j < 32; ++j) {
     want[j] = 2.0f * j - 32.0f;
     want[32 + j] = -std::ldexp(static_cast<float>(127 - j), -24);
   }
-  DequantizeRow(w.view, 0, got.data());
-  for (int j = 0; j < 64; ++j) EXPECT_EQ(got[j], want[j]) << "element " << j;
-  ref::DequantizeRow(w.view, 0, got.data());
-  for (int j = 0; j < 64; ++j) EXPECT_EQ(got[j], want[j]) << "reference, element " << j;
+  ExpectDequantizes(w, want);
 }
 
 TEST_P(DequantTest, Q4_0HandBuiltBlocks) {
@@ -157,17 +265,91 @@ TEST_P(DequantTest, Q4_0HandBuiltBlocks) {
   PutU16(b, 18, 0xC200);
   for (int j = 0; j < 16; ++j) b[20 + j] = 0x0F;
   const Weights w = MakeWeights(DType::kQ4_0, 1, 64, b);
-  std::vector<float> got(64), want(64);
+  std::vector<float> want(64);
   for (int j = 0; j < 16; ++j) {
     want[j] = (j - 8) * 0.5f;
     want[16 + j] = (7 - j) * 0.5f;
     want[32 + j] = -21.0f;
     want[48 + j] = 24.0f;
   }
-  DequantizeRow(w.view, 0, got.data());
-  for (int j = 0; j < 64; ++j) EXPECT_EQ(got[j], want[j]) << "element " << j;
-  ref::DequantizeRow(w.view, 0, got.data());
-  for (int j = 0; j < 64; ++j) EXPECT_EQ(got[j], want[j]) << "reference, element " << j;
+  ExpectDequantizes(w, want);
+}
+
+// Two K-quant super-blocks with every 6-bit scale and min position, the high bits of scales 4-7 included, and
+// the 5th bit of Q5_K in every chunk. Block 0: d = 0.5, dmin = 0.25; block 1: d = 2^-24 (subnormal), dmin =
+// -2^-14. Expected values straight from llama4.md 5.4 (all exact in f32: at most 17 significant bits).
+void CheckQ45KHandBuilt(bool q5) {
+  const DType t = q5 ? DType::kQ5_K : DType::kQ4_K;
+  const size_t bytes = q5 ? 176 : 144;
+  const int sc[8] = {1, 2, 3, 4, 17, 33, 50, 63}, mn[8] = {0, 5, 10, 63, 20, 36, 49, 1};
+  const uint16_t d_bits[2] = {0x3800, 0x0001}, dmin_bits[2] = {0x3400, 0x8400};
+  std::vector<uint8_t> b(2 * bytes);
+  std::vector<float> want(512);
+  for (int k = 0; k < 2; ++k) {
+    const size_t at = k * bytes;
+    PutU16(b, at, d_bits[k]);
+    PutU16(b, at + 2, dmin_bits[k]);
+    uint8_t* s = b.data() + at + 4;  // the inverse of the unpacking rule of llama4.md 5.4
+    for (int j = 0; j < 4; ++j) {
+      s[j] = static_cast<uint8_t>(sc[j] | ((sc[j + 4] >> 4) << 6));
+      s[j + 4] = static_cast<uint8_t>(mn[j] | ((mn[j + 4] >> 4) << 6));
+      s[j + 8] = static_cast<uint8_t>((sc[j + 4] & 0xF) | ((mn[j + 4] & 0xF) << 4));
+    }
+    uint8_t* qh = b.data() + at + 16;
+    uint8_t* qs = b.data() + at + (q5 ? 48 : 16);
+    for (int l = 0; l < 32; ++l) {
+      if (q5) qh[l] = static_cast<uint8_t>(l * 37 + 11 + k);
+      for (int c = 0; c < 4; ++c) qs[32 * c + l] = static_cast<uint8_t>(l * 3 + c * 71 + k * 5);
+    }
+    const float d = F16ToF32(d_bits[k]), dmin = F16ToF32(dmin_bits[k]);
+    for (int c = 0; c < 4; ++c) {
+      for (int l = 0; l < 32; ++l) {
+        const int lo = (qs[32 * c + l] & 0xF) + (q5 && (qh[l] & (1 << (2 * c))) ? 16 : 0);
+        const int hi = (qs[32 * c + l] >> 4) + (q5 && (qh[l] & (2 << (2 * c))) ? 16 : 0);
+        want[256 * k + 64 * c + l] = d * static_cast<float>(sc[2 * c] * lo) - dmin * static_cast<float>(mn[2 * c]);
+        want[256 * k + 64 * c + 32 + l] =
+            d * static_cast<float>(sc[2 * c + 1] * hi) - dmin * static_cast<float>(mn[2 * c + 1]);
+      }
+    }
+  }
+  ExpectDequantizes(MakeWeights(t, 1, 512, b), want);
+}
+
+TEST_P(DequantTest, Q4_KHandBuiltBlocks) { CheckQ45KHandBuilt(false); }
+TEST_P(DequantTest, Q5_KHandBuiltBlocks) { CheckQ45KHandBuilt(true); }
+
+TEST_P(DequantTest, Q6_KHandBuiltBlocks) {
+  // Block 0: d = 2^-10; block 1: d = -3. Scales include -128 and 127; codes cover 0..63.
+  const int8_t sc[16] = {1, -1, 127, -128, 3, 5, -7, 9, 11, -13, 15, 17, -19, 21, 23, -25};
+  const uint16_t d_bits[2] = {0x1400, 0xC200};
+  std::vector<uint8_t> b(2 * 210);
+  std::vector<float> want(512);
+  for (int k = 0; k < 2; ++k) {
+    const size_t at = k * 210;
+    for (int i = 0; i < 128; ++i) b[at + i] = static_cast<uint8_t>(i * 5 + 3 + k);
+    for (int i = 0; i < 64; ++i) b[at + 128 + i] = static_cast<uint8_t>(i * 29 + 7 + k);
+    for (int g = 0; g < 16; ++g) b[at + 192 + g] = static_cast<uint8_t>(sc[g]);
+    PutU16(b, at + 208, d_bits[k]);
+    const float d = F16ToF32(d_bits[k]);
+    for (int h = 0; h < 2; ++h) {
+      const uint8_t* ql = b.data() + at + 64 * h;
+      const uint8_t* qh = b.data() + at + 128 + 32 * h;
+      const int8_t* s = sc + 8 * h;
+      for (int l = 0; l < 32; ++l) {
+        const int is = l / 16;
+        const int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+        const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+        const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+        const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+        float* y = want.data() + 256 * k + 128 * h;
+        y[l] = d * static_cast<float>(s[is] * q1);
+        y[l + 32] = d * static_cast<float>(s[is + 2] * q2);
+        y[l + 64] = d * static_cast<float>(s[is + 4] * q3);
+        y[l + 96] = d * static_cast<float>(s[is + 6] * q4);
+      }
+    }
+  }
+  ExpectDequantizes(MakeWeights(DType::kQ6_K, 1, 512, b), want);
 }
 
 // Every one of the 65536 bit patterns, against core/half.h (NaN only needs to stay NaN).
@@ -196,10 +378,9 @@ TEST_P(DequantTest, BF16AllBitPatterns) { ExpectAllHalfPatterns(DType::kBF16); }
 
 TEST_P(DequantTest, RandomRowsMatchReferenceExactly) {
   std::mt19937_64 rng(testing::BaseSeed());
-  for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
-    const bool blocked = t == DType::kQ8_0 || t == DType::kQ4_0;
-    for (int64_t cols : {1, 15, 17, 32, 33, 96, 1000, 4128}) {
-      if (blocked && cols % 32 != 0) continue;
+  for (DType t : kAllTypes) {
+    for (int64_t cols : {1, 15, 17, 32, 33, 96, 256, 1000, 4128, 4352}) {
+      if (cols % BlockOf(t) != 0) continue;
       const Weights w = RandomWeights(t, 3, cols, Fill::kRandom, rng);
       std::vector<float> got(cols + 1), want(cols + 1);
       for (int64_t r = 0; r < 3; ++r) {
@@ -217,8 +398,25 @@ TEST_P(DequantTest, RandomRowsMatchReferenceExactly) {
 class MatMulTest : public testing::TargetTest {};
 HERD_INSTANTIATE_FOR_TARGETS(MatMulTest);
 
-constexpr DType kAllTypes[] = {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0};
 constexpr int64_t kTokenCounts[] = {1, 2, 3, 7, 16, 33};
+
+// Activations for `fill`: uniform in [-1, 1), or small integers with one +-127 per 256 elements (and per 32 for
+// Q8_0/Q4_0) so that every activation block quantizes exactly (amax = 127: d = 1, codes = values).
+void FillActivations(DType t, Fill fill, int64_t n_tokens, int64_t n_in, std::mt19937_64& rng, float* x) {
+  if (fill == Fill::kRandom) {
+    testing::FillUniform(rng, -1.0f, 1.0f, x, n_tokens * n_in);
+    return;
+  }
+  std::uniform_int_distribution<int> small(-8, 8);
+  for (int64_t i = 0; i < n_tokens * n_in; ++i) x[i] = static_cast<float>(small(rng));
+  const int64_t block = t == DType::kQ8_0 || t == DType::kQ4_0 ? 32 : 256;
+  for (int64_t tt = 0; tt < n_tokens; ++tt) {
+    for (int64_t b0 = 0; b0 < n_in; b0 += block) {
+      const int64_t at = b0 + static_cast<int64_t>(rng() % static_cast<uint64_t>(std::min(block, n_in - b0)));
+      x[tt * n_in + at] = rng() % 2 ? 127.0f : -127.0f;
+    }
+  }
+}
 
 // Runs MatMul (pool of `threads`) on random data and compares with the reference.
 void CheckProduct(DType t, int64_t n_out, int64_t n_in, int64_t n_tokens, int threads, Fill fill, uint64_t seed) {
@@ -228,12 +426,7 @@ void CheckProduct(DType t, int64_t n_out, int64_t n_in, int64_t n_tokens, int th
   const Weights w = RandomWeights(t, n_out, n_in, fill, rng);
   n_out = w.view.Rows();  // a tensor with no columns has no rows either (TensorView::Rows)
   F32Buffer x(n_tokens * n_in, static_cast<int64_t>(seed % 7));
-  if (fill == Fill::kRandom) {
-    testing::FillUniform(rng, -1.0f, 1.0f, x.data(), x.size());
-  } else {
-    std::uniform_int_distribution<int> small(-8, 8);
-    for (int64_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(small(rng));
-  }
+  FillActivations(t, fill, n_tokens, n_in, rng, x.data());
   F32Buffer y(n_tokens * n_out, static_cast<int64_t>(seed % 5) + 1);
   std::fill(y.data(), y.data() + y.size(), std::nanf(""));
   std::vector<float> want(static_cast<size_t>(n_tokens * n_out));
@@ -244,25 +437,30 @@ void CheckProduct(DType t, int64_t n_out, int64_t n_in, int64_t n_tokens, int th
     for (int64_t i = 0; i < n_tokens * n_out; ++i) {
       ASSERT_EQ(y[i], want[i]) << "y[" << i / n_out << ", " << i % n_out << "] (exact integer arithmetic)";
     }
+  } else if (UsesQuantDot(t, n_tokens)) {
+    ExpectWithinQuantizedBound(w.view, x.data(), n_tokens, y.data(), n_out);
   } else {
     ExpectWithinDotBound(w.view, x.data(), n_tokens, y.data(), want.data(), n_out, 0, n_out);
   }
 }
 
+std::vector<int64_t> InSizes(DType t) {
+  if (IsKQuant(t)) return {0, 256, 512, 768, 1280};
+  if (BlockOf(t) == 32) return {0, 32, 64, 96, 288, 544};
+  return {0, 1, 3, 5, 15, 17, 31, 33, 100, 300};
+}
+
 TEST_P(MatMulTest, EdgeShapesAllTypes) {
   const uint64_t seed = testing::BaseSeed();
   // Lane counts on x86: 4 (SSE, EMU128), 8 (AVX2), 16 (AVX-512): lanes +- 1 for all of them; 31/33 straddle a
-  // micro-tile of 32 rows; 300 spans more than one packed tile (256 rows, 256 inputs).
+  // micro-tile of 32 rows; 300 spans more than one packed tile (256 rows, 256 inputs). Q8_0 and Q4_0 rows of an
+  // odd number of blocks end in a partial step of the 2- and 4-block integer kernels.
   const int64_t outs[] = {0, 1, 3, 5, 7, 9, 15, 17, 31, 33, 300};
-  const int64_t plain_ins[] = {0, 1, 3, 5, 15, 17, 31, 33, 100, 300};
-  const int64_t block_ins[] = {0, 32, 64, 96, 288, 544};
   uint64_t case_idx = 0;
   for (DType t : kAllTypes) {
-    const bool blocked = t == DType::kQ8_0 || t == DType::kQ4_0;
+    const std::vector<int64_t> ins = InSizes(t);
     for (int64_t n_tokens : kTokenCounts) {
       for (int64_t n_out : outs) {
-        const auto& ins = blocked ? std::vector<int64_t>(std::begin(block_ins), std::end(block_ins))
-                                  : std::vector<int64_t>(std::begin(plain_ins), std::end(plain_ins));
         // A rotating subset of the inputs keeps the cross product affordable under sanitizers.
         for (size_t k = 0; k < ins.size(); ++k) {
           if ((k + static_cast<size_t>(n_out) + static_cast<size_t>(n_tokens)) % 3 != 0 && n_out > 33) continue;
@@ -276,25 +474,27 @@ TEST_P(MatMulTest, EdgeShapesAllTypes) {
 TEST_P(MatMulTest, RandomShapesAllTypes) {
   const uint64_t seed0 = testing::BaseSeed() ^ 0x9e3779b97f4a7c15ull;
   std::mt19937_64 rng(seed0);
-  for (int i = 0; i < 40; ++i) {
-    const DType t = kAllTypes[rng() % 5];
-    const bool blocked = t == DType::kQ8_0 || t == DType::kQ4_0;
+  for (int i = 0; i < 48; ++i) {
+    const DType t = kAllTypes[rng() % std::size(kAllTypes)];
     const int64_t n_out = 1 + static_cast<int64_t>(rng() % 400);
-    const int64_t n_in = blocked ? 32 * (1 + static_cast<int64_t>(rng() % 20)) : 1 + static_cast<int64_t>(rng() % 700);
-    const int64_t n_tokens = kTokenCounts[rng() % 6];
+    int64_t n_in = 1 + static_cast<int64_t>(rng() % 700);
+    if (BlockOf(t) > 1) n_in = BlockOf(t) * (1 + static_cast<int64_t>(rng() % (BlockOf(t) == 32 ? 20 : 6)));
+    const int64_t n_tokens = 1 + static_cast<int64_t>(rng() % 70);
     CheckProduct(t, n_out, n_in, n_tokens, 1 + static_cast<int>(rng() % 3), Fill::kRandom, seed0 + i);
   }
 }
 
 // Integer data: every partial sum is an exact f32 integer, so any indexing or blocking mistake shows up as an
-// exact mismatch however long the rows are (the float bound above grows with n_in).
+// exact mismatch however long the rows are (the float bound above grows with n_in). For quantized weights the
+// activations carry a +-127 per block, so they quantize exactly too, and the integer kernels must be exact.
 TEST_P(MatMulTest, IntegerDataIsExact) {
   const uint64_t seed = testing::BaseSeed() + 1000;
   uint64_t case_idx = 0;
   for (DType t : kAllTypes) {
-    for (int64_t n_tokens : {1, 2, 3, 4, 9, 33}) {
-      CheckProduct(t, 67, 1056, n_tokens, 2, Fill::kIntegers, seed + case_idx++);
-      CheckProduct(t, 290, 544, n_tokens, 1, Fill::kIntegers, seed + case_idx++);
+    const int64_t n_in = IsKQuant(t) ? 1280 : 1056;
+    for (int64_t n_tokens : {1, 2, 3, 4, 9, 31, 32, 33, 70}) {
+      CheckProduct(t, 67, n_in, n_tokens, 2, Fill::kIntegers, seed + case_idx++);
+      CheckProduct(t, 290, IsKQuant(t) ? 512 : 544, n_tokens, 1, Fill::kIntegers, seed + case_idx++);
     }
   }
 }
@@ -306,8 +506,8 @@ TEST_P(MatMulTest, ThreadCountAndRowRangesDoNotChangeResults) {
   std::mt19937_64 rng(seed);
   SCOPED_TRACE(SeedTrace(seed));
   for (DType t : kAllTypes) {
-    for (int64_t n_tokens : {1, 3, 5, 40}) {
-      const int64_t n_out = 100, n_in = 160;
+    for (int64_t n_tokens : {1, 3, 5, 31, 40}) {
+      const int64_t n_out = 100, n_in = IsKQuant(t) ? 512 : 160;
       SCOPED_TRACE(Describe(t, n_out, n_in, n_tokens));
       const Weights w = RandomWeights(t, n_out, n_in, Fill::kRandom, rng);
       std::vector<float> x(static_cast<size_t>(n_tokens * n_in));
@@ -339,6 +539,125 @@ TEST_P(MatMulTest, ThreadCountAndRowRangesDoNotChangeResults) {
         }
       }
     }
+  }
+}
+
+// One-hot weight rows (row o has the single weight 1 at input o) make y[t, o] = d_x q_x[t, o] with every
+// operation exact, so the activation quantizer of every target must reproduce ref::QuantizeActivations bit for
+// bit: halfway cases (round half to even), zero blocks, tiny and huge values. A non-finite activation makes its
+// block's scale NaN, and as in an f32 product (0 * NaN) every output of that token NaN.
+TEST_P(MatMulTest, ActivationQuantizationIsBitExact) {
+  const uint64_t seed = testing::BaseSeed() + 4000;
+  SCOPED_TRACE(SeedTrace(seed));
+  std::mt19937_64 rng(seed);
+  for (DType t : kQuantTypes) {
+    SCOPED_TRACE(DTypeName(t));
+    const int64_t n_in = 512, wbytes = Traits(t).type_size, wblock = BlockOf(t);
+    std::vector<uint8_t> b(static_cast<size_t>(RowBytes(t, n_in) * n_in), 0);
+    for (int64_t o = 0; o < n_in; ++o) {
+      uint8_t* blk = b.data() + o * RowBytes(t, n_in) + o / wblock * wbytes;
+      const int64_t j = o % wblock;  // the element of the block that gets weight 1
+      switch (t) {
+        case DType::kQ8_0:
+          PutU16(b, blk - b.data(), 0x3C00);
+          blk[2 + j] = 1;
+          break;
+        case DType::kQ4_0:  // codes 8 (weight 0) everywhere, 9 at j
+          PutU16(b, blk - b.data(), 0x3C00);
+          for (int k = 0; k < 16; ++k) blk[2 + k] = 0x88;
+          blk[2 + j % 16] = static_cast<uint8_t>(j < 16 ? 0x89 : 0x98);
+          break;
+        case DType::kQ6_K: {  // codes 32 (weight 0) everywhere, 33 at j; S = 1, d = 1
+          int q[256];
+          for (int k = 0; k < 256; ++k) q[k] = k == j ? 33 : 32;
+          for (int h = 0; h < 2; ++h) {
+            for (int l = 0; l < 32; ++l) {
+              const int q1 = q[128 * h + l], q2 = q[128 * h + l + 32], q3 = q[128 * h + l + 64], q4 = q[128 * h + l + 96];
+              blk[64 * h + l] = static_cast<uint8_t>((q1 & 0xF) | ((q3 & 0xF) << 4));
+              blk[64 * h + l + 32] = static_cast<uint8_t>((q2 & 0xF) | ((q4 & 0xF) << 4));
+              blk[128 + 32 * h + l] = static_cast<uint8_t>((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
+            }
+          }
+          for (int g = 0; g < 16; ++g) blk[192 + g] = 1;
+          PutU16(b, blk + 208 - b.data(), 0x3C00);
+          break;
+        }
+        default: {  // Q4_K/Q5_K: d = 1, dmin = 0, every scale 1, code 1 at j
+          PutU16(b, blk - b.data(), 0x3C00);
+          for (int k = 0; k < 4; ++k) blk[4 + k] = 1;     // scales 0-3 = 1, mins 0-3 = 0
+          for (int k = 8; k < 12; ++k) blk[4 + k] = 1;    // scales 4-7 = 1 (low nibbles), mins 4-7 = 0
+          const int c = static_cast<int>(j) / 64, l = static_cast<int>(j) % 32;
+          blk[(t == DType::kQ5_K ? 48 : 16) + 32 * c + l] = static_cast<uint8_t>(j % 64 < 32 ? 0x01 : 0x10);
+          break;
+        }
+      }
+    }
+    const Weights w = MakeWeights(t, n_in, n_in, b);
+    for (int64_t n_tokens : {1, 3, 5}) {
+      std::vector<float> x(static_cast<size_t>(n_tokens * n_in));
+      testing::FillUniform(rng, -2.0f, 2.0f, x.data(), static_cast<int64_t>(x.size()));
+      // Token 0, block 0: amax = 127 (d = 1, codes = values) with halfway values: x.5 rounds to even.
+      for (int k = 0; k < 32; ++k) x[k] = static_cast<float>(k) - 15.5f;
+      x[31] = 127.0f;
+      for (int k = 32; k < 64; ++k) x[k] = 0.0f;                                   // an all-zero 32-block
+      x[64] = 1e-30f;                                                              // tiny
+      x[100] = 3e37f;                                                              // huge
+      if (n_tokens > 1) x[n_in + 300] = std::numeric_limits<float>::infinity();  // non-finite block: NaN
+      if (n_tokens > 2) x[2 * n_in + 7] = std::nanf("");
+      std::vector<float> y(x.size());
+      ThreadPool pool(2);
+      MatMul(w.view, x.data(), n_tokens, y.data(), pool);
+      const int64_t block = ref::ActivationBlock(t);
+      std::vector<int8_t> q(static_cast<size_t>(n_in));
+      std::vector<float> d(static_cast<size_t>(n_in / block));
+      int failures = 0;
+      for (int64_t tt = 0; tt < n_tokens && failures < 5; ++tt) {
+        ref::QuantizeActivations(x.data() + tt * n_in, n_in, block, q.data(), d.data());
+        const bool finite = std::all_of(x.begin() + tt * n_in, x.begin() + (tt + 1) * n_in,
+                                        [](float v) { return std::isfinite(v); });
+        for (int64_t i = 0; i < n_in && failures < 5; ++i) {
+          const float want = finite ? d[i / block] * static_cast<float>(q[i]) : std::nanf("");
+          const float got = y[tt * n_in + i];
+          const bool ok = std::isnan(want) ? std::isnan(got) : got == want;
+          if (!ok) {
+            ADD_FAILURE() << "token " << tt << " element " << i << ": got " << got << ", want " << want;
+            ++failures;
+          }
+        }
+      }
+    }
+  }
+}
+
+// Longer rows and the quantized-activation bounds in more detail than the shape sweeps: n_in up to 8192.
+TEST_P(MatMulTest, QuantizedProductsLongRows) {
+  const uint64_t seed = testing::BaseSeed() + 5000;
+  uint64_t case_idx = 0;
+  for (DType t : kQuantTypes) {
+    for (int64_t n_in : {4096, 8192}) {
+      CheckProduct(t, 37, n_in, 1 + static_cast<int64_t>(case_idx % 4), 2, Fill::kRandom, seed + case_idx);
+      ++case_idx;
+    }
+  }
+}
+
+// Decode reads each weight byte once (EnableWeightByteCounting), and once its scratch has grown, quantizing
+// activations allocates nothing: the buffer stays where it is.
+TEST_P(MatMulTest, QuantizedDecodeCountsBytesAndReusesScratch) {
+  std::mt19937_64 rng(testing::BaseSeed() + 6000);
+  ThreadPool pool(2);
+  for (DType t : kQuantTypes) {
+    const Weights w = RandomWeights(t, 96, 1024, Fill::kRandom, rng);
+    std::vector<float> x(4 * 1024), y(4 * 96);
+    testing::FillUniform(rng, -1.0f, 1.0f, x.data(), static_cast<int64_t>(x.size()));
+    MatMul(w.view, x.data(), 4, y.data(), pool);  // warm-up: the largest shape below
+    const uint8_t* scratch = ThreadQuantizedActivations().Token(0);
+    EnableWeightByteCounting(true);
+    ResetWeightBytesRead();
+    for (int64_t n_tokens : {1, 2, 4, 1}) MatMul(w.view, x.data(), n_tokens, y.data(), pool);
+    EnableWeightByteCounting(false);
+    EXPECT_EQ(WeightBytesRead(), 4 * 96 * RowBytes(t, 1024)) << DTypeName(t);
+    EXPECT_EQ(ThreadQuantizedActivations().Token(0), scratch) << DTypeName(t) << ": the scratch moved";
   }
 }
 
@@ -394,7 +713,7 @@ TEST(MatMulSupportsTest, SupportedTypes) {
     EXPECT_TRUE(MatMulSupports(t)) << DTypeName(t);
     EXPECT_TRUE(ref::MatMulSupports(t)) << DTypeName(t);
   }
-  for (DType t : {DType::kQ4_1, DType::kQ4_K, DType::kQ6_K, DType::kI32, DType::kF8_E4M3}) {
+  for (DType t : {DType::kQ4_1, DType::kQ2_K, DType::kQ3_K, DType::kQ8_K, DType::kI32, DType::kF8_E4M3}) {
     EXPECT_FALSE(MatMulSupports(t)) << DTypeName(t);
   }
   EXPECT_TRUE(MatMulInputMajorSupports(DType::kBF16));

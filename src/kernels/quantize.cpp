@@ -7,6 +7,7 @@
 
 #include "core/half.h"
 #include "core/status.h"
+#include "kernels/ref/matmul.h"
 
 namespace herd::kernels {
 namespace {
@@ -60,6 +61,102 @@ void QuantizeBlockQ4_0(const float* x, uint8_t* blk) {
   }
 }
 
+// Q4_K (q5 = false) and Q5_K super-block of 256 (llama4.md 5.4): per sub-block j of 32 the grid -m_j + s_j q with
+// m_j = -min(0, min x) and s_j = (max x + m_j) / nmax; d = max s_j / 63 and dmin = max m_j / 63 (stored as f16,
+// then used as stored), sc_j = round(s_j / d), mn_j = round(m_j / dmin), q = round((x + dmin mn_j) / (d sc_j)),
+// all clamped to their ranges. A plain min/max fit, not ggml's search for the best scales.
+void QuantizeBlockQ45K(const float* x, bool q5, uint8_t* blk) {
+  const int nmax = q5 ? 31 : 15;
+  float step[8], off[8], max_step = 0.0f, max_off = 0.0f;
+  for (int j = 0; j < 8; ++j) {
+    float lo = 0.0f, hi = -INFINITY;
+    for (int l = 0; l < 32; ++l) {
+      lo = std::min(lo, x[32 * j + l]);
+      hi = std::max(hi, x[32 * j + l]);
+    }
+    off[j] = -lo;
+    step[j] = (hi - lo) / static_cast<float>(nmax);
+    max_step = std::max(max_step, step[j]);
+    max_off = std::max(max_off, off[j]);
+  }
+  const uint16_t d_bits = F32ToF16(max_step / 63.0f), dmin_bits = F32ToF16(max_off / 63.0f);
+  const float d = F16ToF32(d_bits), dmin = F16ToF32(dmin_bits);
+  StoreHalf(blk, d_bits);
+  StoreHalf(blk + 2, dmin_bits);
+  int sc[8], mn[8];
+  for (int j = 0; j < 8; ++j) {
+    sc[j] = d > 0.0f ? TruncToInt(std::round(step[j] / d), 0, 63) : 0;
+    mn[j] = dmin > 0.0f ? TruncToInt(std::round(off[j] / dmin), 0, 63) : 0;
+  }
+  // The inverse of the 6-bit unpacking of llama4.md 5.4: bytes 0-3 scales 0-3, 4-7 mins 0-3, 8-11 the low
+  // nibbles of scales (low) and mins (high) 4-7; the top two bits of bytes 0-7 hold bits 4-5 of scales/mins 4-7.
+  uint8_t* s = blk + 4;
+  for (int j = 0; j < 4; ++j) {
+    s[j] = static_cast<uint8_t>(sc[j] | ((sc[j + 4] >> 4) << 6));
+    s[j + 4] = static_cast<uint8_t>(mn[j] | ((mn[j + 4] >> 4) << 6));
+    s[j + 8] = static_cast<uint8_t>((sc[j + 4] & 0xF) | ((mn[j + 4] & 0xF) << 4));
+  }
+  int q[256];
+  for (int j = 0; j < 8; ++j) {
+    const float scale = d * static_cast<float>(sc[j]), shift = dmin * static_cast<float>(mn[j]);
+    for (int l = 0; l < 32; ++l) {
+      q[32 * j + l] = scale > 0.0f ? TruncToInt(std::round((x[32 * j + l] + shift) / scale), 0, nmax) : 0;
+    }
+  }
+  uint8_t* qh = blk + 16;
+  uint8_t* qs = blk + (q5 ? 48 : 16);
+  if (q5) std::memset(qh, 0, 32);
+  for (int c = 0; c < 4; ++c) {  // chunk c: low nibbles are elements 64c + l, high nibbles 64c + 32 + l
+    for (int l = 0; l < 32; ++l) {
+      const int a = q[64 * c + l], b = q[64 * c + 32 + l];
+      qs[32 * c + l] = static_cast<uint8_t>((a & 0xF) | ((b & 0xF) << 4));
+      if (q5) qh[l] = static_cast<uint8_t>(qh[l] | ((a >> 4) << (2 * c)) | ((b >> 4) << (2 * c + 1)));
+    }
+  }
+}
+
+// Q6_K super-block of 256: per group g of 16, s_g = m_g / -32 with m_g the element of largest magnitude (sign
+// kept, the first on ties, so it maps to code -32 exactly); d = max |s_g| / 127 (f16), S_g = round(s_g / d) in
+// [-127, 127], q = round(x / (d S_g)) in [-32, 31], stored as q + 32 in ql (low 4 bits) and qh (high 2 bits).
+void QuantizeBlockQ6K(const float* x, uint8_t* blk) {
+  float gscale[16], max_scale = 0.0f;
+  for (int g = 0; g < 16; ++g) {
+    float amax = 0.0f, m = 0.0f;
+    for (int l = 0; l < 16; ++l) {
+      if (amax < std::fabs(x[16 * g + l])) {
+        amax = std::fabs(x[16 * g + l]);
+        m = x[16 * g + l];
+      }
+    }
+    gscale[g] = m / -32.0f;
+    max_scale = std::max(max_scale, std::fabs(gscale[g]));
+  }
+  const uint16_t d_bits = F32ToF16(max_scale / 127.0f);
+  const float d = F16ToF32(d_bits);
+  int8_t* sc = reinterpret_cast<int8_t*>(blk + 192);
+  int q[256];
+  for (int g = 0; g < 16; ++g) {
+    sc[g] = static_cast<int8_t>(d > 0.0f ? TruncToInt(std::round(gscale[g] / d), -127, 127) : 0);
+    const float scale = d * static_cast<float>(sc[g]);
+    for (int l = 0; l < 16; ++l) {
+      q[16 * g + l] = 32 + (scale != 0.0f ? TruncToInt(std::round(x[16 * g + l] / scale), -32, 31) : 0);
+    }
+  }
+  for (int h = 0; h < 2; ++h) {  // inverse of llama4.md 5.4: ql = blk + 64h, qh = blk + 128 + 32h
+    uint8_t* ql = blk + 64 * h;
+    uint8_t* qh = blk + 128 + 32 * h;
+    for (int l = 0; l < 32; ++l) {
+      const int q1 = q[128 * h + l], q2 = q[128 * h + l + 32], q3 = q[128 * h + l + 64], q4 = q[128 * h + l + 96];
+      ql[l] = static_cast<uint8_t>((q1 & 0xF) | ((q3 & 0xF) << 4));
+      ql[l + 32] = static_cast<uint8_t>((q2 & 0xF) | ((q4 & 0xF) << 4));
+      qh[l] = static_cast<uint8_t>((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
+    }
+  }
+  StoreHalf(blk + 208, d_bits);
+}
+
+bool IsKQuant(DType t) { return t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K; }
+
 }  // namespace
 
 bool QuantizeSupports(DType t) {
@@ -67,7 +164,7 @@ bool QuantizeSupports(DType t) {
 }
 
 void QuantizeRow(DType t, const float* x, int64_t n, uint8_t* dst) {
-  HERD_CHECK(QuantizeSupports(t) && n >= 0 && n % Traits(t).block_size == 0);
+  HERD_CHECK((QuantizeSupports(t) || IsKQuant(t)) && n >= 0 && n % Traits(t).block_size == 0);
   switch (t) {
     case DType::kF32:
       std::memcpy(dst, x, static_cast<size_t>(n) * 4);
@@ -84,13 +181,23 @@ void QuantizeRow(DType t, const float* x, int64_t n, uint8_t* dst) {
     case DType::kQ4_0:
       for (int64_t b = 0; b < n / kBlock; ++b) QuantizeBlockQ4_0(x + b * kBlock, dst + b * 18);
       return;
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+      for (int64_t b = 0; b < n / 256; ++b) {
+        QuantizeBlockQ45K(x + b * 256, t == DType::kQ5_K, dst + b * Traits(t).type_size);
+      }
+      return;
+    case DType::kQ6_K:
+      for (int64_t b = 0; b < n / 256; ++b) QuantizeBlockQ6K(x + b * 256, dst + b * 210);
+      return;
     default:
       HERD_CHECK(false && "QuantizeRow: unsupported dtype");
   }
 }
 
 void DequantizeRow(DType t, const uint8_t* src, int64_t n, float* dst) {
-  HERD_CHECK(QuantizeSupports(t) && n >= 0 && n % Traits(t).block_size == 0);
+  HERD_CHECK((QuantizeSupports(t) || IsKQuant(t)) && n >= 0 && n % Traits(t).block_size == 0);
+  if (IsKQuant(t)) return ref::DequantizeRow(t, src, n, dst);  // the formulas of llama4.md 5.4, in one place
   switch (t) {
     case DType::kF32:
       std::memcpy(dst, src, static_cast<size_t>(n) * 4);

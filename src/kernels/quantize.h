@@ -14,19 +14,23 @@ namespace herd::kernels {
 // True for the dtypes QuantizeRow and DequantizeRow (this header) handle: F32, F16, BF16, Q8_0, Q4_0.
 bool QuantizeSupports(DType t);
 
-// Encodes x[0, n) into dst (RowBytes(t, n) bytes). Requires QuantizeSupports(t) and n a multiple of t's block
-// size (32 for Q8_0/Q4_0); violations are bugs (checked). Thread-safe; allocates nothing.
+// Encodes x[0, n) into dst (RowBytes(t, n) bytes). Requires QuantizeSupports(t) or t in {Q4_K, Q5_K, Q6_K}, and
+// n a multiple of t's block size (32 for Q8_0/Q4_0, 256 for the K-quants); violations are bugs (checked).
+// Thread-safe; allocates nothing.
 //   F16/BF16: round to nearest even (NaN stays NaN; F16 overflows to inf).
 //   Q8_0, per block of 32: amax = max|x|, d = amax / 127, q[j] = round(x[j] * (1/d)) (half away from zero),
 //        stored d as an IEEE half. All-zero blocks store d = 0, q = 0.
 //   Q4_0, per block of 32: m = the element of largest magnitude, sign kept (the first one on ties),
 //        d = m / -8, q[j] = min(15, trunc(x[j] * (1/d) + 8.5)); nibbles: low = element j, high = element j + 16.
 //   The scale used to compute q is the f32 d; the stored scale is d rounded to half, exactly as ggml does.
+//   Q4_K, Q5_K, Q6_K: plain min/max fits (quantize.cpp says how), not ggml's search for the best scales, so their
+//        files would differ from llama.cpp's; QuantizeSupports leaves them out for that reason. They give
+//        kernels, tests and benchmarks realistic K-quant blocks.
 //   Non-finite inputs give unspecified (but defined) codes.
 void QuantizeRow(DType t, const float* x, int64_t n, uint8_t* dst);
 
-// Decodes n elements of a row of dtype t at src into dst, exactly (llama4.md 5.4). Same requirements as
-// QuantizeRow. The scalar twin of kernels::DequantizeRow(const TensorView&, ...).
+// Decodes n elements of a row of dtype t at src into dst, exactly (llama4.md 5.4; K-quants as
+// ref::DequantizeRow). Same requirements as QuantizeRow. The scalar twin of kernels::DequantizeRow(const TensorView&, ...).
 void DequantizeRow(DType t, const uint8_t* src, int64_t n, float* dst);
 
 }  // namespace herd::kernels

@@ -529,8 +529,15 @@ TEST(ConvertTypes, QuantizedConversionsRunAndStayClose) {
       const auto deq = MustLoad(DequantizedCopy(path, variant + "-" + tname + "-f32"));
       ASSERT_NE(deq, nullptr);
       const auto same = AllLogits(*deq->model, ids, pool, &tf);
-      EXPECT_EQ(tq.router_choice, tf.router_choice) << variant << " " << tname;
-      EXPECT_LE(Compare(got, same).max, 1e-4) << variant << " " << tname << " vs its dequantized F32 copy";
+      // Quantized weights multiply 8-bit activations (kernels/cpu/qdot.h), so the dequantized copy differs by the
+      // activation rounding alone (which can flip a near-tied router choice of these tiny random models, hence the
+      // looser Q4_0 bound); F16 has no such rounding and must match it.
+      const double rel_deq = RelativeRms(got, same);
+      std::printf("%s %s vs its dequantized F32 copy: relative RMS %.4g\n", variant.c_str(), tname.c_str(), rel_deq);
+      EXPECT_LT(rel_deq, type == DType::kF16 ? 1e-6 : type == DType::kQ8_0 ? 0.03 : 0.1) << variant << " " << tname << " vs its dequantized copy";
+      if (type == DType::kF16) {
+        EXPECT_EQ(tq.router_choice, tf.router_choice) << variant << " " << tname;
+      }
       const Diff d = Compare(got, want);
       const auto am = Argmax(got, vocab), am_ref = Argmax(want, vocab);
       int64_t agree = 0;

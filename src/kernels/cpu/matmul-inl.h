@@ -170,38 +170,100 @@ struct SrcQ4_0 {
   static HWY_INLINE float Scalar(const uint8_t*, int64_t) { return 0.0f; }
 };
 
-// acc[t][*] += sum_j W_group[j] * xv[t][j]. Plain types multiply the converted weights straight in (kA chains);
-// block types form the block's sum of q * x first and scale it once by d (exact quants, one product less).
+// K-quant super-blocks of 256 elements (llama4.md 5.4), decoded whole by DequantBlock into the values of
+// ref::DequantizeRow: d * sc * q, dmin * mn and d * S * (q - 32) are exact in f32, and Q4_K/Q5_K's difference
+// d * sc * q - dmin * mn is rounded once (the same with or without a fused multiply-add, the product being exact).
+// Used by DequantizeRow and the packed GEMM; decode products go to the integer kernels (cpu/qdot.h).
+template <DType kT>
+struct SrcK {
+  static constexpr bool kBlocked = true;
+  static constexpr int64_t kSuperBlock = 256;
+  static constexpr int64_t kGroupBytes = kT == DType::kQ4_K ? 144 : kT == DType::kQ5_K ? 176 : 210;
+
+  static HWY_INLINE void DequantBlock(const uint8_t* blk, float* HWY_RESTRICT dst) {
+    const DW d;
+    const hn::RebindToUnsigned<DW> du;
+    const hn::RebindToSigned<DW> di;
+    const hn::Rebind<uint8_t, DW> du8;
+    const auto bytes = [&](const uint8_t* p) { return hn::PromoteTo(du, hn::LoadU(du8, p)); };
+    if constexpr (kT == DType::kQ6_K) {  // ql[128], qh[64], scales[16] (int8), d
+      const float dd = LoadF16Scalar(blk + 208);
+      const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
+      for (int h = 0; h < 2; ++h) {
+        for (int part = 0; part < 4; ++part) {  // q1..q4: elements 128h + 32 part + l
+          const uint8_t* ql = blk + 64 * h + 32 * (part % 2);
+          const uint8_t* qh = blk + 128 + 32 * h;
+          for (int64_t l = 0; l < 32; l += kL) {
+            const auto lo = hn::And(hn::ShiftRightSame(bytes(ql + l), 4 * (part / 2)), hn::Set(du, 0xFu));
+            const auto hi = hn::ShiftLeft<4>(hn::And(hn::ShiftRightSame(bytes(qh + l), 2 * part), hn::Set(du, 3u)));
+            const auto q = hn::Sub(hn::BitCast(di, hn::Or(lo, hi)), hn::Set(di, 32));
+            const int64_t e = 128 * h + 32 * part + l;
+            const auto scale = hn::Set(d, dd * static_cast<float>(sc[e / 16]));  // kL <= 16: one group per vector
+            hn::StoreU(hn::Mul(scale, hn::ConvertTo(d, q)), d, dst + e);
+          }
+        }
+      }
+    } else {  // d, dmin, scales[12], (Q5_K: qh[32],) qs[128]
+      constexpr bool kQ5 = kT == DType::kQ5_K;
+      const float dd = LoadF16Scalar(blk), dmin = LoadF16Scalar(blk + 2);
+      const uint8_t* s = blk + 4;
+      const uint8_t* qh = blk + 16;
+      const uint8_t* qs = blk + (kQ5 ? 48 : 16);
+      for (int j = 0; j < 8; ++j) {
+        const int sc = j < 4 ? s[j] & 63 : (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+        const int mn = j < 4 ? s[j + 4] & 63 : (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+        const auto d1 = hn::Set(d, dd * static_cast<float>(sc));
+        const auto m1 = hn::Set(d, dmin * static_cast<float>(mn));
+        const int c = j / 2, high = j % 2;  // sub-block j: chunk c, low (even j) or high (odd j) nibbles
+        for (int64_t l = 0; l < 32; l += kL) {
+          auto q = hn::And(hn::ShiftRightSame(bytes(qs + 32 * c + l), 4 * high), hn::Set(du, 0xFu));
+          if constexpr (kQ5) {
+            q = hn::Or(q, hn::ShiftLeft<4>(hn::And(hn::ShiftRightSame(bytes(qh + l), 2 * c + high), hn::Set(du, 1u))));
+          }
+          hn::StoreU(hn::Sub(hn::Mul(d1, hn::ConvertTo(d, hn::BitCast(di, q))), m1), d, dst + 32 * j + l);
+        }
+      }
+    }
+  }
+};
+using SrcQ4K = SrcK<DType::kQ4_K>;
+using SrcQ5K = SrcK<DType::kQ5_K>;
+using SrcQ6K = SrcK<DType::kQ6_K>;
+
+template <class Src>
+constexpr bool IsSuperBlocked() {
+  return requires { Src::kSuperBlock; };
+}
+
+// acc[t][*] += sum_j W_group[j] * xv[t][j] for plain (unblocked) types, in kA chains. Block types never come here:
+// their decode products are integer dots (cpu/qdot.h).
 template <class Src, int T, int kA>
 HWY_INLINE void DotGroup(const uint8_t* g, const VW (&xv)[T][kGroupVecs], VW (&acc)[T][kA]) {
+  static_assert(!Src::kBlocked, "quantized weights use the integer dot kernels");
   VW w[kGroupVecs];
-  if constexpr (Src::kBlocked) {
-    const auto scale = hn::Set(DW(), LoadF16Scalar(g));
-    Src::LoadQuants(g, w);
-    for (int t = 0; t < T; ++t) {
-      VW s = hn::Mul(w[0], xv[t][0]);
-      for (int64_t j = 1; j < kGroupVecs; ++j) s = hn::MulAdd(w[j], xv[t][j], s);
-      acc[t][0] = hn::MulAdd(s, scale, acc[t][0]);
-    }
-  } else {
-    Src::LoadGroup(g, w);
-    for (int t = 0; t < T; ++t) {
-      for (int64_t j = 0; j < kGroupVecs; ++j) acc[t][j % kA] = hn::MulAdd(w[j], xv[t][j], acc[t][j % kA]);
-    }
+  Src::LoadGroup(g, w);
+  for (int t = 0; t < T; ++t) {
+    for (int64_t j = 0; j < kGroupVecs; ++j) acc[t][j % kA] = hn::MulAdd(w[j], xv[t][j], acc[t][j % kA]);
   }
 }
 
-// dst[0, n) = W_row[k0, k0 + n); k0 is a multiple of kGroup. Exact.
+// dst[0, n) = W_row[k0, k0 + n); k0 is a multiple of kGroup (of 256 for K-quants, and then so is n). Exact.
 template <class Src>
 HWY_INLINE void DequantRange(const uint8_t* row, int64_t k0, int64_t n, float* HWY_RESTRICT dst) {
-  const DW d;
-  const int64_t g0 = k0 / kGroup, n_groups = n / kGroup;
-  VW w[kGroupVecs];
-  for (int64_t g = 0; g < n_groups; ++g) {
-    Src::LoadGroup(row + (g0 + g) * Src::kGroupBytes, w);
-    for (int64_t j = 0; j < kGroupVecs; ++j) hn::StoreU(w[j], d, dst + g * kGroup + j * kL);
+  if constexpr (IsSuperBlocked<Src>()) {
+    for (int64_t b = 0; b < n / Src::kSuperBlock; ++b) {
+      Src::DequantBlock(row + (k0 / Src::kSuperBlock + b) * Src::kGroupBytes, dst + b * Src::kSuperBlock);
+    }
+  } else {
+    const DW d;
+    const int64_t g0 = k0 / kGroup, n_groups = n / kGroup;
+    VW w[kGroupVecs];
+    for (int64_t g = 0; g < n_groups; ++g) {
+      Src::LoadGroup(row + (g0 + g) * Src::kGroupBytes, w);
+      for (int64_t j = 0; j < kGroupVecs; ++j) hn::StoreU(w[j], d, dst + g * kGroup + j * kL);
+    }
+    for (int64_t i = n_groups * kGroup; i < n; ++i) dst[i] = Src::Scalar(row, k0 + i);
   }
-  for (int64_t i = n_groups * kGroup; i < n; ++i) dst[i] = Src::Scalar(row, k0 + i);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -396,16 +458,21 @@ HWY_INLINE void Gemm(const Pack& pack, int64_t n_in, const float* x, int64_t n_t
 // ---------------------------------------------------------------------------------------------------------
 // Entry points per dtype.
 
+// The packed GEMM over rows [o_begin, o_end) whatever n_tokens (quantized weights: MatMul sends only products at or
+// above QuantDotMaxTokens() tokens here).
+template <class Src>
+HWY_INLINE void GemmRowsSrc(const TensorView& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride,
+                            int64_t o_begin, int64_t o_end) {
+  const auto pack = [&w](int64_t o0, int64_t n_rows, int64_t k0, int64_t kc, float* panel, float* scratch) {
+    PackRowMajor<Src>(w, o0, n_rows, k0, kc, panel, scratch);
+  };
+  Gemm(pack, w.Cols(), x, n_tokens, y + o_begin, y_stride, o_begin, o_end);
+}
+
 template <class Src>
 HWY_INLINE void MatMulRowsSrc(const TensorView& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride,
                               int64_t o_begin, int64_t o_end) {
-  if (n_tokens >= kGemmMinTokens) {
-    const auto pack = [&w](int64_t o0, int64_t n_rows, int64_t k0, int64_t kc, float* panel, float* scratch) {
-      PackRowMajor<Src>(w, o0, n_rows, k0, kc, panel, scratch);
-    };
-    Gemm(pack, w.Cols(), x, n_tokens, y + o_begin, y_stride, o_begin, o_end);
-    return;
-  }
+  if (n_tokens >= kGemmMinTokens) return GemmRowsSrc<Src>(w, x, n_tokens, y, y_stride, o_begin, o_end);
   switch (n_tokens) {
     case 1:
       return DotRows<Src, 1>(w, x, y, y_stride, o_begin, o_end);

@@ -20,10 +20,17 @@ void MatMulRowsT(const TensorView& w, const float* x, int64_t n_tokens, float* y
       return MatMulRowsSrc<SrcF16>(w, x, n_tokens, y, y_stride, o_begin, o_end);
     case DType::kBF16:
       return MatMulRowsSrc<SrcBF16>(w, x, n_tokens, y, y_stride, o_begin, o_end);
+    // Quantized weights reach this function only for the GEMM (see MatMul below).
     case DType::kQ8_0:
-      return MatMulRowsSrc<SrcQ8_0>(w, x, n_tokens, y, y_stride, o_begin, o_end);
+      return GemmRowsSrc<SrcQ8_0>(w, x, n_tokens, y, y_stride, o_begin, o_end);
     case DType::kQ4_0:
-      return MatMulRowsSrc<SrcQ4_0>(w, x, n_tokens, y, y_stride, o_begin, o_end);
+      return GemmRowsSrc<SrcQ4_0>(w, x, n_tokens, y, y_stride, o_begin, o_end);
+    case DType::kQ4_K:
+      return GemmRowsSrc<SrcQ4K>(w, x, n_tokens, y, y_stride, o_begin, o_end);
+    case DType::kQ5_K:
+      return GemmRowsSrc<SrcQ5K>(w, x, n_tokens, y, y_stride, o_begin, o_end);
+    case DType::kQ6_K:
+      return GemmRowsSrc<SrcQ6K>(w, x, n_tokens, y, y_stride, o_begin, o_end);
     default:
       HERD_CHECK(false && "MatMul: unsupported weight dtype");
   }
@@ -43,6 +50,12 @@ void DequantizeRowT(const TensorView& w, int64_t r, float* dst) {
       return DequantRange<SrcQ8_0>(row, 0, n, dst);
     case DType::kQ4_0:
       return DequantRange<SrcQ4_0>(row, 0, n, dst);
+    case DType::kQ4_K:
+      return DequantRange<SrcQ4K>(row, 0, n, dst);
+    case DType::kQ5_K:
+      return DequantRange<SrcQ5K>(row, 0, n, dst);
+    case DType::kQ6_K:
+      return DequantRange<SrcQ6K>(row, 0, n, dst);
     default:
       HERD_CHECK(false && "DequantizeRow: unsupported weight dtype");
   }
@@ -71,6 +84,7 @@ HWY_AFTER_NAMESPACE();
 #include <algorithm>
 #include <atomic>
 
+#include "kernels/cpu/qdot.h"
 #include "kernels/matmul.h"
 
 namespace herd::kernels {
@@ -139,8 +153,15 @@ int64_t WeightBytesRead() { return g_bytes_read.load(std::memory_order_relaxed);
 void ResetWeightBytesRead() { g_bytes_read.store(0, std::memory_order_relaxed); }
 
 bool MatMulSupports(DType t) {
-  return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0 || t == DType::kQ4_0;
+  return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || QuantDotSupports(t);
 }
+
+namespace {
+
+// Quantized weights below QuantDotMaxTokens() tokens: activations quantized once, integer dots (cpu/qdot.h).
+bool UsesQuantDot(DType t, int64_t n_tokens) { return QuantDotSupports(t) && n_tokens < QuantDotMaxTokens(); }
+
+}  // namespace
 
 bool MatMulInputMajorSupports(DType t) { return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16; }
 
@@ -150,6 +171,12 @@ void MatMulRows(const TensorView& w, const float* x, int64_t n_tokens, float* y,
   HERD_DCHECK(y_stride >= o_end);
   if (n_tokens <= 0 || o_begin >= o_end) return;
   CountWeightBytes((o_end - o_begin) * w.RowStride());
+  if (UsesQuantDot(w.dtype, n_tokens)) {
+    QuantizedActivations& acts = ThreadQuantizedActivations();
+    acts.Quantize(w.dtype, x, n_tokens, w.Cols());
+    QuantDotRows(w, acts, 0, n_tokens, y, y_stride, o_begin, o_end);
+    return;
+  }
   HWY_DYNAMIC_DISPATCH(MatMulRowsT)(w, x, n_tokens, y, y_stride, o_begin, o_end);
 }
 
@@ -158,6 +185,15 @@ void MatMul(const TensorView& w, const float* x, int64_t n_tokens, float* y, Thr
   const int64_t n_out = w.Rows(), n_in = w.Cols();
   if (n_tokens <= 0 || n_out <= 0) return;
   CountWeightBytes(n_out * w.RowStride());
+  if (UsesQuantDot(w.dtype, n_tokens)) {
+    // Quantized once, on this thread, into its reused scratch; the workers only read it.
+    QuantizedActivations& acts = ThreadQuantizedActivations();
+    acts.Quantize(w.dtype, x, n_tokens, n_in);
+    ParallelGrid(pool, n_out, n_tokens, [&](int64_t o0, int64_t o1, int64_t t0, int64_t t1) {
+      QuantDotRows(w, acts, t0, t1, y + t0 * n_out, n_out, o0, o1);
+    });
+    return;
+  }
   ParallelGrid(pool, n_out, n_tokens, [&](int64_t o0, int64_t o1, int64_t t0, int64_t t1) {
     HWY_DYNAMIC_DISPATCH(MatMulRowsT)(w, x + t0 * n_in, t1 - t0, y + t0 * n_out, n_out, o0, o1);
   });

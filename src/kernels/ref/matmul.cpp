@@ -1,7 +1,10 @@
-// Scalar reference matrix products and dequantization (llama4.md 5.4).
+// Scalar reference matrix products and dequantization (llama4.md 5.4), and the quantized-activation products.
 #include "kernels/ref/matmul.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "core/half.h"
@@ -37,17 +40,100 @@ float PlainElement(DType t, const uint8_t* row, int64_t i) {
   }
 }
 
+constexpr int64_t kQK = 256;  // elements per K-quant super-block (QK_K)
+
+// Q4_K/Q5_K sub-block j (0..7) scale and min from the 12 packed bytes s (llama4.md 5.4).
+void UnpackScaleMin(const uint8_t* s, int j, int* sc, int* mn) {
+  if (j < 4) {
+    *sc = s[j] & 63;
+    *mn = s[j + 4] & 63;
+  } else {
+    *sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+    *mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+  }
+}
+
+// Unsigned codes of one K-quant super-block in element order: Q4_K/Q5_K q in [0, 31], Q6_K q in [0, 63] (the
+// offset -32 not applied).
+void KQuantCodes(DType t, const uint8_t* blk, int* q) {
+  switch (t) {
+    case DType::kQ4_K:  // d, dmin, scales[12], qs[128]
+    case DType::kQ5_K: {  // d, dmin, scales[12], qh[32], qs[128]
+      const bool q5 = t == DType::kQ5_K;
+      const uint8_t* qh = blk + 16;
+      const uint8_t* qs = blk + (q5 ? 48 : 16);
+      for (int c = 0; c < 4; ++c) {
+        for (int l = 0; l < 32; ++l) {
+          q[64 * c + l] = qs[32 * c + l] & 0xF;
+          q[64 * c + 32 + l] = qs[32 * c + l] >> 4;
+          if (q5) {
+            q[64 * c + l] += (qh[l] >> (2 * c)) & 1 ? 16 : 0;
+            q[64 * c + 32 + l] += (qh[l] >> (2 * c + 1)) & 1 ? 16 : 0;
+          }
+        }
+      }
+      return;
+    }
+    case DType::kQ6_K:  // ql[128], qh[64], scales[16] (int8), d
+      for (int h = 0; h < 2; ++h) {
+        const uint8_t* ql = blk + 64 * h;
+        const uint8_t* qh = blk + 128 + 32 * h;
+        for (int l = 0; l < 32; ++l) {
+          q[128 * h + l] = (ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4);
+          q[128 * h + l + 32] = (ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4);
+          q[128 * h + l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+          q[128 * h + l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+        }
+      }
+      return;
+    default:
+      HERD_CHECK(false);
+  }
+}
+
+int64_t BlockBytes(DType t) { return Traits(t).type_size; }
+
+bool IsKQuant(DType t) { return t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K; }
+
 }  // namespace
 
 bool MatMulSupports(DType t) {
-  return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0 || t == DType::kQ4_0;
+  return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0 || t == DType::kQ4_0 ||
+         IsKQuant(t);
 }
 
 void DequantizeRow(const TensorView& w, int64_t r, float* dst) {
   HERD_CHECK(MatMulSupports(w.dtype) && r >= 0 && r < w.Rows());
-  const int64_t n_in = w.Cols();
-  const uint8_t* row = w.Row(r);
-  switch (w.dtype) {
+  DequantizeRow(w.dtype, w.Row(r), w.Cols(), dst);
+}
+
+void DequantizeRow(DType t, const uint8_t* row, int64_t n_in, float* dst) {
+  HERD_CHECK(MatMulSupports(t) && n_in % Traits(t).block_size == 0);
+  if (IsKQuant(t)) {
+    int q[kQK];
+    for (int64_t b = 0; b < n_in / kQK; ++b) {
+      const uint8_t* blk = row + BlockBytes(t) * b;
+      float* y = dst + kQK * b;
+      KQuantCodes(t, blk, q);
+      if (t == DType::kQ6_K) {
+        const float d = F16ToF32(LoadU16(blk + 208));
+        const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
+        // d * S * (q - 32) needs at most 11 + 8 + 6 bits: exact in f32.
+        for (int i = 0; i < kQK; ++i) y[i] = d * static_cast<float>(sc[i / 16]) * static_cast<float>(q[i] - 32);
+      } else {
+        const float d = F16ToF32(LoadU16(blk)), dmin = F16ToF32(LoadU16(blk + 2));
+        for (int j = 0; j < 8; ++j) {
+          int sc, mn;
+          UnpackScaleMin(blk + 4, j, &sc, &mn);
+          // d * sc * q and dmin * mn are exact in f32 (at most 11 + 6 + 5 bits); their difference is rounded once.
+          const float d1 = d * static_cast<float>(sc), m1 = dmin * static_cast<float>(mn);
+          for (int l = 0; l < 32; ++l) y[32 * j + l] = d1 * static_cast<float>(q[32 * j + l]) - m1;
+        }
+      }
+    }
+    return;
+  }
+  switch (t) {
     case DType::kQ8_0:  // 34 bytes: d (f16), qs[32] (int8)
       for (int64_t b = 0; b < n_in / 32; ++b) {
         const uint8_t* blk = row + 34 * b;
@@ -66,7 +152,7 @@ void DequantizeRow(const TensorView& w, int64_t r, float* dst) {
       }
       return;
     default:
-      for (int64_t i = 0; i < n_in; ++i) dst[i] = PlainElement(w.dtype, row, i);
+      for (int64_t i = 0; i < n_in; ++i) dst[i] = PlainElement(t, row, i);
       return;
   }
 }
@@ -100,6 +186,149 @@ void MatMulInputMajor(const TensorView& w, int64_t col_begin, int64_t col_end, c
         acc += static_cast<double>(PlainElement(w.dtype, w.Row(i), c)) * static_cast<double>(x[t * n_in + i]);
       }
       y[t * n_cols + (c - col_begin)] = static_cast<float>(acc);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Quantized activations.
+
+int64_t ActivationBlock(DType t) {
+  if (t == DType::kQ8_0 || t == DType::kQ4_0) return 32;
+  return IsKQuant(t) ? kQK : 0;
+}
+
+void QuantizeActivations(const float* x, int64_t n, int64_t block, int8_t* q, float* d) {
+  HERD_CHECK(block > 0 && n % block == 0);
+  for (int64_t b = 0; b < n / block; ++b) {
+    const float* xb = x + b * block;
+    int8_t* qb = q + b * block;
+    float amax = 0.0f;
+    bool finite = true;
+    for (int64_t i = 0; i < block; ++i) {
+      finite = finite && std::isfinite(xb[i]);
+      amax = std::max(amax, std::fabs(xb[i]));
+    }
+    if (!finite || amax == 0.0f) {
+      d[b] = finite ? 0.0f : std::numeric_limits<float>::quiet_NaN();
+      for (int64_t i = 0; i < block; ++i) qb[i] = 0;
+      continue;
+    }
+    const float id = 127.0f / amax;
+    d[b] = amax / 127.0f;
+    for (int64_t i = 0; i < block; ++i) qb[i] = static_cast<int8_t>(std::nearbyint(xb[i] * id));
+  }
+}
+
+double DotQ8_0Q8(const uint8_t* w_row, const int8_t* q, const float* d, int64_t n) {
+  double sum = 0.0;
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const uint8_t* blk = w_row + 34 * b;
+    int64_t isum = 0;
+    for (int j = 0; j < 32; ++j) isum += static_cast<int8_t>(blk[2 + j]) * q[32 * b + j];
+    sum += static_cast<double>(F16ToF32(LoadU16(blk))) * d[b] * static_cast<double>(isum);
+  }
+  return sum;
+}
+
+double DotQ4_0Q8(const uint8_t* w_row, const int8_t* q, const float* d, int64_t n) {
+  double sum = 0.0;
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const uint8_t* blk = w_row + 18 * b;
+    const int8_t* qx = q + 32 * b;
+    int64_t isum = 0;
+    for (int j = 0; j < 16; ++j) isum += ((blk[2 + j] & 0xF) - 8) * qx[j] + ((blk[2 + j] >> 4) - 8) * qx[j + 16];
+    sum += static_cast<double>(F16ToF32(LoadU16(blk))) * d[b] * static_cast<double>(isum);
+  }
+  return sum;
+}
+
+namespace {
+
+// Q4_K and Q5_K: d * sum_j sc_j sum q q_x - dmin * sum_j mn_j sum q_x per super-block, times d_x.
+double DotKQ8K(DType t, const uint8_t* w_row, const int8_t* q, const float* d, int64_t n) {
+  double sum = 0.0;
+  int codes[kQK];
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    const uint8_t* blk = w_row + BlockBytes(t) * b;
+    const int8_t* qx = q + kQK * b;
+    KQuantCodes(t, blk, codes);
+    int64_t isum = 0, msum = 0;
+    for (int j = 0; j < 8; ++j) {
+      int sc, mn;
+      UnpackScaleMin(blk + 4, j, &sc, &mn);
+      int64_t dot = 0, xsum = 0;
+      for (int l = 0; l < 32; ++l) {
+        dot += codes[32 * j + l] * qx[32 * j + l];
+        xsum += qx[32 * j + l];
+      }
+      isum += sc * dot;
+      msum += mn * xsum;
+    }
+    const double dw = F16ToF32(LoadU16(blk)), dmin = F16ToF32(LoadU16(blk + 2));
+    sum += static_cast<double>(d[b]) * (dw * static_cast<double>(isum) - dmin * static_cast<double>(msum));
+  }
+  return sum;
+}
+
+}  // namespace
+
+double DotQ4KQ8K(const uint8_t* w_row, const int8_t* q, const float* d, int64_t n) {
+  return DotKQ8K(DType::kQ4_K, w_row, q, d, n);
+}
+
+double DotQ5KQ8K(const uint8_t* w_row, const int8_t* q, const float* d, int64_t n) {
+  return DotKQ8K(DType::kQ5_K, w_row, q, d, n);
+}
+
+double DotQ6KQ8K(const uint8_t* w_row, const int8_t* q, const float* d, int64_t n) {
+  double sum = 0.0;
+  int codes[kQK];
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    const uint8_t* blk = w_row + 210 * b;
+    const int8_t* qx = q + kQK * b;
+    const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
+    KQuantCodes(DType::kQ6_K, blk, codes);
+    int64_t isum = 0;
+    for (int g = 0; g < 16; ++g) {
+      int64_t dot = 0;
+      for (int l = 0; l < 16; ++l) dot += (codes[16 * g + l] - 32) * qx[16 * g + l];
+      isum += sc[g] * dot;
+    }
+    sum += static_cast<double>(d[b]) * F16ToF32(LoadU16(blk + 208)) * static_cast<double>(isum);
+  }
+  return sum;
+}
+
+void MatMulQuantized(const TensorView& w, const float* x, int64_t n_tokens, float* y) {
+  const int64_t block = ActivationBlock(w.dtype);
+  HERD_CHECK(block > 0);
+  const int64_t n_in = w.Cols(), n_out = w.Rows();
+  std::vector<int8_t> q(static_cast<size_t>(n_in));
+  std::vector<float> d(static_cast<size_t>(n_in / block));
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    QuantizeActivations(x + t * n_in, n_in, block, q.data(), d.data());
+    for (int64_t o = 0; o < n_out; ++o) {
+      const uint8_t* row = w.Row(o);
+      double v = 0.0;
+      switch (w.dtype) {
+        case DType::kQ8_0:
+          v = DotQ8_0Q8(row, q.data(), d.data(), n_in);
+          break;
+        case DType::kQ4_0:
+          v = DotQ4_0Q8(row, q.data(), d.data(), n_in);
+          break;
+        case DType::kQ4_K:
+          v = DotQ4KQ8K(row, q.data(), d.data(), n_in);
+          break;
+        case DType::kQ5_K:
+          v = DotQ5KQ8K(row, q.data(), d.data(), n_in);
+          break;
+        default:
+          v = DotQ6KQ8K(row, q.data(), d.data(), n_in);
+          break;
+      }
+      y[t * n_out + o] = static_cast<float>(v);
     }
   }
 }

@@ -1,0 +1,1055 @@
+// Per-target (Highway) integer dot products of quantized weights with 8-bit activations: Q8_0 and Q4_0 weights
+// with activations quantized per 32 (ggml's Q8_0), Q4_K, Q5_K and Q6_K with activations per 256 (ggml's Q8_K).
+// Block layouts: llama4.md 5.4. Included once per target by cpu/qdot.cpp. Reference: ref::MatMulQuantized.
+//
+// Data path. Activations are quantized once per call (QuantizeTokenT) into records the kernels read with plain
+// vector loads: codes pre-arranged in the order the weight bytes unpack to, f32 scales pre-broadcast to the
+// lanes of their block, and the block sums that turn offset codes into signed ones. Each weight byte is then
+// loaded once and multiplied as it is stored: bytes x bytes -> int32 lanes (VNNI vpdpbusd, or pmaddubsw +
+// pmaddwd), with K-quant sub-block scales applied by the int16 multiply of pmaddwd / vpdpwssd. Integer sums are
+// exact (bounds at each kernel); one f32 multiply-add per block (per super-block for the K-quants) scales them.
+// Tiles: kRows weight rows x up to 4 tokens in registers, rows outer and tokens inner, so a tile's weight rows
+// stay in L1 while every token passes over them (n_tokens > 1 reads each weight byte from memory once too).
+//
+// Variants tried (bench/matmul_bench.cpp, Zen 5 VM, see bench/RESULTS.md):
+//   1. f32 dequantization in registers (the previous cpu/matmul-inl.h path): compute-bound, Q8_0 ~9 GB/s.
+//   2. this file, one step = 2 Q8_0 / 4 Q4_0 blocks per 512-bit vector, scales widened by vcvtph2ps + vpermps.
+// Q8_0 signs on VNNI: u8 x s8 only, so weights are offset by 128 (xor) and the offset's share, -128 * sum(q_x),
+// rides in the accumulator's start value; without VNNI, pmaddubsw would saturate on |w| up to 255, so those
+// targets use |w| x sign(x, w) instead (pairs <= 2 * 128 * 127 < 2^15).
+// Targets: x86 SSSE3 and up; every other target (EMU128, SCALAR, non-x86) runs the portable scalar kernels at the
+// end of this file (TODO(herd): NEON/SVE dot products need Highway >= 1.1's SumOfMulQuadAccumulate).
+
+#if defined(HERD_KERNELS_CPU_QDOT_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef HERD_KERNELS_CPU_QDOT_INL_H_
+#undef HERD_KERNELS_CPU_QDOT_INL_H_
+#else
+#define HERD_KERNELS_CPU_QDOT_INL_H_
+#endif
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+
+#include "core/half.h"
+#include "core/status.h"
+#include "core/tensor.h"
+#include "hwy/cache_control.h"
+#include "hwy/highway.h"
+
+#undef HERD_QDOT_SIMD
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_SSSE3
+#define HERD_QDOT_SIMD 1
+#include <immintrin.h>
+#else
+#define HERD_QDOT_SIMD 0
+#endif
+
+HWY_BEFORE_NAMESPACE();
+namespace herd::kernels::HWY_NAMESPACE {
+namespace qdot {
+namespace hn = hwy::HWY_NAMESPACE;
+
+constexpr int64_t kQK = 256;  // elements per K-quant super-block
+
+inline uint16_t LoadU16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Activation quantization (the semantics of ref::QuantizeActivations; bit-identical on every target).
+
+// Quantizes x[0, kN) to q[0, kN) (natural order) and returns the scale d: NaN (q = 0) if an element is not
+// finite, 0 (q = 0) if all are zero, else amax / 127 with q = nearbyint(x * (127 / amax)).
+template <int64_t kN>
+HWY_INLINE float QuantizeBlock(const float* HWY_RESTRICT x, int8_t* HWY_RESTRICT q) {
+#if HERD_QDOT_SIMD
+  const hn::CappedTag<float, 16> d;
+  const hn::Rebind<int8_t, decltype(d)> d8;
+  constexpr int64_t kLanes = static_cast<int64_t>(hn::MaxLanes(d));
+  auto vmax = hn::Zero(d), probe = hn::Zero(d);
+  for (int64_t i = 0; i < kN; i += kLanes) {
+    const auto v = hn::LoadU(d, x + i);
+    vmax = hn::Max(vmax, hn::Abs(v));
+    probe = hn::Add(probe, hn::Mul(v, hn::Zero(d)));  // NaN iff some element is inf or NaN
+  }
+  const float amax = hn::GetLane(hn::MaxOfLanes(d, vmax));
+  if (hn::GetLane(hn::SumOfLanes(d, probe)) != 0.0f || amax == 0.0f) {
+    std::memset(q, 0, kN);
+    return amax == 0.0f ? 0.0f : std::numeric_limits<float>::quiet_NaN();
+  }
+  const auto id = hn::Set(d, 127.0f / amax);
+  for (int64_t i = 0; i < kN; i += kLanes) {
+    hn::StoreU(hn::DemoteTo(d8, hn::NearestInt(hn::Mul(hn::LoadU(d, x + i), id))), d8, q + i);
+  }
+  return amax / 127.0f;
+#else
+  float amax = 0.0f;
+  bool finite = true;
+  for (int64_t i = 0; i < kN; ++i) {
+    finite = finite && std::isfinite(x[i]);
+    amax = std::max(amax, std::fabs(x[i]));
+  }
+  if (!finite || amax == 0.0f) {
+    std::memset(q, 0, kN);
+    return finite ? 0.0f : std::numeric_limits<float>::quiet_NaN();
+  }
+  const float id = 127.0f / amax;
+  for (int64_t i = 0; i < kN; ++i) q[i] = static_cast<int8_t>(std::nearbyint(x[i] * id));
+  return amax / 127.0f;
+#endif
+}
+
+inline int32_t SumCodes(const int8_t* q, int64_t n) {
+  int32_t s = 0;
+  for (int64_t i = 0; i < n; ++i) s += q[i];
+  return s;
+}
+
+#if HERD_QDOT_SIMD
+// ---------------------------------------------------------------------------------------------------------
+// Vector types. One vector is kNB bytes: 16 (SSSE3, SSE4), 32 (AVX2) or 64 (AVX3, AVX3_DL). Code that differs
+// by width uses the preprocessor (HERD_QDOT_NB): a discarded `if constexpr` outside a template is still checked.
+#undef HERD_QDOT_NB
+#if HWY_TARGET <= HWY_AVX3
+#define HERD_QDOT_NB 64
+#elif HWY_TARGET == HWY_AVX2
+#define HERD_QDOT_NB 32
+#else
+#define HERD_QDOT_NB 16
+#endif
+
+using DB = hn::CappedTag<uint8_t, 64>;  // weight bytes
+using DS = hn::RebindToSigned<DB>;      // activation codes
+using DW = hn::Repartition<int16_t, DB>;
+using DI = hn::Repartition<int32_t, DB>;
+using DF = hn::Repartition<float, DB>;
+using VB = hn::Vec<DB>;
+using VS = hn::Vec<DS>;
+using VW = hn::Vec<DW>;
+using VI = hn::Vec<DI>;
+using VF = hn::Vec<DF>;
+using D128 = hn::Full128<uint8_t>;
+using V128 = hn::Vec<D128>;
+using V128W = hn::Vec<hn::Full128<int16_t>>;
+using V128I = hn::Vec<hn::Full128<int32_t>>;
+constexpr int64_t kNB = static_cast<int64_t>(hn::MaxLanes(DB()));
+constexpr int64_t kNI = kNB / 4;  // int32 and f32 lanes
+
+// lane j of the result = u[2j] s[2j] + u[2j+1] s[2j+1] (pmaddubsw), saturated to int16: callers keep |u| small
+// enough that no pair reaches 2^15.
+HWY_INLINE VW MulPairs(VB u, VS s) {
+#if HWY_TARGET <= HWY_AVX3
+  return VW{_mm512_maddubs_epi16(u.raw, s.raw)};
+#elif HWY_TARGET == HWY_AVX2
+  return VW{_mm256_maddubs_epi16(u.raw, s.raw)};
+#else
+  return VW{_mm_maddubs_epi16(u.raw, s.raw)};
+#endif
+}
+
+// acc + (a[2j] b[2j] + a[2j+1] b[2j+1]) per int32 lane j (vpdpwssd on VNNI, else pmaddwd + add); exact.
+HWY_INLINE VI DotPairs(VI acc, VW a, VW b) {
+#if HWY_TARGET == HWY_AVX3_DL
+  // Highway 1.0.3 has no VNNI op and its AVX3_DL target string lacks avx512vnni; the target's runtime check does
+  // require AVX512-VNNI, so the instruction is safe here, written as inline assembly.
+  auto r = acc.raw;
+  __asm__("vpdpwssd %[b], %[a], %[r]" : [r] "+v"(r) : [a] "v"(a.raw), [b] "vm"(b.raw));
+  return VI{r};
+#elif HWY_TARGET <= HWY_AVX3
+  return hn::Add(acc, VI{_mm512_madd_epi16(a.raw, b.raw)});
+#elif HWY_TARGET == HWY_AVX2
+  return hn::Add(acc, VI{_mm256_madd_epi16(a.raw, b.raw)});
+#else
+  return hn::Add(acc, VI{_mm_madd_epi16(a.raw, b.raw)});
+#endif
+}
+
+// acc + sum of the 4 products u[4j + k] s[4j + k] per int32 lane j. Exact with VNNI (vpdpbusd); otherwise
+// pmaddubsw + pmaddwd, exact while every pair of products stays below 2^15 in magnitude.
+HWY_INLINE VI DotQuads(VI acc, VB u, VS s) {
+#if HWY_TARGET == HWY_AVX3_DL
+  auto r = acc.raw;
+  __asm__("vpdpbusd %[s], %[u], %[r]" : [r] "+v"(r) : [u] "v"(u.raw), [s] "vm"(s.raw));
+  return VI{r};
+#else
+  return DotPairs(acc, MulPairs(u, s), hn::Set(DW(), 1));
+#endif
+}
+
+// |w| as bytes and x * sign(w) (0 where w = 0): the operands of a signed x signed byte product for pmaddubsw.
+HWY_INLINE VB AbsBytes(VS w) { return hn::BitCast(DB(), hn::Abs(w)); }
+HWY_INLINE VS ApplySign(VS x, VS w) {
+#if HWY_TARGET <= HWY_AVX3
+  return VS{_mm512_mask_sub_epi8(x.raw, _mm512_movepi8_mask(w.raw), _mm512_setzero_si512(), x.raw)};
+#elif HWY_TARGET == HWY_AVX2
+  return VS{_mm256_sign_epi8(x.raw, w.raw)};
+#else
+  return VS{_mm_sign_epi8(x.raw, w.raw)};
+#endif
+}
+
+// A 128-bit vector zero-extended to a full vector.
+template <class D, class V>
+HWY_INLINE hn::Vec<D> Widen(D d, V v) {
+#if HWY_TARGET <= HWY_AVX3
+  const hn::Half<D> dh;
+  return hn::ZeroExtendVector(d, hn::ZeroExtendVector(dh, v));
+#elif HWY_TARGET == HWY_AVX2
+  return hn::ZeroExtendVector(d, v);
+#else
+  (void)d;
+  return v;
+#endif
+}
+
+// The 128-bit v in every 128-bit block of a full vector: the table of a pshufb, which looks up within each block.
+// (Highway 1.0.3's TableLookupBytes zero-extends a 128-bit table instead.)
+HWY_INLINE VB DupBlocks(V128 v) {
+#if HWY_TARGET <= HWY_AVX3
+  return VB{_mm512_maskz_broadcast_i32x4(0xFFFF, v.raw)};  // maskz: see VbmiStep
+#elif HWY_TARGET == HWY_AVX2
+  return VB{_mm256_broadcastsi128_si256(v.raw)};
+#else
+  return v;
+#endif
+}
+
+// One IEEE half as f32 (F16C where the target has it; core/half.h otherwise).
+HWY_INLINE float F16(const uint8_t* p) {
+#if HWY_TARGET <= HWY_AVX2 && !defined(HWY_DISABLE_F16C)
+  return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(LoadU16(p))));
+#else
+  return F16ToF32(LoadU16(p));
+#endif
+}
+
+// The f16 scales of kBlk consecutive blocks (bytes p, p + stride, ...) as f32, block j's scale in lanes
+// [j kNI / kBlk, (j + 1) kNI / kBlk): one vcvtph2ps and one permute.
+template <int64_t kBlk>
+HWY_INLINE VF BlockScales(const uint8_t* p, int64_t stride) {
+  if constexpr (kBlk == 1) {
+    return hn::Set(DF(), F16(p));
+  } else {
+#if HWY_TARGET <= HWY_AVX2 && !defined(HWY_DISABLE_F16C)
+    uint64_t bits = 0;
+    for (int64_t j = 0; j < kBlk; ++j) bits |= static_cast<uint64_t>(LoadU16(p + j * stride)) << (16 * j);
+    const __m128 s = _mm_cvtph_ps(_mm_set_epi64x(0, static_cast<int64_t>(bits)));
+#if HWY_TARGET <= HWY_AVX3
+    constexpr int kPer = 16 / kBlk;
+    const __m512i idx = _mm512_set_epi32(15 / kPer, 14 / kPer, 13 / kPer, 12 / kPer, 11 / kPer, 10 / kPer, 9 / kPer,
+                                         8 / kPer, 7 / kPer, 6 / kPer, 5 / kPer, 4 / kPer, 3 / kPer, 2 / kPer,
+                                         1 / kPer, 0);
+    return VF{_mm512_maskz_permutexvar_ps(0xFFFF, idx, _mm512_zextps128_ps512(s))};  // maskz: see VbmiStep
+#else
+    constexpr int kPer = 8 / kBlk;
+    const __m256i idx = _mm256_set_epi32(7 / kPer, 6 / kPer, 5 / kPer, 4 / kPer, 3 / kPer, 2 / kPer, 1 / kPer, 0);
+    return VF{_mm256_permutevar8x32_ps(_mm256_zextps128_ps256(s), idx)};
+#endif
+#else
+    static_assert(kBlk == 1, "several blocks per vector only on AVX2 and up");
+#endif
+  }
+}
+
+template <size_t N>
+using Bytes = std::array<uint8_t, N>;
+
+#if HWY_TARGET == HWY_AVX3_DL
+// A step of kBlk blocks of kBlockBytes (d f16, then kCodeBytes of codes), 64 < kBlk * kBlockBytes <= 128, read
+// with two loads and split by two VBMI byte permutes: the codes of the blocks side by side, and the scales as 16
+// halves, block j's in lanes [16 j / kBlk, 16 (j + 1) / kBlk), widened by one vcvtph2ps. (Without VBMI: two to
+// four loads and inserts, and the scales one by one.)
+template <int64_t kBlk, int64_t kBlockBytes, int64_t kCodeBytes>
+struct VbmiStep {
+  static constexpr int64_t kStepBytes = kBlk * kBlockBytes;
+  static_assert(kStepBytes > 64 && kStepBytes <= 128 && kBlk * kCodeBytes == 64);
+  struct Tables {
+    Bytes<64> codes, scales;
+  };
+  static constexpr Tables MakeTables() {
+    Tables t{};
+    for (int64_t i = 0; i < 64; ++i) {
+      const int64_t p = i / kCodeBytes * kBlockBytes + 2 + i % kCodeBytes;  // source byte in the step
+      t.codes[i] = static_cast<uint8_t>(p < 64 ? p : 64 + p - (kStepBytes - 64));  // A, or B = bytes from end - 64
+      t.scales[i] = i < 32 ? static_cast<uint8_t>(i / 2 / (16 / kBlk) * kBlockBytes + i % 2) : 0;
+    }
+    return t;
+  }
+  alignas(64) static constexpr Tables kTables = MakeTables();
+
+  static HWY_INLINE void Load(const uint8_t* step, VB* codes, VF* scales) {
+    const __m512i a = _mm512_loadu_si512(step);
+    const __m512i b = _mm512_loadu_si512(step + kStepBytes - 64);
+    *codes = VB{_mm512_permutex2var_epi8(a, _mm512_load_si512(kTables.codes.data()), b)};
+    // maskz forms with full masks, and the lower half by a shuffle: GCC 12 warns about the undefined pass-through
+    // values inside the plain intrinsics and _mm512_castsi512_si256.
+    const __m512i halves = _mm512_maskz_permutexvar_epi8(~uint64_t{0}, _mm512_load_si512(kTables.scales.data()), a);
+    const __m256i low = __builtin_shufflevector(halves, halves, 0, 1, 2, 3);
+    *scales = VF{_mm512_maskz_cvtph_ps(0xFFFF, low)};
+  }
+};
+#endif
+
+#if HWY_TARGET == HWY_AVX3_DL
+// Four Q8_0 blocks (136 bytes) as two code vectors, the first and the second 16 codes of each block side by side
+// ([b0[0, 16), b1[0, 16), b2[0, 16), b3[0, 16)] and the same for [16, 32)), so that both dpbusd of a step add into
+// 4 lanes per block and the f32 work (convert, scale, add) covers 4 blocks, not 2. Four loads, three VBMI
+// permutes (the second vector spans bytes 18..135, hence its own pair of loads), one vcvtph2ps.
+struct VbmiQ8_0Tables {
+  Bytes<64> first, second, scales;
+};
+constexpr VbmiQ8_0Tables MakeVbmiQ8_0Tables() {
+  VbmiQ8_0Tables t{};
+  for (int64_t i = 0; i < 64; ++i) {
+    const int64_t j = i / 16, p1 = 34 * j + 2 + i % 16, p2 = p1 + 16;
+    t.first[i] = static_cast<uint8_t>(p1);                                 // A = bytes [0, 64), B = [64, 128)
+    t.second[i] = static_cast<uint8_t>(p2 < 72 ? p2 - 8 : 64 + p2 - 72);  // A' = [8, 72), C = [72, 136)
+    t.scales[i] = i < 32 ? static_cast<uint8_t>(34 * (i / 8) + i % 2) : 0;  // the halves, from A and B
+  }
+  return t;
+}
+
+struct VbmiStepQ8_0 {
+  alignas(64) static constexpr VbmiQ8_0Tables kTables = MakeVbmiQ8_0Tables();
+
+  static HWY_INLINE void Load(const uint8_t* step, VB* first, VB* second, VF* scales) {
+    const __m512i a = _mm512_loadu_si512(step), b = _mm512_loadu_si512(step + 64);
+    const __m512i a8 = _mm512_loadu_si512(step + 8), c = _mm512_loadu_si512(step + 72);
+    *first = VB{_mm512_permutex2var_epi8(a, _mm512_load_si512(kTables.first.data()), b)};
+    *second = VB{_mm512_permutex2var_epi8(a8, _mm512_load_si512(kTables.second.data()), c)};
+    const __m512i halves = _mm512_permutex2var_epi8(a, _mm512_load_si512(kTables.scales.data()), b);
+    const __m256i low = __builtin_shufflevector(halves, halves, 0, 1, 2, 3);
+    *scales = VF{_mm512_maskz_cvtph_ps(0xFFFF, low)};
+  }
+};
+#endif
+
+// ---------------------------------------------------------------------------------------------------------
+// Q8_0 weights x Q8 activations. Step: kBlk blocks of 34 bytes (d f16, qs[32] int8) in kVecs code vectors:
+// AVX3_DL 4 blocks split in halves (VbmiStepQ8_0), AVX3 2 blocks per vector, AVX2 1, SSE 1 in two vectors.
+// Activation record per step: codes [kBlk * 32] in the order of the code vectors, start values of the int32
+// lanes [kNI] (VNNI: -128 * the codes each lane multiplies), d_x [kNI] (per lane). |int32 lane| <= 8 * 255 * 127.
+struct DotQ8_0Q8 {
+  static constexpr int64_t kBlockElems = 32, kBlockBytes = 34;
+  static constexpr int64_t kBlk = HWY_TARGET == HWY_AVX3_DL ? 4 : kNB == 64 ? 2 : 1;
+  static constexpr int64_t kVecs = kBlk * 32 / kNB;
+  static constexpr int64_t kStepBytes = kBlk * kBlockBytes;
+  static constexpr int64_t kRecordBytes = kBlk * 32 + 2 * kNB;
+  static constexpr bool kOffset = HWY_TARGET == HWY_AVX3_DL;
+  static constexpr int32_t kCodeOffset = kOffset ? 128 : 0;  // what the record's start value takes back
+
+  struct W {
+    VB u[kVecs];  // VNNI: w + 128; else |w|
+    VS s[kVecs];  // the signs (non-VNNI)
+    VF scale;
+  };
+
+  static HWY_INLINE void Load(const uint8_t* blk, W& w) {
+#if HWY_TARGET == HWY_AVX3_DL
+    VbmiStepQ8_0::Load(blk, &w.u[0], &w.u[1], &w.scale);
+    w.u[0] = hn::Xor(w.u[0], hn::Set(DB(), uint8_t{0x80}));
+    w.u[1] = hn::Xor(w.u[1], hn::Set(DB(), uint8_t{0x80}));
+#else
+    const DS ds;
+    VS raw[kVecs];
+#if HERD_QDOT_NB == 64
+    const hn::Half<DS> dh;
+    raw[0] = hn::Combine(ds, hn::LoadU(dh, reinterpret_cast<const int8_t*>(blk + 36)),
+                         hn::LoadU(dh, reinterpret_cast<const int8_t*>(blk + 2)));
+#else
+    for (int64_t v = 0; v < kVecs; ++v) raw[v] = hn::LoadU(ds, reinterpret_cast<const int8_t*>(blk + 2 + v * kNB));
+#endif
+    for (int64_t v = 0; v < kVecs; ++v) {
+      if constexpr (kOffset) {
+        w.u[v] = hn::Xor(hn::BitCast(DB(), raw[v]), hn::Set(DB(), uint8_t{0x80}));
+      } else {
+        w.u[v] = AbsBytes(raw[v]);
+        w.s[v] = raw[v];
+      }
+    }
+    w.scale = BlockScales<kBlk>(blk, kBlockBytes);
+#endif
+  }
+
+  static HWY_INLINE void Step(const W& w, const uint8_t* rec, VF& acc) {
+    const DS ds;
+    const int8_t* qx = reinterpret_cast<const int8_t*>(rec);
+    VI isum = hn::LoadU(DI(), reinterpret_cast<const int32_t*>(rec + kBlk * 32));
+    for (int64_t v = 0; v < kVecs; ++v) {
+      const VS x = hn::LoadU(ds, qx + v * kNB);
+      if constexpr (kOffset) {
+        isum = DotQuads(isum, w.u[v], x);
+      } else {
+        isum = DotQuads(isum, w.u[v], ApplySign(x, w.s[v]));
+      }
+    }
+    const VF dx = hn::LoadU(DF(), reinterpret_cast<const float*>(rec + kBlk * 32 + kNB));
+    acc = hn::MulAdd(hn::ConvertTo(DF(), isum), hn::Mul(w.scale, dx), acc);
+  }
+
+  // Block j of the step: codes at 32 j, in natural order; on AVX3_DL halves as DotQ4_0Q8.
+  static HWY_INLINE void PlaceCodes(const int8_t* q, int64_t j, uint8_t* rec) {
+#if HWY_TARGET == HWY_AVX3_DL
+    std::memcpy(rec + 16 * j, q, 16);
+    std::memcpy(rec + kNB + 16 * j, q + 16, 16);
+#else
+    std::memcpy(rec + 32 * j, q, 32);
+#endif
+  }
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Q4_0 weights x Q8 activations. Step: kBlk = kNB / 16 blocks of 18 bytes (d f16, qs[16]: low nibbles are
+// elements 0-15, high nibbles 16-31); their qs side by side in one vector split into low and high nibbles.
+// Record: codes of the low halves [kNB] (block j's elements 0-15 at 16 j), of the high halves [kNB], start values
+// [kNI] (-8 * the codes each lane multiplies), d_x [kNI]. Nibbles are <= 15: pmaddubsw pairs < 2^15.
+struct DotQ4_0Q8 {
+  static constexpr int64_t kBlockElems = 32, kBlockBytes = 18;
+  static constexpr int64_t kBlk = kNB / 16;
+  static constexpr int64_t kStepBytes = kBlk * kBlockBytes;
+  static constexpr int64_t kRecordBytes = kBlk * 32 + 2 * kNB;
+  static constexpr int32_t kCodeOffset = 8;
+
+  struct W {
+    VB lo, hi;
+    VF scale;
+  };
+
+  static HWY_INLINE void Load(const uint8_t* blk, W& w) {
+#if HWY_TARGET == HWY_AVX3_DL
+    VB v;
+    VbmiStep<kBlk, kBlockBytes, 16>::Load(blk, &v, &w.scale);
+    w.lo = hn::And(v, hn::Set(DB(), uint8_t{0x0F}));
+    w.hi = hn::ShiftRight<4>(v);
+    return;
+#elif HERD_QDOT_NB == 64
+    const D128 d16;
+    const hn::Half<DB> d32;
+    const auto a = hn::Combine(d32, hn::LoadU(d16, blk + 20), hn::LoadU(d16, blk + 2));
+    const auto b = hn::Combine(d32, hn::LoadU(d16, blk + 56), hn::LoadU(d16, blk + 38));
+    const VB v = hn::Combine(DB(), b, a);
+#elif HERD_QDOT_NB == 32
+    const D128 d16;
+    const VB v = hn::Combine(DB(), hn::LoadU(d16, blk + 20), hn::LoadU(d16, blk + 2));
+#else
+    const VB v = hn::LoadU(DB(), blk + 2);
+#endif
+#if HWY_TARGET != HWY_AVX3_DL
+    w.lo = hn::And(v, hn::Set(DB(), uint8_t{0x0F}));
+    w.hi = hn::ShiftRight<4>(v);
+    w.scale = BlockScales<kBlk>(blk, kBlockBytes);
+#endif
+  }
+
+  static HWY_INLINE void Step(const W& w, const uint8_t* rec, VF& acc) {
+    const DS ds;
+    const int8_t* qx = reinterpret_cast<const int8_t*>(rec);
+    VI isum = hn::LoadU(DI(), reinterpret_cast<const int32_t*>(rec + kBlk * 32));
+    isum = DotQuads(isum, w.lo, hn::LoadU(ds, qx));
+    isum = DotQuads(isum, w.hi, hn::LoadU(ds, qx + kNB));
+    const VF dx = hn::LoadU(DF(), reinterpret_cast<const float*>(rec + kBlk * 32 + kNB));
+    acc = hn::MulAdd(hn::ConvertTo(DF(), isum), hn::Mul(w.scale, dx), acc);
+  }
+
+  static HWY_INLINE void PlaceCodes(const int8_t* q, int64_t j, uint8_t* rec) {
+    std::memcpy(rec + 16 * j, q, 16);
+    std::memcpy(rec + kNB + 16 * j, q + 16, 16);
+  }
+};
+
+// Record of the 32-blocks: fills the start values and per-lane scales of one step whose codes are in place and
+// whose blocks have scales `d` (blocks past the row end: codes 0, scale 0). Int32 lane k sums the products of
+// bytes 4k..4k+3 of each code vector of the step, so its start value takes back the offset of exactly those
+// codes: every lane then holds an exact partial dot product of signed weights, never a large value that would
+// cancel against another lane after the f32 conversion.
+template <class K>
+HWY_INLINE void FinishRecord32(const float* d, uint8_t* rec) {
+  const int8_t* codes = reinterpret_cast<const int8_t*>(rec);
+  int32_t start[kNI] = {};
+  float dx[kNI];
+  constexpr int64_t kPer = kNI / K::kBlk;
+  for (int64_t k = 0; k < kNI; ++k) {
+    for (int64_t v = 0; v < K::kBlk * 32 / kNB; ++v) start[k] -= K::kCodeOffset * SumCodes(codes + v * kNB + 4 * k, 4);
+    dx[k] = d[k / kPer];
+  }
+  std::memcpy(rec + K::kBlk * 32, start, sizeof(start));
+  std::memcpy(rec + K::kBlk * 32 + kNB, dx, sizeof(dx));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// K-quants. Activation record per super-block: codes [256] in the kernel's order, then for Q4_K/Q5_K the 8 sums
+// of 32 codes (int16, at 256) and d_x (f32, at 288); for Q6_K 32 (x[2j] + x[2j+1]) for the 128 code pairs (int16,
+// at 256) and d_x (f32, at 512).
+
+constexpr int64_t kRecordQ45K = 320;
+constexpr int64_t kRecordQ6K = 576;
+constexpr int64_t kKVecs = 128 / kNB;  // vectors of 128 bytes of 4-bit codes per super-block
+
+// Q4_K/Q5_K code order: for qs vector v, its low nibbles (lane k is byte p = v kNB + k of qs, element
+// 64 (p / 32) + p % 32) at 2 kNB v, then its high nibbles (those elements + 32) at 2 kNB v + kNB.
+inline int64_t Q45KCodeSource(int64_t pos) {
+  const int64_t v = pos / (2 * kNB), k = pos % kNB, high = (pos / kNB) % 2;
+  const int64_t p = v * kNB + k;
+  return 64 * (p / 32) + p % 32 + 32 * high;
+}
+
+// Unpacks the 12 bytes of 6-bit scales and mins at s (llama4.md 5.4; 16 bytes are read, all inside the block) to
+// bytes [sc0..sc7, mn0..mn7], with two byte shuffles.
+HWY_INLINE V128 UnpackScalesMins(const uint8_t* s) {
+  const D128 d;
+  alignas(16) static constexpr uint8_t kIdx1[16] = {0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11};
+  alignas(16) static constexpr uint8_t kMaskLo[16] = {63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0};
+  alignas(16) static constexpr uint8_t kMaskHi[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255};
+  alignas(16) static constexpr uint8_t kIdx2[16] = {128, 128, 128, 128, 0, 1, 2, 3, 128, 128, 128, 128, 4, 5, 6, 7};
+  const V128 v = hn::LoadU(d, s);
+  const V128 t1 = hn::TableLookupBytes(v, hn::Load(d, kIdx1));
+  const V128 low = hn::Or(hn::And(t1, hn::Load(d, kMaskLo)), hn::And(hn::ShiftRight<4>(t1), hn::Load(d, kMaskHi)));
+  const V128 t2 = hn::TableLookupBytesOr0(v, hn::Load(d, kIdx2));
+  return hn::Or(low, hn::And(hn::ShiftRight<2>(t2), hn::Set(d, uint8_t{0x30})));
+}
+
+// Byte tables of the Q4_K/Q5_K kernel, per qs vector v: the pshufb indices that spread sub-block scales over the
+// int16 lanes of the low / high nibble products (lane j holds bytes 2j, 2j+1: sub-block 2 ((v kNB + 2j) / 32),
+// plus 1 for the high nibbles; 0x80 zeroes the upper byte), and Q5_K's bit masks into qh (bit 2c for the low
+// nibbles of chunk c = (v kNB + k) / 32, bit 2c + 1 for the high ones).
+struct Q45KTables {
+  Bytes<kNB * kKVecs> scale_lo, scale_hi, bit_lo, bit_hi;
+};
+constexpr Q45KTables MakeQ45KTables() {
+  Q45KTables t{};
+  for (int64_t v = 0; v < kKVecs; ++v) {
+    for (int64_t k = 0; k < kNB; ++k) {
+      const int64_t p = v * kNB + k, c = p / 32, at = v * kNB + k;
+      t.scale_lo[at] = k % 2 == 0 ? static_cast<uint8_t>(2 * c) : 0x80;
+      t.scale_hi[at] = k % 2 == 0 ? static_cast<uint8_t>(2 * c + 1) : 0x80;
+      t.bit_lo[at] = static_cast<uint8_t>(1u << (2 * c));
+      t.bit_hi[at] = static_cast<uint8_t>(2u << (2 * c));
+    }
+  }
+  return t;
+}
+alignas(64) inline constexpr Q45KTables kQ45K = MakeQ45KTables();
+
+// Q4_K (kQ5 = false: 144 bytes d, dmin, scales[12], qs[128]) and Q5_K (176 bytes: d, dmin, scales[12], qh[32],
+// qs[128]). Per super-block: d_x (d sum_j sc_j sum q q_x - dmin sum_j mn_j bsum_j). Codes <= 31, so pmaddubsw
+// pairs <= 2 * 31 * 127; |int32 sum| <= 63 * 31 * 127 * 256 < 2^26.
+template <bool kQ5>
+struct DotQ45KQ8K {
+  static constexpr int64_t kBlockElems = kQK, kBlockBytes = kQ5 ? 176 : 144;
+  static constexpr int64_t kBlk = 1;
+  static constexpr int64_t kStepBytes = kBlockBytes;
+  static constexpr int64_t kRecordBytes = kRecordQ45K;
+
+  struct W {
+    VB lo[kKVecs], hi[kKVecs];
+    VW sc_lo[kKVecs], sc_hi[kKVecs];
+    V128W mins;
+    float d, dmin;
+  };
+
+  static HWY_INLINE void Load(const uint8_t* blk, W& w) {
+    const DB db;
+    w.d = F16(blk);
+    w.dmin = F16(blk + 2);
+    const V128 scmn = UnpackScalesMins(blk + 4);
+    alignas(16) static constexpr uint8_t kMinIdx[16] = {8, 128, 9, 128, 10, 128, 11, 128,
+                                                         12, 128, 13, 128, 14, 128, 15, 128};
+    w.mins = hn::BitCast(hn::Full128<int16_t>(), hn::TableLookupBytesOr0(scmn, hn::Load(D128(), kMinIdx)));
+    const VB table = DupBlocks(scmn);
+    const uint8_t* qs = blk + (kQ5 ? 48 : 16);
+    const uint8_t* qh = blk + 16;
+#if HERD_QDOT_NB == 64
+    const hn::Half<DB> dh;
+    [[maybe_unused]] const VB h = kQ5 ? hn::Combine(db, hn::LoadU(dh, qh), hn::LoadU(dh, qh)) : hn::Zero(db);
+#elif HERD_QDOT_NB == 32
+    [[maybe_unused]] const VB h = hn::LoadU(db, qh);
+#endif
+    for (int64_t v = 0; v < kKVecs; ++v) {
+      const VB q = hn::LoadU(db, qs + v * kNB);
+      w.lo[v] = hn::And(q, hn::Set(db, uint8_t{0x0F}));
+      w.hi[v] = hn::ShiftRight<4>(q);
+      if constexpr (kQ5) {
+#if HERD_QDOT_NB == 16
+        const VB h = hn::LoadU(db, qh + 16 * (v % 2));
+#endif
+        const VB sixteen = hn::Set(db, uint8_t{16});
+        w.lo[v] = hn::Or(w.lo[v], hn::IfThenElseZero(hn::TestBit(h, hn::Load(db, kQ45K.bit_lo.data() + v * kNB)),
+                                                     sixteen));
+        w.hi[v] = hn::Or(w.hi[v], hn::IfThenElseZero(hn::TestBit(h, hn::Load(db, kQ45K.bit_hi.data() + v * kNB)),
+                                                     sixteen));
+      }
+      w.sc_lo[v] = hn::BitCast(DW(), hn::TableLookupBytesOr0(table, hn::Load(db, kQ45K.scale_lo.data() + v * kNB)));
+      w.sc_hi[v] = hn::BitCast(DW(), hn::TableLookupBytesOr0(table, hn::Load(db, kQ45K.scale_hi.data() + v * kNB)));
+    }
+  }
+
+  static HWY_INLINE void Step(const W& w, const uint8_t* rec, VF& acc) {
+    const DS ds;
+    const int8_t* qx = reinterpret_cast<const int8_t*>(rec);
+    VI isum = hn::Zero(DI());
+    for (int64_t v = 0; v < kKVecs; ++v) {
+      isum = DotPairs(isum, MulPairs(w.lo[v], hn::LoadU(ds, qx + 2 * kNB * v)), w.sc_lo[v]);
+      isum = DotPairs(isum, MulPairs(w.hi[v], hn::LoadU(ds, qx + 2 * kNB * v + kNB)), w.sc_hi[v]);
+    }
+    const V128W bsum = hn::LoadU(hn::Full128<int16_t>(), reinterpret_cast<const int16_t*>(rec + 256));
+    const V128I msum{_mm_madd_epi16(w.mins.raw, bsum.raw)};
+    float dx;
+    std::memcpy(&dx, rec + 288, 4);
+    acc = hn::MulAdd(hn::ConvertTo(DF(), isum), hn::Set(DF(), w.d * dx), acc);
+    acc = hn::NegMulAdd(Widen(DF(), hn::ConvertTo(hn::Full128<float>(), msum)), hn::Set(DF(), w.dmin * dx), acc);
+  }
+
+  static HWY_INLINE void PlaceCodes(const int8_t* q, uint8_t* rec) {
+    for (int64_t pos = 0; pos < kQK; pos += 16) std::memcpy(rec + pos, q + Q45KCodeSource(pos), 16);
+    int16_t sums[8];
+    for (int j = 0; j < 8; ++j) sums[j] = static_cast<int16_t>(SumCodes(q + 32 * j, 32));
+    std::memcpy(rec + 256, sums, sizeof(sums));
+  }
+  static constexpr int64_t kScaleOffset = 288;
+};
+
+// Byte tables of the Q6_K kernel, per vector c of 64-byte half: the pshufb indices spreading the half's eight
+// int16 scales over the lanes of the products of the low-nibble codes (group (c kNB + 2j) / 16) and the
+// high-nibble codes (4 + that).
+constexpr int64_t kQ6Vecs = 64 / kNB;  // vectors per half of ql
+struct Q6KTables {
+  Bytes<kNB * kQ6Vecs> scale_a, scale_b;
+};
+constexpr Q6KTables MakeQ6KTables() {
+  Q6KTables t{};
+  for (int64_t c = 0; c < kQ6Vecs; ++c) {
+    for (int64_t k = 0; k < kNB; ++k) {
+      const int64_t g = (c * kNB + (k & ~int64_t{1})) / 16;
+      t.scale_a[c * kNB + k] = static_cast<uint8_t>(2 * g + k % 2);
+      t.scale_b[c * kNB + k] = static_cast<uint8_t>(2 * (4 + g) + k % 2);
+    }
+  }
+  return t;
+}
+alignas(64) inline constexpr Q6KTables kQ6K = MakeQ6KTables();
+
+// Q6_K (210 bytes: ql[128], qh[64], scales[16] int8, d). Unsigned codes q in [0, 63]; each int16 pair product
+// q x + q' x' (pmaddubsw, <= 2 * 63 * 127) has the record's 32 (x + x') taken off before the scale multiplies it,
+// so the lanes hold exact signed partial sums: d_x d sum_g S_g sum (q - 32) q_x. |int32 sum| <= 128 * 32 * 127 *
+// 256 < 2^28.
+struct DotQ6KQ8K {
+  static constexpr int64_t kBlockElems = kQK, kBlockBytes = 210;
+  static constexpr int64_t kBlk = 1;
+  static constexpr int64_t kStepBytes = kBlockBytes;
+  static constexpr int64_t kRecordBytes = kRecordQ6K;
+
+  struct W {
+    VB qa[2 * kQ6Vecs], qb[2 * kQ6Vecs];  // elements 128h + c kNB + [0, kNB), and + 64
+    VW sa[2 * kQ6Vecs], sb[2 * kQ6Vecs];
+    float d;
+  };
+
+  static HWY_INLINE void Load(const uint8_t* blk, W& w) {
+    const DB db;
+    w.d = F16(blk + 208);
+    const hn::Full64<int8_t> d8;
+    for (int h = 0; h < 2; ++h) {
+      const V128W scales = hn::PromoteTo(hn::Full128<int16_t>(), hn::LoadU(d8, reinterpret_cast<const int8_t*>(blk + 192 + 8 * h)));
+      const VB sbytes = DupBlocks(hn::BitCast(D128(), scales));
+      for (int64_t c = 0; c < kQ6Vecs; ++c) {
+        const int64_t p0 = c * kNB;
+        const VB l = hn::LoadU(db, blk + 64 * h + p0);
+        // The qh bits of these lanes, shifted so that bits 0-1 / 4-5 are those of the low / high nibbles.
+#if HERD_QDOT_NB == 64
+        const hn::Half<DB> dh;
+        const auto h32 = hn::LoadU(dh, blk + 128 + 32 * h);
+        const VB hb = hn::Combine(db, hn::ShiftRight<2>(h32), h32);
+#else
+        VB hb = hn::LoadU(db, blk + 128 + 32 * h + p0 % 32);
+        if (p0 >= 32) hb = hn::ShiftRight<2>(hb);
+#endif
+        const int64_t at = h * kQ6Vecs + c;
+        w.qa[at] = hn::Or(hn::And(l, hn::Set(db, uint8_t{0x0F})), hn::And(hn::ShiftLeft<4>(hb), hn::Set(db, uint8_t{0x30})));
+        w.qb[at] = hn::Or(hn::ShiftRight<4>(l), hn::And(hb, hn::Set(db, uint8_t{0x30})));
+        w.sa[at] = hn::BitCast(DW(), hn::TableLookupBytes(sbytes, hn::Load(db, kQ6K.scale_a.data() + c * kNB)));
+        w.sb[at] = hn::BitCast(DW(), hn::TableLookupBytes(sbytes, hn::Load(db, kQ6K.scale_b.data() + c * kNB)));
+      }
+    }
+  }
+
+  static HWY_INLINE void Step(const W& w, const uint8_t* rec, VF& acc) {
+    const DS ds;
+    const DW dw;
+    const int8_t* qx = reinterpret_cast<const int8_t*>(rec);
+    const int16_t* offs = reinterpret_cast<const int16_t*>(rec + 256);  // pair p (elements 2p, 2p + 1) at p
+    VI isum = hn::Zero(DI());
+    for (int h = 0; h < 2; ++h) {
+      for (int64_t c = 0; c < kQ6Vecs; ++c) {
+        const int64_t at = h * kQ6Vecs + c, ea = 128 * h + c * kNB, eb = ea + 64;
+        const VW pa = hn::Sub(MulPairs(w.qa[at], hn::LoadU(ds, qx + ea)), hn::LoadU(dw, offs + ea / 2));
+        const VW pb = hn::Sub(MulPairs(w.qb[at], hn::LoadU(ds, qx + eb)), hn::LoadU(dw, offs + eb / 2));
+        isum = DotPairs(DotPairs(isum, pa, w.sa[at]), pb, w.sb[at]);
+      }
+    }
+    float dx;
+    std::memcpy(&dx, rec + 512, 4);
+    acc = hn::MulAdd(hn::ConvertTo(DF(), isum), hn::Set(DF(), w.d * dx), acc);
+  }
+
+  static HWY_INLINE void PlaceCodes(const int8_t* q, uint8_t* rec) {
+    std::memcpy(rec, q, kQK);
+    int16_t offs[kQK / 2];
+    for (int p = 0; p < kQK / 2; ++p) offs[p] = static_cast<int16_t>(32 * (q[2 * p] + q[2 * p + 1]));
+    std::memcpy(rec + 256, offs, sizeof(offs));
+  }
+  static constexpr int64_t kScaleOffset = 512;
+};
+
+using DotQ4KQ8K = DotQ45KQ8K<false>;
+using DotQ5KQ8K = DotQ45KQ8K<true>;
+
+// ---------------------------------------------------------------------------------------------------------
+// Activation records.
+
+template <class K>
+int64_t TokenBytes(int64_t n_in) {
+  const int64_t n_blocks = n_in / K::kBlockElems;
+  return (n_blocks + K::kBlk - 1) / K::kBlk * K::kRecordBytes;
+}
+
+template <class K>
+void QuantizeToken(const float* x, int64_t n_in, uint8_t* dst) {
+  const int64_t n_blocks = n_in / K::kBlockElems;
+  alignas(64) int8_t q[kQK];
+  if constexpr (K::kBlockElems == 32) {
+    for (int64_t b0 = 0; b0 < n_blocks; b0 += K::kBlk) {
+      uint8_t* rec = dst + b0 / K::kBlk * K::kRecordBytes;
+      float d[K::kBlk] = {};
+      for (int64_t j = 0; j < K::kBlk; ++j) {
+        if (b0 + j < n_blocks) {
+          d[j] = QuantizeBlock<32>(x + 32 * (b0 + j), q);
+        } else {
+          std::memset(q, 0, 32);
+        }
+        K::PlaceCodes(q, j, rec);
+      }
+      FinishRecord32<K>(d, rec);
+    }
+  } else {
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      uint8_t* rec = dst + b * K::kRecordBytes;
+      const float d = QuantizeBlock<kQK>(x + kQK * b, q);
+      K::PlaceCodes(q, rec);
+      std::memcpy(rec + K::kScaleOffset, &d, 4);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Tiles: R rows x T tokens.
+
+// Weight prefetch distance. Rows are contiguous, so the rows [o_begin, o_end) are one linear stream; each row
+// prefetches, one cache line per line it consumes, the bytes kPrefetchAhead further on (the union over a tile's
+// rows continues the stream). Without it the hardware prefetcher, which restarts on every short row (Q4_0: 2.3
+// KB for 4096 inputs), left decode at about half the read bandwidth. Prefetching past the end of the weights
+// is harmless: a prefetch never faults. Measured: 2 KB < 4 KB ~ 8 KB (bench/RESULTS.md).
+constexpr int64_t kPrefetchAhead = 4096;
+
+// y[t * y_stride + r] = dot(row r, token t) for r < R, t < T; acts[t] = the token's records; prefetches when
+// `prefetch` (the first token tile of a row tile; the others find the rows in cache).
+template <class K, int R, int T>
+HWY_INLINE void Tile(const uint8_t* const* rows, const uint8_t* const* acts, int64_t n_blocks, float* y,
+                     int64_t y_stride, bool prefetch) {
+  const DF df;
+  VF acc[R][T];
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < T; ++t) acc[r][t] = hn::Zero(df);
+  }
+  const int64_t n_steps = n_blocks / K::kBlk;
+  for (int64_t s = 0; s < n_steps; ++s) {
+    typename K::W w[R];
+    for (int r = 0; r < R; ++r) {
+      if (prefetch) {  // the lines that start within this step's bytes, kPrefetchAhead on
+        for (int64_t line = (s * K::kStepBytes + 63) >> 6; line < ((s + 1) * K::kStepBytes + 63) >> 6; ++line) {
+          hwy::Prefetch(rows[r] + kPrefetchAhead + 64 * line);
+        }
+      }
+      K::Load(rows[r] + s * K::kStepBytes, w[r]);
+    }
+    for (int t = 0; t < T; ++t) {
+      const uint8_t* rec = acts[t] + s * K::kRecordBytes;
+      for (int r = 0; r < R; ++r) K::Step(w[r], rec, acc[r][t]);
+    }
+  }
+  if constexpr (K::kBlk > 1) {
+    // A last, partial step: its blocks copied into a zeroed step (scale 0 and codes 0 beyond the row, matching
+    // the zero records past the end of the activations), so that no byte past the row is read.
+    const int64_t tail = n_blocks - n_steps * K::kBlk;
+    if (tail > 0) {
+      typename K::W w[R];
+      for (int r = 0; r < R; ++r) {
+        alignas(64) uint8_t pad[K::kStepBytes] = {};
+        std::memcpy(pad, rows[r] + n_steps * K::kStepBytes, static_cast<size_t>(tail * K::kBlockBytes));
+        K::Load(pad, w[r]);
+      }
+      for (int t = 0; t < T; ++t) {
+        const uint8_t* rec = acts[t] + n_steps * K::kRecordBytes;
+        for (int r = 0; r < R; ++r) K::Step(w[r], rec, acc[r][t]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < T; ++t) y[t * y_stride + r] = hn::GetLane(hn::SumOfLanes(df, acc[r][t]));
+  }
+}
+
+constexpr int kMaxT = 4;
+
+// Tokens [0, n_tokens) in tiles of up to kMaxT over the R rows at `rows`; y as Tile.
+template <class K, int R>
+HWY_INLINE void RowTile(const uint8_t* const* rows, const uint8_t* acts, int64_t token_bytes, int64_t n_tokens,
+                        int64_t n_blocks, float* y, int64_t y_stride) {
+  for (int64_t t0 = 0; t0 < n_tokens; t0 += kMaxT) {
+    const uint8_t* tok[kMaxT];
+    const int64_t nt = std::min<int64_t>(kMaxT, n_tokens - t0);
+    for (int64_t t = 0; t < nt; ++t) tok[t] = acts + (t0 + t) * token_bytes;
+    float* yt = y + t0 * y_stride;
+    const bool pf = t0 == 0;
+    switch (nt) {
+      case 1:
+        Tile<K, R, 1>(rows, tok, n_blocks, yt, y_stride, pf);
+        break;
+      case 2:
+        Tile<K, R, 2>(rows, tok, n_blocks, yt, y_stride, pf);
+        break;
+      case 3:
+        Tile<K, R, 3>(rows, tok, n_blocks, yt, y_stride, pf);
+        break;
+      default:
+        Tile<K, R, 4>(rows, tok, n_blocks, yt, y_stride, pf);
+        break;
+    }
+  }
+}
+
+// Rows are taken one at a time for a single token (decode: the weights are then read as one linear stream, which
+// the prefetch above keeps ahead of; 4-row tiles measured slower) and by 2 otherwise (weight reuse across tokens
+// in registers). A last partial row tile repeats its final row and keeps only the real outputs: every output's
+// arithmetic is that of its own row and token, whatever the tiling.
+template <class K>
+void DotRows(const TensorView& w, const uint8_t* acts, int64_t token_bytes, int64_t n_tokens, float* y,
+             int64_t y_stride, int64_t o_begin, int64_t o_end) {
+  const int64_t n_blocks = w.Cols() / K::kBlockElems;
+  const auto run = [&]<int R>() {
+    for (int64_t o = o_begin; o < o_end; o += R) {
+      const int64_t nr = std::min<int64_t>(R, o_end - o);
+      const uint8_t* rows[R];
+      for (int64_t r = 0; r < R; ++r) rows[r] = w.Row(o + std::min(r, nr - 1));
+      if (nr == R) {
+        RowTile<K, R>(rows, acts, token_bytes, n_tokens, n_blocks, y + o, y_stride);
+      } else {
+        float part[kMaxT * R];
+        for (int64_t t0 = 0; t0 < n_tokens; t0 += kMaxT) {
+          const int64_t nt = std::min<int64_t>(kMaxT, n_tokens - t0);
+          RowTile<K, R>(rows, acts + t0 * token_bytes, token_bytes, nt, n_blocks, part, R);
+          for (int64_t t = 0; t < nt; ++t) {
+            for (int64_t r = 0; r < nr; ++r) y[(t0 + t) * y_stride + o + r] = part[t * R + r];
+          }
+        }
+      }
+    }
+  };
+  if (n_tokens == 1) {
+    run.template operator()<1>();
+  } else {
+    run.template operator()<2>();
+  }
+}
+
+#else  // !HERD_QDOT_SIMD
+// ---------------------------------------------------------------------------------------------------------
+// Portable kernels: natural-order codes, then per token the block scales (f32) and code sums (int32); the same
+// integer block sums as ref::Dot*, scaled and summed in f32.
+
+inline int64_t BlockOf(DType t) { return t == DType::kQ8_0 || t == DType::kQ4_0 ? 32 : kQK; }
+
+inline int64_t PortableTokenBytes(DType t, int64_t n_in) {
+  const int64_t n_blocks = n_in / BlockOf(t);
+  return (n_in + 8 * n_blocks + 63) / 64 * 64;
+}
+
+inline void PortableQuantizeToken(DType t, const float* x, int64_t n_in, uint8_t* dst) {
+  const int64_t block = BlockOf(t), n_blocks = n_in / block;
+  int8_t* q = reinterpret_cast<int8_t*>(dst);
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const float d = block == 32 ? QuantizeBlock<32>(x + 32 * b, q + 32 * b) : QuantizeBlock<kQK>(x + kQK * b, q + kQK * b);
+    const int32_t sum = SumCodes(q + block * b, block);
+    std::memcpy(dst + n_in + 8 * b, &d, 4);
+    std::memcpy(dst + n_in + 8 * b + 4, &sum, 4);
+  }
+}
+
+// Unsigned codes of a K-quant super-block in element order, and for Q4_K/Q5_K the sub-block scales and mins.
+inline void PortableKCodes(DType t, const uint8_t* blk, int* q, int* sc, int* mn) {
+  if (t == DType::kQ6_K) {
+    for (int h = 0; h < 2; ++h) {
+      const uint8_t* ql = blk + 64 * h;
+      const uint8_t* qh = blk + 128 + 32 * h;
+      for (int l = 0; l < 32; ++l) {
+        q[128 * h + l] = (ql[l] & 0xF) | ((qh[l] & 3) << 4);
+        q[128 * h + l + 32] = (ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4);
+        q[128 * h + l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+        q[128 * h + l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+      }
+    }
+    return;
+  }
+  const bool q5 = t == DType::kQ5_K;
+  const uint8_t* s = blk + 4;
+  const uint8_t* qh = blk + 16;
+  const uint8_t* qs = blk + (q5 ? 48 : 16);
+  for (int j = 0; j < 8; ++j) {
+    sc[j] = j < 4 ? s[j] & 63 : (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+    mn[j] = j < 4 ? s[j + 4] & 63 : (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+  }
+  for (int c = 0; c < 4; ++c) {
+    for (int l = 0; l < 32; ++l) {
+      q[64 * c + l] = (qs[32 * c + l] & 0xF) + (q5 && ((qh[l] >> (2 * c)) & 1) ? 16 : 0);
+      q[64 * c + 32 + l] = (qs[32 * c + l] >> 4) + (q5 && ((qh[l] >> (2 * c + 1)) & 1) ? 16 : 0);
+    }
+  }
+}
+
+inline float PortableDot(DType t, const uint8_t* row, const uint8_t* act, int64_t n_in) {
+  const int8_t* qx = reinterpret_cast<const int8_t*>(act);
+  const int64_t block = BlockOf(t), n_blocks = n_in / block;
+  float acc = 0.0f;
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    float dx;
+    std::memcpy(&dx, act + n_in + 8 * b, 4);
+    const int8_t* x = qx + block * b;
+    if (t == DType::kQ8_0 || t == DType::kQ4_0) {
+      const uint8_t* blk = row + Traits(t).type_size * b;
+      int32_t isum = 0;
+      for (int j = 0; j < 16; ++j) {
+        if (t == DType::kQ8_0) {
+          isum += static_cast<int8_t>(blk[2 + j]) * x[j] + static_cast<int8_t>(blk[18 + j]) * x[j + 16];
+        } else {
+          isum += ((blk[2 + j] & 0xF) - 8) * x[j] + ((blk[2 + j] >> 4) - 8) * x[j + 16];
+        }
+      }
+      acc += F16ToF32(LoadU16(blk)) * dx * static_cast<float>(isum);
+      continue;
+    }
+    const uint8_t* blk = row + Traits(t).type_size * b;
+    int q[kQK], sc[8], mn[8];
+    PortableKCodes(t, blk, q, sc, mn);
+    if (t == DType::kQ6_K) {
+      const int8_t* s = reinterpret_cast<const int8_t*>(blk + 192);
+      int32_t isum = 0;
+      for (int i = 0; i < kQK; ++i) isum += s[i / 16] * (q[i] - 32) * x[i];
+      acc += F16ToF32(LoadU16(blk + 208)) * dx * static_cast<float>(isum);
+    } else {
+      int32_t isum = 0, msum = 0;
+      for (int i = 0; i < kQK; ++i) {
+        isum += sc[i / 32] * q[i] * x[i];
+        msum += mn[i / 32] * x[i];
+      }
+      acc += F16ToF32(LoadU16(blk)) * dx * static_cast<float>(isum);
+      acc -= F16ToF32(LoadU16(blk + 2)) * dx * static_cast<float>(msum);
+    }
+  }
+  return acc;
+}
+
+#endif  // HERD_QDOT_SIMD
+
+}  // namespace qdot
+
+// ---------------------------------------------------------------------------------------------------------
+// Entry points (exported by cpu/qdot.cpp).
+
+inline int64_t QuantTokenBytesT(DType t, int64_t n_in) {
+#if HERD_QDOT_SIMD
+  switch (t) {
+    case DType::kQ8_0:
+      return qdot::TokenBytes<qdot::DotQ8_0Q8>(n_in);
+    case DType::kQ4_0:
+      return qdot::TokenBytes<qdot::DotQ4_0Q8>(n_in);
+    case DType::kQ4_K:
+      return qdot::TokenBytes<qdot::DotQ4KQ8K>(n_in);
+    case DType::kQ5_K:
+      return qdot::TokenBytes<qdot::DotQ5KQ8K>(n_in);
+    case DType::kQ6_K:
+      return qdot::TokenBytes<qdot::DotQ6KQ8K>(n_in);
+    default:
+      HERD_CHECK(false && "quantized activations: unsupported weight dtype");
+      return 0;
+  }
+#else
+  return qdot::PortableTokenBytes(t, n_in);
+#endif
+}
+
+inline void QuantizeActivationsT(DType t, const float* x, int64_t n_tokens, int64_t n_in, uint8_t* dst,
+                                 int64_t token_bytes) {
+  for (int64_t tok = 0; tok < n_tokens; ++tok) {
+    const float* xt = x + tok * n_in;
+    uint8_t* out = dst + tok * token_bytes;
+#if HERD_QDOT_SIMD
+    switch (t) {
+      case DType::kQ8_0:
+        qdot::QuantizeToken<qdot::DotQ8_0Q8>(xt, n_in, out);
+        break;
+      case DType::kQ4_0:
+        qdot::QuantizeToken<qdot::DotQ4_0Q8>(xt, n_in, out);
+        break;
+      case DType::kQ4_K:
+        qdot::QuantizeToken<qdot::DotQ4KQ8K>(xt, n_in, out);
+        break;
+      case DType::kQ5_K:
+        qdot::QuantizeToken<qdot::DotQ5KQ8K>(xt, n_in, out);
+        break;
+      case DType::kQ6_K:
+        qdot::QuantizeToken<qdot::DotQ6KQ8K>(xt, n_in, out);
+        break;
+      default:
+        HERD_CHECK(false && "quantized activations: unsupported weight dtype");
+    }
+#else
+    qdot::PortableQuantizeToken(t, xt, n_in, out);
+#endif
+  }
+}
+
+inline void QuantDotRowsT(const TensorView& w, const uint8_t* acts, int64_t token_bytes, int64_t n_tokens, float* y,
+                          int64_t y_stride, int64_t o_begin, int64_t o_end) {
+#if HERD_QDOT_SIMD
+  switch (w.dtype) {
+    case DType::kQ8_0:
+      return qdot::DotRows<qdot::DotQ8_0Q8>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
+    case DType::kQ4_0:
+      return qdot::DotRows<qdot::DotQ4_0Q8>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
+    case DType::kQ4_K:
+      return qdot::DotRows<qdot::DotQ4KQ8K>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
+    case DType::kQ5_K:
+      return qdot::DotRows<qdot::DotQ5KQ8K>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
+    case DType::kQ6_K:
+      return qdot::DotRows<qdot::DotQ6KQ8K>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
+    default:
+      HERD_CHECK(false && "QuantDotRows: unsupported weight dtype");
+  }
+#else
+  for (int64_t o = o_begin; o < o_end; ++o) {
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      y[t * y_stride + o] = qdot::PortableDot(w.dtype, w.Row(o), acts + t * token_bytes, w.Cols());
+    }
+  }
+#endif
+}
+
+}  // namespace herd::kernels::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#endif  // HERD_KERNELS_CPU_QDOT_INL_H_

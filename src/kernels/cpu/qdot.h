@@ -1,0 +1,57 @@
+// Products of quantized weights (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K; llama4.md 5.4) with activations quantized to 8 bits
+// once per call, in integer dot products: the fast path of kernels/matmul.h for these dtypes below
+// QuantDotMaxTokens() tokens. Per-target kernels: cpu/qdot-inl.h (dispatch: cpu/qdot.cpp). Internal to the
+// kernels module. Reference: ref::MatMulQuantized (kernels/ref/matmul.h), which defines the values computed.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "core/tensor.h"
+#include "hwy/aligned_allocator.h"
+
+namespace herd::kernels {
+
+// True for Q8_0, Q4_0, Q4_K, Q5_K, Q6_K.
+bool QuantDotSupports(DType t);
+
+// Products with n_tokens below this use QuantDotRows; at or above it, MatMul keeps the f32 packed GEMM (exact
+// f32 activations). Measured crossover: see cpu/qdot-inl.h.
+int64_t QuantDotMaxTokens();
+
+// Activations x: f32 [n_tokens, n_in] quantized for weights of one dtype (ref::QuantizeActivations' codes and
+// scales with the block ref::ActivationBlock(dtype), plus the block sums the kernels need), laid out the way
+// the Highway target dispatched at Quantize time reads them. Owns a 64-byte aligned buffer that grows and never
+// shrinks, so once the largest shape has been seen Quantize allocates nothing (style.md 7). Quantize is not
+// thread-safe; afterwards the object is read-only and may be shared by the threads of one product.
+class QuantizedActivations {
+ public:
+  // Requires QuantDotSupports(t) and n_in a multiple of t's block size. x is read, not kept.
+  void Quantize(DType t, const float* x, int64_t n_tokens, int64_t n_in);
+
+  DType dtype() const { return dtype_; }
+  int64_t n_tokens() const { return n_tokens_; }
+  int64_t n_in() const { return n_in_; }
+  // Bytes of token t's quantized row (target-specific layout), token_bytes() apart.
+  const uint8_t* Token(int64_t t) const { return buf_.get() + t * token_bytes_; }
+  int64_t token_bytes() const { return token_bytes_; }
+
+ private:
+  hwy::AlignedFreeUniquePtr<uint8_t[]> buf_;
+  int64_t capacity_ = 0;
+  DType dtype_ = DType::kF32;
+  int64_t n_tokens_ = 0, n_in_ = 0, token_bytes_ = 0;
+};
+
+// y[(t - t_begin) * y_stride + o] = sum_i W[o, i] * d_x q_x[t, i] for t in [t_begin, t_end), o in [o_begin,
+// o_end), on the calling thread. `a` must hold activations quantized for w.dtype and w.Cols() on the same target.
+// Each output's arithmetic is fixed by (o, t) alone: any split over rows, tokens or threads gives identical bits.
+// Thread-safe for disjoint outputs. Accuracy: the exact integer block sums of ref::Dot*, scaled and summed in f32.
+void QuantDotRows(const TensorView& w, const QuantizedActivations& a, int64_t t_begin, int64_t t_end, float* y,
+                  int64_t y_stride, int64_t o_begin, int64_t o_end);
+
+// The calling thread's scratch (thread_local, grown once), for callers that quantize per call.
+QuantizedActivations& ThreadQuantizedActivations();
+
+}  // namespace herd::kernels
