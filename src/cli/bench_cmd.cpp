@@ -14,6 +14,7 @@
 #include "core/thread_pool.h"
 #include "kernels/matmul.h"
 #include "model/decoder.h"
+#include "runtime/bandwidth.h"
 #include "runtime/engine.h"
 #include "runtime/synthetic.h"
 
@@ -27,6 +28,7 @@ struct BenchOptions {
   int reps = 3;
   bool json = false;
   bool count_bytes = false;
+  int64_t probe_mib = 512;  // bandwidth probe buffer size; 0: no probe
   // Synthetic model (instead of -m).
   std::string synthetic;
   std::string type = "q8_0";
@@ -49,7 +51,7 @@ std::optional<int> MakeSynthetic(const BenchOptions& o, ThreadPool& pool, BenchM
   runtime::SyntheticSpec spec = o.spec;
   spec.preset = o.synthetic;
   std::optional<DType> dtype = ParseDType(o.type);
-  if (!dtype) return Fail(InvalidArgument("--type '" + o.type + "' is not a type (f32, f16, bf16, q8_0, q4_0)"));
+  if (!dtype) return Fail(InvalidArgument("--type '" + o.type + "' is not a type (f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k)"));
   spec.dtype = *dtype;
   auto config = runtime::SyntheticConfig(spec);
   if (!config.ok()) return Fail(config.status());
@@ -139,8 +141,16 @@ int CmdBench(const BenchOptions& o) {
     }
   }
   kernels::EnableWeightByteCounting(false);
+  // The bound beside the figure (style.md 7): measured now, in this process, with the same threads.
+  const runtime::Bandwidth bw =
+      o.probe_mib > 0 ? runtime::MeasureBandwidth(pool, o.probe_mib << 20) : runtime::Bandwidth{};
   const runtime::WeightFootprint& fp = bm.footprint;
   const double gen_gb_s = best_gen * static_cast<double>(fp.active_bytes) / 1e9;
+  // herd's KV cache holds f32 (model/decoder.h); generated tokens sit at positions [n_prompt, n_prompt + n_gen).
+  const double kv_bytes = runtime::KvBytesPerToken(c, o.n_prompt, o.n_prompt + o.n_gen, sizeof(float));
+  const double bytes_per_token = static_cast<double>(fp.active_bytes) + kv_bytes;
+  const double bound_tok_s = bw.read_gbs > 0 ? bw.read_gbs * 1e9 / bytes_per_token : 0;
+  const double bound_fraction = bound_tok_s > 0 ? best_gen / bound_tok_s : 0;
   const bool have_bytes_read = o.count_bytes && o.n_gen > 0;
   const double bytes_read_per_token = have_bytes_read ? static_cast<double>(gen_bytes_read) / o.n_gen : 0;
   if (o.json) {
@@ -157,8 +167,17 @@ int CmdBench(const BenchOptions& o) {
                         {"active_params", fp.active_params},
                         {"active_bytes_per_token", fp.active_bytes},
                         {"gen_active_gb_s", gen_gb_s},
+                        {"kv_bytes_per_token", kv_bytes},
                         {"load_ms", bm.load_ms}};
     if (have_bytes_read) j["bytes_read_per_token"] = bytes_read_per_token;
+    if (o.probe_mib > 0) {
+      j["bandwidth_gbs"] = bw.read_gbs;
+      j["triad_gbs"] = bw.triad_gbs;
+      j["bound_tok_s"] = bound_tok_s;
+      j["bound_fraction"] = bound_fraction;
+      // The same against the triad figure, for machines where it exceeds the read sweep.
+      j["bound_fraction_triad"] = bw.triad_gbs > 0 ? best_gen * bytes_per_token / (bw.triad_gbs * 1e9) : 0.0;
+    }
     std::cout << j.dump() << "\n";
   } else {
     std::printf("model %s (%s, %.2f MiB weights, %s params, %s active per token), %d threads, best of %d\n",
@@ -167,7 +186,13 @@ int CmdBench(const BenchOptions& o) {
     std::printf("  prompt     %6" PRId64 " tokens  %10.2f tokens/s\n", o.n_prompt, best_prompt);
     std::printf("  generation %6" PRId64 " tokens  %10.2f tokens/s  (%.2f GB/s of active weights)\n", o.n_gen, best_gen,
                 gen_gb_s);
-    std::printf("  active weight bytes per token  %.2f MiB\n", static_cast<double>(fp.active_bytes) / (1 << 20));
+    std::printf("  active weight bytes per token  %.2f MiB (+ %.2f MiB of KV cache read)\n",
+                static_cast<double>(fp.active_bytes) / (1 << 20), kv_bytes / (1 << 20));
+    if (o.probe_mib > 0) {
+      std::printf("  memory bandwidth (this run)    %.2f GB/s read, %.2f GB/s triad -> bound %.2f tokens/s; generation at "
+                "%.1f%% of it\n",
+                  bw.read_gbs, bw.triad_gbs, bound_tok_s, 100.0 * bound_fraction);
+    }
     if (have_bytes_read) {
       std::printf("  weight bytes read per token    %.2f MiB (%.4f x active)\n", bytes_read_per_token / (1 << 20),
                   bytes_read_per_token / static_cast<double>(fp.active_bytes));
@@ -186,7 +211,11 @@ Command AddBenchCommand(CLI::App& app) {
   cmd->add_option("-n,--n-gen", o->n_gen, "generated tokens")->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
   cmd->add_option("-r,--reps", o->reps, "repetitions (best is reported)")->check(CLI::Range(1, 1000));
   cmd->add_flag("--json", o->json,
-                "one JSON object (prompt_tok_s, gen_tok_s, weight_bytes, active_bytes_per_token, ...)");
+                "one JSON object (prompt_tok_s, gen_tok_s, bandwidth_gbs, bound_fraction, weight_bytes, ...)");
+  cmd->add_option("--probe-mib", o->probe_mib,
+                  "MiB per buffer of the memory-bandwidth probe run after the timing (0: no probe); bound_fraction = "
+                  "(active weight + KV bytes per token) x gen tokens/s / probe read bandwidth")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 16));
   cmd->add_flag("--count-bytes", o->count_bytes, "count the weight bytes the kernels read per generated token");
 
   std::string presets;
@@ -211,7 +240,7 @@ Command AddBenchCommand(CLI::App& app) {
   size("--moe-step", &s.interleave_moe_layer_step, "interleave_moe_layer_step (1: every layer MoE)");
   size("--vocab", &s.vocab_size, "vocab_size (at least 258)");
   size("--max-ctx", &s.max_position_embeddings, "max_position_embeddings");
-  cmd->add_option("--type", o->type, "weight type of the synthetic matrices: f32, f16, bf16, q8_0, q4_0")->needs(syn);
+  cmd->add_option("--type", o->type, "weight type of the synthetic matrices: f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k")->needs(syn);
   cmd->add_option("--seed", s.seed, "seed of the synthetic weights")->needs(syn);
   cmd->add_option("--save", o->save, "also write the synthetic model to this GGUF file")->needs(syn);
   return {cmd, [o] { return CmdBench(*o); }};

@@ -54,7 +54,7 @@ Command AddConvertCommand(CLI::App& app) {
   cmd->add_option("input", o->input, "HF model directory")->required();
   cmd->add_option("-o,--output", o->output, "GGUF file to write")->required();
   cmd->add_option("--type", o->type,
-                  "type of the weight matrices: f32, f16, bf16, q8_0 or q4_0 (default: keep the source dtype; "
+                  "type of the weight matrices: f32, f16, bf16, q8_0, q4_0, q4_k, q5_k or q6_k (default: keep the source dtype; "
                   "norms and the router stay f32)");
   cmd->add_option("--name", o->name, "general.name (default: the directory name)");
   cmd->add_flag("-q,--quiet", o->quiet, "no progress bar");

@@ -200,7 +200,7 @@ Command AddQuantizeCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand("quantize", "rewrite a model's weight matrices in a quantized type (GGUF output)");
   cmd->add_option("input", o->input, "GGUF file or HF directory")->required();
   cmd->add_option("output", o->output, "GGUF file to write")->required();
-  cmd->add_option("--type", o->type, "q8_0, q4_0, f16, bf16 (and the K-quants where supported)");
+  cmd->add_option("--type", o->type, "q8_0, q4_0, q4_k, q5_k, q6_k, f16, bf16");
   cmd->add_option("-t,--threads", o->threads, "threads (default: all cores)")->check(CLI::Range(0, 1024));
   cmd->add_flag("-q,--quiet", o->quiet, "no progress bar");
   return {cmd, [o] { return CmdQuantize(*o); }};

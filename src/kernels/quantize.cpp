@@ -1,4 +1,4 @@
-// Row encoders for F32/F16/BF16/Q8_0/Q4_0 and their scalar decoders (see quantize.h).
+// Row encoders for F32/F16/BF16/Q8_0/Q4_0/Q4_K/Q5_K/Q6_K and their scalar decoders (see quantize.h).
 #include "kernels/quantize.h"
 
 #include <algorithm>
@@ -61,21 +61,66 @@ void QuantizeBlockQ4_0(const float* x, uint8_t* blk) {
   }
 }
 
-// Q4_K (q5 = false) and Q5_K super-block of 256 (llama4.md 5.4): per sub-block j of 32 the grid -m_j + s_j q with
-// m_j = -min(0, min x) and s_j = (max x + m_j) / nmax; d = max s_j / 63 and dmin = max m_j / 63 (stored as f16,
-// then used as stored), sc_j = round(s_j / d), mn_j = round(m_j / dmin), q = round((x + dmin mn_j) / (d sc_j)),
-// all clamped to their ranges. A plain min/max fit, not ggml's search for the best scales.
+// Least-squares fit of x[0, n) ~ s q - m with codes q in [0, nmax], s >= 0, m >= 0 (the K-quant sub-block grid,
+// whose offset only ever moves the grid down). Candidate grids spanning [min(0, min x), max x] with a slightly
+// smaller or larger step each give codes; for those codes the best (s, m) is the closed-form linear regression
+// (m clamped at 0); the pair with the smallest squared error wins. Returns the error; never worse than min/max.
+float FitAffine(const float* x, int n, int nmax, float* s_out, float* m_out) {
+  float lo = 0.0f, hi = -INFINITY;
+  for (int i = 0; i < n; ++i) {
+    lo = std::min(lo, x[i]);
+    hi = std::max(hi, x[i]);
+  }
+  *s_out = 0.0f;
+  *m_out = -lo;
+  if (!(hi > lo)) {  // constant (or non-finite) block: only the offset matters
+    float err = 0.0f;
+    for (int i = 0; i < n; ++i) err += (x[i] - lo) * (x[i] - lo);
+    return err;
+  }
+  float best = INFINITY;
+  for (int k = -6; k <= 10; ++k) {
+    const float iscale = (static_cast<float>(nmax) + 0.1f * static_cast<float>(k)) / (hi - lo);
+    double sq = 0, sx = 0, sqq = 0, sqx = 0;
+    int q[256];
+    for (int i = 0; i < n; ++i) {
+      q[i] = TruncToInt(std::round((x[i] - lo) * iscale), 0, nmax);
+      sq += q[i];
+      sx += x[i];
+      sqq += static_cast<double>(q[i]) * q[i];
+      sqx += static_cast<double>(q[i]) * x[i];
+    }
+    const double det = n * sqq - sq * sq;
+    if (det <= 0) continue;
+    double sc = (n * sqx - sq * sx) / det, b = (sx - sc * sq) / n;
+    if (b > 0) {  // the offset must not move the grid up
+      b = 0;
+      sc = sqx / sqq;
+    }
+    if (sc <= 0) continue;
+    float err = 0.0f;
+    for (int i = 0; i < n; ++i) {
+      const float e = static_cast<float>(sc) * static_cast<float>(q[i]) + static_cast<float>(b) - x[i];
+      err += e * e;
+    }
+    if (err < best) {
+      best = err;
+      *s_out = static_cast<float>(sc);
+      *m_out = static_cast<float>(-b);
+    }
+  }
+  return best;
+}
+
+// Q4_K (q5 = false) and Q5_K super-block of 256 (llama4.md 5.4): each sub-block j of 32 gets its least-squares
+// grid (s_j, m_j) from FitAffine; d = max s_j / 63 and dmin = max m_j / 63 (stored as f16, then used as stored),
+// sc_j = round(s_j / d), mn_j = round(m_j / dmin), q = round((x + dmin mn_j) / (d sc_j)), clamped to their ranges.
+// (ggml searches with importance weights; this unweighted fit is our own and gives comparable errors.)
 void QuantizeBlockQ45K(const float* x, bool q5, uint8_t* blk) {
   const int nmax = q5 ? 31 : 15;
   float step[8], off[8], max_step = 0.0f, max_off = 0.0f;
   for (int j = 0; j < 8; ++j) {
-    float lo = 0.0f, hi = -INFINITY;
-    for (int l = 0; l < 32; ++l) {
-      lo = std::min(lo, x[32 * j + l]);
-      hi = std::max(hi, x[32 * j + l]);
-    }
-    off[j] = -lo;
-    step[j] = (hi - lo) / static_cast<float>(nmax);
+    FitAffine(x + 32 * j, 32, nmax, &step[j], &off[j]);
     max_step = std::max(max_step, step[j]);
     max_off = std::max(max_off, off[j]);
   }
@@ -115,20 +160,50 @@ void QuantizeBlockQ45K(const float* x, bool q5, uint8_t* blk) {
   }
 }
 
-// Q6_K super-block of 256: per group g of 16, s_g = m_g / -32 with m_g the element of largest magnitude (sign
-// kept, the first on ties, so it maps to code -32 exactly); d = max |s_g| / 127 (f16), S_g = round(s_g / d) in
-// [-127, 127], q = round(x / (d S_g)) in [-32, 31], stored as q + 32 in ql (low 4 bits) and qh (high 2 bits).
+// Best symmetric scale for x[0, 16) ~ s q, q in [-32, 31]: candidates s = m / (-32 + 0.25 k) around the
+// element of largest magnitude m (sign kept, so it can take code -32), each refitted by least squares for its
+// codes (s = sum q x / sum q^2); the smallest squared error wins.
+float FitSymmetric16(const float* x) {
+  float amax = 0.0f, m = 0.0f;
+  for (int l = 0; l < 16; ++l) {
+    if (amax < std::fabs(x[l])) {
+      amax = std::fabs(x[l]);
+      m = x[l];
+    }
+  }
+  if (amax == 0.0f || !std::isfinite(amax)) return m / -32.0f;
+  float best = INFINITY, best_s = m / -32.0f;
+  for (int k = -4; k <= 8; ++k) {
+    const float s0 = m / (-32.0f + 0.25f * static_cast<float>(k));
+    double sqx = 0, sqq = 0;
+    int q[16];
+    for (int l = 0; l < 16; ++l) {
+      q[l] = TruncToInt(std::round(x[l] / s0), -32, 31);
+      sqx += static_cast<double>(q[l]) * x[l];
+      sqq += static_cast<double>(q[l]) * q[l];
+    }
+    if (sqq <= 0) continue;
+    const float sc = static_cast<float>(sqx / sqq);
+    float err = 0.0f;
+    for (int l = 0; l < 16; ++l) {
+      const float e = sc * static_cast<float>(q[l]) - x[l];
+      err += e * e;
+    }
+    if (err < best) {
+      best = err;
+      best_s = sc;
+    }
+  }
+  return best_s;
+}
+
+// Q6_K super-block of 256: per group g of 16, s_g from FitSymmetric16; d = max |s_g| / 127 (f16),
+// S_g = round(s_g / d) in [-127, 127], q = round(x / (d S_g)) in [-32, 31], stored as q + 32 in ql (low 4 bits)
+// and qh (high 2 bits).
 void QuantizeBlockQ6K(const float* x, uint8_t* blk) {
   float gscale[16], max_scale = 0.0f;
   for (int g = 0; g < 16; ++g) {
-    float amax = 0.0f, m = 0.0f;
-    for (int l = 0; l < 16; ++l) {
-      if (amax < std::fabs(x[16 * g + l])) {
-        amax = std::fabs(x[16 * g + l]);
-        m = x[16 * g + l];
-      }
-    }
-    gscale[g] = m / -32.0f;
+    gscale[g] = FitSymmetric16(x + 16 * g);
     max_scale = std::max(max_scale, std::fabs(gscale[g]));
   }
   const uint16_t d_bits = F32ToF16(max_scale / 127.0f);
@@ -160,11 +235,12 @@ bool IsKQuant(DType t) { return t == DType::kQ4_K || t == DType::kQ5_K || t == D
 }  // namespace
 
 bool QuantizeSupports(DType t) {
-  return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0 || t == DType::kQ4_0;
+  return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0 || t == DType::kQ4_0 ||
+         IsKQuant(t);
 }
 
 void QuantizeRow(DType t, const float* x, int64_t n, uint8_t* dst) {
-  HERD_CHECK((QuantizeSupports(t) || IsKQuant(t)) && n >= 0 && n % Traits(t).block_size == 0);
+  HERD_CHECK(QuantizeSupports(t) && n >= 0 && n % Traits(t).block_size == 0);
   switch (t) {
     case DType::kF32:
       std::memcpy(dst, x, static_cast<size_t>(n) * 4);
@@ -196,7 +272,7 @@ void QuantizeRow(DType t, const float* x, int64_t n, uint8_t* dst) {
 }
 
 void DequantizeRow(DType t, const uint8_t* src, int64_t n, float* dst) {
-  HERD_CHECK((QuantizeSupports(t) || IsKQuant(t)) && n >= 0 && n % Traits(t).block_size == 0);
+  HERD_CHECK(QuantizeSupports(t) && n >= 0 && n % Traits(t).block_size == 0);
   if (IsKQuant(t)) return ref::DequantizeRow(t, src, n, dst);  // the formulas of llama4.md 5.4, in one place
   switch (t) {
     case DType::kF32:

@@ -137,7 +137,13 @@ DType ChooseType(const std::string& name, const std::vector<int64_t>& shape, DTy
   LayerOf(name, &suffix);
   // llama.cpp keeps 1-D weights (norms, rope_freqs) and the MoE router in F32 whatever the file type.
   if (shape.size() == 1 || suffix == "ffn_gate_inp.weight" || name.ends_with("_norm.weight")) return DType::kF32;
-  const DType want = target ? *target : source;
+  DType want = target ? *target : source;
+  if (Traits(want).block_size == 256 && shape.back() % 256 != 0 && shape.back() % 32 == 0) {
+    // As llama.cpp: a K-quant needs rows of whole 256-element super-blocks; shorter ones fall back to Q8_0.
+    note("tensor '" + name + "' " + ShapeString(shape.data(), static_cast<int>(shape.size())) + ": rows of " +
+         std::to_string(shape.back()) + " are not a multiple of 256; written as Q8_0");
+    want = DType::kQ8_0;
+  }
   const int64_t block = Traits(want).block_size;
   if (shape.back() % block != 0) {
     note("tensor '" + name + "' " + ShapeString(shape.data(), static_cast<int>(shape.size())) + ": rows of " +
@@ -199,6 +205,12 @@ uint32_t FileType(DType t) {
       return 2;
     case DType::kQ8_0:
       return 7;
+    case DType::kQ4_K:
+      return 14;  // Q4_K_S: every matrix Q4_K
+    case DType::kQ5_K:
+      return 16;  // Q5_K_S
+    case DType::kQ6_K:
+      return 18;
     case DType::kBF16:
       return 32;
     default:
@@ -452,7 +464,7 @@ std::string DirName(const std::string& dir) {
 Result<DType> ParseConvertType(std::string_view s) {
   const std::optional<DType> t = ParseDType(s);
   if (!t || !kernels::QuantizeSupports(*t)) {
-    return InvalidArgument("unsupported output type '" + std::string(s) + "' (choose f32, f16, bf16, q8_0 or q4_0)");
+    return InvalidArgument("unsupported output type '" + std::string(s) + "' (choose f32, f16, bf16, q8_0, q4_0, q4_k, q5_k or q6_k)");
   }
   return *t;
 }
@@ -538,7 +550,7 @@ Status ConvertToGguf(const ConvertOptions& options) {
   if (options.output.empty()) return InvalidArgument("no output file given");
   if (options.type && !kernels::QuantizeSupports(*options.type)) {
     return InvalidArgument("unsupported output type " + std::string(DTypeName(*options.type)) +
-                           " (choose F32, F16, BF16, Q8_0 or Q4_0)");
+                           " (choose F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K or Q6_K)");
   }
   std::error_code ec;
   if (!fs::exists(options.input, ec)) return IOError(options.input + ": no such file or directory");

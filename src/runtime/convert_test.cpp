@@ -979,7 +979,7 @@ TEST(ConvertErrors, BadInputs) {
   EXPECT_NE(s.message().find("mistral"), std::string::npos) << s.ToString();
 
   // Unsupported output types.
-  s = Convert(Fixture("allmoe"), out, DType::kQ4_K);
+  s = Convert(Fixture("allmoe"), out, DType::kQ2_K);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
   EXPECT_EQ(ParseConvertType("q3_k").status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(ParseConvertType("nonsense").status().code(), StatusCode::kInvalidArgument);

@@ -76,16 +76,23 @@ Status QuantizeModel(const QuantizeOptions& o) {
   w.AddUint32("general.quantization_version", 2);
   auto pool = std::make_shared<ThreadPool>(o.threads);
   const int64_t block = Traits(o.type).block_size;
-  int kept = 0, skipped_shape = 0;
+  int kept = 0, skipped_shape = 0, fallback = 0;
   for (const formats::GgufTensorInfo& info : files.gguf->tensor_infos()) {
     const TensorView* v = files.weights.Find(info.name);
     if (v == nullptr) return Internal("tensor '" + info.name + "' vanished");
     const bool convertible = kernels::MatMulSupports(v->dtype);
-    if (KeepAsIs(info.name, *v) || v->dtype == o.type || !convertible || v->Cols() % block != 0) {
-      if (!KeepAsIs(info.name, *v) && v->dtype != o.type) {
+    // As llama.cpp: K-quants need rows of whole 256-element super-blocks; shorter rows fall back to Q8_0.
+    DType type = o.type;
+    if (block == 256 && v->Cols() % 256 != 0 && v->Cols() % 32 == 0 && !KeepAsIs(info.name, *v) && convertible) {
+      type = DType::kQ8_0;
+      ++fallback;
+      note("tensor '" + info.name + "' " + v->Describe() + ": rows are not a multiple of 256; written as Q8_0");
+    }
+    if (KeepAsIs(info.name, *v) || v->dtype == type || !convertible || v->Cols() % Traits(type).block_size != 0) {
+      if (!KeepAsIs(info.name, *v) && v->dtype != type) {
         ++skipped_shape;
         note("tensor '" + info.name + "' " + v->Describe() + " keeps its type (" +
-             (convertible ? "rows are not a multiple of " + std::to_string(block) : std::string("unsupported source")) +
+             (convertible ? "rows are not a multiple of " + std::to_string(Traits(type).block_size) : std::string("unsupported source")) +
              ")");
       } else {
         ++kept;
@@ -94,7 +101,6 @@ Status QuantizeModel(const QuantizeOptions& o) {
       continue;
     }
     const TensorView src = *v;
-    const DType type = o.type;
     HERD_RETURN_IF_ERROR(w.AddTensor(info.name, type, info.shape, [src, type, pool](uint8_t* dst) {
       const int64_t rows = src.Rows(), cols = src.Cols(), row_bytes = RowBytes(type, cols);
       pool->ParallelFor(rows, [&](int64_t b, int64_t e) {
@@ -110,7 +116,8 @@ Status QuantizeModel(const QuantizeOptions& o) {
   HERD_RETURN_IF_ERROR(w.Write(o.output, o.show_progress ? "quantizing" : ""));
   note("wrote " + o.output + ": " + std::to_string(w.tensor_count()) + " tensors, " + std::to_string(kept) +
        " kept in their type (norms, router, already " + std::string(DTypeName(o.type)) + "), " +
-       std::to_string(skipped_shape) + " not quantizable");
+       std::to_string(skipped_shape) + " not quantizable" +
+       (fallback > 0 ? ", " + std::to_string(fallback) + " written as Q8_0 (rows not a multiple of 256)" : ""));
   return Status::Ok();
 }
 

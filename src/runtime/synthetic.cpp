@@ -133,6 +133,37 @@ void FillUnits(const TensorSpec& t, bool is_norm, uint8_t* base, int64_t u0, int
       }
       return;
     }
+    case DType::kQ4_K:
+    case DType::kQ5_K: {
+      // Random bytes: 6-bit sc, mn uniform in [0, 63], codes uniform in [0, 15] (Q5_K [0, 31]). dmin = k d with
+      // k = E[sc q] / E[mn] (7.5, 15.5) centres the weights d sc q - dmin mn on 0; code std ~257 (Q5_K ~525).
+      const bool q5 = t.dtype == DType::kQ5_K;
+      static const std::array<uint16_t, 16> kScales4 = ScaleTable(257.0f), kScales5 = ScaleTable(525.0f);
+      const int64_t bytes = Traits(t.dtype).type_size;
+      for (int64_t b = 0; b < n; ++b, p += bytes) {
+        for (int64_t j = 0; j < bytes; j += 8) {
+          const uint64_t r = rng.Next();
+          std::memcpy(p + j, &r, static_cast<size_t>(std::min<int64_t>(8, bytes - j)));
+        }
+        const uint16_t d = (q5 ? kScales5 : kScales4)[p[4] >> 4];
+        const uint16_t dmin = F32ToF16(F16ToF32(d) * (q5 ? 15.5f : 7.5f));
+        std::memcpy(p, &d, 2);
+        std::memcpy(p + 2, &dmin, 2);
+      }
+      return;
+    }
+    case DType::kQ6_K: {  // random ql, qh, int8 scales; weight d S (q - 32): code std 73.9 * 18.5 = 1367
+      static const std::array<uint16_t, 16> kScales = ScaleTable(1367.0f);
+      for (int64_t b = 0; b < n; ++b, p += 210) {
+        for (int64_t j = 0; j < 208; j += 8) {
+          const uint64_t r = rng.Next();
+          std::memcpy(p + j, &r, 8);
+        }
+        const uint16_t d = kScales[p[0] >> 4];
+        std::memcpy(p + 208, &d, 2);
+      }
+      return;
+    }
     default:
       HERD_CHECK(false && "FillUnits: dtype not validated");
   }
@@ -172,7 +203,7 @@ Result<model::ModelConfig> SyntheticConfig(const SyntheticSpec& spec) {
   }
   if (!kernels::MatMulSupports(spec.dtype)) {
     return InvalidArgument("synthetic weights of type " + std::string(DTypeName(spec.dtype)) +
-                           " cannot run on the CPU kernels (types: f32, f16, bf16, q8_0, q4_0)");
+                           " cannot run on the CPU kernels (types: f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k)");
   }
   const std::pair<const char*, int64_t> sizes[] = {{"num_hidden_layers", spec.num_hidden_layers},
                                                    {"hidden_size", spec.hidden_size},
@@ -453,6 +484,12 @@ uint32_t FileType(DType t) {  // llama4.md section 5.5 (informational)
       return 2;
     case DType::kQ8_0:
       return 7;
+    case DType::kQ4_K:
+      return 14;  // Q4_K_S: every matrix Q4_K
+    case DType::kQ5_K:
+      return 16;  // Q5_K_S
+    case DType::kQ6_K:
+      return 18;
     case DType::kBF16:
       return 32;
     default:

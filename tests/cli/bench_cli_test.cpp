@@ -1,4 +1,5 @@
-// End-to-end tests of `herd bench --synthetic`: JSON with the speed and byte keys, the bytes read per decoded
+// End-to-end tests of `herd bench --synthetic`: JSON with the speed, byte and bandwidth-bound keys, K-quants made
+// by herd quantize, the bytes read per decoded
 // token close to the active bytes, --save writing a GGUF that `herd info` and `herd bench -m` accept, and usage
 // errors (exit 1) for bad flag combinations.
 #include <gtest/gtest.h>
@@ -64,9 +65,20 @@ std::vector<std::string> Args(std::vector<std::string> head, const std::vector<s
 }
 
 TEST(BenchCliTest, SyntheticJsonHasTheKeys) {
-  Outcome o = Herd(Args(Args({"bench"}, kTiny), {"-p", "16", "-n", "4", "-r", "1", "-t", "2", "--json"}));
+  Outcome o = Herd(
+      Args(Args({"bench"}, kTiny), {"-p", "16", "-n", "4", "-r", "1", "-t", "2", "--json", "--probe-mib", "32"}));
   ASSERT_EQ(o.exit_code, 0) << o.err;
   auto j = nlohmann::json::parse(o.out);
+  // The bandwidth probe and the bound: (active + KV bytes per token) x gen tok/s / bandwidth.
+  const double bw = j["bandwidth_gbs"].get<double>();
+  EXPECT_GT(bw, 0.1);
+  EXPECT_GT(j["triad_gbs"].get<double>(), 0.1);
+  const double kv = j["kv_bytes_per_token"].get<double>();
+  // Positions 16..19 of 2 layers, 2 KV heads x head_dim 16, K and V in f32: mean keys 18.5 per layer.
+  EXPECT_DOUBLE_EQ(kv, 2 * 18.5 * 2 * 16 * 2 * 4);
+  const double bytes = j["active_bytes_per_token"].get<double>() + kv;
+  EXPECT_NEAR(j["bound_fraction"].get<double>(), j["gen_tok_s"].get<double>() * bytes / (bw * 1e9),
+              1e-9 * j["bound_fraction"].get<double>());
   EXPECT_EQ(j["model"], "synthetic:custom");
   EXPECT_EQ(j["architecture"], "llama4");
   EXPECT_GT(j["prompt_tok_s"].get<double>(), 0);
@@ -75,11 +87,53 @@ TEST(BenchCliTest, SyntheticJsonHasTheKeys) {
   EXPECT_GT(j["active_bytes_per_token"].get<int64_t>(), 0);
   EXPECT_LT(j["active_bytes_per_token"].get<int64_t>(), j["weight_bytes"].get<int64_t>());
   EXPECT_FALSE(j.contains("bytes_read_per_token"));  // only with --count-bytes
+
+  Outcome no_probe = Herd(Args(Args({"bench"}, kTiny), {"-p", "4", "-n", "2", "-r", "1", "--json", "--probe-mib", "0"}));
+  ASSERT_EQ(no_probe.exit_code, 0) << no_probe.err;
+  EXPECT_FALSE(nlohmann::json::parse(no_probe.out).contains("bound_fraction"));
+}
+
+// K-quant weights: a synthetic model saved as F32 is quantized by herd quantize to Q4_K, Q5_K and Q6_K (rows of
+// 256: every matrix is a K-quant; the 64-wide attention output and down rows would fall back to Q8_0), each file
+// runs, and its KL divergence from the F32 file falls with the bits: Q6_K < Q5_K < Q4_K.
+TEST(BenchCliTest, KQuantsFromHerdQuantizeRunAndRankByBits) {
+  const std::string dir = testing::TempDir("bench-cli-kquant");
+  const std::string f32 = dir + "/f32.gguf";
+  std::vector<std::string> shape = kTiny;
+  for (size_t i = 0; i + 1 < shape.size(); ++i) {
+    if (shape[i] == "--hidden") shape[i + 1] = "256";
+    if (shape[i] == "--ffn") shape[i + 1] = "512";
+  }
+  Outcome save = Herd(Args(Args({"bench"}, shape), {"--type", "f32", "-p", "4", "-n", "2", "-r", "1", "--probe-mib",
+                                                    "0", "--save", f32, "--json"}));
+  ASSERT_EQ(save.exit_code, 0) << save.err;
+  // Text for kld: any words; the synthetic vocabulary is bytes plus merges.
+  testing::WriteBytes(dir + "/text.txt", std::string(200, 'a') + " the quick brown fox jumps over the lazy dog\n");
+  double kld[3];
+  const char* types[3] = {"q4_k", "q5_k", "q6_k"};
+  const char* names[3] = {"Q4_K", "Q5_K", "Q6_K"};
+  for (int i = 0; i < 3; ++i) {
+    const std::string out = dir + "/" + types[i] + ".gguf";
+    Outcome q = Herd({"quantize", f32, out, "--type", types[i], "-q"});
+    ASSERT_EQ(q.exit_code, 0) << q.err;
+    Outcome info = Herd({"info", out});
+    ASSERT_EQ(info.exit_code, 0) << info.err;
+    EXPECT_NE(info.out.find(names[i]), std::string::npos) << info.out;
+    Outcome k = Herd({"kld", "-m", out, "--ref", f32, "-f", dir + "/text.txt", "-c", "64", "--json"});
+    ASSERT_EQ(k.exit_code, 0) << k.err;
+    kld[i] = nlohmann::json::parse(k.out)["mean_kld"].get<double>();
+    Outcome b = Herd({"bench", "-m", out, "-p", "8", "-n", "4", "-r", "1", "--probe-mib", "0", "--json"});
+    ASSERT_EQ(b.exit_code, 0) << b.err;
+  }
+  std::printf("mean KLD vs F32: Q4_K %.3g, Q5_K %.3g, Q6_K %.3g\n", kld[0], kld[1], kld[2]);
+  EXPECT_GT(kld[2], 0.0);
+  EXPECT_LT(kld[2], kld[1]);
+  EXPECT_LT(kld[1], kld[0]);
 }
 
 TEST(BenchCliTest, CountBytesMatchesActiveBytes) {
   Outcome o = Herd(
-      Args(Args({"bench"}, kTiny), {"-p", "8", "-n", "4", "-r", "1", "--type", "q4_0", "--count-bytes", "--json"}));
+      Args(Args({"bench"}, kTiny), {"-p", "8", "-n", "4", "-r", "1", "--type", "q4_0", "--count-bytes", "--json", "--probe-mib", "0"}));
   ASSERT_EQ(o.exit_code, 0) << o.err;
   auto j = nlohmann::json::parse(o.out);
   const double read = j["bytes_read_per_token"].get<double>();
@@ -90,7 +144,7 @@ TEST(BenchCliTest, CountBytesMatchesActiveBytes) {
 
 TEST(BenchCliTest, SavedGgufWorksWithInfoAndBench) {
   const std::string path = testing::TempDir("bench-cli-save") + "/tiny.gguf";
-  Outcome save = Herd(Args(Args({"bench"}, kTiny), {"-p", "4", "-n", "2", "-r", "1", "--save", path, "--json"}));
+  Outcome save = Herd(Args(Args({"bench"}, kTiny), {"-p", "4", "-n", "2", "-r", "1", "--save", path, "--json", "--probe-mib", "0"}));
   ASSERT_EQ(save.exit_code, 0) << save.err;
   const auto synthetic = nlohmann::json::parse(save.out);
 
@@ -100,7 +154,7 @@ TEST(BenchCliTest, SavedGgufWorksWithInfoAndBench) {
   EXPECT_NE(info.out.find("blk.1.ffn_gate_exps.weight"), std::string::npos) << info.out;
   EXPECT_NE(info.out.find("num_local_experts       4"), std::string::npos) << info.out;
 
-  Outcome bench = Herd({"bench", "-m", path, "-p", "16", "-n", "4", "-r", "1", "--json"});
+  Outcome bench = Herd({"bench", "-m", path, "-p", "16", "-n", "4", "-r", "1", "--json", "--probe-mib", "0"});
   ASSERT_EQ(bench.exit_code, 0) << bench.err;
   auto j = nlohmann::json::parse(bench.out);
   EXPECT_GT(j["gen_tok_s"].get<double>(), 0);

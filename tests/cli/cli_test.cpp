@@ -147,7 +147,7 @@ TEST(CliTest, InfoListsTensorsAndHyperparameters) {
 }
 
 TEST(CliTest, BenchJson) {
-  Outcome o = Herd({"bench", "-m", Stories("stories260K.gguf"), "-p", "32", "-n", "16", "-r", "1", "--json"});
+  Outcome o = Herd({"bench", "-m", Stories("stories260K.gguf"), "-p", "32", "-n", "16", "-r", "1", "--json", "--probe-mib", "16"});
   ASSERT_EQ(o.exit_code, 0) << o.err;
   auto j = nlohmann::json::parse(o.out);
   EXPECT_GT(j["prompt_tok_s"].get<double>(), 0);

@@ -1,0 +1,93 @@
+#include "runtime/bandwidth.h"
+
+#include <algorithm>
+#include <chrono>
+#include <vector>
+
+#include "hwy/aligned_allocator.h"
+#include "kernels/ops.h"
+
+namespace herd::runtime {
+namespace {
+
+double Seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Sum of the 64-bit words of [p, p + n) read as `streams` concurrent sequential streams (one per equal part), so
+// the hardware prefetchers of a core track several streams at once, as they do for the rows of a matrix-vector
+// product. Integer adds vectorize without reassociation concerns.
+template <int kStreams>
+uint64_t ReadStreams(const uint64_t* p, int64_t n) {
+  const int64_t part = n / kStreams;
+  uint64_t acc[kStreams] = {};
+  for (int64_t i = 0; i < part; ++i) {
+    for (int s = 0; s < kStreams; ++s) acc[s] += p[s * part + i];
+  }
+  uint64_t sum = 0;
+  for (int s = 0; s < kStreams; ++s) sum += acc[s];
+  for (int64_t i = kStreams * part; i < n; ++i) sum += p[i];
+  return sum;
+}
+
+}  // namespace
+
+Bandwidth MeasureBandwidth(ThreadPool& pool, int64_t bytes, int passes) {
+  const int64_t n = std::max<int64_t>(bytes / 4, 4096);
+  auto a = hwy::AllocateAligned<float>(static_cast<size_t>(n));
+  auto b = hwy::AllocateAligned<float>(static_cast<size_t>(n));
+  auto c = hwy::AllocateAligned<float>(static_cast<size_t>(n));
+  // First touch by the threads that later read each range (static split, as in the timed passes).
+  pool.ParallelFor(n, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      a[i] = 0.0f;
+      b[i] = 1.0f;
+      c[i] = 0.5f;
+    }
+  });
+  const int threads = pool.size();
+  auto split = [&](auto&& fn) {
+    pool.Run([&](int t) { fn(n * t / threads, n * (t + 1) / threads); });
+  };
+  Bandwidth best;
+  std::vector<float> sink(static_cast<size_t>(threads), 0.0f);
+  for (int p = 0; p < passes; ++p) {
+    // Read: one stream per thread (kernels::Dot), then eight per thread; the faster is the bound.
+    double t0 = Seconds();
+    pool.Run([&](int t) {
+      const int64_t i0 = n * t / threads, i1 = n * (t + 1) / threads;
+      sink[static_cast<size_t>(t)] += kernels::Dot(b.get() + i0, b.get() + i0, i1 - i0);
+    });
+    best.read_gbs = std::max(best.read_gbs, static_cast<double>(n) * 4 / (Seconds() - t0) / 1e9);
+    t0 = Seconds();
+    pool.Run([&](int t) {
+      const int64_t w = n / 2, i0 = w * t / threads, i1 = w * (t + 1) / threads;
+      const uint64_t* words = reinterpret_cast<const uint64_t*>(c.get());
+      sink[static_cast<size_t>(t)] += static_cast<float>(ReadStreams<8>(words + i0, i1 - i0) & 1);
+    });
+    best.read_gbs = std::max(best.read_gbs, static_cast<double>(n / 2) * 8 / (Seconds() - t0) / 1e9);
+    // Triad as a += s * c (kernels::Axpy): reads a and c, writes a, i.e. STREAM's 3 arrays per element.
+    t0 = Seconds();
+    split([&](int64_t i0, int64_t i1) { kernels::Axpy(3.0f, c.get() + i0, a.get() + i0, i1 - i0); });
+    best.triad_gbs = std::max(best.triad_gbs, static_cast<double>(n) * 12 / (Seconds() - t0) / 1e9);
+  }
+  volatile float keep = 0.0f;
+  for (float s : sink) keep = keep + s;
+  (void)keep;
+  return best;
+}
+
+double KvBytesPerToken(const model::ModelConfig& c, int64_t pos_begin, int64_t pos_end, int64_t kv_elem_bytes) {
+  if (pos_end <= pos_begin) return 0;
+  double keys = 0;
+  for (int64_t pos = pos_begin; pos < pos_end; ++pos) {
+    for (const model::LayerConfig& l : c.layers) {
+      const int64_t chunk = l.attention_chunk_size;
+      keys += static_cast<double>(chunk > 0 ? pos % chunk + 1 : pos + 1);
+    }
+  }
+  return keys / static_cast<double>(pos_end - pos_begin) * static_cast<double>(c.num_key_value_heads) *
+         static_cast<double>(c.head_dim) * 2.0 * static_cast<double>(kv_elem_bytes);
+}
+
+}  // namespace herd::runtime
