@@ -51,7 +51,9 @@ std::optional<int> MakeSynthetic(const BenchOptions& o, ThreadPool& pool, BenchM
   runtime::SyntheticSpec spec = o.spec;
   spec.preset = o.synthetic;
   std::optional<DType> dtype = ParseDType(o.type);
-  if (!dtype) return Fail(InvalidArgument("--type '" + o.type + "' is not a type (f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k)"));
+  if (!dtype)
+    return Fail(
+        InvalidArgument("--type '" + o.type + "' is not a type (f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k)"));
   spec.dtype = *dtype;
   auto config = runtime::SyntheticConfig(spec);
   if (!config.ok()) return Fail(config.status());
@@ -189,9 +191,10 @@ int CmdBench(const BenchOptions& o) {
     std::printf("  active weight bytes per token  %.2f MiB (+ %.2f MiB of KV cache read)\n",
                 static_cast<double>(fp.active_bytes) / (1 << 20), kv_bytes / (1 << 20));
     if (o.probe_mib > 0) {
-      std::printf("  memory bandwidth (this run)    %.2f GB/s read, %.2f GB/s triad -> bound %.2f tokens/s; generation at "
-                "%.1f%% of it\n",
-                  bw.read_gbs, bw.triad_gbs, bound_tok_s, 100.0 * bound_fraction);
+      std::printf(
+          "  memory bandwidth (this run)    %.2f GB/s read, %.2f GB/s triad -> bound %.2f tokens/s; generation at "
+          "%.1f%% of it\n",
+          bw.read_gbs, bw.triad_gbs, bound_tok_s, 100.0 * bound_fraction);
     }
     if (have_bytes_read) {
       std::printf("  weight bytes read per token    %.2f MiB (%.4f x active)\n", bytes_read_per_token / (1 << 20),
@@ -240,7 +243,9 @@ Command AddBenchCommand(CLI::App& app) {
   size("--moe-step", &s.interleave_moe_layer_step, "interleave_moe_layer_step (1: every layer MoE)");
   size("--vocab", &s.vocab_size, "vocab_size (at least 258)");
   size("--max-ctx", &s.max_position_embeddings, "max_position_embeddings");
-  cmd->add_option("--type", o->type, "weight type of the synthetic matrices: f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k")->needs(syn);
+  cmd->add_option("--type", o->type,
+                  "weight type of the synthetic matrices: f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k")
+      ->needs(syn);
   cmd->add_option("--seed", s.seed, "seed of the synthetic weights")->needs(syn);
   cmd->add_option("--save", o->save, "also write the synthetic model to this GGUF file")->needs(syn);
   return {cmd, [o] { return CmdBench(*o); }};

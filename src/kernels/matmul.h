@@ -12,7 +12,8 @@
 
 namespace herd::kernels {
 
-// True for the weight dtypes MatMul, MatMulRows and DequantizeRow accept: F32, F16, BF16, Q8_0, Q4_0.
+// True for the weight dtypes MatMul, MatMulRows and DequantizeRow accept: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K,
+// Q6_K.
 bool MatMulSupports(DType t);
 
 // y[t, o] = sum_i W[o, i] * x[t, i] for t < n_tokens, o < n_out.
@@ -26,12 +27,26 @@ bool MatMulSupports(DType t);
 // (n_in + 2) * eps_f32 * sum_i |W[o, i] * x[t, i]| of the exact value (dequantized weights are exact in f32).
 void MatMul(const TensorView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool);
 
+// One product of a MatMulBatch: y = W x as MatMul(*w, x, n_tokens, y, pool).
+struct MatMulJob {
+  const TensorView* w = nullptr;
+  const float* x = nullptr;
+  float* y = nullptr;
+};
+
+// Several independent products over the same n_tokens in one parallel region: the results are bit-identical to
+// calling MatMul for each job in turn, but for quantized weights below QuantDotMaxTokens tokens (decode) the
+// threads split the concatenated rows of all jobs by bytes and meet once, instead of once per job (e.g. Q, K, V;
+// an FFN's gate and up). Jobs sharing x and dtype share one activation quantization. Other jobs run as MatMul.
+// No job's y may overlap another job's x or y.
+void MatMulBatch(const MatMulJob* jobs, int n_jobs, int64_t n_tokens, ThreadPool& pool);
+
 // As MatMul, for output rows [o_begin, o_end) only, computed on the calling thread (for callers that
 // parallelize themselves, e.g. over MoE experts). y is the full output: y[t * y_stride + o] is written for
 // t < n_tokens and o in [o_begin, o_end); nothing else is touched. Requires 0 <= o_begin <= o_end <= n_out
 // and y_stride >= o_end. Thread-safe for disjoint outputs.
-void MatMulRows(const TensorView& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride,
-                int64_t o_begin, int64_t o_end);
+void MatMulRows(const TensorView& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride, int64_t o_begin,
+                int64_t o_end);
 
 // dst[i] = W[r, i] for i < n_in, exactly (llama4.md 5.4): the embedding lookup. w as for MatMul, r < w.Rows(),
 // dst: f32 [n_in]. Thread-safe.

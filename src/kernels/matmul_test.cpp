@@ -131,15 +131,15 @@ Weights RandomWeights(DType t, int64_t rows, int64_t cols, Fill fill, std::mt199
 }
 
 std::string Describe(DType t, int64_t n_out, int64_t n_in, int64_t n_tokens) {
-  return std::string(DTypeName(t)) + " W[" + std::to_string(n_out) + ", " + std::to_string(n_in) +
-         "] x " + std::to_string(n_tokens) + " tokens";
+  return std::string(DTypeName(t)) + " W[" + std::to_string(n_out) + ", " + std::to_string(n_in) + "] x " +
+         std::to_string(n_tokens) + " tokens";
 }
 
 // |got - ref| <= (n_in + 2) u sum_i |W[o, i] x[t, i]|: the bound of an n-term dot product in f32 in any
 // summation order, fused or not (Higham, Accuracy and Stability, 3.1: gamma_n), plus the rounding of the
 // double reference to f32. Dequantized weights are f32 values (ref::DequantizeRow), the product of those.
-void ExpectWithinDotBound(const TensorView& w, const float* x, int64_t n_tokens, const float* got,
-                          const float* ref, int64_t y_stride, int64_t o_begin, int64_t o_end) {
+void ExpectWithinDotBound(const TensorView& w, const float* x, int64_t n_tokens, const float* got, const float* ref,
+                          int64_t y_stride, int64_t o_begin, int64_t o_end) {
   const int64_t n_in = w.Cols();
   std::vector<float> row(static_cast<size_t>(n_in));
   int failures = 0;
@@ -151,8 +151,8 @@ void ExpectWithinDotBound(const TensorView& w, const float* x, int64_t n_tokens,
       const double tol = static_cast<double>(n_in + 2) * kU * abs_sum;
       const double g = got[t * y_stride + o], r = ref[t * y_stride + o];
       if (!(std::fabs(g - r) <= tol)) {
-        ADD_FAILURE() << "y[" << t << ", " << o << "] = " << g << ", reference " << r << ", |diff| "
-                      << std::fabs(g - r) << " > tolerance " << tol;
+        ADD_FAILURE() << "y[" << t << ", " << o << "] = " << g << ", reference " << r << ", |diff| " << std::fabs(g - r)
+                      << " > tolerance " << tol;
         ++failures;
       }
     }
@@ -386,7 +386,8 @@ TEST_P(DequantTest, RandomRowsMatchReferenceExactly) {
       for (int64_t r = 0; r < 3; ++r) {
         DequantizeRow(w.view, r, got.data());
         ref::DequantizeRow(w.view, r, want.data());
-        EXPECT_EQ(0, std::memcmp(got.data(), want.data(), cols * sizeof(float))) << Describe(t, 3, cols, 0) << " row " << r;
+        EXPECT_EQ(0, std::memcmp(got.data(), want.data(), cols * sizeof(float)))
+            << Describe(t, 3, cols, 0) << " row " << r;
       }
     }
   }
@@ -420,8 +421,7 @@ void FillActivations(DType t, Fill fill, int64_t n_tokens, int64_t n_in, std::mt
 
 // Runs MatMul (pool of `threads`) on random data and compares with the reference.
 void CheckProduct(DType t, int64_t n_out, int64_t n_in, int64_t n_tokens, int threads, Fill fill, uint64_t seed) {
-  SCOPED_TRACE(Describe(t, n_out, n_in, n_tokens) + ", " + std::to_string(threads) + " threads, " +
-               SeedTrace(seed));
+  SCOPED_TRACE(Describe(t, n_out, n_in, n_tokens) + ", " + std::to_string(threads) + " threads, " + SeedTrace(seed));
   std::mt19937_64 rng(seed);
   const Weights w = RandomWeights(t, n_out, n_in, fill, rng);
   n_out = w.view.Rows();  // a tensor with no columns has no rows either (TensorView::Rows)
@@ -542,6 +542,48 @@ TEST_P(MatMulTest, ThreadCountAndRowRangesDoNotChangeResults) {
   }
 }
 
+// MatMulBatch gives the bits of one MatMul per job, whatever the mix: jobs sharing x and dtype (one activation
+// quantization), jobs of other dtypes or inputs, f32 jobs that take the plain path, row counts that do not split
+// evenly by bytes, 1 to 3 threads, decode and prefill token counts.
+TEST_P(MatMulTest, BatchEqualsOneMatMulPerJob) {
+  const uint64_t seed = testing::BaseSeed() + 2500;
+  std::mt19937_64 rng(seed);
+  SCOPED_TRACE(SeedTrace(seed));
+  const int64_t n_in = 512;
+  for (int64_t n_tokens : {1, 2, 7, 40}) {
+    for (int mix = 0; mix < 6; ++mix) {
+      const DType t0 = kQuantTypes[mix % 5], t1 = mix == 5 ? DType::kF32 : kQuantTypes[(mix + 2) % 5];
+      SCOPED_TRACE(Describe(t0, 0, n_in, n_tokens) + " with " + std::string(DTypeName(t1)));
+      const Weights w[4] = {
+          RandomWeights(t0, 37, n_in, Fill::kRandom, rng), RandomWeights(t0, 5, n_in, Fill::kRandom, rng),
+          RandomWeights(t1, 64, n_in, Fill::kRandom, rng), RandomWeights(t0, 129, n_in, Fill::kRandom, rng)};
+      std::vector<float> xa(static_cast<size_t>(n_tokens * n_in)), xb(xa.size());
+      testing::FillUniform(rng, -1.0f, 1.0f, xa.data(), static_cast<int64_t>(xa.size()));
+      testing::FillUniform(rng, -2.0f, 2.0f, xb.data(), static_cast<int64_t>(xb.size()));
+      const float* xs[4] = {xa.data(), xa.data(), xa.data(), xb.data()};
+      std::vector<float> want[4], got[4];
+      ThreadPool pool1(1);
+      for (int j = 0; j < 4; ++j) {
+        want[j].resize(static_cast<size_t>(n_tokens * w[j].view.Rows()));
+        MatMul(w[j].view, xs[j], n_tokens, want[j].data(), pool1);
+      }
+      for (int threads : {1, 2, 3}) {
+        ThreadPool pool(threads);
+        MatMulJob jobs[4];
+        for (int j = 0; j < 4; ++j) {
+          got[j].assign(want[j].size(), -7.0f);
+          jobs[j] = {&w[j].view, xs[j], got[j].data()};
+        }
+        MatMulBatch(jobs, 4, n_tokens, pool);
+        for (int j = 0; j < 4; ++j) {
+          EXPECT_EQ(0, std::memcmp(want[j].data(), got[j].data(), want[j].size() * sizeof(float)))
+              << "job " << j << ", " << threads << " threads";
+        }
+      }
+    }
+  }
+}
+
 // One-hot weight rows (row o has the single weight 1 at input o) make y[t, o] = d_x q_x[t, o] with every
 // operation exact, so the activation quantizer of every target must reproduce ref::QuantizeActivations bit for
 // bit: halfway cases (round half to even), zero blocks, tiny and huge values. A non-finite activation makes its
@@ -572,10 +614,12 @@ TEST_P(MatMulTest, ActivationQuantizationIsBitExact) {
           for (int k = 0; k < 256; ++k) q[k] = k == j ? 33 : 32;
           for (int h = 0; h < 2; ++h) {
             for (int l = 0; l < 32; ++l) {
-              const int q1 = q[128 * h + l], q2 = q[128 * h + l + 32], q3 = q[128 * h + l + 64], q4 = q[128 * h + l + 96];
+              const int q1 = q[128 * h + l], q2 = q[128 * h + l + 32], q3 = q[128 * h + l + 64],
+                        q4 = q[128 * h + l + 96];
               blk[64 * h + l] = static_cast<uint8_t>((q1 & 0xF) | ((q3 & 0xF) << 4));
               blk[64 * h + l + 32] = static_cast<uint8_t>((q2 & 0xF) | ((q4 & 0xF) << 4));
-              blk[128 + 32 * h + l] = static_cast<uint8_t>((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
+              blk[128 + 32 * h + l] =
+                  static_cast<uint8_t>((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
             }
           }
           for (int g = 0; g < 16; ++g) blk[192 + g] = 1;
@@ -584,8 +628,8 @@ TEST_P(MatMulTest, ActivationQuantizationIsBitExact) {
         }
         default: {  // Q4_K/Q5_K: d = 1, dmin = 0, every scale 1, code 1 at j
           PutU16(b, blk - b.data(), 0x3C00);
-          for (int k = 0; k < 4; ++k) blk[4 + k] = 1;     // scales 0-3 = 1, mins 0-3 = 0
-          for (int k = 8; k < 12; ++k) blk[4 + k] = 1;    // scales 4-7 = 1 (low nibbles), mins 4-7 = 0
+          for (int k = 0; k < 4; ++k) blk[4 + k] = 1;   // scales 0-3 = 1, mins 0-3 = 0
+          for (int k = 8; k < 12; ++k) blk[4 + k] = 1;  // scales 4-7 = 1 (low nibbles), mins 4-7 = 0
           const int c = static_cast<int>(j) / 64, l = static_cast<int>(j) % 32;
           blk[(t == DType::kQ5_K ? 48 : 16) + 32 * c + l] = static_cast<uint8_t>(j % 64 < 32 ? 0x01 : 0x10);
           break;
@@ -599,9 +643,9 @@ TEST_P(MatMulTest, ActivationQuantizationIsBitExact) {
       // Token 0, block 0: amax = 127 (d = 1, codes = values) with halfway values: x.5 rounds to even.
       for (int k = 0; k < 32; ++k) x[k] = static_cast<float>(k) - 15.5f;
       x[31] = 127.0f;
-      for (int k = 32; k < 64; ++k) x[k] = 0.0f;                                   // an all-zero 32-block
-      x[64] = 1e-30f;                                                              // tiny
-      x[100] = 3e37f;                                                              // huge
+      for (int k = 32; k < 64; ++k) x[k] = 0.0f;                                 // an all-zero 32-block
+      x[64] = 1e-30f;                                                            // tiny
+      x[100] = 3e37f;                                                            // huge
       if (n_tokens > 1) x[n_in + 300] = std::numeric_limits<float>::infinity();  // non-finite block: NaN
       if (n_tokens > 2) x[2 * n_in + 7] = std::nanf("");
       std::vector<float> y(x.size());
@@ -613,8 +657,8 @@ TEST_P(MatMulTest, ActivationQuantizationIsBitExact) {
       int failures = 0;
       for (int64_t tt = 0; tt < n_tokens && failures < 5; ++tt) {
         ref::QuantizeActivations(x.data() + tt * n_in, n_in, block, q.data(), d.data());
-        const bool finite = std::all_of(x.begin() + tt * n_in, x.begin() + (tt + 1) * n_in,
-                                        [](float v) { return std::isfinite(v); });
+        const bool finite =
+            std::all_of(x.begin() + tt * n_in, x.begin() + (tt + 1) * n_in, [](float v) { return std::isfinite(v); });
         for (int64_t i = 0; i < n_in && failures < 5; ++i) {
           const float want = finite ? d[i / block] * static_cast<float>(q[i]) : std::nanf("");
           const float got = y[tt * n_in + i];
@@ -684,7 +728,8 @@ void CheckInputMajor(DType t, int64_t n_in, int64_t n_cols, int64_t c0, int64_t 
   for (int64_t tt = 0; tt < n_tokens && failures < 5; ++tt) {
     for (int64_t c = c0; c < c1 && failures < 5; ++c) {
       double abs_sum = 0.0;
-      for (int64_t i = 0; i < n_in; ++i) abs_sum += std::fabs(static_cast<double>(dense[i * n_cols + c]) * x[tt * n_in + i]);
+      for (int64_t i = 0; i < n_in; ++i)
+        abs_sum += std::fabs(static_cast<double>(dense[i * n_cols + c]) * x[tt * n_in + i]);
       const double tol = static_cast<double>(n_in + 2) * kU * abs_sum;  // as ExpectWithinDotBound
       const double g = y[tt * width + c - c0], r = want[tt * width + c - c0];
       if (!(std::fabs(g - r) <= tol)) {

@@ -36,8 +36,8 @@ uint16_t Half(const uint8_t* p) {
 }
 
 TEST(QuantizeTest, Supports) {
-  for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0, DType::kQ4_K, DType::kQ5_K,
-                  DType::kQ6_K}) {
+  for (DType t :
+       {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
     EXPECT_TRUE(QuantizeSupports(t));
   }
   for (DType t : {DType::kQ4_1, DType::kQ2_K, DType::kQ3_K, DType::kI8, DType::kF8_E4M3}) {

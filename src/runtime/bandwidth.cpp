@@ -10,9 +10,7 @@
 namespace herd::runtime {
 namespace {
 
-double Seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double Seconds() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 // Sum of the 64-bit words of [p, p + n) read as `streams` concurrent sequential streams (one per equal part), so
 // the hardware prefetchers of a core track several streams at once, as they do for the rows of a matrix-vector
@@ -46,9 +44,7 @@ Bandwidth MeasureBandwidth(ThreadPool& pool, int64_t bytes, int passes) {
     }
   });
   const int threads = pool.size();
-  auto split = [&](auto&& fn) {
-    pool.Run([&](int t) { fn(n * t / threads, n * (t + 1) / threads); });
-  };
+  auto split = [&](auto&& fn) { pool.Run([&](int t) { fn(n * t / threads, n * (t + 1) / threads); }); };
   Bandwidth best;
   std::vector<float> sink(static_cast<size_t>(threads), 0.0f);
   for (int p = 0; p < passes; ++p) {

@@ -9,13 +9,12 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <tuple>
 #include <unordered_map>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/mapped_file.h"
 #include "formats/gguf_writer.h"
@@ -464,7 +463,8 @@ std::string DirName(const std::string& dir) {
 Result<DType> ParseConvertType(std::string_view s) {
   const std::optional<DType> t = ParseDType(s);
   if (!t || !kernels::QuantizeSupports(*t)) {
-    return InvalidArgument("unsupported output type '" + std::string(s) + "' (choose f32, f16, bf16, q8_0, q4_0, q4_k, q5_k or q6_k)");
+    return InvalidArgument("unsupported output type '" + std::string(s) +
+                           "' (choose f32, f16, bf16, q8_0, q4_0, q4_k, q5_k or q6_k)");
   }
   return *t;
 }

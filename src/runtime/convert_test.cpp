@@ -534,7 +534,10 @@ TEST(ConvertTypes, QuantizedConversionsRunAndStayClose) {
       // looser Q4_0 bound); F16 has no such rounding and must match it.
       const double rel_deq = RelativeRms(got, same);
       std::printf("%s %s vs its dequantized F32 copy: relative RMS %.4g\n", variant.c_str(), tname.c_str(), rel_deq);
-      EXPECT_LT(rel_deq, type == DType::kF16 ? 1e-6 : type == DType::kQ8_0 ? 0.03 : 0.1) << variant << " " << tname << " vs its dequantized copy";
+      EXPECT_LT(rel_deq, type == DType::kF16    ? 1e-6
+                         : type == DType::kQ8_0 ? 0.03
+                                                : 0.1)
+          << variant << " " << tname << " vs its dequantized copy";
       if (type == DType::kF16) {
         EXPECT_EQ(tq.router_choice, tf.router_choice) << variant << " " << tname;
       }

@@ -15,15 +15,24 @@ namespace herd::runtime {
 
 int GgufFileType(DType t) {
   switch (t) {
-    case DType::kF32: return 0;
-    case DType::kF16: return 1;
-    case DType::kQ4_0: return 2;
-    case DType::kQ8_0: return 7;
-    case DType::kQ4_K: return 14;  // Q4_K_S
-    case DType::kQ5_K: return 16;  // Q5_K_S
-    case DType::kQ6_K: return 18;
-    case DType::kBF16: return 32;
-    default: return 0;
+    case DType::kF32:
+      return 0;
+    case DType::kF16:
+      return 1;
+    case DType::kQ4_0:
+      return 2;
+    case DType::kQ8_0:
+      return 7;
+    case DType::kQ4_K:
+      return 14;  // Q4_K_S
+    case DType::kQ5_K:
+      return 16;  // Q5_K_S
+    case DType::kQ6_K:
+      return 18;
+    case DType::kBF16:
+      return 32;
+    default:
+      return 0;
   }
 }
 
@@ -63,8 +72,9 @@ Status QuantizeModel(const QuantizeOptions& o) {
   }
   HERD_ASSIGN_OR_RETURN(formats::ModelFiles files, formats::OpenModelFiles(o.input));
   if (files.format != formats::ModelFormat::kGguf) {
-    return NotSupported(o.input + ": quantize reads GGUF files and HF directories (convert a llama2.c checkpoint "
-                                  "to GGUF first)");
+    return NotSupported(o.input +
+                        ": quantize reads GGUF files and HF directories (convert a llama2.c checkpoint "
+                        "to GGUF first)");
   }
   formats::GgufWriter w;
   w.SetAlignment(files.gguf->alignment());
@@ -92,7 +102,8 @@ Status QuantizeModel(const QuantizeOptions& o) {
       if (!KeepAsIs(info.name, *v) && v->dtype != type) {
         ++skipped_shape;
         note("tensor '" + info.name + "' " + v->Describe() + " keeps its type (" +
-             (convertible ? "rows are not a multiple of " + std::to_string(Traits(type).block_size) : std::string("unsupported source")) +
+             (convertible ? "rows are not a multiple of " + std::to_string(Traits(type).block_size)
+                          : std::string("unsupported source")) +
              ")");
       } else {
         ++kept;

@@ -65,8 +65,8 @@ std::vector<std::string> Args(std::vector<std::string> head, const std::vector<s
 }
 
 TEST(BenchCliTest, SyntheticJsonHasTheKeys) {
-  Outcome o = Herd(
-      Args(Args({"bench"}, kTiny), {"-p", "16", "-n", "4", "-r", "1", "-t", "2", "--json", "--probe-mib", "32"}));
+  Outcome o =
+      Herd(Args(Args({"bench"}, kTiny), {"-p", "16", "-n", "4", "-r", "1", "-t", "2", "--json", "--probe-mib", "32"}));
   ASSERT_EQ(o.exit_code, 0) << o.err;
   auto j = nlohmann::json::parse(o.out);
   // The bandwidth probe and the bound: (active + KV bytes per token) x gen tok/s / bandwidth.
@@ -88,7 +88,8 @@ TEST(BenchCliTest, SyntheticJsonHasTheKeys) {
   EXPECT_LT(j["active_bytes_per_token"].get<int64_t>(), j["weight_bytes"].get<int64_t>());
   EXPECT_FALSE(j.contains("bytes_read_per_token"));  // only with --count-bytes
 
-  Outcome no_probe = Herd(Args(Args({"bench"}, kTiny), {"-p", "4", "-n", "2", "-r", "1", "--json", "--probe-mib", "0"}));
+  Outcome no_probe =
+      Herd(Args(Args({"bench"}, kTiny), {"-p", "4", "-n", "2", "-r", "1", "--json", "--probe-mib", "0"}));
   ASSERT_EQ(no_probe.exit_code, 0) << no_probe.err;
   EXPECT_FALSE(nlohmann::json::parse(no_probe.out).contains("bound_fraction"));
 }
@@ -132,8 +133,8 @@ TEST(BenchCliTest, KQuantsFromHerdQuantizeRunAndRankByBits) {
 }
 
 TEST(BenchCliTest, CountBytesMatchesActiveBytes) {
-  Outcome o = Herd(
-      Args(Args({"bench"}, kTiny), {"-p", "8", "-n", "4", "-r", "1", "--type", "q4_0", "--count-bytes", "--json", "--probe-mib", "0"}));
+  Outcome o = Herd(Args(Args({"bench"}, kTiny), {"-p", "8", "-n", "4", "-r", "1", "--type", "q4_0", "--count-bytes",
+                                                 "--json", "--probe-mib", "0"}));
   ASSERT_EQ(o.exit_code, 0) << o.err;
   auto j = nlohmann::json::parse(o.out);
   const double read = j["bytes_read_per_token"].get<double>();
@@ -144,7 +145,8 @@ TEST(BenchCliTest, CountBytesMatchesActiveBytes) {
 
 TEST(BenchCliTest, SavedGgufWorksWithInfoAndBench) {
   const std::string path = testing::TempDir("bench-cli-save") + "/tiny.gguf";
-  Outcome save = Herd(Args(Args({"bench"}, kTiny), {"-p", "4", "-n", "2", "-r", "1", "--save", path, "--json", "--probe-mib", "0"}));
+  Outcome save = Herd(
+      Args(Args({"bench"}, kTiny), {"-p", "4", "-n", "2", "-r", "1", "--save", path, "--json", "--probe-mib", "0"}));
   ASSERT_EQ(save.exit_code, 0) << save.err;
   const auto synthetic = nlohmann::json::parse(save.out);
 

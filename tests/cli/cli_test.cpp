@@ -8,11 +8,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "test_util.h"
 
@@ -93,8 +92,11 @@ TEST(CliTest, RunGreedyStoryFromBothFormats) {
 }
 
 TEST(CliTest, SeedMakesSamplingDeterministic) {
-  std::vector<std::string> args = {"run", "-m", Stories("stories260K.gguf"), "-p", "Lily", "-n", "40",
-                                   "--temp", "1.0", "--top-k", "40", "--top-p", "0.9", "--seed", "7"};
+  std::vector<std::string> args = {"run",     "-m",     Stories("stories260K.gguf"),
+                                   "-p",      "Lily",   "-n",
+                                   "40",      "--temp", "1.0",
+                                   "--top-k", "40",     "--top-p",
+                                   "0.9",     "--seed", "7"};
   Outcome a = Herd(args), b = Herd(args);
   ASSERT_EQ(a.exit_code, 0) << a.err;
   EXPECT_EQ(a.out, b.out);
@@ -147,7 +149,8 @@ TEST(CliTest, InfoListsTensorsAndHyperparameters) {
 }
 
 TEST(CliTest, BenchJson) {
-  Outcome o = Herd({"bench", "-m", Stories("stories260K.gguf"), "-p", "32", "-n", "16", "-r", "1", "--json", "--probe-mib", "16"});
+  Outcome o = Herd(
+      {"bench", "-m", Stories("stories260K.gguf"), "-p", "32", "-n", "16", "-r", "1", "--json", "--probe-mib", "16"});
   ASSERT_EQ(o.exit_code, 0) << o.err;
   auto j = nlohmann::json::parse(o.out);
   EXPECT_GT(j["prompt_tok_s"].get<double>(), 0);

@@ -4,15 +4,14 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/cpu/matmul.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
-
 #include "hwy/highway.h"
 #include "kernels/cpu/matmul-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace herd::kernels::HWY_NAMESPACE {
 
-void MatMulRowsT(const TensorView& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride,
-                 int64_t o_begin, int64_t o_end) {
+void MatMulRowsT(const TensorView& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride, int64_t o_begin,
+                 int64_t o_end) {
   switch (w.dtype) {
     case DType::kF32:
       return MatMulRowsSrc<SrcF32>(w, x, n_tokens, y, y_stride, o_begin, o_end);
@@ -61,8 +60,8 @@ void DequantizeRowT(const TensorView& w, int64_t r, float* dst) {
   }
 }
 
-void MatMulInputMajorT(const TensorView& w, int64_t c_begin, int64_t c_end, const float* x, int64_t n_tokens,
-                       float* y, int64_t y_stride) {
+void MatMulInputMajorT(const TensorView& w, int64_t c_begin, int64_t c_end, const float* x, int64_t n_tokens, float* y,
+                       int64_t y_stride) {
   switch (w.dtype) {
     case DType::kF32:
       return MatMulInputMajorSrc<SrcF32>(w, c_begin, c_end, x, n_tokens, y, y_stride);
@@ -165,8 +164,8 @@ bool UsesQuantDot(DType t, int64_t n_tokens) { return QuantDotSupports(t) && n_t
 
 bool MatMulInputMajorSupports(DType t) { return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16; }
 
-void MatMulRows(const TensorView& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride,
-                int64_t o_begin, int64_t o_end) {
+void MatMulRows(const TensorView& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride, int64_t o_begin,
+                int64_t o_end) {
   HERD_DCHECK(MatMulSupports(w.dtype) && 0 <= o_begin && o_begin <= o_end && o_end <= w.Rows());
   HERD_DCHECK(y_stride >= o_end);
   if (n_tokens <= 0 || o_begin >= o_end) return;
@@ -199,6 +198,63 @@ void MatMul(const TensorView& w, const float* x, int64_t n_tokens, float* y, Thr
   });
 }
 
+void MatMulBatch(const MatMulJob* jobs, int n_jobs, int64_t n_tokens, ThreadPool& pool) {
+  constexpr int kMaxJobs = 8;
+  if (n_tokens <= 0) return;
+  // Jobs the fused path takes: quantized weights on the integer-dot path; the rest run as MatMul.
+  int fused[kMaxJobs], n_fused = 0;
+  for (int j = 0; j < n_jobs; ++j) {
+    const TensorView& w = *jobs[j].w;
+    if (n_fused < kMaxJobs && UsesQuantDot(w.dtype, n_tokens) && w.Rows() > 0) {
+      fused[n_fused++] = j;
+    } else {
+      MatMul(w, jobs[j].x, n_tokens, jobs[j].y, pool);
+    }
+  }
+  if (n_fused == 0) return;
+  // One quantization per distinct (x, dtype, n_in), in per-thread scratch slots that grow once.
+  thread_local QuantizedActivations slots[kMaxJobs];
+  const QuantizedActivations* acts[kMaxJobs];
+  int n_slots = 0;
+  int64_t begin_bytes[kMaxJobs + 1];
+  begin_bytes[0] = 0;
+  for (int i = 0; i < n_fused; ++i) {
+    const MatMulJob& job = jobs[fused[i]];
+    const TensorView& w = *job.w;
+    acts[i] = nullptr;
+    for (int k = 0; k < i; ++k) {
+      const MatMulJob& other = jobs[fused[k]];
+      if (other.x == job.x && other.w->dtype == w.dtype && other.w->Cols() == w.Cols()) acts[i] = acts[k];
+    }
+    if (acts[i] == nullptr) {
+      slots[n_slots].Quantize(w.dtype, job.x, n_tokens, w.Cols());
+      acts[i] = &slots[n_slots++];
+    }
+    CountWeightBytes(w.Rows() * w.RowStride());
+    begin_bytes[i + 1] = begin_bytes[i] + w.Rows() * w.RowStride();
+  }
+  const int64_t total = begin_bytes[n_fused];
+  const int threads = pool.size();
+  auto work = [&](int idx) {
+    // This thread's share of the concatenated rows, by bytes, cut at row boundaries of each job.
+    const int64_t b0 = total * idx / threads, b1 = total * (idx + 1) / threads;
+    for (int i = 0; i < n_fused; ++i) {
+      const int64_t lo = std::max(b0, begin_bytes[i]), hi = std::min(b1, begin_bytes[i + 1]);
+      if (lo >= hi) continue;
+      const TensorView& w = *jobs[fused[i]].w;
+      const int64_t stride = w.RowStride();
+      // Row r belongs to the thread whose byte range holds its first byte.
+      const int64_t o0 = CeilDiv(lo - begin_bytes[i], stride), o1 = CeilDiv(hi - begin_bytes[i], stride);
+      if (o0 < o1) QuantDotRows(w, *acts[i], 0, n_tokens, jobs[fused[i]].y, w.Rows(), o0, o1);
+    }
+  };
+  if (threads <= 1) {
+    work(0);
+  } else {
+    pool.Run([&](int idx) { work(idx); });
+  }
+}
+
 void DequantizeRow(const TensorView& w, int64_t r, float* dst) {
   HERD_DCHECK(MatMulSupports(w.dtype) && 0 <= r && r < w.Rows());
   CountWeightBytes(w.RowStride());
@@ -212,8 +268,8 @@ void MatMulInputMajor(const TensorView& w, int64_t col_begin, int64_t col_end, c
   if (n_tokens <= 0 || n_cols <= 0) return;
   CountWeightBytes(n_in * RowBytes(w.dtype, n_cols));  // columns [col_begin, col_end) of every input row
   ParallelGrid(pool, n_cols, n_tokens, [&](int64_t c0, int64_t c1, int64_t t0, int64_t t1) {
-    HWY_DYNAMIC_DISPATCH(MatMulInputMajorT)(w, col_begin + c0, col_begin + c1, x + t0 * n_in, t1 - t0,
-                                            y + t0 * n_cols + c0, n_cols);
+    HWY_DYNAMIC_DISPATCH(MatMulInputMajorT)
+    (w, col_begin + c0, col_begin + c1, x + t0 * n_in, t1 - t0, y + t0 * n_cols + c0, n_cols);
   });
 }
 
