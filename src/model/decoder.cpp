@@ -6,8 +6,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
 #include <new>
 
+#include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "kernels/rope.h"
@@ -21,7 +23,8 @@ namespace herd::model {
 //    so only the current chunk is kept and a long context costs only the global layers' growth;
 //  - a batch never crosses a chunk boundary, so writing a batch's K/V before its attention never overwrites
 //    a key a query of the same batch still needs;
-//  - scratch is sized for n_batch tokens at creation; nothing is allocated per token (scores grow once).
+//  - scratch is sized for n_batch tokens at creation; nothing is allocated per token (the per-thread attention
+//    scratch grows once, with the pool).
 class DecoderModel::State final : public ModelState {
  public:
   State(const ModelConfig& c, int64_t n_ctx, int64_t n_batch, int64_t max_ffn) : ModelState(n_ctx, n_batch) {
@@ -173,7 +176,7 @@ class DecoderModel::State final : public ModelState {
   std::vector<float> router, choice_gate, xe, ge, ue, ye;
   std::vector<int32_t> choice, order;
   std::vector<int64_t> expert_count, expert_offset;
-  std::vector<float> scores;  // [threads][n_ctx]
+  std::vector<float> attn_scratch;  // [threads][kernels::AttentionScratchFloats(head_dim)]
   ForwardTrace* trace = nullptr;
 };
 
@@ -230,6 +233,26 @@ Status BindExperts(WeightBinder& b, const WeightMap& weights, const std::string&
 
 void MatMul(const LinearWeight& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
   kernels::MatMulScaled(w.w, w.scale_data(), x, n_tokens, y, pool);
+}
+
+// Independent products y_j = W_j x_j in one parallel region where the kernels can (kernels::MatMulBatch: same
+// bits as one MatMul after another, fewer thread meetings per decoded token); scaled (FP8) weights one by one.
+struct Product {
+  const LinearWeight& w;
+  const float* x;
+  float* y;
+};
+void MatMulMany(std::initializer_list<Product> products, int64_t n_tokens, ThreadPool& pool) {
+  kernels::MatMulJob jobs[4];
+  int n = 0;
+  bool scaled = false;
+  for (const Product& p : products) scaled |= p.w.scale_data() != nullptr;
+  if (scaled || products.size() > 4) {
+    for (const Product& p : products) MatMul(p.w, p.x, n_tokens, p.y, pool);
+    return;
+  }
+  for (const Product& p : products) jobs[n++] = {&p.w.w, p.x, p.y};
+  kernels::MatMulBatch(jobs, n, n_tokens, pool);
 }
 
 }  // namespace
@@ -327,7 +350,8 @@ Status DecoderModel::Forward(ModelState& base, std::span<const int32_t> tokens, 
                              " is outside the vocabulary [0, " + std::to_string(config_.vocab_size) + ")");
     }
   }
-  if (s.scores.size() < static_cast<size_t>(pool.size() * s.n_ctx())) s.scores.resize(pool.size() * s.n_ctx());
+  const size_t scratch = static_cast<size_t>(pool.size() * kernels::AttentionScratchFloats(config_.head_dim));
+  if (s.attn_scratch.size() < scratch) s.attn_scratch.resize(scratch);
   for (int64_t b = 0; b < n;) {
     int64_t nb = std::min(s.n_batch(), n - b);
     if (min_chunk_ > 0) {  // never cross a chunk boundary (see State invariants)
@@ -372,9 +396,10 @@ void DecoderModel::ForwardBatch(State& s, const int32_t* tokens, int64_t n, Logi
     for (int64_t t = 0; t < n; ++t) {
       kernels::RmsNorm(s.x.data() + t * d, w.attn_norm.data(), d, c.rms_norm_eps, s.xn.data() + t * d);
     }
-    MatMul(w.attn_q, s.xn.data(), n, s.q.data(), pool);
-    MatMul(w.attn_k, s.xn.data(), n, s.k.data(), pool);
-    MatMul(w.attn_v, s.xn.data(), n, s.v.data(), pool);
+    MatMulMany({{w.attn_q, s.xn.data(), s.q.data()},
+                {w.attn_k, s.xn.data(), s.k.data()},
+                {w.attn_v, s.xn.data(), s.v.data()}},
+               n, pool);
     for (int64_t t = 0; t < n; ++t) {
       float* qt = s.q.data() + t * q_dim;
       float* kt = s.k.data() + t * kv_dim;
@@ -435,8 +460,7 @@ void DecoderModel::ForwardBatch(State& s, const int32_t* tokens, int64_t n, Logi
 
 void DecoderModel::DenseFfn(State& s, const DecoderLayerWeights& w, int64_t n, float* out, ThreadPool& pool) const {
   const int64_t f = w.ffn_gate.w.shape[0];
-  MatMul(w.ffn_gate, s.xn.data(), n, s.gate.data(), pool);
-  MatMul(w.ffn_up, s.xn.data(), n, s.up.data(), pool);
+  MatMulMany({{w.ffn_gate, s.xn.data(), s.gate.data()}, {w.ffn_up, s.xn.data(), s.up.data()}}, n, pool);
   kernels::SwiGLU(s.gate.data(), s.up.data(), s.gate.data(), n * f);
   MatMul(w.ffn_down, s.gate.data(), n, out, pool);
 }
@@ -503,8 +527,7 @@ void DecoderModel::MoeFfn(State& s, int64_t layer, int64_t n, ThreadPool& pool) 
       kernels::SwiGLU(ge, ue, ge, count * f);
       kernels::MatMulInputMajorScaled(w.down_exps_im.w.Slice(e), down_scale, 0, d, ge, count, ye, pool);
     } else {
-      MatMul(w.gate_exps[e], xe, count, ge, pool);
-      MatMul(w.up_exps[e], xe, count, ue, pool);
+      MatMulMany({{w.gate_exps[e], xe, ge}, {w.up_exps[e], xe, ue}}, count, pool);
       kernels::SwiGLU(ge, ue, ge, count * f);
       MatMul(w.down_exps[e], ge, count, ye, pool);
     }
@@ -515,34 +538,38 @@ void DecoderModel::MoeFfn(State& s, int64_t layer, int64_t n, ThreadPool& pool) 
   }
 }
 
+// Items are (block of query tokens, KV head) pairs: one kernel call reads that head's keys and values once, in
+// tiles, for all the query heads of its group and all tokens of the block. Items go to threads round-robin, which
+// mixes cheap early (causal) blocks with expensive late ones on every thread.
 void DecoderModel::Attention(State& s, int64_t layer, int64_t n, ThreadPool& pool) const {
   const ModelConfig& c = config_;
   const LayerConfig& lc = c.layers[layer];
-  const int64_t hd = c.head_dim, n_heads = c.num_attention_heads;
-  const int64_t group = c.num_attention_heads / c.num_key_value_heads;
-  const int64_t q_dim = n_heads * hd;
+  const int64_t hd = c.head_dim, n_kv = c.num_key_value_heads;
+  const int64_t group = c.num_attention_heads / n_kv;
+  const int64_t q_dim = c.num_attention_heads * hd;
   const int64_t pos0 = s.n_past();
   const int64_t chunk = lc.attention_chunk_size;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int64_t block = kernels::AttentionTokenBlock(group);
+  const int64_t n_blocks = (n + block - 1) / block;
+  const int64_t scratch_floats = kernels::AttentionScratchFloats(hd);
   pool.Run([&](int thread_idx) {
-    float* scores = s.scores.data() + thread_idx * s.n_ctx();
-    const int64_t items = n * n_heads;
-    const int64_t b = items * thread_idx / pool.size(), e = items * (thread_idx + 1) / pool.size();
-    for (int64_t it = b; it < e; ++it) {
-      const int64_t t = it / n_heads, h = it % n_heads, kvh = h / group;
-      const int64_t pos = pos0 + t;
-      // Causal; chunked layers see only their own fixed, absolutely aligned block (llama4.md 2.7).
-      const int64_t first = chunk > 0 ? (pos / chunk) * chunk : 0;
-      const int64_t n_keys = pos - first + 1;
-      const float* q = s.q.data() + t * q_dim + h * hd;
-      // Keys first..pos occupy consecutive slots (see State invariants).
-      const float* kh = s.KeySlot(layer, kvh, first, hd);
-      const float* vh = s.ValueSlot(layer, kvh, first, hd);
-      for (int64_t j = 0; j < n_keys; ++j) scores[j] = kernels::Dot(q, kh + j * hd, hd) * scale;
-      kernels::SoftmaxInPlace(scores, n_keys);
-      float* o = s.att.data() + t * q_dim + h * hd;
-      std::fill(o, o + hd, 0.0f);
-      for (int64_t j = 0; j < n_keys; ++j) kernels::Axpy(scores[j], vh + j * hd, o, hd);
+    float* scratch = s.attn_scratch.data() + thread_idx * scratch_floats;
+    int64_t key_begin[kernels::kAttentionMaxRows], key_end[kernels::kAttentionMaxRows];
+    for (int64_t it = thread_idx; it < n_blocks * n_kv; it += pool.size()) {
+      const int64_t t0 = it / n_kv * block, kvh = it % n_kv, nt = std::min(block, n - t0);
+      // Causal; chunked layers see only their own fixed, absolutely aligned block (llama4.md 2.7). A batch never
+      // crosses a chunk boundary, so the block's keys first..pos occupy consecutive slots (see State invariants).
+      const int64_t first = chunk > 0 ? (pos0 + t0) / chunk * chunk : 0;
+      for (int64_t t = 0; t < nt; ++t) {
+        const int64_t pos = pos0 + t0 + t;
+        HERD_DCHECK(chunk == 0 || pos / chunk * chunk == first);
+        key_begin[t] = 0;
+        key_end[t] = pos - first + 1;
+      }
+      kernels::Attention(s.q.data() + t0 * q_dim + kvh * group * hd, q_dim, nt, group, hd,
+                         s.KeySlot(layer, kvh, first, hd), s.ValueSlot(layer, kvh, first, hd), hd, key_begin,
+                         key_end, scale, s.att.data() + t0 * q_dim + kvh * group * hd, q_dim, scratch);
     }
   });
 }
