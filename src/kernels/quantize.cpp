@@ -21,6 +21,15 @@ uint16_t LoadHalf(const uint8_t* p) {
   return h;
 }
 
+// The smallest f16 >= v (v >= 0 finite, below the f16 maximum): a super-block scale rounded up, so that no
+// sub-block scale divided by it exceeds its integer range (6-bit 63, Q6_K's 127) and gets clamped, which for
+// tiny (f16-subnormal) scales would cost several grid steps.
+uint16_t F16AtLeast(float v) {
+  uint16_t bits = F32ToF16(v);
+  if (F16ToF32(bits) < v && bits < 0x7BFF) ++bits;
+  return bits;
+}
+
 // float -> int conversion is undefined for NaN and out-of-range values; weights are finite, but a converter must
 // not invoke UB on a damaged file.
 int32_t TruncToInt(float v, int32_t lo, int32_t hi) {
@@ -113,7 +122,8 @@ float FitAffine(const float* x, int n, int nmax, float* s_out, float* m_out) {
 }
 
 // Q4_K (q5 = false) and Q5_K super-block of 256 (llama4.md 5.4): each sub-block j of 32 gets its least-squares
-// grid (s_j, m_j) from FitAffine; d = max s_j / 63 and dmin = max m_j / 63 (stored as f16, then used as stored),
+// grid (s_j, m_j) from FitAffine; d = max s_j / 63 and dmin = max m_j / 63 (stored as f16 rounded up, then used
+// as stored),
 // sc_j = round(s_j / d), mn_j = round(m_j / dmin), q = round((x + dmin mn_j) / (d sc_j)), clamped to their ranges.
 // (ggml searches with importance weights; this unweighted fit is our own and gives comparable errors.)
 void QuantizeBlockQ45K(const float* x, bool q5, uint8_t* blk) {
@@ -124,7 +134,7 @@ void QuantizeBlockQ45K(const float* x, bool q5, uint8_t* blk) {
     max_step = std::max(max_step, step[j]);
     max_off = std::max(max_off, off[j]);
   }
-  const uint16_t d_bits = F32ToF16(max_step / 63.0f), dmin_bits = F32ToF16(max_off / 63.0f);
+  const uint16_t d_bits = F16AtLeast(max_step / 63.0f), dmin_bits = F16AtLeast(max_off / 63.0f);
   const float d = F16ToF32(d_bits), dmin = F16ToF32(dmin_bits);
   StoreHalf(blk, d_bits);
   StoreHalf(blk + 2, dmin_bits);
@@ -197,7 +207,7 @@ float FitSymmetric16(const float* x) {
   return best_s;
 }
 
-// Q6_K super-block of 256: per group g of 16, s_g from FitSymmetric16; d = max |s_g| / 127 (f16),
+// Q6_K super-block of 256: per group g of 16, s_g from FitSymmetric16; d = max |s_g| / 127 (f16, rounded up),
 // S_g = round(s_g / d) in [-127, 127], q = round(x / (d S_g)) in [-32, 31], stored as q + 32 in ql (low 4 bits)
 // and qh (high 2 bits).
 void QuantizeBlockQ6K(const float* x, uint8_t* blk) {
@@ -206,7 +216,7 @@ void QuantizeBlockQ6K(const float* x, uint8_t* blk) {
     gscale[g] = FitSymmetric16(x + 16 * g);
     max_scale = std::max(max_scale, std::fabs(gscale[g]));
   }
-  const uint16_t d_bits = F32ToF16(max_scale / 127.0f);
+  const uint16_t d_bits = F16AtLeast(max_scale / 127.0f);
   const float d = F16ToF32(d_bits);
   int8_t* sc = reinterpret_cast<int8_t*>(blk + 192);
   int q[256];
