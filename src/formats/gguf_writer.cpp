@@ -40,18 +40,30 @@ class Bytes {
 
 void EncodeValue(Bytes& b, const GgufValue& v) {
   switch (v.type) {
-    case GgufType::kUint8: return b.Put<uint8_t>(static_cast<uint8_t>(v.i));
-    case GgufType::kInt8: return b.Put<int8_t>(static_cast<int8_t>(v.i));
-    case GgufType::kUint16: return b.Put<uint16_t>(static_cast<uint16_t>(v.i));
-    case GgufType::kInt16: return b.Put<int16_t>(static_cast<int16_t>(v.i));
-    case GgufType::kUint32: return b.Put<uint32_t>(static_cast<uint32_t>(v.i));
-    case GgufType::kInt32: return b.Put<int32_t>(static_cast<int32_t>(v.i));
-    case GgufType::kUint64: return b.Put<uint64_t>(static_cast<uint64_t>(v.i));
-    case GgufType::kInt64: return b.Put<int64_t>(v.i);
-    case GgufType::kFloat32: return b.Put<float>(static_cast<float>(v.f));
-    case GgufType::kFloat64: return b.Put<double>(v.f);
-    case GgufType::kBool: return b.Put<uint8_t>(v.b ? 1 : 0);
-    case GgufType::kString: return b.Str(v.s);
+    case GgufType::kUint8:
+      return b.Put<uint8_t>(static_cast<uint8_t>(v.i));
+    case GgufType::kInt8:
+      return b.Put<int8_t>(static_cast<int8_t>(v.i));
+    case GgufType::kUint16:
+      return b.Put<uint16_t>(static_cast<uint16_t>(v.i));
+    case GgufType::kInt16:
+      return b.Put<int16_t>(static_cast<int16_t>(v.i));
+    case GgufType::kUint32:
+      return b.Put<uint32_t>(static_cast<uint32_t>(v.i));
+    case GgufType::kInt32:
+      return b.Put<int32_t>(static_cast<int32_t>(v.i));
+    case GgufType::kUint64:
+      return b.Put<uint64_t>(static_cast<uint64_t>(v.i));
+    case GgufType::kInt64:
+      return b.Put<int64_t>(v.i);
+    case GgufType::kFloat32:
+      return b.Put<float>(static_cast<float>(v.f));
+    case GgufType::kFloat64:
+      return b.Put<double>(v.f);
+    case GgufType::kBool:
+      return b.Put<uint8_t>(v.b ? 1 : 0);
+    case GgufType::kString:
+      return b.Str(v.s);
     case GgufType::kArray:
       b.Put<uint32_t>(static_cast<uint32_t>(v.elem_type));
       b.Put<uint64_t>(v.array.size());
@@ -80,6 +92,29 @@ struct MemorySink {
 };
 
 }  // namespace
+
+uint32_t GgufFileType(DType t) {
+  switch (t) {
+    case DType::kF32:
+      return 0;
+    case DType::kF16:
+      return 1;
+    case DType::kQ4_0:
+      return 2;
+    case DType::kQ8_0:
+      return 7;
+    case DType::kQ4_K:
+      return 14;  // Q4_K_S: every matrix Q4_K
+    case DType::kQ5_K:
+      return 16;  // Q5_K_S
+    case DType::kQ6_K:
+      return 18;
+    case DType::kBF16:
+      return 32;
+    default:
+      return 0;
+  }
+}
 
 void GgufWriter::Add(std::string key, GgufValue value) {
   for (auto& [k, v] : metadata_) {

@@ -15,6 +15,10 @@
 
 namespace herd::formats {
 
+// llama.cpp's general.file_type for a model whose matrices are mostly of type t (informational; llama4.md 5.5):
+// F32 0, F16 1, Q4_0 2, Q8_0 7, Q4_K 14 (Q4_K_S), Q5_K 16 (Q5_K_S), Q6_K 18, BF16 32; 0 for any other type.
+uint32_t GgufFileType(DType t);
+
 class GgufWriter {
  public:
   // Fills `dst` (exactly the tensor's byte size) with the tensor's data.

@@ -30,6 +30,15 @@ std::vector<float> Dequantize(DType t, const std::vector<uint8_t>& q, int64_t n)
   return out;
 }
 
+// The same row decoded by the matmul kernels' decoder (the embedding lookup uses it), which must read exactly
+// the values of the scalar decoder.
+void KernelDequantize(DType t, const std::vector<uint8_t>& q, int64_t n, std::vector<float>* out) {
+  auto view = MakeTensorView(t, {1, n}, q.data(), static_cast<int64_t>(q.size()), "test");
+  ASSERT_TRUE(view.ok()) << view.status().ToString();
+  out->assign(static_cast<size_t>(n), 0.0f);
+  kernels::DequantizeRow(*view, 0, out->data());
+}
+
 uint16_t Half(const uint8_t* p) {
   uint16_t h;
   std::memcpy(&h, p, 2);
@@ -234,11 +243,8 @@ TEST(QuantizeTest, RandomRowsWithinBlockBounds) {
         for (DType t : {DType::kQ8_0, DType::kQ4_0, DType::kF16, DType::kBF16, DType::kF32}) {
           const auto q = Quantize(t, x);
           const auto y = Dequantize(t, q, n);
-          // The matmul kernels' decoder must read the same values (the embedding lookup uses it).
-          auto view = MakeTensorView(t, {1, n}, q.data(), static_cast<int64_t>(q.size()), "test");
-          ASSERT_TRUE(view.ok()) << view.status().ToString();
-          std::vector<float> y_kernel(static_cast<size_t>(n));
-          kernels::DequantizeRow(*view, 0, y_kernel.data());
+          std::vector<float> y_kernel;
+          ASSERT_NO_FATAL_FAILURE(KernelDequantize(t, q, n, &y_kernel));
           ASSERT_EQ(std::memcmp(y.data(), y_kernel.data(), n * 4), 0) << what << " " << DTypeName(t);
           if (t == DType::kQ8_0 || t == DType::kQ4_0) {
             Stats ignored;  // outlier rows are checked against the bound but left out of the statistics
@@ -291,10 +297,8 @@ TEST(QuantizeTest, KQuantRandomRows) {
         for (float& v : x) v = scale * gauss(rng);
         const auto q = Quantize(t, x);
         const auto y = Dequantize(t, q, n);
-        auto view = MakeTensorView(t, {1, n}, q.data(), static_cast<int64_t>(q.size()), "test");
-        ASSERT_TRUE(view.ok()) << view.status().ToString();
-        std::vector<float> y_kernel(static_cast<size_t>(n));
-        kernels::DequantizeRow(*view, 0, y_kernel.data());
+        std::vector<float> y_kernel;
+        ASSERT_NO_FATAL_FAILURE(KernelDequantize(t, q, n, &y_kernel));
         ASSERT_EQ(std::memcmp(y.data(), y_kernel.data(), n * 4), 0) << DTypeName(t);
         const int group = t == DType::kQ6_K ? 16 : 32;
         const float levels = t == DType::kQ4_K ? 15.0f : t == DType::kQ5_K ? 31.0f : 63.0f;

@@ -31,40 +31,39 @@ uint64_t ReadStreams(const uint64_t* p, int64_t n) {
 }  // namespace
 
 Bandwidth MeasureBandwidth(ThreadPool& pool, int64_t bytes, int passes) {
-  const int64_t n = std::max<int64_t>(bytes / 4, 4096);
+  const int64_t n = std::max<int64_t>(bytes / 8, 2048) * 2;
   auto a = hwy::AllocateAligned<float>(static_cast<size_t>(n));
   auto b = hwy::AllocateAligned<float>(static_cast<size_t>(n));
   auto c = hwy::AllocateAligned<float>(static_cast<size_t>(n));
-  // First touch by the threads that later read each range (static split, as in the timed passes).
-  pool.ParallelFor(n, [&](int64_t i0, int64_t i1) {
+  const int threads = pool.size();
+  // Runs fn(thread, i0, i1) on every thread over its static share [i0, i1) of the n elements.
+  auto split = [&](auto&& fn) { pool.Run([&](int t) { fn(t, n * t / threads, n * (t + 1) / threads); }); };
+  // First touch by the threads that later read each range.
+  split([&](int, int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       a[i] = 0.0f;
       b[i] = 1.0f;
       c[i] = 0.5f;
     }
   });
-  const int threads = pool.size();
-  auto split = [&](auto&& fn) { pool.Run([&](int t) { fn(n * t / threads, n * (t + 1) / threads); }); };
   Bandwidth best;
   std::vector<float> sink(static_cast<size_t>(threads), 0.0f);
+  const uint64_t* words = reinterpret_cast<const uint64_t*>(c.get());  // n / 2 of them: n is even
   for (int p = 0; p < passes; ++p) {
     // Read: one stream per thread (kernels::Dot), then eight per thread; the faster is the bound.
     double t0 = Seconds();
-    pool.Run([&](int t) {
-      const int64_t i0 = n * t / threads, i1 = n * (t + 1) / threads;
+    split([&](int t, int64_t i0, int64_t i1) {
       sink[static_cast<size_t>(t)] += kernels::Dot(b.get() + i0, b.get() + i0, i1 - i0);
     });
     best.read_gbs = std::max(best.read_gbs, static_cast<double>(n) * 4 / (Seconds() - t0) / 1e9);
     t0 = Seconds();
-    pool.Run([&](int t) {
-      const int64_t w = n / 2, i0 = w * t / threads, i1 = w * (t + 1) / threads;
-      const uint64_t* words = reinterpret_cast<const uint64_t*>(c.get());
-      sink[static_cast<size_t>(t)] += static_cast<float>(ReadStreams<8>(words + i0, i1 - i0) & 1);
+    split([&](int t, int64_t i0, int64_t i1) {
+      sink[static_cast<size_t>(t)] += static_cast<float>(ReadStreams<8>(words + i0 / 2, i1 / 2 - i0 / 2) & 1);
     });
-    best.read_gbs = std::max(best.read_gbs, static_cast<double>(n / 2) * 8 / (Seconds() - t0) / 1e9);
+    best.read_gbs = std::max(best.read_gbs, static_cast<double>(n) * 4 / (Seconds() - t0) / 1e9);
     // Triad as a += s * c (kernels::Axpy): reads a and c, writes a, i.e. STREAM's 3 arrays per element.
     t0 = Seconds();
-    split([&](int64_t i0, int64_t i1) { kernels::Axpy(3.0f, c.get() + i0, a.get() + i0, i1 - i0); });
+    split([&](int, int64_t i0, int64_t i1) { kernels::Axpy(3.0f, c.get() + i0, a.get() + i0, i1 - i0); });
     best.triad_gbs = std::max(best.triad_gbs, static_cast<double>(n) * 12 / (Seconds() - t0) / 1e9);
   }
   volatile float keep = 0.0f;

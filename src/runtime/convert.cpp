@@ -136,12 +136,11 @@ DType ChooseType(const std::string& name, const std::vector<int64_t>& shape, DTy
   LayerOf(name, &suffix);
   // llama.cpp keeps 1-D weights (norms, rope_freqs) and the MoE router in F32 whatever the file type.
   if (shape.size() == 1 || suffix == "ffn_gate_inp.weight" || name.ends_with("_norm.weight")) return DType::kF32;
-  DType want = target ? *target : source;
-  if (Traits(want).block_size == 256 && shape.back() % 256 != 0 && shape.back() % 32 == 0) {
-    // As llama.cpp: a K-quant needs rows of whole 256-element super-blocks; shorter ones fall back to Q8_0.
+  const DType asked = target ? *target : source;
+  const DType want = RowCompatibleType(asked, shape.back());
+  if (want != asked) {
     note("tensor '" + name + "' " + ShapeString(shape.data(), static_cast<int>(shape.size())) + ": rows of " +
          std::to_string(shape.back()) + " are not a multiple of 256; written as Q8_0");
-    want = DType::kQ8_0;
   }
   const int64_t block = Traits(want).block_size;
   if (shape.back() % block != 0) {
@@ -192,30 +191,6 @@ std::vector<float> RopeDivisors(const model::ModelConfig& c, const Note& note) {
 
 // ---------------------------------------------------------------------------------------------------------
 // Metadata.
-
-// general.file_type (llama4.md 5.5) of the type most matrices have.
-uint32_t FileType(DType t) {
-  switch (t) {
-    case DType::kF32:
-      return 0;
-    case DType::kF16:
-      return 1;
-    case DType::kQ4_0:
-      return 2;
-    case DType::kQ8_0:
-      return 7;
-    case DType::kQ4_K:
-      return 14;  // Q4_K_S: every matrix Q4_K
-    case DType::kQ5_K:
-      return 16;  // Q5_K_S
-    case DType::kQ6_K:
-      return 18;
-    case DType::kBF16:
-      return 32;
-    default:
-      return 0;
-  }
-}
 
 // The HF object that holds the text hyperparameters.
 const nlohmann::json& TextConfig(const nlohmann::json& hf) {
@@ -460,6 +435,11 @@ std::string DirName(const std::string& dir) {
 
 }  // namespace
 
+DType RowCompatibleType(DType want, int64_t cols) {
+  if (Traits(want).block_size == 256 && cols % 256 != 0 && cols % 32 == 0) return DType::kQ8_0;
+  return want;
+}
+
 Result<DType> ParseConvertType(std::string_view s) {
   const std::optional<DType> t = ParseDType(s);
   if (!t || !kernels::QuantizeSupports(*t)) {
@@ -617,7 +597,7 @@ Status ConvertToGguf(const ConvertOptions& options) {
   if (!options.type) {
     if (const TensorView* e = files.weights.Find("token_embd.weight")) main_type = e->dtype;
   }
-  w.AddUint32("general.file_type", FileType(main_type));
+  w.AddUint32("general.file_type", formats::GgufFileType(main_type));
   w.AddUint32("general.quantization_version", 2);
   AddCommonKeys(c, arch + ".", w);
   if (llama4) HERD_RETURN_IF_ERROR(AddLlama4Keys(c, TextConfig(files.hf_config), w, note));

@@ -64,6 +64,11 @@ struct VocabOptions {
 Status WriteTiktokenVocab(const tokenizer::Tokenizer& tok, formats::GgufWriter& writer,
                           const VocabOptions& options = {});
 
+// The type a matrix with rows of `cols` elements is written as when `want` is asked for: Q8_0 instead of a
+// K-quant when the rows are not whole 256-element super-blocks but are whole 32-blocks (as llama.cpp does);
+// `want` otherwise (the caller still checks that the rows are whole blocks of the result).
+DType RowCompatibleType(DType want, int64_t cols);
+
 // "f32", "F16", "bf16", "q8_0", "Q4_0" -> DType; InvalidArgument naming the choices otherwise.
 Result<DType> ParseConvertType(std::string_view s);
 

@@ -13,29 +13,6 @@
 
 namespace herd::runtime {
 
-int GgufFileType(DType t) {
-  switch (t) {
-    case DType::kF32:
-      return 0;
-    case DType::kF16:
-      return 1;
-    case DType::kQ4_0:
-      return 2;
-    case DType::kQ8_0:
-      return 7;
-    case DType::kQ4_K:
-      return 14;  // Q4_K_S
-    case DType::kQ5_K:
-      return 16;  // Q5_K_S
-    case DType::kQ6_K:
-      return 18;
-    case DType::kBF16:
-      return 32;
-    default:
-      return 0;
-  }
-}
-
 namespace {
 
 // Tensors that stay as they are: 1-D weights (norms), the router (its logits pick the experts: small errors
@@ -82,19 +59,16 @@ Status QuantizeModel(const QuantizeOptions& o) {
     if (key.starts_with("split.")) continue;  // the output is one file
     w.Add(key, value);
   }
-  w.AddUint32("general.file_type", static_cast<uint32_t>(GgufFileType(o.type)));
+  w.AddUint32("general.file_type", formats::GgufFileType(o.type));
   w.AddUint32("general.quantization_version", 2);
   auto pool = std::make_shared<ThreadPool>(o.threads);
-  const int64_t block = Traits(o.type).block_size;
   int kept = 0, skipped_shape = 0, fallback = 0;
   for (const formats::GgufTensorInfo& info : files.gguf->tensor_infos()) {
     const TensorView* v = files.weights.Find(info.name);
     if (v == nullptr) return Internal("tensor '" + info.name + "' vanished");
     const bool convertible = kernels::MatMulSupports(v->dtype);
-    // As llama.cpp: K-quants need rows of whole 256-element super-blocks; shorter rows fall back to Q8_0.
-    DType type = o.type;
-    if (block == 256 && v->Cols() % 256 != 0 && v->Cols() % 32 == 0 && !KeepAsIs(info.name, *v) && convertible) {
-      type = DType::kQ8_0;
+    const DType type = KeepAsIs(info.name, *v) || !convertible ? o.type : RowCompatibleType(o.type, v->Cols());
+    if (type != o.type) {
       ++fallback;
       note("tensor '" + info.name + "' " + v->Describe() + ": rows are not a multiple of 256; written as Q8_0");
     }

@@ -23,7 +23,4 @@ struct QuantizeOptions {
 
 Status QuantizeModel(const QuantizeOptions& options);
 
-// llama.cpp's general.file_type for a model mostly of type t (informational; llama4.md 5.5).
-int GgufFileType(DType t);
-
 }  // namespace herd::runtime

@@ -474,29 +474,6 @@ std::string ByteToken(int byte) {
   return s;
 }
 
-uint32_t FileType(DType t) {  // llama4.md section 5.5 (informational)
-  switch (t) {
-    case DType::kF32:
-      return 0;
-    case DType::kF16:
-      return 1;
-    case DType::kQ4_0:
-      return 2;
-    case DType::kQ8_0:
-      return 7;
-    case DType::kQ4_K:
-      return 14;  // Q4_K_S: every matrix Q4_K
-    case DType::kQ5_K:
-      return 16;  // Q5_K_S
-    case DType::kQ6_K:
-      return 18;
-    case DType::kBF16:
-      return 32;
-    default:
-      return 0;
-  }
-}
-
 }  // namespace
 
 Status SaveSyntheticGguf(const model::ModelConfig& c, const WeightMap& weights, const std::string& path) {
@@ -508,7 +485,7 @@ Status SaveSyntheticGguf(const model::ModelConfig& c, const WeightMap& weights, 
   const TensorView* q = weights.Find("blk.0.attn_q.weight");
   w.AddString("general.architecture", "llama4");
   w.AddString("general.name", c.name.empty() ? "synthetic" : c.name);
-  w.AddUint32("general.file_type", FileType(q != nullptr ? q->dtype : DType::kF32));
+  w.AddUint32("general.file_type", formats::GgufFileType(q != nullptr ? q->dtype : DType::kF32));
   w.AddUint32("general.quantization_version", 2);
   const std::string p = "llama4.";
   auto u32 = [&](const std::string& key, int64_t v) { w.AddUint32(p + key, static_cast<uint32_t>(v)); };
