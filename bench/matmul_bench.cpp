@@ -24,6 +24,8 @@
 #include "core/tensor.h"
 #include "core/thread_pool.h"
 #include "hwy/aligned_allocator.h"
+#include "hwy/targets.h"
+#include "kernels/cpu/qdot.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 
@@ -93,8 +95,7 @@ TensorView View(DType t, int64_t n_out, int64_t n_in, const uint8_t* data) {
 // One streaming read of the kColdBytes at f, split over the pool (the decode bound).
 void ReadOnce(ThreadPool& pool, const float* f, float* sink) {
   pool.ParallelFor(
-      kColdBytes / 4, [&](int64_t b, int64_t e) { benchmark::DoNotOptimize(*sink += Dot(f + b, f + b, e - b)); },
-      4096);
+      kColdBytes / 4, [&](int64_t b, int64_t e) { benchmark::DoNotOptimize(*sink += Dot(f + b, f + b, e - b)); }, 4096);
 }
 
 void BM_ReadBandwidth(benchmark::State& state) {
@@ -103,8 +104,8 @@ void BM_ReadBandwidth(benchmark::State& state) {
   const float* f = reinterpret_cast<const float*>(buf.get());
   float sink = 0.0f;
   for (auto _ : state) ReadOnce(pool, f, &sink);
-  state.counters["GB/s"] = benchmark::Counter(static_cast<double>(kColdBytes) * 1e-9,
-                                              benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GB/s"] =
+      benchmark::Counter(static_cast<double>(kColdBytes) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // Read bandwidth (GB/s) with `threads` threads, measured once per process: the best of 5 passes of ReadOnce.
@@ -133,8 +134,7 @@ void BM_CopyBandwidth(benchmark::State& state) {
   auto dst = hwy::AllocateAligned<uint8_t>(static_cast<size_t>(n));
   for (auto _ : state) {
     pool.ParallelFor(
-        n, [&](int64_t b, int64_t e) { std::memcpy(dst.get() + b, src.get() + b, static_cast<size_t>(e - b)); },
-        4096);
+        n, [&](int64_t b, int64_t e) { std::memcpy(dst.get() + b, src.get() + b, static_cast<size_t>(e - b)); }, 4096);
     benchmark::ClobberMemory();
   }
   state.counters["GB/s"] =  // read + write
@@ -143,11 +143,9 @@ void BM_CopyBandwidth(benchmark::State& state) {
 
 // ---- Decode ----
 
-void BM_MatVec(benchmark::State& state) {
-  const DType t = static_cast<DType>(state.range(0));
-  const int64_t n_out = state.range(1), n_in = state.range(2);
-  const double read_bw = MeasuredReadBandwidth(static_cast<int>(state.range(3)));
-  ThreadPool pool(static_cast<int>(state.range(3)));
+void MatVec(benchmark::State& state, DType t, int64_t n_out, int64_t n_in, int threads) {
+  const double read_bw = MeasuredReadBandwidth(threads);
+  ThreadPool pool(threads);
   const int64_t w_bytes = RowBytes(t, n_in) * n_out;
   const int64_t copies = std::max<int64_t>(2, (kColdBytes + w_bytes - 1) / w_bytes);
   auto buf = MakeBytes(t, w_bytes * copies);
@@ -161,11 +159,30 @@ void BM_MatVec(benchmark::State& state) {
     benchmark::DoNotOptimize(y.data());
     c = c + 1 == copies ? 0 : c + 1;
   }
-  state.SetLabel(std::string(DTypeName(t)));
   state.counters["GB/s"] =
       benchmark::Counter(static_cast<double>(w_bytes) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["xReadBW"] = benchmark::Counter(static_cast<double>(w_bytes) * 1e-9 / read_bw,
-                                                 benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["xReadBW"] =
+      benchmark::Counter(static_cast<double>(w_bytes) * 1e-9 / read_bw, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_MatVec(benchmark::State& state) {
+  const DType t = static_cast<DType>(state.range(0));
+  MatVec(state, t, state.range(1), state.range(2), static_cast<int>(state.range(3)));
+  state.SetLabel(std::string(DTypeName(t)));
+}
+
+// BF16 decode both ways in one process: path 1 = the native bf16 dot (vdpbf16ps, where the CPU has AVX512_BF16),
+// path 0 = the f32 path (Highway's AVX3_DL target switched off for the run, so weights widen to f32 in registers).
+void BM_MatVecBF16(benchmark::State& state) {
+  const bool native = state.range(0) != 0;
+  if (!native) hwy::SetSupportedTargetsForTest(hwy::SupportedTargets() & ~HWY_AVX3_DL);
+  if (native && !QuantDotSupports(DType::kBF16)) {
+    state.SkipWithError("no native BF16 dot product on this CPU");
+    return;
+  }
+  MatVec(state, DType::kBF16, state.range(1), state.range(2), static_cast<int>(state.range(3)));
+  state.SetLabel(native ? "BF16 native (vdpbf16ps)" : "BF16 via f32");
+  hwy::SetSupportedTargetsForTest(0);
 }
 
 // ---- Prefill ----
@@ -213,6 +230,11 @@ BENCHMARK(BM_CopyBandwidth)->Arg(1)->Arg(2)->ArgNames({"threads"})->UseRealTime(
 BENCHMARK(BM_MatVec)
     ->Apply(MatVecArgs)
     ->ArgNames({"dtype", "n_out", "n_in", "threads"})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_MatVecBF16)
+    ->ArgsProduct({{0, 1}, {4096}, {4096}, {1, 2}})
+    ->ArgNames({"native", "n_out", "n_in", "threads"})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Prefill)

@@ -1,4 +1,4 @@
-// Matrix products of f32 activations with weights in their stored dtype (F32, F16, BF16, Q8_0, Q4_0), and row
+// Matrix products of f32 activations with weights in their stored dtype (F32, F16, BF16, Q8_0, Q4_0, K-quants), and row
 // dequantization for embedding lookups. Block layouts per llama4.md section 5.4. Weights are never expanded into
 // an f32 copy: decode (n_tokens == 1) dequantizes in registers and streams each weight byte once; prefill packs a
 // small weight panel per thread and runs a register-tiled GEMM over it. Reference: kernels/ref/matmul.h.
@@ -25,6 +25,10 @@ bool MatMulSupports(DType t);
 // when y is complete. Allocates nothing after the first prefill call on each thread (one reused tile per
 // thread). Results do not depend on the number of threads. Accuracy: f32 accumulation; each y is within
 // (n_in + 2) * eps_f32 * sum_i |W[o, i] * x[t, i]| of the exact value (dequantized weights are exact in f32).
+// Below QuantDotMaxTokens() tokens (cpu/qdot.h): Q8_0/Q4_0/K-quant weights multiply activations quantized to 8
+// bits (ref::MatMulQuantized defines the values); BF16 weights on CPUs with AVX512_BF16 multiply each activation
+// split exactly into three bf16 terms by vdpbf16ps (cpu/bf16dot-inl.h), within (n_in / 16 + 102) * eps_f32 *
+// sum_i |W x| of the exact value, f32 denormals flushed.
 void MatMul(const TensorView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool);
 
 // One product of a MatMulBatch: y = W x as MatMul(*w, x, n_tokens, y, pool).

@@ -59,6 +59,13 @@ void PutU16(std::vector<uint8_t>& b, size_t at, uint16_t v) { std::memcpy(b.data
 constexpr DType kAllTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ8_0,
                                DType::kQ4_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
 constexpr DType kQuantTypes[] = {DType::kQ8_0, DType::kQ4_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
+// The dtypes on the quantized-activation path for the Highway target in force: kQuantTypes, and BF16 where the
+// target and CPU multiply it natively (bf16 activations).
+std::vector<DType> QuantDotTypes() {
+  std::vector<DType> v(std::begin(kQuantTypes), std::end(kQuantTypes));
+  if (QuantDotSupports(DType::kBF16)) v.push_back(DType::kBF16);
+  return v;
+}
 
 bool IsKQuant(DType t) { return t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K; }
 int64_t BlockOf(DType t) { return Traits(t).block_size; }
@@ -181,8 +188,49 @@ double OffsetPerWeight(DType t, const uint8_t* blk, int64_t j) {
 //     holds an exact partial sum of signed weight codes times activation codes (off_i: OffsetPerWeight).
 //  2. Against the exact f32 product sum_i W_i x_i: |x_i - x^_i| <= d_x / 2 + 3u |x_i| (ref::QuantizeActivations),
 //     so |y - exact| <= sum_i |W_i| (d_x / 2 + 3u |x_i|) + the bound of 1.
+// BF16 weights on the native path (vdpbf16ps; y from MatMul when QuantDotSupports(BF16)), activations split
+// exactly into three bf16 terms (ref::SplitActivationsBf16), so the products are exact and only the f32
+// accumulation rounds: each of 48 to 96 f32 lanes (16 per term, twice that for a lone row and token) adds at most
+// n_in / 32 + 1 pairs in two roundings each, then at most 100 more additions join the lanes:
+// |y - ref| <= (n_in / 16 + 102) u A + u |ref|, A = sum_i |W_i| (|t0_i| + |t1_i| + |t2_i|), plus what flushing
+// denormals (inputs and results) can lose, under 2^-126 per operation. The terms sum to x exactly (away from f32
+// denormals), so ref::MatMulQuantized is the exact f32 product itself.
+void ExpectWithinBf16Bound(const TensorView& w, const float* x, int64_t n_tokens, const float* got, int64_t y_stride) {
+  const int64_t n_in = w.Cols(), n_out = w.Rows();
+  std::vector<float> qref(static_cast<size_t>(n_tokens * n_out));
+  ref::MatMulQuantized(w, x, n_tokens, qref.data());
+  std::vector<uint16_t> t0(static_cast<size_t>(n_in)), t1(t0.size()), t2(t0.size());
+  std::vector<float> row(static_cast<size_t>(n_in));
+  const double tiny = std::ldexp(1.0, -126) * static_cast<double>(6 * n_in + 200);
+  int failures = 0;
+  for (int64_t t = 0; t < n_tokens && failures < 5; ++t) {
+    const float* xt = x + t * n_in;
+    ref::SplitActivationsBf16(xt, n_in, t0.data(), t1.data(), t2.data());
+    for (int64_t o = 0; o < n_out && failures < 5; ++o) {
+      ref::DequantizeRow(w, o, row.data());
+      double a = 0.0, exact = 0.0;
+      for (int64_t i = 0; i < n_in; ++i) {
+        ASSERT_EQ(static_cast<double>(Bf16ToF32(t0[i])) + Bf16ToF32(t1[i]) + Bf16ToF32(t2[i]), xt[i])
+            << "the split of x[" << t << ", " << i << "] is not exact";
+        a += std::fabs(static_cast<double>(row[i])) *
+             (std::fabs(Bf16ToF32(t0[i])) + std::fabs(Bf16ToF32(t1[i])) + std::fabs(Bf16ToF32(t2[i])));
+        exact += static_cast<double>(row[i]) * xt[i];
+      }
+      const double r = qref[t * n_out + o], g = got[t * y_stride + o];
+      EXPECT_LE(std::fabs(r - exact), kU * std::fabs(exact) + tiny) << "the reference is the exact product";
+      const double tol = static_cast<double>(n_in / 16 + 102) * kU * a + kU * std::fabs(r) + tiny;
+      if (!(std::fabs(g - r) <= tol)) {
+        ADD_FAILURE() << "y[" << t << ", " << o << "] = " << g << ", reference " << r << ", |diff| " << std::fabs(g - r)
+                      << " > tolerance " << tol;
+        ++failures;
+      }
+    }
+  }
+}
+
 void ExpectWithinQuantizedBound(const TensorView& w, const float* x, int64_t n_tokens, const float* got,
                                 int64_t y_stride) {
+  if (w.dtype == DType::kBF16) return ExpectWithinBf16Bound(w, x, n_tokens, got, y_stride);
   const int64_t n_in = w.Cols(), n_out = w.Rows(), block = ref::ActivationBlock(w.dtype);
   ASSERT_GT(block, 0);
   std::vector<float> qref(static_cast<size_t>(n_tokens * n_out));
@@ -550,9 +598,13 @@ TEST_P(MatMulTest, BatchEqualsOneMatMulPerJob) {
   std::mt19937_64 rng(seed);
   SCOPED_TRACE(SeedTrace(seed));
   const int64_t n_in = 512;
+  const bool bf16 = QuantDotSupports(DType::kBF16);
   for (int64_t n_tokens : {1, 2, 7, 40}) {
-    for (int mix = 0; mix < 6; ++mix) {
-      const DType t0 = kQuantTypes[mix % 5], t1 = mix == 5 ? DType::kF32 : kQuantTypes[(mix + 2) % 5];
+    for (int mix = 0; mix < 8; ++mix) {
+      // Mixes 6 and 7: BF16 jobs (native bf16 dots where the target has them, else the f32 path) with others.
+      const DType t0 = mix == 6 ? DType::kBF16 : kQuantTypes[mix % 5];
+      const DType t1 = mix == 5 ? DType::kF32 : mix == 7 ? DType::kBF16 : kQuantTypes[(mix + 2) % 5];
+      if (!bf16 && mix == 7) continue;
       SCOPED_TRACE(Describe(t0, 0, n_in, n_tokens) + " with " + std::string(DTypeName(t1)));
       const Weights w[4] = {
           RandomWeights(t0, 37, n_in, Fill::kRandom, rng), RandomWeights(t0, 5, n_in, Fill::kRandom, rng),
@@ -647,7 +699,10 @@ TEST_P(MatMulTest, ActivationQuantizationIsBitExact) {
       x[64] = 1e-30f;                                                            // tiny
       x[100] = 3e37f;                                                            // huge
       if (n_tokens > 1) x[n_in + 300] = std::numeric_limits<float>::infinity();  // non-finite block: NaN
-      if (n_tokens > 2) x[2 * n_in + 7] = std::nanf("");
+      if (n_tokens > 2) {
+        x[2 * n_in + 7] = std::nanf("");
+        x[2 * n_in + 9] = -std::numeric_limits<float>::infinity();
+      }
       std::vector<float> y(x.size());
       ThreadPool pool(2);
       MatMul(w.view, x.data(), n_tokens, y.data(), pool);
@@ -673,11 +728,68 @@ TEST_P(MatMulTest, ActivationQuantizationIsBitExact) {
   }
 }
 
+// BF16 weights on the native path: one-hot rows (weight 1 at input o) make y[t, o] = the sum of x[t, o]'s three
+// bf16 terms with every other operation exact, so the kernel's split must be ref::SplitActivationsBf16's, and
+// give x back exactly: values with bits in every third of the significand, negative ones, signed zeros, NaN
+// (whose truncation alone would read as inf) and infinities (0 * inf = NaN in the other rows, as in any f32
+// product). Denormal activations are left out: vdpbf16ps reads them as zero (documented in cpu/bf16dot-inl.h).
+TEST_P(MatMulTest, Bf16ActivationSplitIsBitExact) {
+  if (!QuantDotSupports(DType::kBF16)) {
+    GTEST_SKIP() << "this target/CPU has no native BF16 dot product (AVX512_BF16); BF16 uses the f32 path";
+  }
+  const uint64_t seed = testing::BaseSeed() + 4500;
+  SCOPED_TRACE(SeedTrace(seed));
+  std::mt19937_64 rng(seed);
+  const int64_t n_in = 200;  // 6 full steps and a partial one
+  std::vector<uint8_t> b(static_cast<size_t>(RowBytes(DType::kBF16, n_in) * n_in), 0);
+  for (int64_t o = 0; o < n_in; ++o) PutU16(b, static_cast<size_t>((o * n_in + o) * 2), 0x3F80);  // 1.0
+  const Weights w = MakeWeights(DType::kBF16, n_in, n_in, std::move(b));
+  const auto from_bits = [](uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  };
+  for (int64_t n_tokens : {1, 3}) {
+    std::vector<float> x(static_cast<size_t>(n_tokens * n_in));
+    testing::FillUniform(rng, -3.0f, 3.0f, x.data(), static_cast<int64_t>(x.size()));
+    x[0] = from_bits(0x3F808000u);   // t1 only
+    x[1] = from_bits(0x3F818081u);   // all three terms
+    x[2] = from_bits(0x3F80FFFFu);   // full significand
+    x[3] = from_bits(0x3FFFFFFFu);   // just below 2
+    x[4] = from_bits(0x7F7FFFFFu);   // f32 max
+    x[5] = -from_bits(0x3F800001u);  // t2 only, negative
+    x[6] = 1e-30f;
+    x[7] = 0.0f;
+    x[8] = -0.0f;
+    x[40] = 3e37f;
+    // Infinities make every other output of their token NaN (0 * inf), so they go to the later tokens.
+    if (n_tokens > 1) x[n_in + 4] = std::numeric_limits<float>::infinity();
+    if (n_tokens > 2) {
+      x[2 * n_in + 7] = std::nanf("");
+      x[2 * n_in + 9] = -std::numeric_limits<float>::infinity();
+    }
+    std::vector<float> y(x.size()), want(x.size());
+    ThreadPool pool(2);
+    MatMul(w.view, x.data(), n_tokens, y.data(), pool);
+    ref::MatMulQuantized(w.view, x.data(), n_tokens, want.data());
+    int failures = 0;
+    for (int64_t i = 0; i < n_tokens * n_in && failures < 5; ++i) {
+      const bool ok = std::isnan(want[i]) ? std::isnan(y[i]) : y[i] == want[i];
+      if (!ok) {
+        ADD_FAILURE() << "token " << i / n_in << " element " << i % n_in << ": got " << y[i] << ", want " << want[i];
+        ++failures;
+      }
+    }
+    // Token 0 (all finite) comes back exactly.
+    for (int64_t i = 0; i < n_in; ++i) EXPECT_EQ(want[i], x[i]) << "element " << i;
+  }
+}
+
 // Longer rows and the quantized-activation bounds in more detail than the shape sweeps: n_in up to 8192.
 TEST_P(MatMulTest, QuantizedProductsLongRows) {
   const uint64_t seed = testing::BaseSeed() + 5000;
   uint64_t case_idx = 0;
-  for (DType t : kQuantTypes) {
+  for (DType t : QuantDotTypes()) {
     for (int64_t n_in : {4096, 8192}) {
       CheckProduct(t, 37, n_in, 1 + static_cast<int64_t>(case_idx % 4), 2, Fill::kRandom, seed + case_idx);
       ++case_idx;
@@ -690,7 +802,7 @@ TEST_P(MatMulTest, QuantizedProductsLongRows) {
 TEST_P(MatMulTest, QuantizedDecodeCountsBytesAndReusesScratch) {
   std::mt19937_64 rng(testing::BaseSeed() + 6000);
   ThreadPool pool(2);
-  for (DType t : kQuantTypes) {
+  for (DType t : QuantDotTypes()) {
     const Weights w = RandomWeights(t, 96, 1024, Fill::kRandom, rng);
     std::vector<float> x(4 * 1024), y(4 * 96);
     testing::FillUniform(rng, -1.0f, 1.0f, x.data(), static_cast<int64_t>(x.size()));

@@ -39,6 +39,7 @@
 #include "core/tensor.h"
 #include "hwy/cache_control.h"
 #include "hwy/highway.h"
+#include "kernels/cpu/bf16dot-inl.h"
 
 #undef HERD_QDOT_SIMD
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_SSSE3
@@ -242,9 +243,9 @@ HWY_INLINE VF BlockScales(const uint8_t* p, int64_t stride) {
     const __m128 s = _mm_cvtph_ps(_mm_set_epi64x(0, static_cast<int64_t>(bits)));
 #if HWY_TARGET <= HWY_AVX3
     constexpr int kPer = 16 / kBlk;
-    const __m512i idx = _mm512_set_epi32(15 / kPer, 14 / kPer, 13 / kPer, 12 / kPer, 11 / kPer, 10 / kPer, 9 / kPer,
-                                         8 / kPer, 7 / kPer, 6 / kPer, 5 / kPer, 4 / kPer, 3 / kPer, 2 / kPer,
-                                         1 / kPer, 0);
+    const __m512i idx =
+        _mm512_set_epi32(15 / kPer, 14 / kPer, 13 / kPer, 12 / kPer, 11 / kPer, 10 / kPer, 9 / kPer, 8 / kPer, 7 / kPer,
+                         6 / kPer, 5 / kPer, 4 / kPer, 3 / kPer, 2 / kPer, 1 / kPer, 0);
     return VF{_mm512_maskz_permutexvar_ps(0xFFFF, idx, _mm512_zextps128_ps512(s))};  // maskz: see VbmiStep
 #else
     constexpr int kPer = 8 / kBlk;
@@ -275,7 +276,7 @@ struct VbmiStep {
   static constexpr Tables MakeTables() {
     Tables t{};
     for (int64_t i = 0; i < 64; ++i) {
-      const int64_t p = i / kCodeBytes * kBlockBytes + 2 + i % kCodeBytes;  // source byte in the step
+      const int64_t p = i / kCodeBytes * kBlockBytes + 2 + i % kCodeBytes;         // source byte in the step
       t.codes[i] = static_cast<uint8_t>(p < 64 ? p : 64 + p - (kStepBytes - 64));  // A, or B = bytes from end - 64
       t.scales[i] = i < 32 ? static_cast<uint8_t>(i / 2 / (16 / kBlk) * kBlockBytes + i % 2) : 0;
     }
@@ -308,8 +309,8 @@ constexpr VbmiQ8_0Tables MakeVbmiQ8_0Tables() {
   VbmiQ8_0Tables t{};
   for (int64_t i = 0; i < 64; ++i) {
     const int64_t j = i / 16, p1 = 34 * j + 2 + i % 16, p2 = p1 + 16;
-    t.first[i] = static_cast<uint8_t>(p1);                                 // A = bytes [0, 64), B = [64, 128)
-    t.second[i] = static_cast<uint8_t>(p2 < 72 ? p2 - 8 : 64 + p2 - 72);  // A' = [8, 72), C = [72, 136)
+    t.first[i] = static_cast<uint8_t>(p1);                                  // A = bytes [0, 64), B = [64, 128)
+    t.second[i] = static_cast<uint8_t>(p2 < 72 ? p2 - 8 : 64 + p2 - 72);    // A' = [8, 72), C = [72, 136)
     t.scales[i] = i < 32 ? static_cast<uint8_t>(34 * (i / 8) + i % 2) : 0;  // the halves, from A and B
   }
   return t;
@@ -558,8 +559,8 @@ struct DotQ45KQ8K {
     w.d = F16(blk);
     w.dmin = F16(blk + 2);
     const V128 scmn = UnpackScalesMins(blk + 4);
-    alignas(16) static constexpr uint8_t kMinIdx[16] = {8, 128, 9, 128, 10, 128, 11, 128,
-                                                         12, 128, 13, 128, 14, 128, 15, 128};
+    alignas(16) static constexpr uint8_t kMinIdx[16] = {8,  128, 9,  128, 10, 128, 11, 128,
+                                                        12, 128, 13, 128, 14, 128, 15, 128};
     w.mins = hn::BitCast(hn::Full128<int16_t>(), hn::TableLookupBytesOr0(scmn, hn::Load(D128(), kMinIdx)));
     const VB table = DupBlocks(scmn);
     const uint8_t* qs = blk + (kQ5 ? 48 : 16);
@@ -579,10 +580,10 @@ struct DotQ45KQ8K {
         const VB h = hn::LoadU(db, qh + 16 * (v % 2));
 #endif
         const VB sixteen = hn::Set(db, uint8_t{16});
-        w.lo[v] = hn::Or(w.lo[v], hn::IfThenElseZero(hn::TestBit(h, hn::Load(db, kQ45K.bit_lo.data() + v * kNB)),
-                                                     sixteen));
-        w.hi[v] = hn::Or(w.hi[v], hn::IfThenElseZero(hn::TestBit(h, hn::Load(db, kQ45K.bit_hi.data() + v * kNB)),
-                                                     sixteen));
+        w.lo[v] =
+            hn::Or(w.lo[v], hn::IfThenElseZero(hn::TestBit(h, hn::Load(db, kQ45K.bit_lo.data() + v * kNB)), sixteen));
+        w.hi[v] =
+            hn::Or(w.hi[v], hn::IfThenElseZero(hn::TestBit(h, hn::Load(db, kQ45K.bit_hi.data() + v * kNB)), sixteen));
       }
       w.sc_lo[v] = hn::BitCast(DW(), hn::TableLookupBytesOr0(table, hn::Load(db, kQ45K.scale_lo.data() + v * kNB)));
       w.sc_hi[v] = hn::BitCast(DW(), hn::TableLookupBytesOr0(table, hn::Load(db, kQ45K.scale_hi.data() + v * kNB)));
@@ -655,7 +656,8 @@ struct DotQ6KQ8K {
     w.d = F16(blk + 208);
     const hn::Full64<int8_t> d8;
     for (int h = 0; h < 2; ++h) {
-      const V128W scales = hn::PromoteTo(hn::Full128<int16_t>(), hn::LoadU(d8, reinterpret_cast<const int8_t*>(blk + 192 + 8 * h)));
+      const V128W scales =
+          hn::PromoteTo(hn::Full128<int16_t>(), hn::LoadU(d8, reinterpret_cast<const int8_t*>(blk + 192 + 8 * h)));
       const VB sbytes = DupBlocks(hn::BitCast(D128(), scales));
       for (int64_t c = 0; c < kQ6Vecs; ++c) {
         const int64_t p0 = c * kNB;
@@ -670,7 +672,8 @@ struct DotQ6KQ8K {
         if (p0 >= 32) hb = hn::ShiftRight<2>(hb);
 #endif
         const int64_t at = h * kQ6Vecs + c;
-        w.qa[at] = hn::Or(hn::And(l, hn::Set(db, uint8_t{0x0F})), hn::And(hn::ShiftLeft<4>(hb), hn::Set(db, uint8_t{0x30})));
+        w.qa[at] =
+            hn::Or(hn::And(l, hn::Set(db, uint8_t{0x0F})), hn::And(hn::ShiftLeft<4>(hb), hn::Set(db, uint8_t{0x30})));
         w.qb[at] = hn::Or(hn::ShiftRight<4>(l), hn::And(hb, hn::Set(db, uint8_t{0x30})));
         w.sa[at] = hn::BitCast(DW(), hn::TableLookupBytes(sbytes, hn::Load(db, kQ6K.scale_a.data() + c * kNB)));
         w.sb[at] = hn::BitCast(DW(), hn::TableLookupBytes(sbytes, hn::Load(db, kQ6K.scale_b.data() + c * kNB)));
@@ -883,7 +886,8 @@ inline void PortableQuantizeToken(DType t, const float* x, int64_t n_in, uint8_t
   const int64_t block = BlockOf(t), n_blocks = n_in / block;
   int8_t* q = reinterpret_cast<int8_t*>(dst);
   for (int64_t b = 0; b < n_blocks; ++b) {
-    const float d = block == 32 ? QuantizeBlock<32>(x + 32 * b, q + 32 * b) : QuantizeBlock<kQK>(x + kQK * b, q + kQK * b);
+    const float d =
+        block == 32 ? QuantizeBlock<32>(x + 32 * b, q + 32 * b) : QuantizeBlock<kQK>(x + kQK * b, q + kQK * b);
     const int32_t sum = SumCodes(q + block * b, block);
     std::memcpy(dst + n_in + 8 * b, &d, 4);
     std::memcpy(dst + n_in + 8 * b + 4, &sum, 4);
@@ -970,7 +974,11 @@ inline float PortableDot(DType t, const uint8_t* row, const uint8_t* act, int64_
 // ---------------------------------------------------------------------------------------------------------
 // Entry points (exported by cpu/qdot.cpp).
 
+// Whether this target multiplies BF16 weights natively (cpu/bf16dot-inl.h; the CPU must also have AVX512_BF16).
+inline bool NativeBf16DotT() { return bf16dot::kNative; }
+
 inline int64_t QuantTokenBytesT(DType t, int64_t n_in) {
+  if (t == DType::kBF16) return bf16dot::TokenBytes(n_in);
 #if HERD_QDOT_SIMD
   switch (t) {
     case DType::kQ8_0:
@@ -997,6 +1005,10 @@ inline void QuantizeActivationsT(DType t, const float* x, int64_t n_tokens, int6
   for (int64_t tok = 0; tok < n_tokens; ++tok) {
     const float* xt = x + tok * n_in;
     uint8_t* out = dst + tok * token_bytes;
+    if (t == DType::kBF16) {
+      bf16dot::SplitToken(xt, n_in, out);
+      continue;
+    }
 #if HERD_QDOT_SIMD
     switch (t) {
       case DType::kQ8_0:
@@ -1025,6 +1037,7 @@ inline void QuantizeActivationsT(DType t, const float* x, int64_t n_tokens, int6
 
 inline void QuantDotRowsT(const TensorView& w, const uint8_t* acts, int64_t token_bytes, int64_t n_tokens, float* y,
                           int64_t y_stride, int64_t o_begin, int64_t o_end) {
+  if (w.dtype == DType::kBF16) return bf16dot::DotRows(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
 #if HERD_QDOT_SIMD
   switch (w.dtype) {
     case DType::kQ8_0:

@@ -9,12 +9,15 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/cpu/qdot.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
-
 #include "hwy/highway.h"
 #include "kernels/cpu/qdot-inl.h"
 
 #if HWY_ONCE
 #include <algorithm>
+
+#if HWY_ARCH_X86 && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#endif
 
 #include "kernels/cpu/qdot.h"
 
@@ -23,8 +26,29 @@ namespace herd::kernels {
 HWY_EXPORT(QuantTokenBytesT);
 HWY_EXPORT(QuantizeActivationsT);
 HWY_EXPORT(QuantDotRowsT);
+HWY_EXPORT(NativeBf16DotT);
+
+namespace {
+
+// CPUID.(EAX=7, ECX=1):EAX bit 5. The OS's support for AVX-512 state was checked by Highway for AVX3_DL.
+bool CpuHasAvx512Bf16() {
+#if HWY_ARCH_X86 && (defined(__GNUC__) || defined(__clang__))
+  static const bool has = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (__get_cpuid_max(0, nullptr) < 7) return false;
+    __cpuid_count(7, 1, a, b, c, d);
+    return (a >> 5 & 1u) != 0;
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
 
 bool QuantDotSupports(DType t) {
+  if (t == DType::kBF16) return HWY_DYNAMIC_DISPATCH(NativeBf16DotT)() && CpuHasAvx512Bf16();
   return t == DType::kQ8_0 || t == DType::kQ4_0 || t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K;
 }
 
@@ -50,8 +74,8 @@ void QuantDotRows(const TensorView& w, const QuantizedActivations& a, int64_t t_
   HERD_DCHECK(a.dtype() == w.dtype && a.n_in() == w.Cols() && 0 <= t_begin && t_begin <= t_end &&
               t_end <= a.n_tokens());
   if (t_begin >= t_end || o_begin >= o_end) return;
-  HWY_DYNAMIC_DISPATCH(QuantDotRowsT)(w, a.Token(t_begin), a.token_bytes(), t_end - t_begin, y, y_stride, o_begin,
-                                      o_end);
+  HWY_DYNAMIC_DISPATCH(QuantDotRowsT)
+  (w, a.Token(t_begin), a.token_bytes(), t_end - t_begin, y, y_stride, o_begin, o_end);
 }
 
 QuantizedActivations& ThreadQuantizedActivations() {

@@ -1,5 +1,6 @@
 // Products of quantized weights (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K; llama4.md 5.4) with activations quantized to 8 bits
-// once per call, in integer dot products: the fast path of kernels/matmul.h for these dtypes below
+// once per call, in integer dot products, and of BF16 weights with activations rounded to bf16 (native BF16 dot
+// products): the fast path of kernels/matmul.h for these dtypes below
 // QuantDotMaxTokens() tokens. Per-target kernels: cpu/qdot-inl.h (dispatch: cpu/qdot.cpp). Internal to the
 // kernels module. Reference: ref::MatMulQuantized (kernels/ref/matmul.h), which defines the values computed.
 #pragma once
@@ -13,7 +14,8 @@
 
 namespace herd::kernels {
 
-// True for Q8_0, Q4_0, Q4_K, Q5_K, Q6_K.
+// True for Q8_0, Q4_0, Q4_K, Q5_K, Q6_K; for BF16 when the dispatched target and the CPU have AVX512_BF16
+// (activations rounded to bf16, products by vdpbf16ps: cpu/bf16dot-inl.h). Depends on the Highway targets in force.
 bool QuantDotSupports(DType t);
 
 // Products with n_tokens below this use QuantDotRows; at or above it, MatMul keeps the f32 packed GEMM (exact

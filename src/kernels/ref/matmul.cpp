@@ -57,7 +57,7 @@ void UnpackScaleMin(const uint8_t* s, int j, int* sc, int* mn) {
 // offset -32 not applied).
 void KQuantCodes(DType t, const uint8_t* blk, int* q) {
   switch (t) {
-    case DType::kQ4_K:  // d, dmin, scales[12], qs[128]
+    case DType::kQ4_K:    // d, dmin, scales[12], qs[128]
     case DType::kQ5_K: {  // d, dmin, scales[12], qh[32], qs[128]
       const bool q5 = t == DType::kQ5_K;
       const uint8_t* qh = blk + 16;
@@ -157,8 +157,8 @@ void DequantizeRow(DType t, const uint8_t* row, int64_t n_in, float* dst) {
   }
 }
 
-void MatMulRows(const TensorView& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride,
-                int64_t o_begin, int64_t o_end) {
+void MatMulRows(const TensorView& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride, int64_t o_begin,
+                int64_t o_end) {
   const int64_t n_in = w.Cols();
   std::vector<float> row(static_cast<size_t>(n_in));
   for (int64_t o = o_begin; o < o_end; ++o) {
@@ -300,7 +300,53 @@ double DotQ6KQ8K(const uint8_t* w_row, const int8_t* q, const float* d, int64_t 
   return sum;
 }
 
+namespace {
+
+// The upper half of the bits of x.
+uint16_t TruncateToBf16(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, 4);
+  return static_cast<uint16_t>(bits >> 16);
+}
+
+}  // namespace
+
+void SplitActivationsBf16(const float* x, int64_t n, uint16_t* t0, uint16_t* t1, uint16_t* t2) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(x[i])) {
+      // Truncating a NaN whose payload is in the lower half alone would read as inf: set the quiet bit.
+      t0[i] = static_cast<uint16_t>(TruncateToBf16(x[i]) | (std::isnan(x[i]) ? 0x40 : 0));
+      t1[i] = t2[i] = 0;
+      continue;
+    }
+    t0[i] = TruncateToBf16(x[i]);
+    const float r1 = x[i] - Bf16ToF32(t0[i]);
+    t1[i] = TruncateToBf16(r1);
+    t2[i] = TruncateToBf16(r1 - Bf16ToF32(t1[i]));
+  }
+}
+
+double DotBF16BF16(const uint8_t* w_row, const uint16_t* t0, const uint16_t* t1, const uint16_t* t2, int64_t n) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double w = Bf16ToF32(LoadU16(w_row + 2 * i));
+    sum += w * Bf16ToF32(t0[i]) + w * Bf16ToF32(t1[i]) + w * Bf16ToF32(t2[i]);
+  }
+  return sum;
+}
+
 void MatMulQuantized(const TensorView& w, const float* x, int64_t n_tokens, float* y) {
+  if (w.dtype == DType::kBF16) {
+    const int64_t n_in = w.Cols(), n_out = w.Rows();
+    std::vector<uint16_t> t0(static_cast<size_t>(n_in)), t1(t0.size()), t2(t0.size());
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      SplitActivationsBf16(x + t * n_in, n_in, t0.data(), t1.data(), t2.data());
+      for (int64_t o = 0; o < n_out; ++o) {
+        y[t * n_out + o] = static_cast<float>(DotBF16BF16(w.Row(o), t0.data(), t1.data(), t2.data(), n_in));
+      }
+    }
+    return;
+  }
   const int64_t block = ActivationBlock(w.dtype);
   HERD_CHECK(block > 0);
   const int64_t n_in = w.Cols(), n_out = w.Rows();

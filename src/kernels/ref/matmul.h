@@ -21,8 +21,8 @@ void DequantizeRow(const TensorView& w, int64_t r, float* dst);
 void DequantizeRow(DType t, const uint8_t* row, int64_t n, float* dst);
 
 // y[t * y_stride + o] = (float) sum_i (double) W[o, i] * x[t, i] for t < n_tokens, o in [o_begin, o_end).
-void MatMulRows(const TensorView& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride,
-                int64_t o_begin, int64_t o_end);
+void MatMulRows(const TensorView& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride, int64_t o_begin,
+                int64_t o_end);
 
 // MatMulRows over all rows, y row stride n_out.
 void MatMul(const TensorView& w, const float* x, int64_t n_tokens, float* y);
@@ -59,8 +59,16 @@ double DotQ4KQ8K(const uint8_t* w_row, const int8_t* q, const float* d, int64_t 
 double DotQ5KQ8K(const uint8_t* w_row, const int8_t* q, const float* d, int64_t n);
 double DotQ6KQ8K(const uint8_t* w_row, const int8_t* q, const float* d, int64_t n);
 
+// BF16 weights on CPUs with native BF16 dot products (AVX512_BF16): kernels::MatMul multiplies them with each
+// activation split exactly into three bf16 terms, x = t0 + t1 + t2: t0 = the upper 16 bits of x (a NaN with its
+// quiet bit set), t1 = the upper 16 bits of r1 = x - t0, t2 = those of r1 - t1 (t1 = t2 = 0 when x is not
+// finite; every difference is exact in f32 and the sum is x exactly, f32 denormals aside). The dot product of a
+// BF16 row with them: sum_i (double) W[i] t0[i] + W[i] t1[i] + W[i] t2[i], each product exact.
+void SplitActivationsBf16(const float* x, int64_t n, uint16_t* t0, uint16_t* t1, uint16_t* t2);
+double DotBF16BF16(const uint8_t* w_row, const uint16_t* t0, const uint16_t* t1, const uint16_t* t2, int64_t n);
+
 // y[t, o] = (float) Dot<dtype>(W[o], QuantizeActivations(x[t])) for t < n_tokens, o < n_out (y row stride
-// n_out). w in Q8_0, Q4_0, Q4_K, Q5_K or Q6_K.
+// n_out). w in Q8_0, Q4_0, Q4_K, Q5_K or Q6_K; for BF16, (float) DotBF16BF16(W[o], SplitActivationsBf16(x[t])).
 void MatMulQuantized(const TensorView& w, const float* x, int64_t n_tokens, float* y);
 
 }  // namespace herd::kernels::ref
