@@ -178,71 +178,19 @@ HWY_INLINE void Tile(const uint8_t* const* rows, const uint8_t* const* acts, int
   }
 }
 
-constexpr int kMaxT = 4;
-
-template <int R>
-HWY_INLINE void RowTile(const uint8_t* const* rows, const uint8_t* acts, int64_t token_bytes, int64_t n_tokens,
-                        int64_t n_in, float* y, int64_t y_stride) {
-  for (int64_t t0 = 0; t0 < n_tokens; t0 += kMaxT) {
-    const uint8_t* tok[kMaxT];
-    const int64_t nt = std::min<int64_t>(kMaxT, n_tokens - t0);
-    for (int64_t t = 0; t < nt; ++t) tok[t] = acts + (t0 + t) * token_bytes;
-    float* yt = y + t0 * y_stride;
-    const bool pf = t0 == 0;
-    switch (nt) {
-      case 1:
-        Tile<R, 1>(rows, tok, n_in, yt, y_stride, pf);
-        break;
-      case 2:
-        Tile<R, 2>(rows, tok, n_in, yt, y_stride, pf);
-        break;
-      case 3:
-        Tile<R, 3>(rows, tok, n_in, yt, y_stride, pf);
-        break;
-      default:
-        Tile<R, 4>(rows, tok, n_in, yt, y_stride, pf);
-        break;
-    }
+// The tiles qdot::DotRows (cpu/qdot-inl.h) drives over the rows and tokens: n = the row's inputs.
+struct Tiles {
+  static int64_t Length(const TensorView& w) { return w.Cols(); }
+  template <int R, int NT>
+  static HWY_INLINE void Tile(const uint8_t* const* rows, const uint8_t* const* acts, int64_t n_in, float* y,
+                              int64_t y_stride, bool prefetch) {
+    bf16dot::Tile<R, NT>(rows, acts, n_in, y, y_stride, prefetch);
   }
-}
-
-// One row at a time for a single token (one linear weight stream), two otherwise (each weight vector then serves
-// up to 4 tokens from registers). A last partial row tile repeats its final row and keeps the real outputs only.
-inline void DotRows(const TensorView& w, const uint8_t* acts, int64_t token_bytes, int64_t n_tokens, float* y,
-                    int64_t y_stride, int64_t o_begin, int64_t o_end) {
-  const int64_t n_in = w.Cols();
-  const auto run = [&]<int R>() {
-    for (int64_t o = o_begin; o < o_end; o += R) {
-      const int64_t nr = std::min<int64_t>(R, o_end - o);
-      const uint8_t* rows[R];
-      for (int64_t r = 0; r < R; ++r) rows[r] = w.Row(o + std::min(r, nr - 1));
-      if (nr == R) {
-        RowTile<R>(rows, acts, token_bytes, n_tokens, n_in, y + o, y_stride);
-      } else {
-        float part[kMaxT * R];
-        for (int64_t t0 = 0; t0 < n_tokens; t0 += kMaxT) {
-          const int64_t nt = std::min<int64_t>(kMaxT, n_tokens - t0);
-          RowTile<R>(rows, acts + t0 * token_bytes, token_bytes, nt, n_in, part, R);
-          for (int64_t t = 0; t < nt; ++t) {
-            for (int64_t r = 0; r < nr; ++r) y[(t0 + t) * y_stride + o + r] = part[t * R + r];
-          }
-        }
-      }
-    }
-  };
-  if (n_tokens == 1) {
-    run.template operator()<1>();
-  } else {
-    run.template operator()<2>();
-  }
-}
+};
 
 #else  // !HERD_BF16DOT_NATIVE: never called (cpu/qdot.cpp reports BF16 unsupported on this target).
 
 inline void SplitToken(const float*, int64_t, uint8_t*) {
-  HERD_CHECK(false && "BF16 dot products: this target has no AVX512_BF16 kernel");
-}
-inline void DotRows(const TensorView&, const uint8_t*, int64_t, int64_t, float*, int64_t, int64_t, int64_t) {
   HERD_CHECK(false && "BF16 dot products: this target has no AVX512_BF16 kernel");
 }
 

@@ -809,10 +809,23 @@ HWY_INLINE void Tile(const uint8_t* const* rows, const uint8_t* const* acts, int
 
 constexpr int kMaxT = 4;
 
+// The tile functions DotRows drives: T::template Tile<R, NT>(rows, acts, n, y, y_stride, prefetch) with n =
+// T::Length(w). QuantTiles<K> are the integer kernels above (n = blocks per row); bf16dot::Tiles (BF16 weights,
+// n = inputs) has the same shape.
+template <class K>
+struct QuantTiles {
+  static int64_t Length(const TensorView& w) { return w.Cols() / K::kBlockElems; }
+  template <int R, int NT>
+  static HWY_INLINE void Tile(const uint8_t* const* rows, const uint8_t* const* acts, int64_t n_blocks, float* y,
+                              int64_t y_stride, bool prefetch) {
+    qdot::Tile<K, R, NT>(rows, acts, n_blocks, y, y_stride, prefetch);
+  }
+};
+
 // Tokens [0, n_tokens) in tiles of up to kMaxT over the R rows at `rows`; y as Tile.
-template <class K, int R>
+template <class T, int R>
 HWY_INLINE void RowTile(const uint8_t* const* rows, const uint8_t* acts, int64_t token_bytes, int64_t n_tokens,
-                        int64_t n_blocks, float* y, int64_t y_stride) {
+                        int64_t n, float* y, int64_t y_stride) {
   for (int64_t t0 = 0; t0 < n_tokens; t0 += kMaxT) {
     const uint8_t* tok[kMaxT];
     const int64_t nt = std::min<int64_t>(kMaxT, n_tokens - t0);
@@ -821,16 +834,16 @@ HWY_INLINE void RowTile(const uint8_t* const* rows, const uint8_t* acts, int64_t
     const bool pf = t0 == 0;
     switch (nt) {
       case 1:
-        Tile<K, R, 1>(rows, tok, n_blocks, yt, y_stride, pf);
+        T::template Tile<R, 1>(rows, tok, n, yt, y_stride, pf);
         break;
       case 2:
-        Tile<K, R, 2>(rows, tok, n_blocks, yt, y_stride, pf);
+        T::template Tile<R, 2>(rows, tok, n, yt, y_stride, pf);
         break;
       case 3:
-        Tile<K, R, 3>(rows, tok, n_blocks, yt, y_stride, pf);
+        T::template Tile<R, 3>(rows, tok, n, yt, y_stride, pf);
         break;
       default:
-        Tile<K, R, 4>(rows, tok, n_blocks, yt, y_stride, pf);
+        T::template Tile<R, 4>(rows, tok, n, yt, y_stride, pf);
         break;
     }
   }
@@ -840,22 +853,22 @@ HWY_INLINE void RowTile(const uint8_t* const* rows, const uint8_t* acts, int64_t
 // the prefetch above keeps ahead of; 4-row tiles measured slower) and by 2 otherwise (weight reuse across tokens
 // in registers). A last partial row tile repeats its final row and keeps only the real outputs: every output's
 // arithmetic is that of its own row and token, whatever the tiling.
-template <class K>
+template <class T>
 void DotRows(const TensorView& w, const uint8_t* acts, int64_t token_bytes, int64_t n_tokens, float* y,
              int64_t y_stride, int64_t o_begin, int64_t o_end) {
-  const int64_t n_blocks = w.Cols() / K::kBlockElems;
+  const int64_t n = T::Length(w);
   const auto run = [&]<int R>() {
     for (int64_t o = o_begin; o < o_end; o += R) {
       const int64_t nr = std::min<int64_t>(R, o_end - o);
       const uint8_t* rows[R];
       for (int64_t r = 0; r < R; ++r) rows[r] = w.Row(o + std::min(r, nr - 1));
       if (nr == R) {
-        RowTile<K, R>(rows, acts, token_bytes, n_tokens, n_blocks, y + o, y_stride);
+        RowTile<T, R>(rows, acts, token_bytes, n_tokens, n, y + o, y_stride);
       } else {
         float part[kMaxT * R];
         for (int64_t t0 = 0; t0 < n_tokens; t0 += kMaxT) {
           const int64_t nt = std::min<int64_t>(kMaxT, n_tokens - t0);
-          RowTile<K, R>(rows, acts + t0 * token_bytes, token_bytes, nt, n_blocks, part, R);
+          RowTile<T, R>(rows, acts + t0 * token_bytes, token_bytes, nt, n, part, R);
           for (int64_t t = 0; t < nt; ++t) {
             for (int64_t r = 0; r < nr; ++r) y[(t0 + t) * y_stride + o + r] = part[t * R + r];
           }
@@ -1037,19 +1050,30 @@ inline void QuantizeActivationsT(DType t, const float* x, int64_t n_tokens, int6
 
 inline void QuantDotRowsT(const TensorView& w, const uint8_t* acts, int64_t token_bytes, int64_t n_tokens, float* y,
                           int64_t y_stride, int64_t o_begin, int64_t o_end) {
-  if (w.dtype == DType::kBF16) return bf16dot::DotRows(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
+  if (w.dtype == DType::kBF16) {
+#if HERD_BF16DOT_NATIVE
+    return qdot::DotRows<bf16dot::Tiles>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
+#else
+    HERD_CHECK(false && "BF16 dot products: this target has no AVX512_BF16 kernel");
+#endif
+  }
 #if HERD_QDOT_SIMD
   switch (w.dtype) {
     case DType::kQ8_0:
-      return qdot::DotRows<qdot::DotQ8_0Q8>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
+      return qdot::DotRows<qdot::QuantTiles<qdot::DotQ8_0Q8>>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin,
+                                                              o_end);
     case DType::kQ4_0:
-      return qdot::DotRows<qdot::DotQ4_0Q8>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
+      return qdot::DotRows<qdot::QuantTiles<qdot::DotQ4_0Q8>>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin,
+                                                              o_end);
     case DType::kQ4_K:
-      return qdot::DotRows<qdot::DotQ4KQ8K>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
+      return qdot::DotRows<qdot::QuantTiles<qdot::DotQ4KQ8K>>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin,
+                                                              o_end);
     case DType::kQ5_K:
-      return qdot::DotRows<qdot::DotQ5KQ8K>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
+      return qdot::DotRows<qdot::QuantTiles<qdot::DotQ5KQ8K>>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin,
+                                                              o_end);
     case DType::kQ6_K:
-      return qdot::DotRows<qdot::DotQ6KQ8K>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
+      return qdot::DotRows<qdot::QuantTiles<qdot::DotQ6KQ8K>>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin,
+                                                              o_end);
     default:
       HERD_CHECK(false && "QuantDotRows: unsupported weight dtype");
   }
