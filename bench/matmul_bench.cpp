@@ -28,6 +28,7 @@
 #include "kernels/cpu/qdot.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
+#include "kernels/repack.h"
 
 namespace herd::kernels {
 namespace {
@@ -74,6 +75,19 @@ hwy::AlignedFreeUniquePtr<uint8_t[]> MakeBytes(DType t, int64_t n_bytes) {
   const int64_t period = pattern_bytes - pattern_bytes % (Traits(t).type_size * 4);
   for (int64_t at = period; at < n_bytes; at += period) {
     std::memcpy(p + at, p, static_cast<size_t>(std::min(period, n_bytes - at)));
+  }
+  return buf;
+}
+
+// MakeBytes for rows of n_in weights; Q8_0R (kernels/repack.h) as the Q8_0 bytes repacked row by row.
+hwy::AlignedFreeUniquePtr<uint8_t[]> MakeWeightBytes(DType t, int64_t n_in, int64_t n_bytes) {
+  if (t != DType::kQ8_0R) return MakeBytes(t, n_bytes);
+  auto buf = MakeBytes(DType::kQ8_0, n_bytes);
+  const int64_t row_bytes = RowBytes(t, n_in);
+  std::vector<uint8_t> row(static_cast<size_t>(row_bytes));
+  for (int64_t at = 0; at + row_bytes <= n_bytes; at += row_bytes) {
+    std::memcpy(row.data(), buf.get() + at, row.size());
+    PackRowQ8_0R(row.data(), n_in, buf.get() + at);
   }
   return buf;
 }
@@ -143,12 +157,12 @@ void BM_CopyBandwidth(benchmark::State& state) {
 
 // ---- Decode ----
 
-void MatVec(benchmark::State& state, DType t, int64_t n_out, int64_t n_in, int threads) {
+void MatVec(benchmark::State& state, DType t, int64_t n_out, int64_t n_in, int threads, bool cold = true) {
   const double read_bw = MeasuredReadBandwidth(threads);
   ThreadPool pool(threads);
   const int64_t w_bytes = RowBytes(t, n_in) * n_out;
-  const int64_t copies = std::max<int64_t>(2, (kColdBytes + w_bytes - 1) / w_bytes);
-  auto buf = MakeBytes(t, w_bytes * copies);
+  const int64_t copies = cold ? std::max<int64_t>(2, (kColdBytes + w_bytes - 1) / w_bytes) : 1;
+  auto buf = MakeWeightBytes(t, n_in, w_bytes * copies);
   std::vector<TensorView> views;
   for (int64_t c = 0; c < copies; ++c) views.push_back(View(t, n_out, n_in, buf.get() + c * w_bytes));
   const std::vector<float> x = RandomF32(n_in);
@@ -171,6 +185,15 @@ void BM_MatVec(benchmark::State& state) {
   state.SetLabel(std::string(DTypeName(t)));
 }
 
+// The kernel's compute ceiling: the same product on weights that stay in L2 (one copy of n_out x n_in, sized to
+// fit), so GB/s here is what the instructions allow when memory is not the limit. A decode kernel whose hot
+// figure is not well above the read bandwidth is compute-bound in decode.
+void BM_MatVecHot(benchmark::State& state) {
+  const DType t = static_cast<DType>(state.range(0));
+  MatVec(state, t, state.range(1), state.range(2), static_cast<int>(state.range(3)), /*cold=*/false);
+  state.SetLabel(std::string(DTypeName(t)) + " (L2-resident)");
+}
+
 // BF16 decode both ways in one process: path 1 = the native bf16 dot (vdpbf16ps, where the CPU has AVX512_BF16),
 // path 0 = the f32 path (Highway's AVX3_DL target switched off for the run, so weights widen to f32 in registers).
 void BM_MatVecBF16(benchmark::State& state) {
@@ -191,7 +214,7 @@ void BM_Prefill(benchmark::State& state) {
   const DType t = static_cast<DType>(state.range(0));
   const int64_t n_out = state.range(1), n_in = state.range(2), n_tokens = state.range(3);
   ThreadPool pool(static_cast<int>(state.range(4)));
-  auto buf = MakeBytes(t, RowBytes(t, n_in) * n_out);
+  auto buf = MakeWeightBytes(t, n_in, RowBytes(t, n_in) * n_out);
   const TensorView w = View(t, n_out, n_in, buf.get());
   const std::vector<float> x = RandomF32(n_tokens * n_in);
   std::vector<float> y(static_cast<size_t>(n_tokens * n_out));
@@ -204,7 +227,7 @@ void BM_Prefill(benchmark::State& state) {
                                                  benchmark::Counter::kIsIterationInvariantRate);
 }
 
-constexpr DType kTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ8_0,
+constexpr DType kTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ8_0,  DType::kQ8_0R,
                             DType::kQ4_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
 
 void MatVecArgs(benchmark::internal::Benchmark* b) {
@@ -213,6 +236,14 @@ void MatVecArgs(benchmark::internal::Benchmark* b) {
       for (auto [n_out, n_in] : {std::pair<int64_t, int64_t>{4096, 4096}, {2048, 8192}}) {
         b->Args({static_cast<int64_t>(t), n_out, n_in, threads});
       }
+    }
+  }
+}
+
+void MatVecHotArgs(benchmark::internal::Benchmark* b) {
+  for (int threads : {1, 2}) {
+    for (DType t : kTypes) {  // ~512 KiB of weights per thread (Zen 4/5 L2: 1 MiB per core)
+      for (int64_t kib : {128, 512}) b->Args({static_cast<int64_t>(t), threads * (kib << 10) / RowBytes(t, 2048), 2048, threads});
     }
   }
 }
@@ -229,6 +260,11 @@ BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(2)->ArgNames({"threads"})->UseRealTime(
 BENCHMARK(BM_CopyBandwidth)->Arg(1)->Arg(2)->ArgNames({"threads"})->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_MatVec)
     ->Apply(MatVecArgs)
+    ->ArgNames({"dtype", "n_out", "n_in", "threads"})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_MatVecHot)
+    ->Apply(MatVecHotArgs)
     ->ArgNames({"dtype", "n_out", "n_in", "threads"})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);

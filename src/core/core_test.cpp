@@ -46,6 +46,8 @@ TEST(DTypeTest, TableMatchesSpec) {
   EXPECT_EQ(ParseDType("q8_0"), DType::kQ8_0);
   EXPECT_EQ(ParseDType("BF16"), DType::kBF16);
   EXPECT_FALSE(ParseDType("q9_9").has_value());
+  EXPECT_FALSE(ParseDType("Q8_0R").has_value());  // an in-memory layout, never a name a user or file gives
+  EXPECT_EQ(RowBytes(DType::kQ8_0R, 256), 272);
 }
 
 TEST(HalfTest, F16RoundTripsEveryHalf) {

@@ -1,7 +1,9 @@
 // ggml type table (llama4.md section 5.3).
 #include "core/dtype.h"
 
+#include <array>
 #include <cctype>
+#include <iterator>
 #include <string>
 
 #include "core/status.h"
@@ -24,6 +26,7 @@ constexpr Entry kTable[] = {
     {26, {"I32", 1, 4}},       {27, {"I64", 1, 8}},       {28, {"F64", 1, 8}},       {29, {"IQ1_M", 256, 56}},
     {30, {"BF16", 1, 2}},      {34, {"TQ1_0", 256, 54}},  {35, {"TQ2_0", 256, 66}},  {39, {"MXFP4", 32, 17}},
     {100, {"F8_E4M3", 1, 1}},  {101, {"F8_E5M2", 1, 1}},  {102, {"U8", 1, 1}},       {103, {"BOOL", 1, 1}},
+    {200, {"Q8_0R", 32, 34}},
 };
 
 }  // namespace
@@ -36,18 +39,23 @@ std::optional<DTypeTraits> GetDTypeTraits(uint32_t id) {
 }
 
 const DTypeTraits& Traits(DType t) {
-  for (const Entry& e : kTable) {
-    if (e.id == static_cast<uint32_t>(t)) return e.traits;
-  }
-  HERD_CHECK(false && "invalid DType");
-  return kTable[0].traits;
+  // Index of each id's entry (-1: none), built once: RowBytes calls this on the kernels' paths.
+  static const std::array<int16_t, 256> kIndex = [] {
+    std::array<int16_t, 256> index;
+    index.fill(-1);
+    for (size_t i = 0; i < std::size(kTable); ++i) index[kTable[i].id] = static_cast<int16_t>(i);
+    return index;
+  }();
+  const uint32_t id = static_cast<uint32_t>(t);
+  HERD_CHECK(id < kIndex.size() && kIndex[id] >= 0 && "invalid DType");
+  return kTable[kIndex[id]].traits;
 }
 
 std::optional<DType> ParseDType(std::string_view name) {
   std::string upper;
   for (char c : name) upper.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
   for (const Entry& e : kTable) {
-    if (e.traits.name == upper) return static_cast<DType>(e.id);
+    if (e.id < 200 && e.traits.name == upper) return static_cast<DType>(e.id);
   }
   return std::nullopt;
 }

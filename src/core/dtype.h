@@ -47,6 +47,9 @@ enum class DType : uint32_t {
   kF8_E5M2 = 101,
   kU8 = 102,
   kBool = 103,
+  // Not in any file: herd's in-memory layouts made at load (kernels/repack.h). Ids from 200 up; never parsed
+  // from a name or read from a file.
+  kQ8_0R = 200,  // Q8_0 rows regrouped for AVX-512 VNNI dot products
 };
 
 struct DTypeTraits {
@@ -60,7 +63,7 @@ std::optional<DTypeTraits> GetDTypeTraits(uint32_t id);
 // Traits of a valid DType (aborts on an invalid enum value, which only a bug can produce).
 const DTypeTraits& Traits(DType t);
 inline std::string_view DTypeName(DType t) { return Traits(t).name; }
-// Parses "f32", "Q8_0", "bf16" (case-insensitive).
+// Parses "f32", "Q8_0", "bf16" (case-insensitive); never an in-memory layout (ids >= 200).
 std::optional<DType> ParseDType(std::string_view name);
 
 // Bytes of `n_elements` consecutive elements; n_elements must be a multiple of the block size.

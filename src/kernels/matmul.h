@@ -13,7 +13,7 @@
 namespace herd::kernels {
 
 // True for the weight dtypes MatMul, MatMulRows and DequantizeRow accept: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K,
-// Q6_K.
+// Q6_K, and Q8_0R (the repacked Q8_0 of kernels/repack.h; integer dots on AVX3_DL, the f32 GEMM elsewhere).
 bool MatMulSupports(DType t);
 
 // y[t, o] = sum_i W[o, i] * x[t, i] for t < n_tokens, o < n_out.

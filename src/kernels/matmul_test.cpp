@@ -30,6 +30,7 @@
 #include "kernels/kernels_test_util.h"
 #include "kernels/quantize.h"
 #include "kernels/ref/matmul.h"
+#include "kernels/repack.h"
 
 namespace herd::kernels {
 namespace {
@@ -636,6 +637,91 @@ TEST_P(MatMulTest, BatchEqualsOneMatMulPerJob) {
   }
 }
 
+// Q8_0R (kernels/repack.h) is Q8_0 regrouped: packing and unpacking give back the bytes, every row dequantizes to
+// the same values, and every product is bit-identical to the Q8_0 original's on the same target: the integer dot
+// kernel on AVX3_DL (below QuantDotMaxTokens() tokens) repeats the Q8_0 kernel's operations, and the f32 GEMM sees
+// the same weights. On targets without the Q8_0R dot kernel, products below QuantDotMaxTokens() take the f32 GEMM
+// (exact activations) and are checked against the reference's bound instead. Row counts that do not split evenly,
+// 1 to 3 threads, MatMulRows ranges and MatMulBatch.
+TEST_P(MatMulTest, RepackedQ8_0IsQ8_0BitForBit) {
+  const uint64_t seed = testing::BaseSeed() + 2700;
+  std::mt19937_64 rng(seed);
+  SCOPED_TRACE(SeedTrace(seed));
+  const bool dot = QuantDotSupports(DType::kQ8_0R);
+  EXPECT_EQ(RepackedType(DType::kQ8_0, 512), dot ? DType::kQ8_0R : DType::kQ8_0);
+  EXPECT_EQ(RepackedType(DType::kQ8_0, 480), DType::kQ8_0);  // not a multiple of 256: left as it is
+  EXPECT_EQ(RepackedType(DType::kQ4_0, 512), DType::kQ4_0);
+  for (auto [n_out, n_in] : {std::pair<int64_t, int64_t>{1, 256}, {37, 768}, {130, 2048}}) {
+    const Weights w = RandomWeights(DType::kQ8_0, n_out, n_in, Fill::kRandom, rng);
+    const int64_t row_bytes = RowBytes(DType::kQ8_0, n_in);
+    std::vector<uint8_t> packed(static_cast<size_t>(n_out * row_bytes)), back(static_cast<size_t>(row_bytes));
+    for (int64_t o = 0; o < n_out; ++o) {
+      PackRowQ8_0R(w.view.Row(o), n_in, packed.data() + o * row_bytes);
+      UnpackRowQ8_0R(packed.data() + o * row_bytes, n_in, back.data());
+      ASSERT_EQ(0, std::memcmp(back.data(), w.view.Row(o), static_cast<size_t>(row_bytes))) << "row " << o;
+    }
+    if (dot) {  // RepackRows is PackRowQ8_0R over a row range
+      std::vector<uint8_t> by_range(packed.size(), 0xEE);
+      RepackRows(w.view, 0, n_out / 2, by_range.data());
+      RepackRows(w.view, n_out / 2, n_out, by_range.data());
+      ASSERT_EQ(packed, by_range);
+    }
+    const Weights r = MakeWeights(DType::kQ8_0R, n_out, n_in, packed);
+    std::vector<float> want_row(static_cast<size_t>(n_in)), got_row(want_row.size());
+    for (int64_t o = 0; o < n_out; ++o) {
+      DequantizeRow(w.view, o, want_row.data());
+      DequantizeRow(r.view, o, got_row.data());
+      ASSERT_EQ(0, std::memcmp(want_row.data(), got_row.data(), want_row.size() * sizeof(float))) << "row " << o;
+      ref::DequantizeRow(r.view, o, got_row.data());
+      ASSERT_EQ(0, std::memcmp(want_row.data(), got_row.data(), want_row.size() * sizeof(float))) << "ref row " << o;
+    }
+    for (int64_t n_tokens : {1, 2, 3, 5, 31, 32, 33, 64}) {
+      SCOPED_TRACE(Describe(DType::kQ8_0R, n_out, n_in, n_tokens));
+      std::vector<float> x(static_cast<size_t>(n_tokens * n_in));
+      testing::FillUniform(rng, -1.0f, 1.0f, x.data(), static_cast<int64_t>(x.size()));
+      const size_t n_y = static_cast<size_t>(n_tokens * n_out);
+      std::vector<float> want(n_y), ref_y(n_y);
+      ThreadPool pool1(1);
+      MatMul(w.view, x.data(), n_tokens, want.data(), pool1);
+      const bool same_path = dot || n_tokens >= QuantDotMaxTokens();
+      if (same_path) {
+        ref::MatMulQuantized(r.view, x.data(), n_tokens, ref_y.data());  // the reference of Q8_0R reads Q8_0 too
+        std::vector<float> ref_q8(n_y);
+        ref::MatMulQuantized(w.view, x.data(), n_tokens, ref_q8.data());
+        ASSERT_EQ(0, std::memcmp(ref_q8.data(), ref_y.data(), n_y * sizeof(float)));
+      } else {
+        ref::MatMul(r.view, x.data(), n_tokens, ref_y.data());
+      }
+      for (int threads : {1, 2, 3}) {
+        ThreadPool pool(threads);
+        std::vector<float> got(n_y, -7.0f);
+        MatMul(r.view, x.data(), n_tokens, got.data(), pool);
+        if (same_path) {
+          EXPECT_EQ(0, std::memcmp(want.data(), got.data(), n_y * sizeof(float))) << threads << " threads";
+        } else {
+          ExpectWithinDotBound(r.view, x.data(), n_tokens, got.data(), ref_y.data(), n_out, 0, n_out);
+        }
+        if (threads == 2 && same_path) {  // MatMulRows on a middle range, and a batch with a Q4_0 job on the same x
+          std::vector<float> rows(n_y, -7.0f);
+          const int64_t o0 = n_out / 3, o1 = n_out - n_out / 4;
+          MatMulRows(r.view, x.data(), n_tokens, rows.data(), n_out, o0, o1);
+          for (int64_t t = 0; t < n_tokens; ++t) {
+            for (int64_t o = o0; o < o1; ++o) ASSERT_EQ(rows[t * n_out + o], want[t * n_out + o]) << t << ", " << o;
+          }
+          const Weights q4 = RandomWeights(DType::kQ4_0, 64, n_in, Fill::kRandom, rng);
+          std::vector<float> want_q4(static_cast<size_t>(n_tokens * 64)), got_q4(want_q4.size());
+          MatMul(q4.view, x.data(), n_tokens, want_q4.data(), pool1);
+          std::vector<float> got_b(n_y, -7.0f);
+          const MatMulJob jobs[2] = {{&r.view, x.data(), got_b.data()}, {&q4.view, x.data(), got_q4.data()}};
+          MatMulBatch(jobs, 2, n_tokens, pool);
+          EXPECT_EQ(0, std::memcmp(want.data(), got_b.data(), n_y * sizeof(float))) << "batch";
+          EXPECT_EQ(0, std::memcmp(want_q4.data(), got_q4.data(), want_q4.size() * sizeof(float))) << "batch, Q4_0";
+        }
+      }
+    }
+  }
+}
+
 // One-hot weight rows (row o has the single weight 1 at input o) make y[t, o] = d_x q_x[t, o] with every
 // operation exact, so the activation quantizer of every target must reproduce ref::QuantizeActivations bit for
 // bit: halfway cases (round half to even), zero blocks, tiny and huge values. A non-finite activation makes its
@@ -873,6 +959,8 @@ TEST(MatMulSupportsTest, SupportedTypes) {
   for (DType t : {DType::kQ4_1, DType::kQ2_K, DType::kQ3_K, DType::kQ8_K, DType::kI32, DType::kF8_E4M3}) {
     EXPECT_FALSE(MatMulSupports(t)) << DTypeName(t);
   }
+  EXPECT_TRUE(MatMulSupports(DType::kQ8_0R));  // on every target: the f32 GEMM where there is no dot kernel
+  EXPECT_TRUE(ref::MatMulSupports(DType::kQ8_0R));
   EXPECT_TRUE(MatMulInputMajorSupports(DType::kBF16));
   EXPECT_FALSE(MatMulInputMajorSupports(DType::kQ8_0));
 }

@@ -22,6 +22,8 @@ void MatMulRowsT(const TensorView& w, const float* x, int64_t n_tokens, float* y
     // Quantized weights reach this function only for the GEMM (see MatMul below).
     case DType::kQ8_0:
       return GemmRowsSrc<SrcQ8_0>(w, x, n_tokens, y, y_stride, o_begin, o_end);
+    case DType::kQ8_0R:  // also below QuantDotMaxTokens() on targets without the Q8_0R dot kernel
+      return GemmRowsSrc<SrcQ8_0R>(w, x, n_tokens, y, y_stride, o_begin, o_end);
     case DType::kQ4_0:
       return GemmRowsSrc<SrcQ4_0>(w, x, n_tokens, y, y_stride, o_begin, o_end);
     case DType::kQ4_K:
@@ -47,6 +49,8 @@ void DequantizeRowT(const TensorView& w, int64_t r, float* dst) {
       return DequantRange<SrcBF16>(row, 0, n, dst);
     case DType::kQ8_0:
       return DequantRange<SrcQ8_0>(row, 0, n, dst);
+    case DType::kQ8_0R:
+      return DequantRange<SrcQ8_0R>(row, 0, n, dst);
     case DType::kQ4_0:
       return DequantRange<SrcQ4_0>(row, 0, n, dst);
     case DType::kQ4_K:
@@ -152,7 +156,7 @@ int64_t WeightBytesRead() { return g_bytes_read.load(std::memory_order_relaxed);
 void ResetWeightBytesRead() { g_bytes_read.store(0, std::memory_order_relaxed); }
 
 bool MatMulSupports(DType t) {
-  return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || QuantDotSupports(t);
+  return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0R || QuantDotSupports(t);
 }
 
 namespace {

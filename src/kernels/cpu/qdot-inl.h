@@ -822,6 +822,72 @@ struct QuantTiles {
   }
 };
 
+#if HWY_TARGET == HWY_AVX3_DL
+// Q8_0R weights (kernels/repack.h: groups of 8 blocks, codes already offset by 128 and in the order of
+// VbmiStepQ8_0's code vectors, then the 8 f16 scales) x the activation records of DotQ8_0Q8. Per step of 4 blocks
+// two plain loads replace VbmiStepQ8_0's four loads, three byte permutes and two xors; the scales of 8 blocks
+// widen in one vcvtph2ps and reach their lanes by one vpermps per step. The integer sums and the f32 operations
+// are DotQ8_0Q8::Step's, in the same order, so every output is bit-identical to the Q8_0 kernel's.
+struct RepackedQ8Tiles {
+  using K = DotQ8_0Q8;
+  static constexpr int64_t kGroupBlocks = 8, kGroupBytes = 272;
+  static_assert(K::kBlk == 4 && K::kRecordBytes == 256 && kNI == 16);
+
+  static int64_t Length(const TensorView& w) { return w.Cols() / 32; }
+
+  template <int R, int NT>
+  static HWY_INLINE void Tile(const uint8_t* const* rows, const uint8_t* const* acts, int64_t n_blocks, float* y,
+                              int64_t y_stride, bool prefetch) {
+    const DF df;
+    const DS ds;
+    VF acc[R][NT];
+    for (int r = 0; r < R; ++r) {
+      for (int t = 0; t < NT; ++t) acc[r][t] = hn::Zero(df);
+    }
+    // Lane l of step k takes the scale of block 4k + l / 4 of the group.
+    const __m512i idx0 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    const __m512i idx1 = _mm512_add_epi32(idx0, _mm512_set1_epi32(4));
+    const int64_t n_groups = n_blocks / kGroupBlocks;
+    for (int64_t g = 0; g < n_groups; ++g) {
+      VB u[R][2][2];
+      VF ws[R][2];
+      for (int r = 0; r < R; ++r) {
+        const uint8_t* grp = rows[r] + g * kGroupBytes;
+        if (prefetch) {  // the lines that start within this group's bytes, kPrefetchAhead on (as Tile)
+          for (int64_t line = (g * kGroupBytes + 63) >> 6; line < ((g + 1) * kGroupBytes + 63) >> 6; ++line) {
+            hwy::Prefetch(rows[r] + kPrefetchAhead + 64 * line);
+          }
+        }
+        // maskz forms with full masks: GCC 12 warns about the undefined pass-through of the plain intrinsics.
+        const __m512 s8 = _mm512_maskz_cvtph_ps(0xFFFF, _mm256_maskz_loadu_epi16(0x00FF, grp + 256));
+        ws[r][0] = VF{_mm512_maskz_permutexvar_ps(0xFFFF, idx0, s8)};
+        ws[r][1] = VF{_mm512_maskz_permutexvar_ps(0xFFFF, idx1, s8)};
+        for (int k = 0; k < 2; ++k) {
+          u[r][k][0] = hn::LoadU(DB(), grp + 128 * k);
+          u[r][k][1] = hn::LoadU(DB(), grp + 128 * k + 64);
+        }
+      }
+      for (int t = 0; t < NT; ++t) {
+        for (int k = 0; k < 2; ++k) {
+          const uint8_t* rec = acts[t] + (2 * g + k) * K::kRecordBytes;
+          const int8_t* qx = reinterpret_cast<const int8_t*>(rec);
+          const VS x0 = hn::LoadU(ds, qx), x1 = hn::LoadU(ds, qx + 64);
+          const VI start = hn::LoadU(DI(), reinterpret_cast<const int32_t*>(rec + 128));
+          const VF dx = hn::LoadU(df, reinterpret_cast<const float*>(rec + 192));
+          for (int r = 0; r < R; ++r) {
+            const VI isum = DotQuads(DotQuads(start, u[r][k][0], x0), u[r][k][1], x1);
+            acc[r][t] = hn::MulAdd(hn::ConvertTo(df, isum), hn::Mul(ws[r][k], dx), acc[r][t]);
+          }
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      for (int t = 0; t < NT; ++t) y[t * y_stride + r] = hn::GetLane(hn::SumOfLanes(df, acc[r][t]));
+    }
+  }
+};
+#endif
+
 // Tokens [0, n_tokens) in tiles of up to kMaxT over the R rows at `rows`; y as Tile.
 template <class T, int R>
 HWY_INLINE void RowTile(const uint8_t* const* rows, const uint8_t* acts, int64_t token_bytes, int64_t n_tokens,
@@ -856,12 +922,12 @@ HWY_INLINE void RowTile(const uint8_t* const* rows, const uint8_t* acts, int64_t
 template <class T>
 void DotRows(const TensorView& w, const uint8_t* acts, int64_t token_bytes, int64_t n_tokens, float* y,
              int64_t y_stride, int64_t o_begin, int64_t o_end) {
-  const int64_t n = T::Length(w);
+  const int64_t n = T::Length(w), stride = w.RowStride();  // once: RowStride looks up the dtype's traits
   const auto run = [&]<int R>() {
     for (int64_t o = o_begin; o < o_end; o += R) {
       const int64_t nr = std::min<int64_t>(R, o_end - o);
       const uint8_t* rows[R];
-      for (int64_t r = 0; r < R; ++r) rows[r] = w.Row(o + std::min(r, nr - 1));
+      for (int64_t r = 0; r < R; ++r) rows[r] = w.data + (o + std::min(r, nr - 1)) * stride;
       if (nr == R) {
         RowTile<T, R>(rows, acts, token_bytes, n_tokens, n, y + o, y_stride);
       } else {
@@ -990,11 +1056,15 @@ inline float PortableDot(DType t, const uint8_t* row, const uint8_t* act, int64_
 // Whether this target multiplies BF16 weights natively (cpu/bf16dot-inl.h; the CPU must also have AVX512_BF16).
 inline bool NativeBf16DotT() { return bf16dot::kNative; }
 
+// Whether this target has the Q8_0R kernel (kernels/repack.h): AVX3_DL (AVX-512 VNNI + VBMI).
+inline bool RepackedQ8DotT() { return HWY_TARGET == HWY_AVX3_DL; }
+
 inline int64_t QuantTokenBytesT(DType t, int64_t n_in) {
   if (t == DType::kBF16) return bf16dot::TokenBytes(n_in);
 #if HERD_QDOT_SIMD
   switch (t) {
     case DType::kQ8_0:
+    case DType::kQ8_0R:  // the same records (only AVX3_DL claims Q8_0R)
       return qdot::TokenBytes<qdot::DotQ8_0Q8>(n_in);
     case DType::kQ4_0:
       return qdot::TokenBytes<qdot::DotQ4_0Q8>(n_in);
@@ -1025,6 +1095,7 @@ inline void QuantizeActivationsT(DType t, const float* x, int64_t n_tokens, int6
 #if HERD_QDOT_SIMD
     switch (t) {
       case DType::kQ8_0:
+      case DType::kQ8_0R:
         qdot::QuantizeToken<qdot::DotQ8_0Q8>(xt, n_in, out);
         break;
       case DType::kQ4_0:
@@ -1062,6 +1133,10 @@ inline void QuantDotRowsT(const TensorView& w, const uint8_t* acts, int64_t toke
     case DType::kQ8_0:
       return qdot::DotRows<qdot::QuantTiles<qdot::DotQ8_0Q8>>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin,
                                                               o_end);
+#if HWY_TARGET == HWY_AVX3_DL
+    case DType::kQ8_0R:
+      return qdot::DotRows<qdot::RepackedQ8Tiles>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
+#endif
     case DType::kQ4_0:
       return qdot::DotRows<qdot::QuantTiles<qdot::DotQ4_0Q8>>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin,
                                                               o_end);

@@ -27,6 +27,7 @@ HWY_EXPORT(QuantTokenBytesT);
 HWY_EXPORT(QuantizeActivationsT);
 HWY_EXPORT(QuantDotRowsT);
 HWY_EXPORT(NativeBf16DotT);
+HWY_EXPORT(RepackedQ8DotT);
 
 namespace {
 
@@ -49,6 +50,7 @@ bool CpuHasAvx512Bf16() {
 
 bool QuantDotSupports(DType t) {
   if (t == DType::kBF16) return HWY_DYNAMIC_DISPATCH(NativeBf16DotT)() && CpuHasAvx512Bf16();
+  if (t == DType::kQ8_0R) return HWY_DYNAMIC_DISPATCH(RepackedQ8DotT)();
   return t == DType::kQ8_0 || t == DType::kQ4_0 || t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K;
 }
 

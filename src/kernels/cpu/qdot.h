@@ -14,7 +14,7 @@
 
 namespace herd::kernels {
 
-// True for Q8_0, Q4_0, Q4_K, Q5_K, Q6_K; for BF16 when the dispatched target and the CPU have AVX512_BF16
+// True for Q8_0, Q4_0, Q4_K, Q5_K, Q6_K; for Q8_0R (kernels/repack.h) on the AVX3_DL target; for BF16 when the dispatched target and the CPU have AVX512_BF16
 // (activations rounded to bf16, products by vdpbf16ps: cpu/bf16dot-inl.h). Depends on the Highway targets in force.
 bool QuantDotSupports(DType t);
 

@@ -9,6 +9,7 @@
 
 #include "core/half.h"
 #include "core/status.h"
+#include "kernels/repack.h"
 
 namespace herd::kernels::ref {
 namespace {
@@ -99,7 +100,7 @@ bool IsKQuant(DType t) { return t == DType::kQ4_K || t == DType::kQ5_K || t == D
 
 bool MatMulSupports(DType t) {
   return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0 || t == DType::kQ4_0 ||
-         IsKQuant(t);
+         t == DType::kQ8_0R || IsKQuant(t);
 }
 
 void DequantizeRow(const TensorView& w, int64_t r, float* dst) {
@@ -109,6 +110,11 @@ void DequantizeRow(const TensorView& w, int64_t r, float* dst) {
 
 void DequantizeRow(DType t, const uint8_t* row, int64_t n_in, float* dst) {
   HERD_CHECK(MatMulSupports(t) && n_in % Traits(t).block_size == 0);
+  if (t == DType::kQ8_0R) {  // defined as the Q8_0 row it was packed from
+    std::vector<uint8_t> q8(static_cast<size_t>(RowBytes(DType::kQ8_0, n_in)));
+    UnpackRowQ8_0R(row, n_in, q8.data());
+    return DequantizeRow(DType::kQ8_0, q8.data(), n_in, dst);
+  }
   if (IsKQuant(t)) {
     int q[kQK];
     for (int64_t b = 0; b < n_in / kQK; ++b) {
@@ -194,7 +200,7 @@ void MatMulInputMajor(const TensorView& w, int64_t col_begin, int64_t col_end, c
 // Quantized activations.
 
 int64_t ActivationBlock(DType t) {
-  if (t == DType::kQ8_0 || t == DType::kQ4_0) return 32;
+  if (t == DType::kQ8_0 || t == DType::kQ4_0 || t == DType::kQ8_0R) return 32;
   return IsKQuant(t) ? kQK : 0;
 }
 
@@ -352,12 +358,17 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t n_tokens, floa
   const int64_t n_in = w.Cols(), n_out = w.Rows();
   std::vector<int8_t> q(static_cast<size_t>(n_in));
   std::vector<float> d(static_cast<size_t>(n_in / block));
+  std::vector<uint8_t> unpacked(w.dtype == DType::kQ8_0R ? static_cast<size_t>(RowBytes(DType::kQ8_0, n_in)) : 0);
   for (int64_t t = 0; t < n_tokens; ++t) {
     QuantizeActivations(x + t * n_in, n_in, block, q.data(), d.data());
     for (int64_t o = 0; o < n_out; ++o) {
       const uint8_t* row = w.Row(o);
       double v = 0.0;
       switch (w.dtype) {
+        case DType::kQ8_0R:  // the Q8_0 row it was packed from
+          UnpackRowQ8_0R(row, n_in, unpacked.data());
+          v = DotQ8_0Q8(unpacked.data(), q.data(), d.data(), n_in);
+          break;
         case DType::kQ8_0:
           v = DotQ8_0Q8(row, q.data(), d.data(), n_in);
           break;

@@ -1,0 +1,73 @@
+// Q8_0R packing (layout: kernels/repack.h). Plain byte moves: the pass is memory-bound.
+#include "kernels/repack.h"
+
+#include <cstring>
+
+#include "core/status.h"
+#include "kernels/cpu/qdot.h"
+
+namespace herd::kernels {
+namespace {
+
+constexpr int64_t kGroupElems = 256, kGroupBytes = 272;
+
+// Byte offset in a group of block j's (j < 8) code c (c < 32).
+inline int64_t CodeOffset(int64_t j, int64_t c) { return 128 * (j / 4) + 64 * (c / 16) + 16 * (j % 4) + c % 16; }
+
+}  // namespace
+
+DType RepackedType(DType t, int64_t n_in) {
+  if (t == DType::kQ8_0 && n_in > 0 && n_in % kGroupElems == 0 && QuantDotSupports(DType::kQ8_0R)) {
+    return DType::kQ8_0R;
+  }
+  return t;
+}
+
+void PackRowQ8_0R(const uint8_t* q8_0, int64_t n_in, uint8_t* row) {
+  HERD_CHECK(n_in % kGroupElems == 0);
+  for (int64_t g = 0; g < n_in / kGroupElems; ++g) {
+    uint8_t* out = row + g * kGroupBytes;
+    for (int64_t j = 0; j < 8; ++j) {
+      const uint8_t* blk = q8_0 + (8 * g + j) * 34;
+      std::memcpy(out + 256 + 2 * j, blk, 2);
+      for (int64_t part = 0; part < 4; ++part) {  // 8 contiguous codes at a time, offset by 128 in one xor
+        uint64_t v;
+        std::memcpy(&v, blk + 2 + 8 * part, 8);
+        v ^= 0x8080808080808080u;
+        std::memcpy(out + CodeOffset(j, 8 * part), &v, 8);
+      }
+    }
+  }
+}
+
+void UnpackRowQ8_0R(const uint8_t* row, int64_t n_in, uint8_t* q8_0) {
+  HERD_CHECK(n_in % kGroupElems == 0);
+  for (int64_t g = 0; g < n_in / kGroupElems; ++g) {
+    const uint8_t* in = row + g * kGroupBytes;
+    for (int64_t j = 0; j < 8; ++j) {
+      uint8_t* blk = q8_0 + (8 * g + j) * 34;
+      std::memcpy(blk, in + 256 + 2 * j, 2);
+      for (int64_t part = 0; part < 4; ++part) {
+        uint64_t v;
+        std::memcpy(&v, in + CodeOffset(j, 8 * part), 8);
+        v ^= 0x8080808080808080u;
+        std::memcpy(blk + 2 + 8 * part, &v, 8);
+      }
+    }
+  }
+}
+
+void RepackRows(const TensorView& w, int64_t r_begin, int64_t r_end, uint8_t* dst) {
+  const int64_t n_in = w.Cols();
+  const DType to = RepackedType(w.dtype, n_in);
+  HERD_CHECK(0 <= r_begin && r_begin <= r_end && r_end <= w.Rows());
+  const int64_t row_bytes = RowBytes(to, n_in);
+  if (to == w.dtype) {  // the same layout: a copy
+    std::memcpy(dst + r_begin * row_bytes, w.Row(r_begin), static_cast<size_t>((r_end - r_begin) * row_bytes));
+    return;
+  }
+  HERD_CHECK(to == DType::kQ8_0R);
+  for (int64_t r = r_begin; r < r_end; ++r) PackRowQ8_0R(w.Row(r), n_in, dst + r * row_bytes);
+}
+
+}  // namespace herd::kernels
