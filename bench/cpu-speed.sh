@@ -2,7 +2,7 @@
 # The CPU-speed table of bench/RESULTS.md: `herd bench --json` (prompt 512 (stories260K: 384), generate 128, best of 3, with the
 # memory-bandwidth probe of the same process) on stories260K (F32 and herd-quantized Q8_0 / Q4_0) and on the
 # synthetic Llama-4-shaped reference model (small-moe: hidden 2048, 8 MoE layers x 16 experts top-1 + shared
-# expert, 3.64 G params) at Q8_0, Q4_0 and Q4_K, with 1 and 2 threads. Prints one markdown row per run; the raw
+# expert, 3.64 G params) at Q8_0, Q4_0 and Q4_K, as stored and with --repack, with 1 and 2 threads. Prints one markdown row per run; the raw
 # JSON goes to $OUT (default bench/cpu-speed.jsonl).
 # Usage: bench/cpu-speed.sh [HERD_BINARY] [SHARED_DIR]
 set -euo pipefail
@@ -37,6 +37,10 @@ for threads in 1 2; do
   # stories260K's context is 512 tokens: prompt 384 + 128 generated.
   row "stories260K F32" 384 -m "$stories" -t "$threads"
   for t in q8_0 q4_0; do row "stories260K ${t^^}" 384 -m "$tmp/stories-$t.gguf" -t "$threads"; done
-  for t in q8_0 q4_0 q4_k; do row "small-moe ${t^^}" 512 --synthetic small-moe --type "$t" -t "$threads"; done
+  for t in q8_0 q4_0 q4_k; do
+    row "small-moe ${t^^}" 512 --synthetic small-moe --type "$t" -t "$threads"
+    # --repack: the matrices copied into huge-page memory at load, Q8_0 regrouped as Q8_0R (model/model.h).
+    row "small-moe ${t^^} --repack" 512 --synthetic small-moe --type "$t" -t "$threads" --repack
+  done
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

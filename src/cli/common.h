@@ -23,9 +23,10 @@ struct CommonOptions {
   int threads = 0;
   int64_t ctx = 0;  // 0: min(model maximum, max(4096, needed))
   int64_t batch = 512;
+  bool repack = false;  // --repack: model::Model::RepackWeights at load
 };
 
-// -m/--model (required unless model_required is false), --tokenizer, -t, -c, -b.
+// -m/--model (required unless model_required is false), --tokenizer, -t, -c, -b, --repack.
 void AddModelOptions(CLI::App* cmd, CommonOptions* o, bool model_required = true);
 
 // Prints "herd: error: ..." and returns the exit code: 1 for InvalidArgument (usage), else 2.

@@ -62,4 +62,32 @@ Result<std::string> ReadFileToString(const std::string& path, uint64_t max_bytes
   return ss.str();
 }
 
+Result<std::unique_ptr<AnonymousMemory>> AnonymousMemory::Allocate(uint64_t bytes) {
+  constexpr uint64_t kHuge = uint64_t{2} << 20;
+  std::unique_ptr<AnonymousMemory> m(new AnonymousMemory());
+  if (bytes == 0) return m;
+  const uint64_t want = (bytes + kHuge - 1) / kHuge * kHuge;
+  if (want < bytes || want > UINT64_MAX - kHuge) {
+    return ResourceExhausted("cannot allocate " + std::to_string(bytes) + " bytes");
+  }
+  m->map_size_ = want + kHuge;  // room to start on a 2 MiB boundary
+  void* p = ::mmap(nullptr, m->map_size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    const int err = errno;
+    return ResourceExhausted("cannot allocate " + std::to_string(bytes >> 20) + " MiB: " + std::strerror(err));
+  }
+  m->map_ = static_cast<uint8_t*>(p);
+  const uintptr_t at = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) / kHuge * kHuge;
+  m->data_ = reinterpret_cast<uint8_t*>(at);
+  m->size_ = bytes;
+#ifdef MADV_HUGEPAGE
+  ::madvise(m->data_, want, MADV_HUGEPAGE);  // advice only: without huge pages the memory works the same
+#endif
+  return m;
+}
+
+AnonymousMemory::~AnonymousMemory() {
+  if (map_ != nullptr) ::munmap(map_, map_size_);
+}
+
 }  // namespace herd

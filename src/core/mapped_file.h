@@ -29,6 +29,27 @@ class MappedFile {
   std::string path_;
 };
 
+// Zeroed anonymous memory for large weight copies (repacking at load): 2 MiB-aligned and, where the OS offers
+// it (Linux madvise MADV_HUGEPAGE), backed by huge pages, so that touching it costs one fault per 2 MiB and
+// streaming it one TLB entry per 2 MiB. ResourceExhausted naming the size when the OS refuses.
+class AnonymousMemory {
+ public:
+  static Result<std::unique_ptr<AnonymousMemory>> Allocate(uint64_t bytes);
+  ~AnonymousMemory();
+  AnonymousMemory(const AnonymousMemory&) = delete;
+  AnonymousMemory& operator=(const AnonymousMemory&) = delete;
+
+  uint8_t* data() const { return data_; }
+  uint64_t size() const { return size_; }
+
+ private:
+  AnonymousMemory() = default;
+  uint8_t* map_ = nullptr;  // the whole mapping (data_ rounded down to it)
+  uint64_t map_size_ = 0;
+  uint8_t* data_ = nullptr;
+  uint64_t size_ = 0;
+};
+
 // Reads a whole (small) file into a string: config.json, index files, tokenizer files.
 Result<std::string> ReadFileToString(const std::string& path, uint64_t max_bytes = uint64_t{1} << 31);
 

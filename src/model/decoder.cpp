@@ -9,9 +9,11 @@
 #include <initializer_list>
 #include <new>
 
+#include "core/progress.h"
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
+#include "kernels/repack.h"
 #include "kernels/rope.h"
 #include "model/weights.h"
 
@@ -456,6 +458,54 @@ void DecoderModel::ForwardBatch(State& s, const int32_t* tokens, int64_t n, Logi
   if (mode == LogitsMode::kNone) return;
   const int64_t first_logit = mode == LogitsMode::kAll ? 0 : n - 1;
   MatMul(output_, s.xn.data() + first_logit * d, n - first_logit, logits, pool);
+}
+
+Result<Model::RepackStats> DecoderModel::RepackWeights(ThreadPool& pool, bool show_progress) {
+  std::vector<LinearWeight*> todo;
+  const auto consider = [&](LinearWeight& lw) {
+    if (lw.w.Rows() > 0 && kernels::MatMulSupports(lw.w.dtype)) todo.push_back(&lw);
+  };
+  for (DecoderLayerWeights& l : layers_) {
+    for (LinearWeight* lw : {&l.attn_q, &l.attn_k, &l.attn_v, &l.attn_output, &l.ffn_gate, &l.ffn_up, &l.ffn_down,
+                             &l.router}) {
+      consider(*lw);
+    }
+    for (auto* experts : {&l.gate_exps, &l.up_exps, &l.down_exps}) {
+      for (LinearWeight& e : *experts) consider(e);
+    }
+  }
+  if (output_.w.data != token_embd_.w.data) consider(output_);
+  RepackStats stats;
+  if (repacked_ != nullptr || todo.empty()) return stats;
+  // One allocation (each matrix 64-byte aligned in it) before any change, so that running out of memory leaves
+  // the model as it was.
+  std::vector<int64_t> offsets;
+  int64_t total = 0;
+  for (const LinearWeight* lw : todo) {
+    offsets.push_back(total);
+    stats.bytes += lw->w.Rows() * lw->w.RowStride();
+    total += (lw->w.Rows() * lw->w.RowStride() + 63) / 64 * 64;
+  }
+  auto memory = AnonymousMemory::Allocate(static_cast<uint64_t>(total));
+  if (!memory.ok()) return memory.status().WithContext("repacking the weights (run without --repack)");
+  std::unique_ptr<Progress> progress;
+  if (show_progress) progress = std::make_unique<Progress>("repacking", stats.bytes);
+  int64_t done = 0;
+  for (size_t i = 0; i < todo.size(); ++i) {
+    TensorView& w = todo[i]->w;
+    uint8_t* dst = (*memory)->data() + offsets[i];
+    pool.ParallelFor(w.Rows(), [&](int64_t r0, int64_t r1) { kernels::RepackRows(w, r0, r1, dst); }, 16);
+    const DType to = kernels::RepackedType(w.dtype, w.Cols());
+    stats.relaid += to != w.dtype;
+    w.dtype = to;
+    w.data = dst;
+    done += w.Rows() * w.RowStride();
+    if (progress) progress->Update(done);
+  }
+  if (progress) progress->Finish();
+  repacked_ = std::move(memory).value();
+  stats.tensors = static_cast<int64_t>(todo.size());
+  return stats;
 }
 
 void DecoderModel::DenseFfn(State& s, const DecoderLayerWeights& w, int64_t n, float* out, ThreadPool& pool) const {

@@ -9,6 +9,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/mapped_file.h"
 #include "model/model.h"
 #include "model/weights.h"
 
@@ -60,6 +61,9 @@ class DecoderModel final : public Model {
   Status Forward(ModelState& state, std::span<const int32_t> tokens, LogitsMode mode, float* logits,
                  ThreadPool& pool) const override;
   int64_t WeightBytes() const override { return weight_bytes_; }
+  // Repacks the attention, FFN, router, expert and output matrices (not the embedding table, read one row per
+  // token, nor an output head tied to it, nor HF's input-major experts).
+  Result<RepackStats> RepackWeights(ThreadPool& pool, bool show_progress) override;
 
   // Attaches a trace to `state` (nullptr detaches); the trace must outlive the Forward calls.
   static void SetTrace(ModelState& state, ForwardTrace* trace);
@@ -81,6 +85,7 @@ class DecoderModel final : public Model {
   LinearWeight output_;             // [vocab_size, hidden_size] (token_embd when tied)
   std::vector<float> inv_freq_;     // [head_dim/2]
   int64_t weight_bytes_ = 0;
+  std::unique_ptr<AnonymousMemory> repacked_;  // RepackWeights' copies, viewed by the weights
   int64_t max_ffn_ = 0;             // widest FFN of any layer
   int64_t min_chunk_ = 0;           // smallest attention chunk (0: none): batches never cross its boundaries
 };

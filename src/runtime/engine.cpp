@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 
 namespace herd::runtime {
@@ -53,11 +54,26 @@ Result<std::unique_ptr<tokenizer::Tokenizer>> OpenTokenizer(const formats::Model
 
 }  // namespace
 
+void ReportRepack(const model::Model::RepackStats& stats, double ms) {
+  std::fprintf(stderr,
+               "herd: repacked %lld matrices (%.1f MiB) into huge-page memory in %.0f ms, %lld of them Q8_0 -> "
+               "Q8_0R\n",
+               static_cast<long long>(stats.tensors), static_cast<double>(stats.bytes) / (1 << 20), ms,
+               static_cast<long long>(stats.relaid));
+}
+
 Result<std::unique_ptr<LoadedModel>> LoadModel(const LoadOptions& o) {
   const double t0 = NowMs();
   auto m = std::make_unique<LoadedModel>();
   HERD_ASSIGN_OR_RETURN(m->files, formats::OpenModelFiles(o.model_path));
   HERD_ASSIGN_OR_RETURN(m->model, model::CreateModel(m->files));
+  if (o.repack) {
+    ThreadPool pool(o.threads);
+    const double t_repack = NowMs();
+    HERD_ASSIGN_OR_RETURN(m->repack, m->model->RepackWeights(pool, o.show_progress));
+    m->repack_ms = NowMs() - t_repack;
+    if (o.show_progress) ReportRepack(m->repack, m->repack_ms);
+  }
   auto tok = OpenTokenizer(m->files, o);
   if (tok.ok()) {
     m->tokenizer = std::move(tok).value();

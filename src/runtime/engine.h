@@ -26,6 +26,9 @@ struct LoadOptions {
   std::string tokenizer_path;
   bool require_tokenizer = true;
   bool show_progress = true;
+  // Repack weights at load into faster layouts (model::Model::RepackWeights) on `threads` threads (0: all).
+  bool repack = false;
+  int threads = 0;
 };
 
 struct LoadedModel {
@@ -33,11 +36,17 @@ struct LoadedModel {
   std::unique_ptr<model::Model> model;
   std::unique_ptr<tokenizer::Tokenizer> tokenizer;  // null only when !require_tokenizer and none was found
   std::vector<int32_t> stop_ids;                    // tokens that end generation
-  double load_ms = 0;
+  double load_ms = 0;                               // everything, repacking included
+  model::Model::RepackStats repack;                 // what --repack copied (zero without it)
+  double repack_ms = 0;
 };
 
-// Errors: IOError/Corruption/NotSupported from the files, with the path in the message.
+// Errors: IOError/Corruption/NotSupported from the files, with the path in the message; ResourceExhausted when
+// options.repack cannot allocate the repacked copy.
 Result<std::unique_ptr<LoadedModel>> LoadModel(const LoadOptions& options);
+
+// "herd: repacked N matrices (X MiB) into huge-page memory in Y ms, M of them Q8_0 -> Q8_0R" on stderr.
+void ReportRepack(const model::Model::RepackStats& stats, double ms);
 
 struct GenerateOptions {
   int64_t n_predict = 256;  // tokens to generate at most

@@ -11,6 +11,7 @@
 
 #include "formats/model_files.h"
 #include "kernels/matmul.h"
+#include "kernels/repack.h"
 #include "model/decoder.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
@@ -189,6 +190,48 @@ TEST(SyntheticWeightsTest, IndependentOfThreadCountAndAligned) {
   }
   const TensorView* q = a->weights.Find("blk.0.attn_q.weight");
   EXPECT_NE(std::memcmp(q->data, other->weights.Find("blk.0.attn_q.weight")->data, q->size_bytes), 0);
+}
+
+// --repack (model::Model::RepackWeights): the repacked model gives the same logits bit for bit, in prefill (the
+// f32 GEMM, and the expert GEMMs over their tokens) and decode (integer dots; Q8_0R on AVX-512 VNNI), for a
+// type that changes layout (Q8_0 with 256-wide rows) and types that are only copied; a second call does nothing.
+TEST(SyntheticWeightsTest, RepackedModelGivesTheSameLogits) {
+  ThreadPool pool(2);
+  for (DType t : {DType::kQ8_0, DType::kQ4_0, DType::kBF16}) {
+    SCOPED_TRACE(std::string(DTypeName(t)));
+    SyntheticSpec spec = TinySpec(t);
+    spec.hidden_size = 256;  // rows of 256 inputs: the Q8_0R layout's unit
+    spec.num_hidden_layers = 2;
+    Built plain = Build(spec, pool), packed = Build(spec, pool);
+    ASSERT_NE(plain.model, nullptr);
+    ASSERT_NE(packed.model, nullptr);
+    auto stats = packed.model->RepackWeights(pool, /*show_progress=*/false);
+    ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+    // Per layer q, k, v, o, shared gate/up/down, router, 3 x 8 experts; and the untied output head.
+    EXPECT_EQ(stats->tensors, 2 * (8 + 3 * 8) + 1);
+    EXPECT_GT(stats->bytes, 0);
+    const bool relays = kernels::RepackedType(t, 256) != t;
+    EXPECT_EQ(stats->relaid > 0, relays);
+    auto again = packed.model->RepackWeights(pool, false);
+    ASSERT_TRUE(again.ok());
+    EXPECT_EQ(again->tensors, 0);
+    const int64_t vocab = plain.config.vocab_size;
+    auto s1 = plain.model->NewState(128, 64);
+    auto s2 = packed.model->NewState(128, 64);
+    ASSERT_TRUE(s1.ok() && s2.ok());
+    std::vector<int32_t> prompt(40);
+    for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>((i * 37 + 5) % vocab);
+    std::vector<float> l1(static_cast<size_t>(40 * vocab)), l2(l1.size());
+    ASSERT_TRUE(plain.model->Forward(**s1, prompt, model::LogitsMode::kAll, l1.data(), pool).ok());
+    ASSERT_TRUE(packed.model->Forward(**s2, prompt, model::LogitsMode::kAll, l2.data(), pool).ok());
+    EXPECT_EQ(0, std::memcmp(l1.data(), l2.data(), l1.size() * sizeof(float))) << "prefill";
+    for (int step = 0; step < 4; ++step) {
+      const int32_t tok[1] = {static_cast<int32_t>((step * 101 + 3) % vocab)};
+      ASSERT_TRUE(plain.model->Forward(**s1, tok, model::LogitsMode::kLast, l1.data(), pool).ok());
+      ASSERT_TRUE(packed.model->Forward(**s2, tok, model::LogitsMode::kLast, l2.data(), pool).ok());
+      EXPECT_EQ(0, std::memcmp(l1.data(), l2.data(), static_cast<size_t>(vocab) * sizeof(float))) << "step " << step;
+    }
+  }
 }
 
 TEST(SyntheticWeightsTest, ForwardIsFiniteForEveryType) {

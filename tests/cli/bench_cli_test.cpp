@@ -168,6 +168,38 @@ TEST(BenchCliTest, SavedGgufWorksWithInfoAndBench) {
   EXPECT_EQ(run.exit_code, 0) << run.err;
 }
 
+// --repack: the same greedy text from `herd run`, the copy reported on stderr and in bench's JSON, from a file
+// and from --synthetic (rows of 256 inputs, so Q8_0 also changes layout on AVX-512 VNNI CPUs).
+TEST(BenchCliTest, RepackGivesTheSameTextAndIsReported) {
+  const std::string path = testing::TempDir("bench-cli-repack") + "/tiny.gguf";
+  std::vector<std::string> shape = TinyWith("--hidden", "256");
+  for (size_t i = 0; i + 1 < shape.size(); ++i) {
+    if (shape[i] == "--ffn") shape[i + 1] = "256";
+  }
+  Outcome save = Herd(Args(Args({"bench"}, shape),
+                           {"-p", "4", "-n", "2", "-r", "1", "--save", path, "--json", "--probe-mib", "0"}));
+  ASSERT_EQ(save.exit_code, 0) << save.err;
+  Outcome plain = Herd({"run", "-m", path, "-p", "hello", "-n", "12", "--temp", "0", "-t", "2"});
+  Outcome packed = Herd({"run", "-m", path, "-p", "hello", "-n", "12", "--temp", "0", "-t", "2", "--repack"});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  ASSERT_EQ(packed.exit_code, 0) << packed.err;
+  EXPECT_EQ(plain.out, packed.out);
+  EXPECT_NE(packed.err.find("repacked"), std::string::npos) << packed.err;
+  EXPECT_EQ(plain.err.find("repacked"), std::string::npos) << plain.err;
+
+  for (const std::vector<std::string>& model : {std::vector<std::string>{"-m", path}, shape}) {
+    Outcome b = Herd(Args(Args({"bench"}, model), {"-p", "8", "-n", "4", "-r", "1", "--probe-mib", "0", "--json",
+                                                   "--repack"}));
+    ASSERT_EQ(b.exit_code, 0) << b.err;
+    auto j = nlohmann::json::parse(b.out);
+    EXPECT_TRUE(j["repack"].get<bool>());
+    EXPECT_GT(j["repacked_bytes"].get<int64_t>(), 0);
+    EXPECT_GE(j["repack_ms"].get<double>(), 0.0);
+    EXPECT_GE(j["load_ms"].get<double>(), j["repack_ms"].get<double>());
+    EXPECT_GT(j["gen_tok_s"].get<double>(), 0);
+  }
+}
+
 TEST(BenchCliTest, BadFlagsExitOne) {
   EXPECT_EQ(Herd({"bench"}).exit_code, 1);  // neither -m nor --synthetic
   EXPECT_EQ(Herd({"bench", "--synthetic", "behemoth"}).exit_code, 1);
