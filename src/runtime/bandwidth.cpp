@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <vector>
 
+#include "core/mapped_file.h"
 #include "hwy/aligned_allocator.h"
 #include "kernels/ops.h"
 
@@ -32,9 +34,25 @@ uint64_t ReadStreams(const uint64_t* p, int64_t n) {
 
 Bandwidth MeasureBandwidth(ThreadPool& pool, int64_t bytes, int passes) {
   const int64_t n = std::max<int64_t>(bytes / 8, 2048) * 2;
-  auto a = hwy::AllocateAligned<float>(static_cast<size_t>(n));
-  auto b = hwy::AllocateAligned<float>(static_cast<size_t>(n));
-  auto c = hwy::AllocateAligned<float>(static_cast<size_t>(n));
+  // Huge pages where the OS offers them, as --repack's weights get (core/mapped_file.h): the bound must not be
+  // lowered by TLB misses that the weights themselves can avoid. Plain pages if that memory cannot be had.
+  std::unique_ptr<AnonymousMemory> huge[3];
+  hwy::AlignedFreeUniquePtr<float[]> plain[3];
+  float* buf[3];
+  for (int i = 0; i < 3; ++i) {
+    auto m = AnonymousMemory::Allocate(static_cast<uint64_t>(n) * sizeof(float));
+    if (m.ok()) {
+      huge[i] = std::move(m).value();
+      buf[i] = reinterpret_cast<float*>(huge[i]->data());
+    } else {
+      plain[i] = hwy::AllocateAligned<float>(static_cast<size_t>(n));
+      HERD_CHECK(plain[i] != nullptr);
+      buf[i] = plain[i].get();
+    }
+  }
+  float* a = buf[0];
+  float* b = buf[1];
+  float* c = buf[2];
   const int threads = pool.size();
   // Runs fn(thread, i0, i1) on every thread over its static share [i0, i1) of the n elements.
   auto split = [&](auto&& fn) { pool.Run([&](int t) { fn(t, n * t / threads, n * (t + 1) / threads); }); };
@@ -48,12 +66,12 @@ Bandwidth MeasureBandwidth(ThreadPool& pool, int64_t bytes, int passes) {
   });
   Bandwidth best;
   std::vector<float> sink(static_cast<size_t>(threads), 0.0f);
-  const uint64_t* words = reinterpret_cast<const uint64_t*>(c.get());  // n / 2 of them: n is even
+  const uint64_t* words = reinterpret_cast<const uint64_t*>(c);  // n / 2 of them: n is even
   for (int p = 0; p < passes; ++p) {
     // Read: one stream per thread (kernels::Dot), then eight per thread; the faster is the bound.
     double t0 = Seconds();
     split([&](int t, int64_t i0, int64_t i1) {
-      sink[static_cast<size_t>(t)] += kernels::Dot(b.get() + i0, b.get() + i0, i1 - i0);
+      sink[static_cast<size_t>(t)] += kernels::Dot(b + i0, b + i0, i1 - i0);
     });
     best.read_gbs = std::max(best.read_gbs, static_cast<double>(n) * 4 / (Seconds() - t0) / 1e9);
     t0 = Seconds();
@@ -63,7 +81,7 @@ Bandwidth MeasureBandwidth(ThreadPool& pool, int64_t bytes, int passes) {
     best.read_gbs = std::max(best.read_gbs, static_cast<double>(n) * 4 / (Seconds() - t0) / 1e9);
     // Triad as a += s * c (kernels::Axpy): reads a and c, writes a, i.e. STREAM's 3 arrays per element.
     t0 = Seconds();
-    split([&](int, int64_t i0, int64_t i1) { kernels::Axpy(3.0f, c.get() + i0, a.get() + i0, i1 - i0); });
+    split([&](int, int64_t i0, int64_t i1) { kernels::Axpy(3.0f, c + i0, a + i0, i1 - i0); });
     best.triad_gbs = std::max(best.triad_gbs, static_cast<double>(n) * 12 / (Seconds() - t0) / 1e9);
   }
   volatile float keep = 0.0f;

@@ -15,7 +15,8 @@ struct Bandwidth {
 };
 
 // Best of `passes` passes over buffers of `bytes` each (default 512 MiB: far beyond any cache), split statically
-// over the pool's threads. Pages are touched before timing. Allocates and frees its buffers (not for hot paths).
+// over the pool's threads, in huge-page memory where the OS offers it (AnonymousMemory). Pages are touched before
+// timing. Allocates and frees its buffers (not for hot paths).
 Bandwidth MeasureBandwidth(ThreadPool& pool, int64_t bytes = int64_t{512} << 20, int passes = 5);
 
 // Mean bytes of K and V that decoding reads per token while generating tokens at positions [pos_begin, pos_end):
