@@ -62,6 +62,18 @@ Result<std::string> ReadFileToString(const std::string& path, uint64_t max_bytes
   return ss.str();
 }
 
+std::optional<int64_t> AvailableMemoryBytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  int64_t value = 0;
+  std::string unit;
+  while (in >> key >> value) {
+    std::getline(in, unit);
+    if (key == "MemAvailable:") return value * 1024;  // reported in kB
+  }
+  return std::nullopt;
+}
+
 Result<std::unique_ptr<AnonymousMemory>> AnonymousMemory::Allocate(uint64_t bytes) {
   constexpr uint64_t kHuge = uint64_t{2} << 20;
   std::unique_ptr<AnonymousMemory> m(new AnonymousMemory());
@@ -69,6 +81,11 @@ Result<std::unique_ptr<AnonymousMemory>> AnonymousMemory::Allocate(uint64_t byte
   const uint64_t want = (bytes + kHuge - 1) / kHuge * kHuge;
   if (want < bytes || want > UINT64_MAX - kHuge) {
     return ResourceExhausted("cannot allocate " + std::to_string(bytes) + " bytes");
+  }
+  // The map itself would succeed (overcommit) and the process be killed when the pages are touched: say so now.
+  if (auto avail = AvailableMemoryBytes(); avail && bytes > static_cast<uint64_t>(*avail)) {
+    return ResourceExhausted("needs " + std::to_string(bytes >> 20) + " MiB but only " +
+                             std::to_string(*avail >> 20) + " MiB of memory is available (MemAvailable)");
   }
   m->map_size_ = want + kHuge;  // room to start on a 2 MiB boundary
   void* p = ::mmap(nullptr, m->map_size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/status.h"
@@ -29,9 +30,13 @@ class MappedFile {
   std::string path_;
 };
 
+// Bytes of memory the kernel reports as available (MemAvailable of /proc/meminfo); nullopt when unknown.
+std::optional<int64_t> AvailableMemoryBytes();
+
 // Zeroed anonymous memory for large weight copies (repacking at load): 2 MiB-aligned and, where the OS offers
 // it (Linux madvise MADV_HUGEPAGE), backed by huge pages, so that touching it costs one fault per 2 MiB and
-// streaming it one TLB entry per 2 MiB. ResourceExhausted naming the size when the OS refuses.
+// streaming it one TLB entry per 2 MiB. ResourceExhausted naming the size when it exceeds AvailableMemoryBytes()
+// or the OS refuses.
 class AnonymousMemory {
  public:
   static Result<std::unique_ptr<AnonymousMemory>> Allocate(uint64_t bytes);

@@ -4,19 +4,17 @@
 // that reads real checkpoints.
 #include "runtime/synthetic.h"
 
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "core/half.h"
+#include "core/mapped_file.h"
 #include "core/progress.h"
 #include "formats/gguf_writer.h"
 #include "kernels/matmul.h"
@@ -168,15 +166,6 @@ void FillUnits(const TensorSpec& t, bool is_norm, uint8_t* base, int64_t u0, int
       HERD_CHECK(false && "FillUnits: dtype not validated");
   }
 }
-
-// Anonymous memory released when the last WeightMap copy drops it.
-struct Mapping {
-  void* addr = nullptr;
-  size_t size = 0;
-  ~Mapping() {
-    if (addr != nullptr) ::munmap(addr, size);
-  }
-};
 
 bool CheckBlocks(DType dtype, int64_t cols) { return cols % Traits(dtype).block_size == 0; }
 
@@ -363,18 +352,6 @@ WeightFootprint ComputeFootprint(const model::ModelConfig& c, const WeightMap& w
   return ComputeFootprint(c, specs);
 }
 
-std::optional<int64_t> AvailableMemoryBytes() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  int64_t value = 0;
-  std::string unit;
-  while (in >> key >> value) {
-    std::getline(in, unit);
-    if (key == "MemAvailable:") return value * 1024;  // reported in kB
-  }
-  return std::nullopt;
-}
-
 Result<SyntheticModel> MakeSyntheticWeights(const model::ModelConfig& c, DType dtype, uint64_t seed, ThreadPool& pool) {
   if (!kernels::MatMulSupports(dtype)) {
     return InvalidArgument("synthetic weights of type " + std::string(DTypeName(dtype)) + " are not supported");
@@ -393,17 +370,12 @@ Result<SyntheticModel> MakeSyntheticWeights(const model::ModelConfig& c, DType d
     return ResourceExhausted("the synthetic model needs " + GiB(padded) + " (" + what + ") but only " + GiB(*avail) +
                              " of memory is available (MemAvailable); use fewer layers or a smaller type");
   }
-  auto map = std::make_shared<Mapping>();
-  void* addr = ::mmap(nullptr, static_cast<size_t>(padded), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (addr == MAP_FAILED) {
-    return ResourceExhausted("cannot allocate " + GiB(padded) + " for the synthetic model (" + what +
-                             "): " + std::strerror(errno));
-  }
-  map->addr = addr;
-  map->size = static_cast<size_t>(padded);
-  // Decode streams every weight once per token: huge pages spare it the TLB misses (a hint; may be ignored).
-  (void)::madvise(addr, map->size, MADV_HUGEPAGE);
-  uint8_t* base = static_cast<uint8_t*>(addr);
+  // Huge pages where the OS offers them: decode streams every weight once per token. Released when the last
+  // WeightMap copy drops it.
+  auto memory = AnonymousMemory::Allocate(static_cast<uint64_t>(padded));
+  if (!memory.ok()) return memory.status().WithContext("the synthetic model (" + what + ")");
+  std::shared_ptr<const AnonymousMemory> map = std::move(memory).value();
+  uint8_t* base = map->data();
 
   // Work items of about kChunkBytes, each with its own RNG stream, taken dynamically by the threads.
   struct Item {

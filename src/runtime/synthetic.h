@@ -110,7 +110,4 @@ Result<std::unique_ptr<model::Model>> MakeSyntheticModel(const SyntheticSpec& sp
 // IOError from the file system; InvalidArgument when vocab_size < 258.
 Status SaveSyntheticGguf(const model::ModelConfig& config, const WeightMap& weights, const std::string& path);
 
-// Bytes of memory the kernel reports as available (MemAvailable of /proc/meminfo); nullopt when unknown.
-std::optional<int64_t> AvailableMemoryBytes();
-
 }  // namespace herd::runtime
