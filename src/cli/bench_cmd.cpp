@@ -77,13 +77,10 @@ std::optional<int> MakeSynthetic(const BenchOptions& o, ThreadPool& pool, BenchM
     std::fprintf(stderr, "herd: wrote %s in %.0f ms\n", o.save.c_str(), runtime::NowMs() - t_save);
   }
   if (o.common.repack) {  // after --save: the file keeps the GGUF layout
-    const double t_repack = runtime::NowMs();
-    auto stats = out->synthetic->RepackWeights(pool, /*show_progress=*/true);
+    auto stats = runtime::RepackModel(*out->synthetic, pool, /*show_progress=*/true, &out->repack_ms);
     if (!stats.ok()) return FailInput(stats.status());
     out->repack = *stats;
-    out->repack_ms = runtime::NowMs() - t_repack;
     out->load_ms += out->repack_ms;
-    runtime::ReportRepack(out->repack, out->repack_ms);
   }
   return std::nullopt;
 }

@@ -9,6 +9,7 @@
 
 #include "core/dtype.h"
 #include "core/half.h"
+#include "core/mapped_file.h"
 #include "core/status.h"
 #include "core/tensor.h"
 #include "core/thread_pool.h"
@@ -117,6 +118,21 @@ TEST(ThreadPoolTest, ParallelForCoversRangeOnce) {
       }
     }
   }
+}
+
+// AnonymousMemory: zeroed and 2 MiB-aligned; a size beyond the available memory is ResourceExhausted at once
+// (not an out-of-memory kill when the pages are touched).
+TEST(AnonymousMemoryTest, AlignedZeroedAndRefusesTooMuch) {
+  auto m = AnonymousMemory::Allocate(3 << 20);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(reinterpret_cast<uintptr_t>((*m)->data()) % (2 << 20), 0u);
+  EXPECT_EQ((*m)->size(), uint64_t{3} << 20);
+  EXPECT_EQ((*m)->data()[0], 0);
+  EXPECT_EQ((*m)->data()[(3 << 20) - 1], 0);
+  auto huge = AnonymousMemory::Allocate(uint64_t{1} << 50);
+  ASSERT_FALSE(huge.ok());
+  EXPECT_EQ(huge.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(huge.status().message().find("MiB"), std::string::npos) << huge.status().ToString();
 }
 
 TEST(ThreadPoolTest, ManySmallJobs) {

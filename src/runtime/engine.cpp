@@ -54,12 +54,19 @@ Result<std::unique_ptr<tokenizer::Tokenizer>> OpenTokenizer(const formats::Model
 
 }  // namespace
 
-void ReportRepack(const model::Model::RepackStats& stats, double ms) {
-  std::fprintf(stderr,
-               "herd: repacked %lld matrices (%.1f MiB) into huge-page memory in %.0f ms, %lld of them Q8_0 -> "
-               "Q8_0R\n",
-               static_cast<long long>(stats.tensors), static_cast<double>(stats.bytes) / (1 << 20), ms,
-               static_cast<long long>(stats.relaid));
+Result<model::Model::RepackStats> RepackModel(model::Model& model, ThreadPool& pool, bool show_progress,
+                                              double* ms) {
+  const double t0 = NowMs();
+  HERD_ASSIGN_OR_RETURN(model::Model::RepackStats stats, model.RepackWeights(pool, show_progress));
+  *ms = NowMs() - t0;
+  if (show_progress) {
+    std::fprintf(stderr,
+                 "herd: repacked %lld matrices (%.1f MiB) into huge-page memory in %.0f ms, %lld of them Q8_0 -> "
+                 "Q8_0R\n",
+                 static_cast<long long>(stats.tensors), static_cast<double>(stats.bytes) / (1 << 20), *ms,
+                 static_cast<long long>(stats.relaid));
+  }
+  return stats;
 }
 
 Result<std::unique_ptr<LoadedModel>> LoadModel(const LoadOptions& o) {
@@ -69,10 +76,7 @@ Result<std::unique_ptr<LoadedModel>> LoadModel(const LoadOptions& o) {
   HERD_ASSIGN_OR_RETURN(m->model, model::CreateModel(m->files));
   if (o.repack) {
     ThreadPool pool(o.threads);
-    const double t_repack = NowMs();
-    HERD_ASSIGN_OR_RETURN(m->repack, m->model->RepackWeights(pool, o.show_progress));
-    m->repack_ms = NowMs() - t_repack;
-    if (o.show_progress) ReportRepack(m->repack, m->repack_ms);
+    HERD_ASSIGN_OR_RETURN(m->repack, RepackModel(*m->model, pool, o.show_progress, &m->repack_ms));
   }
   auto tok = OpenTokenizer(m->files, o);
   if (tok.ok()) {

@@ -45,8 +45,10 @@ struct LoadedModel {
 // options.repack cannot allocate the repacked copy.
 Result<std::unique_ptr<LoadedModel>> LoadModel(const LoadOptions& options);
 
-// "herd: repacked N matrices (X MiB) into huge-page memory in Y ms, M of them Q8_0 -> Q8_0R" on stderr.
-void ReportRepack(const model::Model::RepackStats& stats, double ms);
+// model.RepackWeights, timed into *ms; with show_progress, its bar and "herd: repacked N matrices (X MiB) into
+// huge-page memory in Y ms, M of them Q8_0 -> Q8_0R" on stderr.
+Result<model::Model::RepackStats> RepackModel(model::Model& model, ThreadPool& pool, bool show_progress,
+                                              double* ms);
 
 struct GenerateOptions {
   int64_t n_predict = 256;  // tokens to generate at most
