@@ -828,6 +828,9 @@ struct QuantTiles {
 // two plain loads replace VbmiStepQ8_0's four loads, three byte permutes and two xors; the scales of 8 blocks
 // widen in one vcvtph2ps and reach their lanes by one vpermps per step. The integer sums and the f32 operations
 // are DotQ8_0Q8::Step's, in the same order, so every output is bit-identical to the Q8_0 kernel's.
+// No software prefetch, unlike Tile: the hardware prefetchers follow these rows alone, and Tile's prefetches made
+// Q8_0R 1.4-1.6x slower from DRAM (matmul_bench BM_MatVec, 1 and 2 threads) and in whole-model decode
+// (bench/RESULTS.md). Measured, not explained.
 struct RepackedQ8Tiles {
   using K = DotQ8_0Q8;
   static constexpr int64_t kGroupBlocks = 8, kGroupBytes = 272;
@@ -837,7 +840,7 @@ struct RepackedQ8Tiles {
 
   template <int R, int NT>
   static HWY_INLINE void Tile(const uint8_t* const* rows, const uint8_t* const* acts, int64_t n_blocks, float* y,
-                              int64_t y_stride, bool prefetch) {
+                              int64_t y_stride, bool /*prefetch*/) {
     const DF df;
     const DS ds;
     VF acc[R][NT];
@@ -853,11 +856,6 @@ struct RepackedQ8Tiles {
       VF ws[R][2];
       for (int r = 0; r < R; ++r) {
         const uint8_t* grp = rows[r] + g * kGroupBytes;
-        if (prefetch) {  // the lines that start within this group's bytes, kPrefetchAhead on (as Tile)
-          for (int64_t line = (g * kGroupBytes + 63) >> 6; line < ((g + 1) * kGroupBytes + 63) >> 6; ++line) {
-            hwy::Prefetch(rows[r] + kPrefetchAhead + 64 * line);
-          }
-        }
         // maskz forms with full masks: GCC 12 warns about the undefined pass-through of the plain intrinsics.
         const __m512 s8 = _mm512_maskz_cvtph_ps(0xFFFF, _mm256_maskz_loadu_epi16(0x00FF, grp + 256));
         ws[r][0] = VF{_mm512_maskz_permutexvar_ps(0xFFFF, idx0, s8)};
