@@ -11,6 +11,7 @@
 #include <random>
 
 #include "cli/common.h"
+#include "core/mapped_file.h"
 #include "core/thread_pool.h"
 #include "kernels/matmul.h"
 #include "model/decoder.h"
@@ -130,6 +131,21 @@ int CmdBench(const BenchOptions& o) {
   std::vector<float> logits(static_cast<size_t>(c.vocab_size));
   double best_prompt = 0, best_gen = 0;
   int64_t gen_bytes_read = 0;
+  // The bound beside the figure (style.md 7), measured in this process with the same threads. With generation,
+  // right after each repetition's: the host's memory speed changes from minute to minute, and a bound from
+  // another moment than the figure's can put the fraction anywhere (bench/RESULTS.md).
+  std::optional<runtime::BandwidthProbe> probe;
+  if (o.probe_mib > 0) {
+    const std::optional<int64_t> avail = AvailableMemoryBytes();
+    if (avail && 3 * (o.probe_mib << 20) > *avail) {
+      return Fail(ResourceExhausted("--probe-mib " + std::to_string(o.probe_mib) + " needs 3 x " +
+                                    std::to_string(o.probe_mib) + " MiB of memory; " +
+                                    std::to_string(*avail >> 20) + " MiB are available"));
+    }
+    probe.emplace(pool, o.probe_mib << 20);
+  }
+  runtime::Bandwidth bw;
+  std::vector<double> gen_reps, read_reps;
   kernels::EnableWeightByteCounting(o.count_bytes);
   for (int rep = 0; rep < o.reps; ++rep) {
     (*state)->Truncate(0);
@@ -148,14 +164,19 @@ int CmdBench(const BenchOptions& o) {
         if (!s.ok()) return FailInput(s);
         tok[0] = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
       }
-      best_gen = std::max(best_gen, 1000.0 * o.n_gen / (runtime::NowMs() - t0));
+      const double gen = 1000.0 * o.n_gen / (runtime::NowMs() - t0);
       gen_bytes_read = kernels::WeightBytesRead();
+      gen_reps.push_back(gen);
+      if (probe) {
+        const runtime::Bandwidth now = probe->Measure();
+        read_reps.push_back(now.read_gbs);
+        if (gen > best_gen) bw = now;  // the fastest repetition is the figure; its own moment's bound
+      }
+      best_gen = std::max(best_gen, gen);
     }
   }
   kernels::EnableWeightByteCounting(false);
-  // The bound beside the figure (style.md 7): measured now, in this process, with the same threads.
-  const runtime::Bandwidth bw =
-      o.probe_mib > 0 ? runtime::MeasureBandwidth(pool, o.probe_mib << 20) : runtime::Bandwidth{};
+  if (probe && o.n_gen == 0) bw = probe->Measure();
   const runtime::WeightFootprint& fp = bm.footprint;
   const double gen_gb_s = best_gen * static_cast<double>(fp.active_bytes) / 1e9;
   // herd's KV cache holds f32 (model/decoder.h); generated tokens sit at positions [n_prompt, n_prompt + n_gen).
@@ -185,8 +206,10 @@ int CmdBench(const BenchOptions& o) {
                         {"repacked_bytes", bm.repack.bytes},
                         {"repack_ms", bm.repack_ms}};
     if (have_bytes_read) j["bytes_read_per_token"] = bytes_read_per_token;
+    if (o.n_gen > 0) j["gen_tok_s_reps"] = gen_reps;
     if (o.probe_mib > 0) {
       j["bandwidth_gbs"] = bw.read_gbs;
+      if (o.n_gen > 0) j["bandwidth_gbs_reps"] = read_reps;
       j["triad_gbs"] = bw.triad_gbs;
       j["bound_tok_s"] = bound_tok_s;
       j["bound_fraction"] = bound_fraction;
@@ -205,7 +228,7 @@ int CmdBench(const BenchOptions& o) {
                 static_cast<double>(fp.active_bytes) / (1 << 20), kv_bytes / (1 << 20));
     if (o.probe_mib > 0) {
       std::printf(
-          "  memory bandwidth (this run)    %.2f GB/s read, %.2f GB/s triad -> bound %.2f tokens/s; generation at "
+          "  memory bandwidth (after it)    %.2f GB/s read, %.2f GB/s triad -> bound %.2f tokens/s; generation at "
           "%.1f%% of it\n",
           bw.read_gbs, bw.triad_gbs, bound_tok_s, 100.0 * bound_fraction);
     }
@@ -229,8 +252,9 @@ Command AddBenchCommand(CLI::App& app) {
   cmd->add_flag("--json", o->json,
                 "one JSON object (prompt_tok_s, gen_tok_s, bandwidth_gbs, bound_fraction, weight_bytes, ...)");
   cmd->add_option("--probe-mib", o->probe_mib,
-                  "MiB per buffer of the memory-bandwidth probe run after the timing (0: no probe); bound_fraction = "
-                  "(active weight + KV bytes per token) x gen tokens/s / probe read bandwidth")
+                  "MiB per buffer of the memory-bandwidth probe, run right after each repetition's generation (0: no "
+                  "probe); bound_fraction = (active weight + KV bytes per token) x gen tokens/s / the probe's read "
+                  "bandwidth, both of the fastest repetition")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 16));
   cmd->add_flag("--count-bytes", o->count_bytes, "count the weight bytes the kernels read per generated token");
 

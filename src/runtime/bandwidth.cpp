@@ -32,38 +32,53 @@ uint64_t ReadStreams(const uint64_t* p, int64_t n) {
 
 }  // namespace
 
-Bandwidth MeasureBandwidth(ThreadPool& pool, int64_t bytes, int passes) {
-  const int64_t n = std::max<int64_t>(bytes / 8, 2048) * 2;
-  // Huge pages where the OS offers them, as --repack's weights get (core/mapped_file.h): the bound must not be
-  // lowered by TLB misses that the weights themselves can avoid. Plain pages if that memory cannot be had.
+struct BandwidthProbe::Buffers {
   std::unique_ptr<AnonymousMemory> huge[3];
   hwy::AlignedFreeUniquePtr<float[]> plain[3];
-  float* buf[3];
+  float* buf[3] = {};
+};
+
+BandwidthProbe::BandwidthProbe(ThreadPool& pool, int64_t bytes)
+    : pool_(pool), n_(std::max<int64_t>(bytes / 8, 2048) * 2), buffers_(std::make_unique<Buffers>()) {
+  // Huge pages where the OS offers them, as --repack's weights get (core/mapped_file.h): the bound must not be
+  // lowered by TLB misses that the weights themselves can avoid. Plain pages if that memory cannot be had.
+  Buffers& m = *buffers_;
   for (int i = 0; i < 3; ++i) {
-    auto m = AnonymousMemory::Allocate(static_cast<uint64_t>(n) * sizeof(float));
-    if (m.ok()) {
-      huge[i] = std::move(m).value();
-      buf[i] = reinterpret_cast<float*>(huge[i]->data());
+    auto huge = AnonymousMemory::Allocate(static_cast<uint64_t>(n_) * sizeof(float));
+    if (huge.ok()) {
+      m.huge[i] = std::move(huge).value();
+      m.buf[i] = reinterpret_cast<float*>(m.huge[i]->data());
     } else {
-      plain[i] = hwy::AllocateAligned<float>(static_cast<size_t>(n));
-      HERD_CHECK(plain[i] != nullptr);
-      buf[i] = plain[i].get();
+      m.plain[i] = hwy::AllocateAligned<float>(static_cast<size_t>(n_));
+      HERD_CHECK(m.plain[i] != nullptr);
+      m.buf[i] = m.plain[i].get();
     }
   }
-  float* a = buf[0];
-  float* b = buf[1];
-  float* c = buf[2];
-  const int threads = pool.size();
-  // Runs fn(thread, i0, i1) on every thread over its static share [i0, i1) of the n elements.
-  auto split = [&](auto&& fn) { pool.Run([&](int t) { fn(t, n * t / threads, n * (t + 1) / threads); }); };
-  // First touch by the threads that later read each range.
-  split([&](int, int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
+  float* a = m.buf[0];
+  float* b = m.buf[1];
+  float* c = m.buf[2];
+  const int64_t n = n_;
+  const int threads = pool_.size();
+  // First touch by the threads that later read each range (Measure splits the same way).
+  pool_.Run([&](int t) {
+    for (int64_t i = n * t / threads; i < n * (t + 1) / threads; ++i) {
       a[i] = 0.0f;
       b[i] = 1.0f;
       c[i] = 0.5f;
     }
   });
+}
+
+BandwidthProbe::~BandwidthProbe() = default;
+
+Bandwidth BandwidthProbe::Measure(int passes) {
+  float* a = buffers_->buf[0];
+  const float* b = buffers_->buf[1];
+  const float* c = buffers_->buf[2];
+  const int64_t n = n_;
+  const int threads = pool_.size();
+  // Runs fn(thread, i0, i1) on every thread over its static share [i0, i1) of the n elements.
+  auto split = [&](auto&& fn) { pool_.Run([&](int t) { fn(t, n * t / threads, n * (t + 1) / threads); }); };
   Bandwidth best;
   std::vector<float> sink(static_cast<size_t>(threads), 0.0f);
   const uint64_t* words = reinterpret_cast<const uint64_t*>(c);  // n / 2 of them: n is even

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "core/thread_pool.h"
 #include "model/config.h"
@@ -14,10 +15,28 @@ struct Bandwidth {
   double triad_gbs = 0;  // STREAM triad a = b + s * c, counted as 3 arrays of bytes (2 read + 1 write)
 };
 
-// Best of `passes` passes over buffers of `bytes` each (default 512 MiB: far beyond any cache), split statically
-// over the pool's threads, in huge-page memory where the OS offers it (AnonymousMemory). Pages are touched before
-// timing. Allocates and frees its buffers (not for hot paths).
-Bandwidth MeasureBandwidth(ThreadPool& pool, int64_t bytes = int64_t{512} << 20, int passes = 5);
+// Three buffers of `bytes` each (default 512 MiB: far beyond any cache), in huge-page memory where the OS offers
+// it (AnonymousMemory), allocated and first-touched once by the threads that later read each part; Measure() can
+// then run as often as wanted, e.g. right after each timed repetition, so that the bound and the figure it divides
+// come from the same moment (a shared host's memory speed changes within minutes: bench/RESULTS.md). Not for hot
+// paths: construction touches 3 x `bytes`.
+class BandwidthProbe {
+ public:
+  explicit BandwidthProbe(ThreadPool& pool, int64_t bytes = int64_t{512} << 20);
+  ~BandwidthProbe();
+  BandwidthProbe(const BandwidthProbe&) = delete;
+  BandwidthProbe& operator=(const BandwidthProbe&) = delete;
+
+  // Best of `passes` passes, each a read sweep with one stream per thread, one with eight, and a triad, split
+  // statically over the pool's threads.
+  Bandwidth Measure(int passes = 5);
+
+ private:
+  struct Buffers;
+  ThreadPool& pool_;
+  int64_t n_;  // floats per buffer
+  std::unique_ptr<Buffers> buffers_;
+};
 
 // Mean bytes of K and V that decoding reads per token while generating tokens at positions [pos_begin, pos_end):
 // per layer, the keys a query at pos attends to (pos + 1, or the position within its chunk + 1 on chunked

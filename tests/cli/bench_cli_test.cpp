@@ -2,6 +2,7 @@
 // by herd quantize, the bytes read per decoded
 // token close to the active bytes, --save writing a GGUF that `herd info` and `herd bench -m` accept, and usage
 // errors (exit 1) for bad flag combinations.
+#include <algorithm>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -66,7 +67,7 @@ std::vector<std::string> Args(std::vector<std::string> head, const std::vector<s
 
 TEST(BenchCliTest, SyntheticJsonHasTheKeys) {
   Outcome o =
-      Herd(Args(Args({"bench"}, kTiny), {"-p", "16", "-n", "4", "-r", "1", "-t", "2", "--json", "--probe-mib", "32"}));
+      Herd(Args(Args({"bench"}, kTiny), {"-p", "16", "-n", "4", "-r", "3", "-t", "2", "--json", "--probe-mib", "32"}));
   ASSERT_EQ(o.exit_code, 0) << o.err;
   auto j = nlohmann::json::parse(o.out);
   // The bandwidth probe and the bound: (active + KV bytes per token) x gen tok/s / bandwidth.
@@ -79,6 +80,15 @@ TEST(BenchCliTest, SyntheticJsonHasTheKeys) {
   const double bytes = j["active_bytes_per_token"].get<double>() + kv;
   EXPECT_NEAR(j["bound_fraction"].get<double>(), j["gen_tok_s"].get<double>() * bytes / (bw * 1e9),
               1e-9 * j["bound_fraction"].get<double>());
+  // One probe right after each repetition; the reported figure is the fastest repetition, its bound that
+  // repetition's probe.
+  const auto gen_reps = j["gen_tok_s_reps"].get<std::vector<double>>();
+  const auto read_reps = j["bandwidth_gbs_reps"].get<std::vector<double>>();
+  ASSERT_EQ(gen_reps.size(), 3u);
+  ASSERT_EQ(read_reps.size(), 3u);
+  const size_t fastest = std::max_element(gen_reps.begin(), gen_reps.end()) - gen_reps.begin();
+  EXPECT_EQ(gen_reps[fastest], j["gen_tok_s"].get<double>());
+  EXPECT_EQ(read_reps[fastest], bw);
   EXPECT_EQ(j["model"], "synthetic:custom");
   EXPECT_EQ(j["architecture"], "llama4");
   EXPECT_GT(j["prompt_tok_s"].get<double>(), 0);
@@ -92,6 +102,12 @@ TEST(BenchCliTest, SyntheticJsonHasTheKeys) {
       Herd(Args(Args({"bench"}, kTiny), {"-p", "4", "-n", "2", "-r", "1", "--json", "--probe-mib", "0"}));
   ASSERT_EQ(no_probe.exit_code, 0) << no_probe.err;
   EXPECT_FALSE(nlohmann::json::parse(no_probe.out).contains("bound_fraction"));
+
+  // A probe larger than the memory left is refused up front, naming the flag, not run into an out-of-memory kill.
+  Outcome huge =
+      Herd(Args(Args({"bench"}, kTiny), {"-p", "4", "-n", "2", "-r", "1", "--json", "--probe-mib", "65536"}));
+  EXPECT_NE(huge.exit_code, 0);
+  EXPECT_NE(huge.err.find("--probe-mib 65536 needs 3 x 65536 MiB"), std::string::npos) << huge.err;
 }
 
 // K-quant weights: a synthetic model saved as F32 is quantized by herd quantize to Q4_K, Q5_K and Q6_K (rows of
