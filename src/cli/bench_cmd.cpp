@@ -7,11 +7,9 @@
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <optional>
 #include <random>
 
 #include "cli/common.h"
-#include "core/mapped_file.h"
 #include "core/thread_pool.h"
 #include "kernels/matmul.h"
 #include "model/decoder.h"
@@ -134,15 +132,14 @@ int CmdBench(const BenchOptions& o) {
   // The bound beside the figure (style.md 7), measured in this process with the same threads. With generation,
   // right after each repetition's: the host's memory speed changes from minute to minute, and a bound from
   // another moment than the figure's can put the fraction anywhere (bench/RESULTS.md).
-  std::optional<runtime::BandwidthProbe> probe;
+  std::unique_ptr<runtime::BandwidthProbe> probe;
   if (o.probe_mib > 0) {
-    const std::optional<int64_t> avail = AvailableMemoryBytes();
-    if (avail && 3 * (o.probe_mib << 20) > *avail) {
-      return Fail(ResourceExhausted("--probe-mib " + std::to_string(o.probe_mib) + " needs 3 x " +
-                                    std::to_string(o.probe_mib) + " MiB of memory; " +
-                                    std::to_string(*avail >> 20) + " MiB are available"));
+    auto created = runtime::BandwidthProbe::Create(pool, o.probe_mib << 20);
+    if (!created.ok()) {
+      return Fail(Status(created.status().code(),
+                         "--probe-mib " + std::to_string(o.probe_mib) + " " + created.status().message()));
     }
-    probe.emplace(pool, o.probe_mib << 20);
+    probe = std::move(created).value();
   }
   runtime::Bandwidth bw;
   std::vector<double> gen_reps, read_reps;

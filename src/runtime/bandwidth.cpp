@@ -5,8 +5,6 @@
 #include <memory>
 #include <vector>
 
-#include "core/mapped_file.h"
-#include "hwy/aligned_allocator.h"
 #include "kernels/ops.h"
 
 namespace herd::runtime {
@@ -32,71 +30,69 @@ uint64_t ReadStreams(const uint64_t* p, int64_t n) {
 
 }  // namespace
 
-struct BandwidthProbe::Buffers {
-  std::unique_ptr<AnonymousMemory> huge[3];
-  hwy::AlignedFreeUniquePtr<float[]> plain[3];
-  float* buf[3] = {};
-};
-
-BandwidthProbe::BandwidthProbe(ThreadPool& pool, int64_t bytes)
-    : pool_(pool), n_(std::max<int64_t>(bytes / 8, 2048) * 2), buffers_(std::make_unique<Buffers>()) {
-  // Huge pages where the OS offers them, as --repack's weights get (core/mapped_file.h): the bound must not be
-  // lowered by TLB misses that the weights themselves can avoid. Plain pages if that memory cannot be had.
-  Buffers& m = *buffers_;
-  for (int i = 0; i < 3; ++i) {
-    auto huge = AnonymousMemory::Allocate(static_cast<uint64_t>(n_) * sizeof(float));
-    if (huge.ok()) {
-      m.huge[i] = std::move(huge).value();
-      m.buf[i] = reinterpret_cast<float*>(m.huge[i]->data());
-    } else {
-      m.plain[i] = hwy::AllocateAligned<float>(static_cast<size_t>(n_));
-      HERD_CHECK(m.plain[i] != nullptr);
-      m.buf[i] = m.plain[i].get();
-    }
-  }
-  float* a = m.buf[0];
-  float* b = m.buf[1];
-  float* c = m.buf[2];
+template <class Fn>
+void BandwidthProbe::ForEachShare(const Fn& fn) {
   const int64_t n = n_;
   const int threads = pool_.size();
-  // First touch by the threads that later read each range (Measure splits the same way).
-  pool_.Run([&](int t) {
-    for (int64_t i = n * t / threads; i < n * (t + 1) / threads; ++i) {
+  pool_.Run([&](int t) { fn(t, n * t / threads, n * (t + 1) / threads); });
+}
+
+Result<std::unique_ptr<BandwidthProbe>> BandwidthProbe::Create(ThreadPool& pool, int64_t bytes) {
+  const int64_t n = std::max<int64_t>(bytes / 8, 2048) * 2;
+  const int64_t buffer_bytes = n * static_cast<int64_t>(sizeof(float));
+  // AnonymousMemory checks each buffer alone, and the available memory only falls as pages are touched.
+  if (auto avail = AvailableMemoryBytes(); avail && 3 * buffer_bytes > *avail) {
+    return ResourceExhausted("needs 3 x " + std::to_string(buffer_bytes >> 20) + " MiB of memory; " +
+                             std::to_string(*avail >> 20) + " MiB are available");
+  }
+  std::unique_ptr<BandwidthProbe> probe(new BandwidthProbe(pool, n));
+  // Huge pages where the OS offers them, as --repack's weights get: the bound must not be lowered by TLB misses
+  // that the weights themselves can avoid.
+  for (auto& buf : probe->buf_) {
+    auto m = AnonymousMemory::Allocate(static_cast<uint64_t>(buffer_bytes));
+    if (!m.ok()) return m.status();
+    buf = std::move(m).value();
+  }
+  float* a = reinterpret_cast<float*>(probe->buf_[0]->data());
+  float* b = reinterpret_cast<float*>(probe->buf_[1]->data());
+  float* c = reinterpret_cast<float*>(probe->buf_[2]->data());
+  // First touch by the threads that later read each range.
+  probe->ForEachShare([&](int, int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
       a[i] = 0.0f;
       b[i] = 1.0f;
       c[i] = 0.5f;
     }
   });
+  return probe;
 }
 
 BandwidthProbe::~BandwidthProbe() = default;
 
 Bandwidth BandwidthProbe::Measure(int passes) {
-  float* a = buffers_->buf[0];
-  const float* b = buffers_->buf[1];
-  const float* c = buffers_->buf[2];
+  float* a = reinterpret_cast<float*>(buf_[0]->data());
+  const float* b = reinterpret_cast<const float*>(buf_[1]->data());
+  const float* c = reinterpret_cast<const float*>(buf_[2]->data());
   const int64_t n = n_;
   const int threads = pool_.size();
-  // Runs fn(thread, i0, i1) on every thread over its static share [i0, i1) of the n elements.
-  auto split = [&](auto&& fn) { pool_.Run([&](int t) { fn(t, n * t / threads, n * (t + 1) / threads); }); };
   Bandwidth best;
   std::vector<float> sink(static_cast<size_t>(threads), 0.0f);
   const uint64_t* words = reinterpret_cast<const uint64_t*>(c);  // n / 2 of them: n is even
   for (int p = 0; p < passes; ++p) {
     // Read: one stream per thread (kernels::Dot), then eight per thread; the faster is the bound.
     double t0 = Seconds();
-    split([&](int t, int64_t i0, int64_t i1) {
+    ForEachShare([&](int t, int64_t i0, int64_t i1) {
       sink[static_cast<size_t>(t)] += kernels::Dot(b + i0, b + i0, i1 - i0);
     });
     best.read_gbs = std::max(best.read_gbs, static_cast<double>(n) * 4 / (Seconds() - t0) / 1e9);
     t0 = Seconds();
-    split([&](int t, int64_t i0, int64_t i1) {
+    ForEachShare([&](int t, int64_t i0, int64_t i1) {
       sink[static_cast<size_t>(t)] += static_cast<float>(ReadStreams<8>(words + i0 / 2, i1 / 2 - i0 / 2) & 1);
     });
     best.read_gbs = std::max(best.read_gbs, static_cast<double>(n) * 4 / (Seconds() - t0) / 1e9);
     // Triad as a += s * c (kernels::Axpy): reads a and c, writes a, i.e. STREAM's 3 arrays per element.
     t0 = Seconds();
-    split([&](int, int64_t i0, int64_t i1) { kernels::Axpy(3.0f, c + i0, a + i0, i1 - i0); });
+    ForEachShare([&](int, int64_t i0, int64_t i1) { kernels::Axpy(3.0f, c + i0, a + i0, i1 - i0); });
     best.triad_gbs = std::max(best.triad_gbs, static_cast<double>(n) * 12 / (Seconds() - t0) / 1e9);
   }
   volatile float keep = 0.0f;
