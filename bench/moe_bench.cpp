@@ -1,4 +1,4 @@
-// MoE data path of the Llama 4 decoder on a synthetic model (runtime/synthetic.h; llama4.md section 2.9):
+// MoE data path of the Llama 4 decoder on a synthetic model (tools/synthetic.h; llama4.md section 2.9):
 //   BM_Decode: one token per iteration. bytes_read_per_token is what the kernels report reading
 //              (kernels::WeightBytesRead); active_bytes is the analytic active-parameter bytes (attention,
 //              router, shared expert, top-k experts per layer, output head, one embedding row); ratio = the two
@@ -22,16 +22,16 @@
 #include "core/thread_pool.h"
 #include "kernels/matmul.h"
 #include "model/decoder.h"
-#include "runtime/synthetic.h"
+#include "tools/synthetic.h"
 
-namespace herd::runtime {
+namespace herd::tools {
 namespace {
 
 struct Fixture {
   model::ModelConfig config;
   SyntheticModel weights;
   std::unique_ptr<model::Model> model;
-  WeightFootprint footprint;
+  model::WeightFootprint footprint;
 };
 
 const Fixture& GetFixture() {
@@ -156,6 +156,6 @@ void BM_PrefillTokenByToken(benchmark::State& state) {
 BENCHMARK(BM_PrefillTokenByToken)->Args({64, 2})->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
-}  // namespace herd::runtime
+}  // namespace herd::tools
 
 BENCHMARK_MAIN();

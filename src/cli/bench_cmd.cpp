@@ -1,5 +1,5 @@
 // herd bench: prompt-processing and generation speed of a model file or of a synthetic model built in memory
-// (runtime/synthetic.h: Scout / Maverick shapes, or custom sizes), best of N repetitions. --save writes the
+// (tools/synthetic.h: Scout / Maverick shapes, or custom sizes), best of N repetitions. --save writes the
 // synthetic model as GGUF so llama.cpp can be measured on the same file; --count-bytes reports the weight bytes
 // the kernels read per decoded token next to the analytic active-parameter bytes (style.md section 7).
 #include <algorithm>
@@ -13,9 +13,9 @@
 #include "core/thread_pool.h"
 #include "kernels/matmul.h"
 #include "model/decoder.h"
-#include "runtime/bandwidth.h"
+#include "tools/bandwidth.h"
 #include "runtime/engine.h"
-#include "runtime/synthetic.h"
+#include "tools/synthetic.h"
 
 namespace herd::cli {
 namespace {
@@ -32,7 +32,7 @@ struct BenchOptions {
   std::string synthetic;
   std::string type = "q8_0";
   std::string save;
-  runtime::SyntheticSpec spec;
+  tools::SyntheticSpec spec;
 };
 
 // The model under test with what the report needs, whichever way it was made.
@@ -40,7 +40,7 @@ struct BenchModel {
   std::string label;
   std::unique_ptr<runtime::LoadedModel> loaded;  // -m
   std::unique_ptr<model::Model> synthetic;       // --synthetic
-  runtime::WeightFootprint footprint;
+  model::WeightFootprint footprint;
   double load_ms = 0;  // repacking included
   model::Model::RepackStats repack;
   double repack_ms = 0;
@@ -49,19 +49,19 @@ struct BenchModel {
 
 // Builds the synthetic model (and saves it when asked). Returns the exit code on failure.
 std::optional<int> MakeSynthetic(const BenchOptions& o, ThreadPool& pool, BenchModel* out) {
-  runtime::SyntheticSpec spec = o.spec;
+  tools::SyntheticSpec spec = o.spec;
   spec.preset = o.synthetic;
   std::optional<DType> dtype = ParseDType(o.type);
   if (!dtype)
     return Fail(
         InvalidArgument("--type '" + o.type + "' is not a type (f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k)"));
   spec.dtype = *dtype;
-  auto config = runtime::SyntheticConfig(spec);
+  auto config = tools::SyntheticConfig(spec);
   if (!config.ok()) return Fail(config.status());
   const double t0 = runtime::NowMs();
-  auto weights = runtime::MakeSyntheticWeights(*config, spec.dtype, spec.seed, pool);
+  auto weights = tools::MakeSyntheticWeights(*config, spec.dtype, spec.seed, pool);
   if (!weights.ok()) return Fail(weights.status());
-  out->footprint = runtime::ComputeFootprint(*config, weights->weights);
+  out->footprint = model::ComputeFootprint(*config, weights->weights);
   auto m = model::DecoderModel::Create(*config, weights->weights);
   if (!m.ok()) return Fail(m.status().WithContext("synthetic model"));
   out->synthetic = std::move(m).value();
@@ -72,7 +72,7 @@ std::optional<int> MakeSynthetic(const BenchOptions& o, ThreadPool& pool, BenchM
                static_cast<double>(weights->size_bytes) / (1 << 20), out->load_ms);
   if (!o.save.empty()) {
     const double t_save = runtime::NowMs();
-    if (Status s = runtime::SaveSyntheticGguf(*config, weights->weights, o.save); !s.ok()) return FailInput(s);
+    if (Status s = tools::SaveSyntheticGguf(*config, weights->weights, o.save); !s.ok()) return FailInput(s);
     std::fprintf(stderr, "herd: wrote %s in %.0f ms\n", o.save.c_str(), runtime::NowMs() - t_save);
   }
   if (o.common.repack) {  // after --save: the file keeps the GGUF layout
@@ -107,7 +107,7 @@ int CmdBench(const BenchOptions& o) {
     auto loaded = Load(o.common, false);
     if (!loaded.ok()) return FailInput(loaded.status());
     bm.loaded = std::move(loaded).value();
-    bm.footprint = runtime::ComputeFootprint(bm.loaded->model->config(), bm.loaded->files.weights);
+    bm.footprint = model::ComputeFootprint(bm.loaded->model->config(), bm.loaded->files.weights);
     bm.load_ms = bm.loaded->load_ms;
     bm.repack = bm.loaded->repack;
     bm.repack_ms = bm.loaded->repack_ms;
@@ -132,16 +132,16 @@ int CmdBench(const BenchOptions& o) {
   // The bound beside the figure (style.md 7), measured in this process with the same threads. With generation,
   // right after each repetition's: the host's memory speed changes from minute to minute, and a bound from
   // another moment than the figure's can put the fraction anywhere (bench/RESULTS.md).
-  std::unique_ptr<runtime::BandwidthProbe> probe;
+  std::unique_ptr<tools::BandwidthProbe> probe;
   if (o.probe_mib > 0) {
-    auto created = runtime::BandwidthProbe::Create(pool, o.probe_mib << 20);
+    auto created = tools::BandwidthProbe::Create(pool, o.probe_mib << 20);
     if (!created.ok()) {
       return Fail(Status(created.status().code(),
                          "--probe-mib " + std::to_string(o.probe_mib) + " " + created.status().message()));
     }
     probe = std::move(created).value();
   }
-  runtime::Bandwidth bw;
+  tools::Bandwidth bw;
   std::vector<double> gen_reps, read_reps;
   kernels::EnableWeightByteCounting(o.count_bytes);
   for (int rep = 0; rep < o.reps; ++rep) {
@@ -165,7 +165,7 @@ int CmdBench(const BenchOptions& o) {
       gen_bytes_read = kernels::WeightBytesRead();
       gen_reps.push_back(gen);
       if (probe) {
-        const runtime::Bandwidth now = probe->Measure();
+        const tools::Bandwidth now = probe->Measure();
         read_reps.push_back(now.read_gbs);
         if (gen > best_gen) bw = now;  // the fastest repetition is the figure; its own moment's bound
       }
@@ -174,10 +174,10 @@ int CmdBench(const BenchOptions& o) {
   }
   kernels::EnableWeightByteCounting(false);
   if (probe && o.n_gen == 0) bw = probe->Measure();
-  const runtime::WeightFootprint& fp = bm.footprint;
+  const model::WeightFootprint& fp = bm.footprint;
   const double gen_gb_s = best_gen * static_cast<double>(fp.active_bytes) / 1e9;
   // herd's KV cache holds f32 (model/decoder.h); generated tokens sit at positions [n_prompt, n_prompt + n_gen).
-  const double kv_bytes = runtime::KvBytesPerToken(c, o.n_prompt, o.n_prompt + o.n_gen, sizeof(float));
+  const double kv_bytes = model::KvBytesPerToken(c, o.n_prompt, o.n_prompt + o.n_gen, sizeof(float));
   const double bytes_per_token = static_cast<double>(fp.active_bytes) + kv_bytes;
   const double bound_tok_s = bw.read_gbs > 0 ? bw.read_gbs * 1e9 / bytes_per_token : 0;
   const double bound_fraction = bound_tok_s > 0 ? best_gen / bound_tok_s : 0;
@@ -256,15 +256,15 @@ Command AddBenchCommand(CLI::App& app) {
   cmd->add_flag("--count-bytes", o->count_bytes, "count the weight bytes the kernels read per generated token");
 
   std::string presets;
-  for (const std::string& p : runtime::SyntheticPresets()) presets += (presets.empty() ? "" : "|") + p;
+  for (const std::string& p : tools::SyntheticPresets()) presets += (presets.empty() ? "" : "|") + p;
   auto* syn = cmd->add_option("--synthetic", o->synthetic,
                               "random weights in memory with the shape of " + presets +
                                   " (custom: small-moe's sizes, changed by the size flags)")
-                  ->check(CLI::IsMember(runtime::SyntheticPresets()));
+                  ->check(CLI::IsMember(tools::SyntheticPresets()));
   auto size = [&](const char* flag, int64_t* field, const char* help) {
     cmd->add_option(flag, *field, help)->check(CLI::Range(int64_t{1}, int64_t{1} << 24))->needs(syn);
   };
-  runtime::SyntheticSpec& s = o->spec;
+  tools::SyntheticSpec& s = o->spec;
   size("--layers", &s.num_hidden_layers, "number of layers (keeps the preset's layer pattern)");
   size("--hidden", &s.hidden_size, "hidden_size");
   size("--heads", &s.num_attention_heads, "num_attention_heads");

@@ -1,4 +1,4 @@
-// herd convert: a Hugging Face directory to a GGUF file llama.cpp and herd load (runtime/convert.h), with a
+// herd convert: a Hugging Face directory to a GGUF file llama.cpp and herd load (tools/convert.h), with a
 // progress bar. Exit codes: 0 ok, 1 usage (bad flags or --type), 2 bad input (unreadable or unsupported model,
 // unwritable output).
 #include <cinttypes>
@@ -9,7 +9,7 @@
 
 #include "cli/common.h"
 #include "formats/gguf.h"
-#include "runtime/convert.h"
+#include "tools/convert.h"
 
 namespace herd::cli {
 namespace {
@@ -23,17 +23,17 @@ struct ConvertCliOptions {
 };
 
 int CmdConvert(const ConvertCliOptions& o) {
-  runtime::ConvertOptions co;
+  tools::ConvertOptions co;
   co.input = o.input;
   co.output = o.output;
   co.name = o.name;
   co.show_progress = !o.quiet;
   if (!o.type.empty()) {
-    auto t = runtime::ParseConvertType(o.type);
+    auto t = tools::ParseConvertType(o.type);
     if (!t.ok()) return Fail(t.status());
     co.type = *t;
   }
-  if (Status s = runtime::ConvertToGguf(co); !s.ok()) return FailInput(s);
+  if (Status s = tools::ConvertToGguf(co); !s.ok()) return FailInput(s);
   auto g = formats::GgufFile::Open(o.output);
   if (!g.ok()) return FailInput(g.status().WithContext("reading back the converted file"));
   std::error_code ec;

@@ -14,7 +14,7 @@
 
 #include "cli/common.h"
 #include "core/thread_pool.h"
-#include "runtime/quantize.h"
+#include "tools/quantize.h"
 
 namespace herd::cli {
 namespace {
@@ -28,13 +28,13 @@ struct QuantizeCmdOptions {
 int CmdQuantize(const QuantizeCmdOptions& o) {
   auto t = ParseDType(o.type);
   if (!t) return Fail(InvalidArgument("unknown type '" + o.type + "'"));
-  runtime::QuantizeOptions q;
+  tools::QuantizeOptions q;
   q.input = o.input;
   q.output = o.output;
   q.type = *t;
   q.threads = o.threads;
   q.show_progress = !o.quiet;
-  Status s = runtime::QuantizeModel(q);
+  Status s = tools::QuantizeModel(q);
   if (!s.ok()) return s.code() == StatusCode::kInvalidArgument ? Fail(s) : FailInput(s);
   return kExitOk;
 }

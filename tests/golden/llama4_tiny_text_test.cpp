@@ -3,7 +3,7 @@
 // (2e-4 for p3000), hidden states 5e-5, router logits 2e-5, RoPE tables 1e-6; router top-1 choices, greedy
 // tokens (decoded with herd's KV cache, token by token) and argmax_p3000 exact.
 // Each case runs from the F32 and the BF16 safetensors (identical values) of the HF directory, and from the GGUF
-// file `herd convert` makes of each (runtime/convert.h), at the same dtype.
+// file `herd convert` makes of each (tools/convert.h), at the same dtype.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,7 +13,7 @@
 #include <map>
 
 #include "model/decoder.h"
-#include "runtime/convert.h"
+#include "tools/convert.h"
 #include "runtime/engine.h"
 #include "test_util.h"
 
@@ -69,11 +69,11 @@ std::string ModelPath(const std::string& fixture, const Case& c) {
     const std::string hf = ModelPath(fixture, Case{c.variant, c.weights, false});
     const std::string dtype = c.weights == "model.safetensors" ? "f32" : "bf16";
     path = Scratch::Dir("l4-" + c.variant + "-gguf-" + dtype) + "/" + dtype + ".gguf";
-    runtime::ConvertOptions o;
+    tools::ConvertOptions o;
     o.input = hf;
     o.output = path;
     o.on_note = [](const std::string&) {};  // the fixtures have no tokenizer; llama.cpp-only caveats
-    const Status s = runtime::ConvertToGguf(o);
+    const Status s = tools::ConvertToGguf(o);
     EXPECT_TRUE(s.ok()) << s.ToString();
   } else if (c.weights != "model.safetensors") {
     path = Scratch::Dir("l4-" + c.variant + "-bf16");

@@ -2,7 +2,7 @@
 // GGUF writer with llama.cpp's llama4 keys (section 4.4). The config is built through ConfigFromHf from an HF
 // text_config so that the per-layer table (NoPE, chunking, QK-norm, MoE interleave) comes from the same code
 // that reads real checkpoints.
-#include "runtime/synthetic.h"
+#include "tools/synthetic.h"
 
 
 #include <algorithm>
@@ -20,7 +20,7 @@
 #include "kernels/matmul.h"
 #include "model/decoder.h"
 
-namespace herd::runtime {
+namespace herd::tools {
 namespace {
 
 constexpr int64_t kAlign = 64;            // every tensor starts on a cache line (and a SIMD vector)
@@ -42,9 +42,6 @@ constexpr Preset kPresets[] = {
     {"small-moe", 8, 2048, 16, 4, 16, 1, 4096, 8192, 1, 32000, 131072, true},
     {"custom", 8, 2048, 16, 4, 16, 1, 4096, 8192, 1, 32000, 131072, true},
 };
-
-// The expert tensors of which a decode step reads only num_experts_per_tok of num_local_experts slices.
-bool IsRoutedExperts(std::string_view name) { return name.find("_exps") != std::string_view::npos; }
 
 std::string GiB(int64_t bytes) {
   char buf[32];
@@ -88,7 +85,7 @@ std::array<uint16_t, 16> ScaleTable(float code_std) {
 }
 
 // Fills units [u0, u1) of a tensor (a unit is a quant block or one element) with its initial values.
-void FillUnits(const TensorSpec& t, bool is_norm, uint8_t* base, int64_t u0, int64_t u1, SplitMix64& rng) {
+void FillUnits(const model::TensorSpec& t, bool is_norm, uint8_t* base, int64_t u0, int64_t u1, SplitMix64& rng) {
   const int64_t unit = Traits(t.dtype).type_size;
   uint8_t* p = base + u0 * unit;
   const int64_t n = u1 - u0;
@@ -278,8 +275,8 @@ Result<model::ModelConfig> SyntheticConfig(const SyntheticSpec& spec) {
   return c;
 }
 
-std::vector<TensorSpec> SyntheticLayout(const model::ModelConfig& c, DType dtype) {
-  std::vector<TensorSpec> out;
+std::vector<model::TensorSpec> SyntheticLayout(const model::ModelConfig& c, DType dtype) {
+  std::vector<model::TensorSpec> out;
   auto add = [&](std::string name, DType t, std::vector<int64_t> shape) {
     int64_t n = 1;
     for (int64_t dim : shape) n *= dim;
@@ -317,49 +314,14 @@ std::vector<TensorSpec> SyntheticLayout(const model::ModelConfig& c, DType dtype
   return out;
 }
 
-WeightFootprint ComputeFootprint(const model::ModelConfig& c, const std::vector<TensorSpec>& tensors) {
-  WeightFootprint fp;
-  const bool tied =
-      std::none_of(tensors.begin(), tensors.end(), [](const TensorSpec& t) { return t.name == "output.weight"; });
-  const double expert_fraction =
-      c.num_local_experts > 0 ? static_cast<double>(c.num_experts_per_tok) / c.num_local_experts : 0.0;
-  for (const TensorSpec& t : tensors) {
-    int64_t n = 1;
-    for (int64_t dim : t.shape) n *= dim;
-    fp.total_params += n;
-    fp.total_bytes += t.size_bytes;
-    if (IsRoutedExperts(t.name)) {
-      fp.routed_expert_bytes += t.size_bytes;
-      fp.active_params += std::llround(static_cast<double>(n) * expert_fraction);
-      fp.active_bytes += std::llround(static_cast<double>(t.size_bytes) * expert_fraction);
-    } else if (t.name == "token_embd.weight" && !tied) {  // one row per token: the lookup
-      fp.active_params += t.shape.back();
-      fp.active_bytes += RowBytes(t.dtype, t.shape.back());
-    } else {
-      fp.active_params += n;
-      fp.active_bytes += t.size_bytes;
-    }
-  }
-  return fp;
-}
-
-WeightFootprint ComputeFootprint(const model::ModelConfig& c, const WeightMap& weights) {
-  std::vector<TensorSpec> specs;
-  specs.reserve(weights.size());
-  for (const auto& [name, v] : weights.tensors()) {
-    specs.push_back({name, v.dtype, std::vector<int64_t>(v.shape.begin(), v.shape.begin() + v.n_dims), v.size_bytes});
-  }
-  return ComputeFootprint(c, specs);
-}
-
 Result<SyntheticModel> MakeSyntheticWeights(const model::ModelConfig& c, DType dtype, uint64_t seed, ThreadPool& pool) {
   if (!kernels::MatMulSupports(dtype)) {
     return InvalidArgument("synthetic weights of type " + std::string(DTypeName(dtype)) + " are not supported");
   }
-  const std::vector<TensorSpec> layout = SyntheticLayout(c, dtype);
+  const std::vector<model::TensorSpec> layout = SyntheticLayout(c, dtype);
   std::vector<int64_t> offsets;
   int64_t total = 0, padded = 0;
-  for (const TensorSpec& t : layout) {
+  for (const model::TensorSpec& t : layout) {
     offsets.push_back(padded);
     total += t.size_bytes;
     padded += (t.size_bytes + kAlign - 1) / kAlign * kAlign;
@@ -396,7 +358,7 @@ Result<SyntheticModel> MakeSyntheticWeights(const model::ModelConfig& c, DType d
   pool.Run([&](int thread_idx) {
     for (size_t k = next.fetch_add(1); k < items.size(); k = next.fetch_add(1)) {
       const Item& it = items[k];
-      const TensorSpec& t = layout[it.tensor_idx];
+      const model::TensorSpec& t = layout[it.tensor_idx];
       SplitMix64 rng{ChunkSeed(seed, it.tensor_idx, it.chunk_idx)};
       const bool is_norm = t.shape.size() == 1;
       FillUnits(t, is_norm, base + offsets[it.tensor_idx], it.u0, it.u1, rng);
@@ -410,7 +372,7 @@ Result<SyntheticModel> MakeSyntheticWeights(const model::ModelConfig& c, DType d
   SyntheticModel out;
   out.size_bytes = total;
   for (size_t i = 0; i < layout.size(); ++i) {
-    const TensorSpec& t = layout[i];
+    const model::TensorSpec& t = layout[i];
     HERD_ASSIGN_OR_RETURN(TensorView v, MakeTensorView(t.dtype, t.shape, base + offsets[i], t.size_bytes, "synthetic"));
     HERD_RETURN_IF_ERROR(out.weights.Add(t.name, v));
   }
@@ -528,12 +490,12 @@ Status SaveSyntheticGguf(const model::ModelConfig& c, const WeightMap& weights, 
   w.AddUint32("tokenizer.ggml.eos_token_id", 257);
   w.AddBool("tokenizer.ggml.add_bos_token", true);
 
-  const std::vector<TensorSpec> layout = SyntheticLayout(c, q != nullptr ? q->dtype : DType::kF32);
+  const std::vector<model::TensorSpec> layout = SyntheticLayout(c, q != nullptr ? q->dtype : DType::kF32);
   if (layout.size() != weights.size()) {
     return InvalidArgument("the weights hold " + std::to_string(weights.size()) + " tensors; a llama4 model of this " +
                            "config has " + std::to_string(layout.size()));
   }
-  for (const TensorSpec& t : layout) {
+  for (const model::TensorSpec& t : layout) {
     const TensorView* v = weights.Find(t.name);
     if (v == nullptr) return InvalidArgument("tensor '" + t.name + "' is missing from the weights to save");
     HERD_RETURN_IF_ERROR(w.AddTensor(t.name, *v));
@@ -555,4 +517,4 @@ Status SaveSyntheticGguf(const model::ModelConfig& c, const WeightMap& weights, 
   return w.Write(path, total >= kProgressBytes ? "writing " + path : std::string());
 }
 
-}  // namespace herd::runtime
+}  // namespace herd::tools

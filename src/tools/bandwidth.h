@@ -8,9 +8,8 @@
 #include "core/mapped_file.h"
 #include "core/status.h"
 #include "core/thread_pool.h"
-#include "model/config.h"
 
-namespace herd::runtime {
+namespace herd::tools {
 
 struct Bandwidth {
   double read_gbs = 0;   // read-only sweep, all threads, 1 or 8 streams per thread: the faster (decode reads only)
@@ -46,9 +45,4 @@ class BandwidthProbe {
   std::unique_ptr<AnonymousMemory> buf_[3];
 };
 
-// Mean bytes of K and V that decoding reads per token while generating tokens at positions [pos_begin, pos_end):
-// per layer, the keys a query at pos attends to (pos + 1, or the position within its chunk + 1 on chunked
-// layers) x num_key_value_heads x head_dim x 2 (K and V) x kv_elem_bytes.
-double KvBytesPerToken(const model::ModelConfig& c, int64_t pos_begin, int64_t pos_end, int64_t kv_elem_bytes);
-
-}  // namespace herd::runtime
+}  // namespace herd::tools

@@ -1,10 +1,10 @@
-// Tests of runtime/convert.h. The shared Llama 4 fixtures (F32 and BF16) are converted at their own dtype and
+// Tests of tools/convert.h. The shared Llama 4 fixtures (F32 and BF16) are converted at their own dtype and
 // must give the same model back: llama.cpp's tensor names and keys, the same config, bit-identical weights
 // (the experts transposed), bit-identical RoPE frequencies, and the same logits. Quantized conversions run and
 // stay close; a synthetic HF Llama (Q/K un-permutation, llama3 rope_freqs, the F16 fallback of Q8_0) and a dense
 // Llama 4 (fully bit-identical logits) are built here; the tiktoken -> gpt2 vocabulary is checked against
 // llama.cpp's tokenizer vectors; bad inputs give errors.
-#include "runtime/convert.h"
+#include "tools/convert.h"
 
 #include <gtest/gtest.h>
 
@@ -31,13 +31,16 @@
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
 
-namespace herd::runtime {
+namespace herd::tools {
 namespace {
 
 namespace fs = std::filesystem;
 using ::herd::testing::ReadJson;
 using ::herd::testing::ReadText;
 using ::herd::testing::SharedPath;
+using runtime::LoadedModel;
+using runtime::LoadModel;
+using runtime::LoadOptions;
 
 // A fresh directory under the build tree (TempDir keeps parallel test processes apart); all of them are removed
 // when the process exits.
@@ -1028,4 +1031,4 @@ TEST(ConvertErrors, BadInputs) {
 }
 
 }  // namespace
-}  // namespace herd::runtime
+}  // namespace herd::tools

@@ -1,4 +1,4 @@
-#include "runtime/bandwidth.h"
+#include "tools/bandwidth.h"
 
 #include <algorithm>
 #include <chrono>
@@ -7,7 +7,7 @@
 
 #include "kernels/ops.h"
 
-namespace herd::runtime {
+namespace herd::tools {
 namespace {
 
 double Seconds() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
@@ -101,17 +101,4 @@ Bandwidth BandwidthProbe::Measure(int passes) {
   return best;
 }
 
-double KvBytesPerToken(const model::ModelConfig& c, int64_t pos_begin, int64_t pos_end, int64_t kv_elem_bytes) {
-  if (pos_end <= pos_begin) return 0;
-  double keys = 0;
-  for (int64_t pos = pos_begin; pos < pos_end; ++pos) {
-    for (const model::LayerConfig& l : c.layers) {
-      const int64_t chunk = l.attention_chunk_size;
-      keys += static_cast<double>(chunk > 0 ? pos % chunk + 1 : pos + 1);
-    }
-  }
-  return keys / static_cast<double>(pos_end - pos_begin) * static_cast<double>(c.num_key_value_heads) *
-         static_cast<double>(c.head_dim) * 2.0 * static_cast<double>(kv_elem_bytes);
-}
-
-}  // namespace herd::runtime
+}  // namespace herd::tools

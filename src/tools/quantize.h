@@ -10,7 +10,7 @@
 #include "core/dtype.h"
 #include "core/status.h"
 
-namespace herd::runtime {
+namespace herd::tools {
 
 struct QuantizeOptions {
   std::string input;   // GGUF file or HF directory
@@ -23,4 +23,4 @@ struct QuantizeOptions {
 
 Status QuantizeModel(const QuantizeOptions& options);
 
-}  // namespace herd::runtime
+}  // namespace herd::tools

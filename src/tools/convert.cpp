@@ -1,7 +1,7 @@
-// HF directory -> GGUF (runtime/convert.h). The model is opened and bound exactly as `herd run` opens it, so a
+// HF directory -> GGUF (tools/convert.h). The model is opened and bound exactly as `herd run` opens it, so a
 // directory herd cannot run is never converted; then every output tensor is planned (name, dtype, shape and a row
 // producer) and the writer pulls the tensors one at a time.
-#include "runtime/convert.h"
+#include "tools/convert.h"
 
 #include <algorithm>
 #include <array>
@@ -24,7 +24,7 @@
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
-namespace herd::runtime {
+namespace herd::tools {
 namespace {
 
 namespace fs = std::filesystem;
@@ -621,4 +621,4 @@ Status ConvertToGguf(const ConvertOptions& options) {
   return w.Write(options.output, options.show_progress ? "convert" : "");
 }
 
-}  // namespace herd::runtime
+}  // namespace herd::tools

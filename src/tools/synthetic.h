@@ -16,9 +16,10 @@
 #include "core/tensor.h"
 #include "core/thread_pool.h"
 #include "model/config.h"
+#include "model/footprint.h"
 #include "model/model.h"
 
-namespace herd::runtime {
+namespace herd::tools {
 
 // What to build. Every size field left at 0 takes the preset's value.
 struct SyntheticSpec {
@@ -54,34 +55,12 @@ const std::vector<std::string>& SyntheticPresets();
 // for Q8_0/Q4_0), or a vocab_size below 258 (the byte tokens and BOS/EOS of the saved vocabulary).
 Result<model::ModelConfig> SyntheticConfig(const SyntheticSpec& spec);
 
-// One tensor of a model's layout: canonical name, dtype and shape (outermost first).
-struct TensorSpec {
-  std::string name;
-  DType dtype = DType::kF32;
-  std::vector<int64_t> shape;
-  int64_t size_bytes = 0;
-};
-
 // Every tensor DecoderModel::Create binds for `config` with matrices in `dtype`, in file order: token_embd,
 // per layer attn_norm/q/k/v/output, ffn_norm, then ffn_gate_inp [n_experts, hidden_size] F32,
 // ffn_{gate,up}_exps [n_experts, ffn_size, hidden_size], ffn_down_exps [n_experts, hidden_size, ffn_size] and
 // ffn_{gate,up,down}_shexp (MoE layers) or ffn_{gate,up,down} (dense layers); output_norm, output. 1-D tensors
 // are F32.
-std::vector<TensorSpec> SyntheticLayout(const model::ModelConfig& config, DType dtype);
-
-// Sizes of a model, from its tensors. "Active" is what one decoded token needs (llama4.md section 1's
-// definition): everything except the routed experts, of which num_experts_per_tok of num_local_experts per MoE
-// layer, and of token_embd only one row (the embedding lookup). So for a tied model the output head counts in
-// full once. Bytes are the stored bytes, i.e. what a decode step streams from memory.
-struct WeightFootprint {
-  int64_t total_params = 0;
-  int64_t total_bytes = 0;
-  int64_t active_params = 0;        // per decoded token
-  int64_t active_bytes = 0;         // per decoded token
-  int64_t routed_expert_bytes = 0;  // all *_exps tensors (the part a decode step reads only k/E of)
-};
-WeightFootprint ComputeFootprint(const model::ModelConfig& config, const std::vector<TensorSpec>& tensors);
-WeightFootprint ComputeFootprint(const model::ModelConfig& config, const WeightMap& weights);
+std::vector<model::TensorSpec> SyntheticLayout(const model::ModelConfig& config, DType dtype);
 
 // Random weights for `config`. The returned WeightMap owns one 64-byte-aligned anonymous mapping holding every
 // tensor of SyntheticLayout(config, dtype) (views stay valid as long as the map or a copy lives).
@@ -110,4 +89,4 @@ Result<std::unique_ptr<model::Model>> MakeSyntheticModel(const SyntheticSpec& sp
 // IOError from the file system; InvalidArgument when vocab_size < 258.
 Status SaveSyntheticGguf(const model::ModelConfig& config, const WeightMap& weights, const std::string& path);
 
-}  // namespace herd::runtime
+}  // namespace herd::tools

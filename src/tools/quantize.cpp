@@ -1,4 +1,4 @@
-#include "runtime/quantize.h"
+#include "tools/quantize.h"
 
 #include <cstdio>
 #include <filesystem>
@@ -9,9 +9,9 @@
 #include "formats/model_files.h"
 #include "kernels/matmul.h"
 #include "kernels/quantize.h"
-#include "runtime/convert.h"
+#include "tools/convert.h"
 
-namespace herd::runtime {
+namespace herd::tools {
 
 namespace {
 
@@ -106,4 +106,4 @@ Status QuantizeModel(const QuantizeOptions& o) {
   return Status::Ok();
 }
 
-}  // namespace herd::runtime
+}  // namespace herd::tools

@@ -1,7 +1,7 @@
 // Synthetic models: the presets reproduce Scout's and Maverick's published sizes (llama4.md section 1), the
 // random weights run without NaN, the MoE data path reads only the selected experts (decode) and runs each
 // active expert once over its tokens (prefill), and a saved GGUF reads back as the same network.
-#include "runtime/synthetic.h"
+#include "tools/synthetic.h"
 
 #include <gtest/gtest.h>
 
@@ -16,7 +16,7 @@
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
 
-namespace herd::runtime {
+namespace herd::tools {
 namespace {
 
 // A model small enough for a unit test that still has every Llama 4 feature: NoPE layer 3, chunked RoPE layers
@@ -101,7 +101,7 @@ TEST(SyntheticConfigTest, ScoutMatchesPublishedShape) {
   }
   // llama4.md section 1: 107.8 B text parameters (109 B with the 0.87 B vision tower); 17.17 B active counting
   // the whole embedding table, which we count as the one row a token reads.
-  const WeightFootprint fp = ComputeFootprint(*c, SyntheticLayout(*c, DType::kQ8_0));
+  const model::WeightFootprint fp = ComputeFootprint(*c, SyntheticLayout(*c, DType::kQ8_0));
   EXPECT_LT(Near(fp.total_params, 107.8e9), 0.01) << fp.total_params;
   EXPECT_LT(Near(fp.total_params + 0.87e9, 109e9), 0.02) << fp.total_params;
   const double embedding_rest = 202048.0 * 5120 - 5120;
@@ -123,7 +123,7 @@ TEST(SyntheticConfigTest, MaverickMatchesPublishedShape) {
     EXPECT_EQ(c->layers[l].ffn_size, l % 2 == 1 ? 8192 : 16384) << l;
     EXPECT_FALSE(c->layers[l].use_qk_norm) << l;
   }
-  const WeightFootprint fp = ComputeFootprint(*c, SyntheticLayout(*c, DType::kBF16));
+  const model::WeightFootprint fp = ComputeFootprint(*c, SyntheticLayout(*c, DType::kBF16));
   EXPECT_LT(Near(fp.total_params, 400.7e9), 0.01) << fp.total_params;
   EXPECT_LT(Near(fp.active_params + 202048.0 * 5120 - 5120, 17.17e9), 0.01) << fp.active_params;
 }
@@ -134,7 +134,7 @@ TEST(SyntheticConfigTest, SmallMoeIsTheReferenceShape) {
   auto c = SyntheticConfig(s);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->head_dim, 128);
-  const WeightFootprint fp = ComputeFootprint(*c, SyntheticLayout(*c, DType::kQ8_0));
+  const model::WeightFootprint fp = ComputeFootprint(*c, SyntheticLayout(*c, DType::kQ8_0));
   EXPECT_LT(Near(fp.total_params, 3.64e9), 0.01) << fp.total_params;
   EXPECT_LT(Near(fp.active_params, 0.55e9), 0.01) << fp.active_params;
 }
@@ -273,7 +273,7 @@ TEST(MoeBytesTest, DecodeReadsOnlyTheSelectedExperts) {
     spec.num_experts_per_tok = top_k;
     Built b = Build(spec, pool);
     ASSERT_NE(b.model, nullptr);
-    const WeightFootprint fp = ComputeFootprint(b.config, b.weights.weights);
+    const model::WeightFootprint fp = ComputeFootprint(b.config, b.weights.weights);
     auto state = b.model->NewState(64, 64);
     ASSERT_TRUE(state.ok());
     std::vector<float> logits(512);
@@ -308,7 +308,7 @@ TEST(MoeBytesTest, PrefillReadsEachActiveExpertOnce) {
   Built b = Build(TinySpec(), pool);
   ASSERT_NE(b.model, nullptr);
   const model::ModelConfig& c = b.config;
-  const WeightFootprint fp = ComputeFootprint(c, b.weights.weights);
+  const model::WeightFootprint fp = ComputeFootprint(c, b.weights.weights);
   constexpr int64_t kTokens = 64;
   auto state = b.model->NewState(kTokens, kTokens);
   ASSERT_TRUE(state.ok());
@@ -426,4 +426,4 @@ TEST(SyntheticGgufTest, SavedFileReadsBackAsTheSameNetwork) {
 }
 
 }  // namespace
-}  // namespace herd::runtime
+}  // namespace herd::tools

@@ -25,7 +25,7 @@ namespace herd::tokenizer {
 class Tokenizer;
 }
 
-namespace herd::runtime {
+namespace herd::tools {
 
 struct ConvertOptions {
   std::string input;   // HF directory: config.json, *.safetensors (or an index), optionally tokenizer.model
@@ -72,4 +72,4 @@ DType RowCompatibleType(DType want, int64_t cols);
 // "f32", "F16", "bf16", "q8_0", "Q4_0" -> DType; InvalidArgument naming the choices otherwise.
 Result<DType> ParseConvertType(std::string_view s);
 
-}  // namespace herd::runtime
+}  // namespace herd::tools
