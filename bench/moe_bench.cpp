@@ -21,7 +21,7 @@
 
 #include "core/thread_pool.h"
 #include "kernels/matmul.h"
-#include "model/decoder.h"
+#include "model/model.h"
 #include "tools/synthetic.h"
 
 namespace herd::tools {
@@ -60,7 +60,7 @@ const Fixture& GetFixture() {
     auto weights = MakeSyntheticWeights(fx->config, s.dtype, s.seed, pool);
     if (!weights.ok()) die(weights.status());
     fx->weights = std::move(weights).value();
-    auto m = model::DecoderModel::Create(fx->config, fx->weights.weights);
+    auto m = model::CreateModel(fx->config, fx->weights.weights);
     if (!m.ok()) die(m.status());
     fx->model = std::move(m).value();
     fx->footprint = ComputeFootprint(fx->config, fx->weights.weights);

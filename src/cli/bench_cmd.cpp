@@ -12,7 +12,7 @@
 #include "cli/common.h"
 #include "core/thread_pool.h"
 #include "kernels/matmul.h"
-#include "model/decoder.h"
+#include "model/model.h"
 #include "tools/bandwidth.h"
 #include "runtime/engine.h"
 #include "tools/synthetic.h"
@@ -62,7 +62,7 @@ std::optional<int> MakeSynthetic(const BenchOptions& o, ThreadPool& pool, BenchM
   auto weights = tools::MakeSyntheticWeights(*config, spec.dtype, spec.seed, pool);
   if (!weights.ok()) return Fail(weights.status());
   out->footprint = model::ComputeFootprint(*config, weights->weights);
-  auto m = model::DecoderModel::Create(*config, weights->weights);
+  auto m = model::CreateModel(*config, weights->weights);
   if (!m.ok()) return Fail(m.status().WithContext("synthetic model"));
   out->synthetic = std::move(m).value();
   out->load_ms = runtime::NowMs() - t0;

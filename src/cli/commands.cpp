@@ -204,7 +204,7 @@ int CmdInfo(const std::string& path) {
     std::printf("gguf      version %u, %zu metadata keys, %zu tensors\n", files->gguf->version(),
                 files->gguf->metadata().size(), files->gguf->tensor_infos().size());
   }
-  auto config = model::ConfigFromFiles(*files);
+  auto config = model::ConfigFromMetadata(files->metadata);
   if (!config.ok()) return FailInput(config.status());
   std::printf("\n%s", config->Describe().c_str());
   if (files->gguf) {
@@ -224,7 +224,7 @@ int CmdInfo(const std::string& path) {
   std::printf("\nweights: %" PRId64 " bytes (%.2f MiB)", total, static_cast<double>(total) / (1 << 20));
   for (const auto& [dt, bytes] : per_dtype) std::printf(", %s %.2f MiB", dt.c_str(), static_cast<double>(bytes) / (1 << 20));
   std::printf("\n");
-  auto model = model::CreateModel(*files);
+  auto model = model::CreateModel(*config, files->weights);
   if (!model.ok()) {
     std::fflush(stdout);
     return FailInput(model.status().WithContext("the model cannot run"));

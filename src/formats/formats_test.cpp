@@ -424,15 +424,18 @@ TEST(Llama2c, Stories260KHeaderAndWeightsMatchGguf) {
   auto m = OpenModelFiles(SharedPath("models/stories260K/stories260K.bin"));
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   ASSERT_EQ(m->format, ModelFormat::kLlama2c);
-  const Llama2cHeader& h = *m->llama2c;
-  EXPECT_EQ(h.dim, 64);
-  EXPECT_EQ(h.hidden_dim, 172);
-  EXPECT_EQ(h.n_layers, 5);
-  EXPECT_EQ(h.n_heads, 8);
-  EXPECT_EQ(h.n_kv_heads, 4);
-  EXPECT_EQ(h.vocab_size, 512);
-  EXPECT_EQ(h.seq_len, 512);
-  EXPECT_TRUE(h.shared_classifier);
+  const ModelMetadata& md = m->metadata;
+  auto int_of = [&](const char* field) { return md.Int(field).value().value_or(-1); };
+  EXPECT_EQ(int_of("hidden_size"), 64);
+  EXPECT_EQ(int_of("intermediate_size"), 172);
+  EXPECT_EQ(int_of("num_hidden_layers"), 5);
+  EXPECT_EQ(int_of("num_attention_heads"), 8);
+  EXPECT_EQ(int_of("num_key_value_heads"), 4);
+  EXPECT_EQ(int_of("vocab_size"), 512);
+  EXPECT_EQ(int_of("max_position_embeddings"), 512);
+  EXPECT_TRUE(md.Bool("tie_word_embeddings").value().value_or(false));
+  EXPECT_EQ(md.Where("num_hidden_layers"), "num_hidden_layers (llama2.c header n_layers in " +
+                                               SharedPath("models/stories260K/stories260K.bin") + ")");
   auto g = OpenModelFiles(SharedPath("models/stories260K/stories260K.gguf"));
   ASSERT_TRUE(g.ok()) << g.status().ToString();
   // The provenance says the GGUF tensors are bit-identical to the .bin weights: so must our canonical views be.
@@ -470,7 +473,8 @@ TEST(ModelFiles, HfFixtureDirectory) {
   auto m = OpenModelFiles(SharedPath("fixtures/llama4-tiny-text/interleaved"));
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   EXPECT_EQ(m->format, ModelFormat::kSafetensorsDir);
-  EXPECT_EQ(m->hf_config["model_type"], "llama4");
+  EXPECT_EQ(m->metadata.String("model_type").value(), "llama4");
+  EXPECT_EQ(m->metadata.Find("num_hidden_layers")->origin, "text_config.num_hidden_layers");
   EXPECT_TRUE(m->weights.Contains("blk.1.ffn_gate_up_exps_im.weight"));
   EXPECT_TRUE(m->weights.Contains("output.weight"));
 }

@@ -88,6 +88,28 @@ Result<Llama2cModel> ParseLlama2c(const uint8_t* data, uint64_t size, const std:
   return m;
 }
 
+ModelMetadata MetadataFromLlama2c(const Llama2cHeader& h, const std::string& source) {
+  ModelMetadata md(source);
+  auto set = [&](const char* field, ModelMetadata::Value v, const char* origin) {
+    md.Set(field, std::move(v), std::string("llama2.c header ") + origin);
+  };
+  set("model_type", "llama", "(version 0)");
+  set("name", "llama2.c", "(version 0)");
+  set("vocab_size", int64_t{h.vocab_size}, "vocab_size");
+  set("hidden_size", int64_t{h.dim}, "dim");
+  set("num_hidden_layers", int64_t{h.n_layers}, "n_layers");
+  set("num_attention_heads", int64_t{h.n_heads}, "n_heads");
+  set("num_key_value_heads", int64_t{h.n_kv_heads}, "n_kv_heads");
+  set("intermediate_size", int64_t{h.hidden_dim}, "hidden_dim");
+  set("max_position_embeddings", int64_t{h.seq_len}, "seq_len");
+  set("tie_word_embeddings", h.shared_classifier, "vocab_size sign");
+  // run.c hard-codes both (llama4.md 10.4).
+  set("rms_norm_eps", 1e-5, "(run.c's constant)");
+  set("rope_theta", 10000.0, "(run.c's constant)");
+  set("rope_layout", "interleaved", "(run.c)");
+  return md;
+}
+
 Result<Llama2cModel> OpenLlama2c(const std::string& path) {
   HERD_ASSIGN_OR_RETURN(std::shared_ptr<MappedFile> map, MappedFile::Open(path));
   // The views name `path` as their source: keep a copy of it alive with the map.

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "core/metadata.h"
 #include "core/status.h"
 #include "core/tensor.h"
 
@@ -29,6 +30,9 @@ struct Llama2cModel {
 };
 
 Result<Llama2cModel> OpenLlama2c(const std::string& path);
+// The header as ModelMetadata (core/metadata.h): a dense llama with run.c's hard-coded rms_norm_eps 1e-5 and
+// rope_theta 10000 and interleaved RoPE (llama4.md 10.4). `source` names the file in messages.
+ModelMetadata MetadataFromLlama2c(const Llama2cHeader& header, const std::string& source);
 // Parses a buffer (fuzzing, tests); the bytes must outlive the returned views.
 Result<Llama2cModel> ParseLlama2c(const uint8_t* data, uint64_t size, const std::string& name);
 

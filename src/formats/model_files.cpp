@@ -4,7 +4,10 @@
 #include <cstring>
 #include <filesystem>
 
+#include "formats/gguf_metadata.h"
+#include "formats/hf_config.h"
 #include "formats/hf_names.h"
+#include "formats/llama2c.h"
 #include "formats/safetensors.h"
 
 namespace herd::formats {
@@ -20,22 +23,11 @@ Result<ModelFiles> OpenHfDir(const std::string& dir, const OpenOptions& options)
   std::error_code ec;
   if (!fs::exists(cfg_path, ec)) return InvalidArgument(dir + ": directory has no config.json");
   HERD_ASSIGN_OR_RETURN(std::string text, ReadFileToString(cfg_path, uint64_t{16} << 20));
-  m.hf_config = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (m.hf_config.is_discarded() || !m.hf_config.is_object()) {
-    return Corruption(cfg_path + ": not a valid JSON object");
-  }
-  auto mt = m.hf_config.find("model_type");
-  if (mt == m.hf_config.end() || !mt->is_string()) return Corruption(cfg_path + ": missing string 'model_type'");
-  const std::string model_type = mt->get<std::string>();
-  TensorRenamer rename;
-  if (model_type == "llama") {
-    rename = HfLlamaToCanonical;
-  } else if (model_type == "llama4" || model_type == "llama4_text") {
-    rename = HfLlama4ToCanonical;
-  } else {
-    return NotSupported("unknown architecture '" + model_type + "' in " + cfg_path +
-                        "; supported: llama, llama4, llama4_text");
-  }
+  const nlohmann::json config = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (config.is_discarded() || !config.is_object()) return Corruption(cfg_path + ": not a valid JSON object");
+  HERD_ASSIGN_OR_RETURN(m.metadata, MetadataFromHfConfig(config, cfg_path));
+  const TensorRenamer rename =
+      *m.metadata.String("model_type").value() == "llama" ? HfLlamaToCanonical : HfLlama4ToCanonical;
   HERD_ASSIGN_OR_RETURN(m.weights, LoadSafetensorsDir(dir, rename, options.show_progress));
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     if (e.path().extension() == ".safetensors") m.file_bytes += static_cast<int64_t>(e.file_size(ec));
@@ -75,6 +67,7 @@ Result<ModelFiles> OpenGguf(const std::string& path) {
   m.format = ModelFormat::kGguf;
   m.path = path;
   HERD_ASSIGN_OR_RETURN(m.gguf, GgufFile::Open(path));
+  HERD_ASSIGN_OR_RETURN(m.metadata, MetadataFromGguf(*m.gguf));
   HERD_ASSIGN_OR_RETURN(std::vector<std::string> parts, SplitParts(*m.gguf, path));
   for (size_t k = 0; k < parts.size(); ++k) {
     std::shared_ptr<const GgufFile> f = m.gguf;
@@ -107,7 +100,7 @@ Result<ModelFiles> OpenModelFiles(const std::string& path, const OpenOptions& op
   if (!l2c.ok()) {
     return l2c.status().WithContext("not a GGUF file or HF directory, and not a valid llama2.c checkpoint");
   }
-  m.llama2c = l2c->header;
+  m.metadata = MetadataFromLlama2c(l2c->header, path);
   m.weights = std::move(l2c->weights);
   m.file_bytes = static_cast<int64_t>(map->size());
   return m;

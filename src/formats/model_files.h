@@ -1,18 +1,16 @@
 // Opening a model from whatever the user has: a GGUF file (single or the first of a split set), a Hugging Face
-// directory (config.json + safetensors), or a llama2.c checkpoint. The result holds the canonical WeightMap plus
-// the format-specific metadata the config builder needs.
+// directory (config.json + safetensors), or a llama2.c checkpoint. The result holds the canonical WeightMap and the
+// hyperparameters as neutral ModelMetadata (core/metadata.h), which is all the model layer needs.
 #pragma once
 
 #include <memory>
 #include <optional>
 #include <string>
 
-#include <nlohmann/json.hpp>
-
+#include "core/metadata.h"
 #include "core/status.h"
 #include "core/tensor.h"
 #include "formats/gguf.h"
-#include "formats/llama2c.h"
 
 namespace herd::formats {
 
@@ -22,9 +20,8 @@ struct ModelFiles {
   ModelFormat format = ModelFormat::kGguf;
   std::string path;
   WeightMap weights;
-  std::shared_ptr<const GgufFile> gguf;        // kGguf: the first (metadata) file
-  nlohmann::json hf_config;                    // kSafetensorsDir: config.json
-  std::optional<Llama2cHeader> llama2c;        // kLlama2c
+  ModelMetadata metadata;                      // the hyperparameters (GGUF keys, config.json or llama2.c header)
+  std::shared_ptr<const GgufFile> gguf;        // kGguf: the first file (its tokenizer, `herd info`, quantize)
   int64_t file_bytes = 0;                      // total size of the weight files
 };
 

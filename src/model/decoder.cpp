@@ -260,6 +260,7 @@ void MatMulMany(std::initializer_list<Product> products, int64_t n_tokens, Threa
 }  // namespace
 
 Result<std::unique_ptr<Model>> DecoderModel::Create(ModelConfig config, const WeightMap& weights) {
+  HERD_RETURN_IF_ERROR(config.Validate());  // sizes below are products of these fields
   std::unique_ptr<DecoderModel> m(new DecoderModel());
   m->weights_ = weights;
   WeightBinder b(m->weights_);
@@ -268,7 +269,6 @@ Result<std::unique_ptr<Model>> DecoderModel::Create(ModelConfig config, const We
   const int64_t n_exp = config.num_local_experts;
 
   HERD_ASSIGN_OR_RETURN(m->token_embd_, b.Linear("token_embd.weight", -1, d));
-  if (config.vocab_size == 0) config.vocab_size = m->token_embd_.w.shape[0];
   if (m->token_embd_.w.shape[0] != config.vocab_size) {
     return Corruption("tensor 'token_embd.weight' has " + std::to_string(m->token_embd_.w.shape[0]) +
                       " rows but vocab_size is " + std::to_string(config.vocab_size));

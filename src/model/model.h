@@ -15,10 +15,6 @@
 #include "core/thread_pool.h"
 #include "model/config.h"
 
-namespace herd::formats {
-struct ModelFiles;
-}
-
 namespace herd::model {
 
 // Per-sequence state: KV cache for n_ctx positions and scratch for batches of up to n_batch tokens.
@@ -95,9 +91,9 @@ class Model {
   }
 };
 
-// Builds the config from the files (GGUF metadata, config.json or llama2.c header), picks the family by
-// architecture and binds the weights, checking every tensor's presence, dtype and shape first.
-Result<std::unique_ptr<Model>> CreateModel(const formats::ModelFiles& files);
-Result<ModelConfig> ConfigFromFiles(const formats::ModelFiles& files);
+// Picks the family of config.architecture and binds `weights` (canonical names) to it, checking every tensor's
+// presence, dtype and shape against the config first (Corruption / NotSupported naming the tensor). The model
+// keeps what `weights` keeps alive (the file maps or the buffers).
+Result<std::unique_ptr<Model>> CreateModel(ModelConfig config, const WeightMap& weights);
 
 }  // namespace herd::model

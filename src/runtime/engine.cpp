@@ -33,12 +33,11 @@ Result<std::string> FindLlama2cTokenizer(const std::string& model_path) {
 }
 
 Result<std::unique_ptr<tokenizer::Tokenizer>> OpenTokenizer(const formats::ModelFiles& files,
-                                                            const LoadOptions& o) {
-  if (!o.tokenizer_path.empty()) {
-    std::optional<int32_t> vocab;
-    if (files.llama2c) vocab = files.llama2c->vocab_size;
-    return tokenizer::LoadTokenizer(o.tokenizer_path, vocab);
-  }
+                                                            const model::ModelConfig& config, const LoadOptions& o) {
+  // A llama2.c tokenizer.bin does not say how many tokens it holds: the checkpoint's vocabulary does.
+  std::optional<int32_t> vocab;
+  if (files.format == formats::ModelFormat::kLlama2c) vocab = static_cast<int32_t>(config.vocab_size);
+  if (!o.tokenizer_path.empty()) return tokenizer::LoadTokenizer(o.tokenizer_path, vocab);
   switch (files.format) {
     case formats::ModelFormat::kGguf:
       return tokenizer::LoadTokenizerFromGguf(*files.gguf);
@@ -46,7 +45,7 @@ Result<std::unique_ptr<tokenizer::Tokenizer>> OpenTokenizer(const formats::Model
       return tokenizer::LoadTokenizer(files.path);
     case formats::ModelFormat::kLlama2c: {
       HERD_ASSIGN_OR_RETURN(std::string path, FindLlama2cTokenizer(files.path));
-      return tokenizer::LoadLlama2cTokenizer(path, files.llama2c->vocab_size);
+      return tokenizer::LoadLlama2cTokenizer(path, *vocab);
     }
   }
   return Internal("unknown model format");
@@ -73,12 +72,13 @@ Result<std::unique_ptr<LoadedModel>> LoadModel(const LoadOptions& o) {
   const double t0 = NowMs();
   auto m = std::make_unique<LoadedModel>();
   HERD_ASSIGN_OR_RETURN(m->files, formats::OpenModelFiles(o.model_path));
-  HERD_ASSIGN_OR_RETURN(m->model, model::CreateModel(m->files));
+  HERD_ASSIGN_OR_RETURN(model::ModelConfig config, model::ConfigFromMetadata(m->files.metadata));
+  HERD_ASSIGN_OR_RETURN(m->model, model::CreateModel(std::move(config), m->files.weights));
   if (o.repack) {
     ThreadPool pool(o.threads);
     HERD_ASSIGN_OR_RETURN(m->repack, RepackModel(*m->model, pool, o.show_progress, &m->repack_ms));
   }
-  auto tok = OpenTokenizer(m->files, o);
+  auto tok = OpenTokenizer(m->files, m->model->config(), o);
   if (tok.ok()) {
     m->tokenizer = std::move(tok).value();
     if (m->tokenizer->vocab_size() > m->model->config().vocab_size) {

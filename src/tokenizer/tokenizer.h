@@ -75,4 +75,8 @@ Result<std::unique_ptr<Tokenizer>> LoadTokenizerFromGguf(const formats::GgufFile
 Result<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& path,
                                                  std::optional<int32_t> llama2c_vocab = std::nullopt);
 
+// GPT-2's byte-level spelling of raw bytes (llama4.md 7.5), as gpt2-type GGUF vocabularies store their tokens:
+// printable Latin-1 bytes stand for themselves, the other 68 for U+0100 upward in byte order ("Ġ" for a space).
+std::string ByteLevelSpelling(std::string_view raw);
+
 }  // namespace herd::tokenizer

@@ -145,3 +145,9 @@ std::string ByteLevelEncode(std::string_view raw) {
 }
 
 }  // namespace herd::tokenizer::internal
+
+namespace herd::tokenizer {
+
+std::string ByteLevelSpelling(std::string_view raw) { return internal::ByteLevelEncode(raw); }
+
+}  // namespace herd::tokenizer

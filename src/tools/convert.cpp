@@ -22,13 +22,14 @@
 #include "kernels/quantize.h"
 #include "model/config.h"
 #include "model/model.h"
+#include "tools/gguf_model.h"
 #include "tokenizer/tokenizer.h"
 
 namespace herd::tools {
 namespace {
 
 namespace fs = std::filesystem;
-using Note = std::function<void(const std::string&)>;
+using Note = NoteFn;
 
 // ---------------------------------------------------------------------------------------------------------
 // Tensor plans.
@@ -152,168 +153,8 @@ DType ChooseType(const std::string& name, const std::vector<int64_t>& shape, DTy
   return want;
 }
 
-// llama3-style RoPE scaling as llama.cpp stores it: rope_freqs.weight holds one divisor per frequency
-// (llama4.md 4.3), and herd's decoder uses base_inv_freq[i] / divisor[i]. The divisors are chosen so that this
-// quotient is bit-identical to the scaled frequency herd computes from config.json (model::RopeInvFreq): start
-// from base / scaled and try the neighbouring floats. The result agrees with llama.cpp's
-// 1 / ((1 - smooth) / factor + smooth) to about one ulp.
-std::vector<float> RopeDivisors(const model::ModelConfig& c, const Note& note) {
-  model::ModelConfig unscaled = c;
-  unscaled.rope_scaling.factor = 0;
-  const std::vector<float> base = model::RopeInvFreq(unscaled);
-  const std::vector<float> scaled = model::RopeInvFreq(c);
-  std::vector<float> div(base.size());
-  int64_t inexact = 0;
-  for (size_t i = 0; i < base.size(); ++i) {
-    const float d0 = base[i] / scaled[i];
-    div[i] = d0;
-    bool found = base[i] / d0 == scaled[i];
-    float up = d0, down = d0;
-    for (int step = 0; step < 16 && !found; ++step) {
-      up = std::nextafter(up, INFINITY);
-      down = std::nextafter(down, 0.0f);
-      if (base[i] / up == scaled[i]) {
-        div[i] = up;
-        found = true;
-      } else if (base[i] / down == scaled[i]) {
-        div[i] = down;
-        found = true;
-      }
-    }
-    inexact += !found;
-  }
-  if (inexact > 0) {
-    note(std::to_string(inexact) + " of " + std::to_string(base.size()) +
-         " RoPE frequencies cannot be expressed exactly as base / rope_freqs in f32; they differ by one ulp");
-  }
-  return div;
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Metadata.
-
-// The HF object that holds the text hyperparameters.
-const nlohmann::json& TextConfig(const nlohmann::json& hf) {
-  auto it = hf.find("text_config");
-  auto mt = hf.find("model_type");
-  if (mt != hf.end() && *mt == "llama4" && it != hf.end() && it->is_object()) return *it;
-  return hf;
-}
-
-void AddCommonKeys(const model::ModelConfig& c, const std::string& p, formats::GgufWriter& w) {
-  w.AddUint32(p + "context_length", static_cast<uint32_t>(c.max_position_embeddings));
-  w.AddUint32(p + "embedding_length", static_cast<uint32_t>(c.hidden_size));
-  w.AddUint32(p + "block_count", static_cast<uint32_t>(c.num_hidden_layers));
-  // Llama 4: the dense width (HF intermediate_size_mlp); llama4.md pitfall 12.
-  w.AddUint32(p + "feed_forward_length",
-              static_cast<uint32_t>(c.architecture == model::Architecture::kLlama4 ? c.intermediate_size_mlp
-                                                                                   : c.intermediate_size));
-  w.AddUint32(p + "attention.head_count", static_cast<uint32_t>(c.num_attention_heads));
-  w.AddUint32(p + "attention.head_count_kv", static_cast<uint32_t>(c.num_key_value_heads));
-  w.AddUint32(p + "attention.key_length", static_cast<uint32_t>(c.head_dim));
-  w.AddUint32(p + "attention.value_length", static_cast<uint32_t>(c.head_dim));
-  w.AddFloat32(p + "attention.layer_norm_rms_epsilon", c.rms_norm_eps);
-  w.AddFloat32(p + "rope.freq_base", c.rope_theta);
-  w.AddUint32(p + "rope.dimension_count", static_cast<uint32_t>(c.head_dim));
-  w.AddUint32(p + "vocab_size", static_cast<uint32_t>(c.vocab_size));
-}
-
-// Llama 4 keys llama.cpp reads, plus herd.* keys for what it hardcodes or infers (llama4.md 4.4), so that
-// model::ConfigFromGguf rebuilds the per-layer table exactly. Notes where llama.cpp would compute differently.
-Status AddLlama4Keys(const model::ModelConfig& c, const nlohmann::json& text_config, formats::GgufWriter& w,
-                     const Note& note) {
-  const std::string p = "llama4.";
-  int64_t step = 1;
-  if (auto it = text_config.find("interleave_moe_layer_step"); it != text_config.end() && it->is_number_integer()) {
-    step = it->get<int64_t>();
-  }
-  if (step <= 0) return Corruption("interleave_moe_layer_step must be positive, got " + std::to_string(step));
-  w.AddUint32(p + "expert_count", static_cast<uint32_t>(c.num_local_experts));
-  w.AddUint32(p + "expert_used_count", static_cast<uint32_t>(c.num_experts_per_tok));
-  w.AddUint32(p + "expert_feed_forward_length", static_cast<uint32_t>(c.intermediate_size));
-  w.AddUint32(p + "interleave_moe_layer_step", static_cast<uint32_t>(step));
-
-  int64_t chunk = 0;
-  bool qk_norm = false, temp_tuning = false;
-  std::vector<int32_t> no_rope, moe;
-  std::vector<std::string> differs;
-  bool rope_pattern = true, moe_pattern = true;
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const model::LayerConfig& lc = c.layers[l];
-    no_rope.push_back(lc.use_rope ? 1 : 0);  // HF convention: 1 = the layer uses RoPE
-    if (lc.moe) moe.push_back(static_cast<int32_t>(l));
-    if (lc.use_rope && chunk == 0) chunk = lc.attention_chunk_size;
-    qk_norm |= lc.use_qk_norm;
-    temp_tuning |= lc.attn_temperature_tuning;
-    rope_pattern &= lc.use_rope == ((l + 1) % 4 != 0);
-    moe_pattern &= lc.moe == ((l + 1) % step == 0);
-  }
-  if (chunk == 0) w.AddUint32(p + "attention.sliding_window", 0);  // llama.cpp: no chunked attention
-  w.AddUint32("herd.attention_chunk_size", static_cast<uint32_t>(chunk));
-  w.AddInt32Array("herd.no_rope_layers", no_rope);
-  w.AddInt32Array("herd.moe_layers", moe);
-  w.AddBool("herd.use_qk_norm", qk_norm);
-  w.AddBool("herd.attn_temperature_tuning", temp_tuning);
-  w.AddFloat32("herd.floor_scale", c.floor_scale);
-  w.AddFloat32("herd.attn_scale", c.attn_scale);
-
-  // llama.cpp (LLM_ARCH_LLAMA4) hardcodes chunk 8192, NoPE every 4th layer, temperature tuning with scale 0.1 and
-  // floor 8192, MoE from the step, and QK-norm iff expert_count != 128.
-  if (chunk != 0 && chunk != 8192) differs.push_back("attention_chunk_size " + std::to_string(chunk));
-  if (!rope_pattern) differs.push_back("NoPE layers other than every 4th");
-  if (!moe_pattern) differs.push_back("moe_layers other than every interleave_moe_layer_step-th");
-  if (qk_norm != (c.num_local_experts != 128)) {
-    differs.push_back(std::string("use_qk_norm ") + (qk_norm ? "on" : "off"));
-  }
-  if (!temp_tuning) differs.push_back("attn_temperature_tuning off");
-  auto str = [](float v) {
-    std::ostringstream s;
-    s << v;
-    return s.str();
-  };
-  if (c.floor_scale != 8192.0f) differs.push_back("floor_scale " + str(c.floor_scale));
-  if (c.attn_scale != 0.1f) differs.push_back("attn_scale " + str(c.attn_scale));
-  if (!differs.empty()) {
-    std::string list;
-    for (const std::string& d : differs) list += (list.empty() ? "" : ", ") + d;
-    note("llama.cpp cannot express this model's " + list +
-         " (it hardcodes the Llama 4 values); herd reads the exact settings from the herd.* keys");
-  }
-  return Status::Ok();
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // Tokenizer.
-
-// GPT-2 bytes-to-unicode (llama4.md 7.5): printable Latin-1 bytes keep their code point, the other 68 map to
-// U+0100 upward in byte order.
-const std::array<uint16_t, 256>& ByteToCodePoint() {
-  static const std::array<uint16_t, 256> table = [] {
-    std::array<uint16_t, 256> t{};
-    uint16_t next = 256;
-    for (int b = 0; b < 256; ++b) {
-      const bool keep = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
-      t[b] = keep ? static_cast<uint16_t>(b) : next++;
-    }
-    return t;
-  }();
-  return table;
-}
-
-std::string ByteLevel(std::string_view raw) {
-  std::string out;
-  out.reserve(raw.size() * 2);
-  for (unsigned char b : raw) {
-    const uint16_t cp = ByteToCodePoint()[b];
-    if (cp < 0x80) {
-      out.push_back(static_cast<char>(cp));
-    } else {  // all code points are below U+0800: two UTF-8 bytes
-      out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-      out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    }
-  }
-  return out;
-}
 
 // The two tokens BPE over ranks below `limit` leaves for `bytes`, or {-1, -1} when it leaves another number of
 // parts (then the token is only ever produced whole, by the whole-word rule). tiktoken merges the adjacent pair of
@@ -344,8 +185,8 @@ std::pair<int32_t, int32_t> LastMerge(std::string_view bytes, int32_t limit,
 }
 
 // tokenizer_config.json "eos_token" (a string or {"content": ...}), else config.json's integer eos_token_id (the
-// sources llama.cpp's SpecialVocab reads); nullopt: the tokenizer's own EOS.
-std::optional<int32_t> EosFromDir(const std::string& dir, const nlohmann::json& hf, const tokenizer::Tokenizer& tok) {
+// sources llama.cpp's SpecialVocab reads; the text model's first); nullopt: the tokenizer's own EOS.
+std::optional<int32_t> EosFromDir(const std::string& dir, const ModelMetadata& md, const tokenizer::Tokenizer& tok) {
   auto cfg = ReadFileToString(dir + "/tokenizer_config.json", uint64_t{64} << 20);
   if (cfg.ok()) {
     const nlohmann::json j = nlohmann::json::parse(*cfg, nullptr, /*allow_exceptions=*/false);
@@ -361,14 +202,9 @@ std::optional<int32_t> EosFromDir(const std::string& dir, const nlohmann::json& 
       }
     }
   }
-  const nlohmann::json& t = TextConfig(hf);
-  for (const nlohmann::json* j : {&t, &hf}) {
-    auto it = j->find("eos_token_id");
-    if (it != j->end() && it->is_number_integer()) {
-      const int64_t id = it->get<int64_t>();
-      if (id >= 0 && id < tok.vocab_size()) return static_cast<int32_t>(id);
-    }
-  }
+  const ModelMetadata::Entry* e = md.Find("eos_token_id");
+  const int64_t* id = e != nullptr ? std::get_if<int64_t>(&e->value) : nullptr;
+  if (id != nullptr && *id >= 0 && *id < tok.vocab_size()) return static_cast<int32_t>(*id);
   return std::nullopt;
 }
 
@@ -396,7 +232,7 @@ std::string ChatTemplateFromDir(const std::string& dir) {
   return jinja.ok() ? *jinja : std::string();
 }
 
-Status AddTokenizer(const std::string& dir, const nlohmann::json& hf, const model::ModelConfig& c,
+Status AddTokenizer(const std::string& dir, const ModelMetadata& md, const model::ModelConfig& c,
                     formats::GgufWriter& w, const Note& note) {
   std::error_code ec;
   const std::string path = dir + "/tokenizer.model";
@@ -422,7 +258,7 @@ Status AddTokenizer(const std::string& dir, const nlohmann::json& hf, const mode
   }
   VocabOptions vo;
   vo.n_vocab = c.vocab_size;
-  vo.eos_id = EosFromDir(dir, hf, t);
+  vo.eos_id = EosFromDir(dir, md, t);
   vo.chat_template = ChatTemplateFromDir(dir);
   return WriteTiktokenVocab(t, w, vo).WithContext(path);
 }
@@ -490,7 +326,7 @@ Status WriteTiktokenVocab(const tokenizer::Tokenizer& tok, formats::GgufWriter& 
     } else {
       raw[id] = tok.TokenBytes(id);
       rank.emplace(raw[id], id);
-      tokens.push_back(ByteLevel(raw[id]));
+      tokens.push_back(tokenizer::ByteLevelSpelling(raw[id]));
       types.push_back(1);  // NORMAL
     }
   }
@@ -542,13 +378,9 @@ Status ConvertToGguf(const ConvertOptions& options) {
   formats::OpenOptions oo;
   oo.show_progress = options.show_progress;
   HERD_ASSIGN_OR_RETURN(formats::ModelFiles files, formats::OpenModelFiles(options.input, oo));
-  HERD_ASSIGN_OR_RETURN(model::ModelConfig c, model::ConfigFromFiles(files));
-  {
-    // Bind the model as `herd run` would: every tensor present, with the right shape and dtype, none left over.
-    HERD_ASSIGN_OR_RETURN(std::unique_ptr<model::Model> m, model::CreateModel(files));
-    c.vocab_size = m->config().vocab_size;
-  }
-  const bool llama4 = c.architecture == model::Architecture::kLlama4;
+  HERD_ASSIGN_OR_RETURN(model::ModelConfig c, model::ConfigFromMetadata(files.metadata));
+  // Bind the model as `herd run` would: every tensor present, with the right shape and dtype, none left over.
+  HERD_RETURN_IF_ERROR(model::CreateModel(c, files.weights).status());
   // HF Llama 1-3 store Q/K rows for rotate_half; GGUF wants Meta's interleaved order (llama4.md 10.2).
   const bool unpermute = c.rope_style == kernels::RopeStyle::kHalfSplit;
   const int64_t hd = c.head_dim;
@@ -584,32 +416,19 @@ Status ConvertToGguf(const ConvertOptions& options) {
       out.push_back({name, v.dtype, shape, v, nullptr});
     }
   }
-  std::vector<float> rope_divisors;
-  if (c.rope_scaling.factor > 0) rope_divisors = RopeDivisors(c, note);
   std::sort(out.begin(), out.end(),
             [](const OutTensor& a, const OutTensor& b) { return SortKey(a.name) < SortKey(b.name); });
 
   formats::GgufWriter w;
-  const std::string arch = llama4 ? "llama4" : "llama";
-  w.AddString("general.architecture", arch);
-  w.AddString("general.name", options.name.empty() ? DirName(options.input) : options.name);
   DType main_type = options.type.value_or(DType::kF32);
   if (!options.type) {
     if (const TensorView* e = files.weights.Find("token_embd.weight")) main_type = e->dtype;
   }
-  w.AddUint32("general.file_type", formats::GgufFileType(main_type));
-  w.AddUint32("general.quantization_version", 2);
-  AddCommonKeys(c, arch + ".", w);
-  if (llama4) HERD_RETURN_IF_ERROR(AddLlama4Keys(c, TextConfig(files.hf_config), w, note));
-  HERD_RETURN_IF_ERROR(AddTokenizer(options.input, files.hf_config, c, w, note));
-
-  if (!rope_divisors.empty()) {
-    const int64_t n = static_cast<int64_t>(rope_divisors.size());
-    HERD_RETURN_IF_ERROR(w.AddTensor("rope_freqs.weight", DType::kF32, {n}, [rope_divisors](uint8_t* dst) {
-      kernels::QuantizeRow(DType::kF32, rope_divisors.data(), static_cast<int64_t>(rope_divisors.size()), dst);
-      return Status::Ok();
-    }));
-  }
+  model::ModelConfig written = c;
+  written.name = options.name.empty() ? DirName(options.input) : options.name;
+  written.rope_style = kernels::RopeStyle::kInterleaved;  // the Q/K rows are unpermuted below
+  HERD_RETURN_IF_ERROR(AddModelToGguf(written, main_type, w, note));
+  HERD_RETURN_IF_ERROR(AddTokenizer(options.input, files.metadata, c, w, note));
   for (OutTensor& t : out) {
     t.dtype = ChooseType(t.name, t.shape, t.source.dtype, options.type, note);
     if (!t.fill && t.dtype == t.source.dtype) {

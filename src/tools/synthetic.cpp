@@ -1,9 +1,8 @@
 // Synthetic Llama 4 models: presets from llama4.md sections 1-3, random weights in one anonymous mapping, and a
-// GGUF writer with llama.cpp's llama4 keys (section 4.4). The config is built through ConfigFromHf from an HF
-// text_config so that the per-layer table (NoPE, chunking, QK-norm, MoE interleave) comes from the same code
-// that reads real checkpoints.
+// GGUF writer with llama.cpp's llama4 keys (section 4.4). The config is built by model::ConfigFromMetadata from
+// the fields of an HF text_config, so that the per-layer table (NoPE, chunking, QK-norm, MoE interleave) comes
+// from the same code that reads real checkpoints.
 #include "tools/synthetic.h"
-
 
 #include <algorithm>
 #include <array>
@@ -11,14 +10,15 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <nlohmann/json.hpp>
 
 #include "core/half.h"
 #include "core/mapped_file.h"
 #include "core/progress.h"
 #include "formats/gguf_writer.h"
 #include "kernels/matmul.h"
-#include "model/decoder.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+#include "tools/gguf_model.h"
 
 namespace herd::tools {
 namespace {
@@ -216,43 +216,44 @@ Result<model::ModelConfig> SyntheticConfig(const SyntheticSpec& spec) {
     return InvalidArgument("hidden_size " + std::to_string(hidden) + " is not a multiple of num_attention_heads " +
                            std::to_string(heads) + "; give head_dim explicitly");
   }
-  nlohmann::json t = {
-      {"model_type", "llama4_text"},
-      {"num_hidden_layers", pick(spec.num_hidden_layers, preset->layers)},
-      {"hidden_size", hidden},
-      {"num_attention_heads", heads},
-      {"num_key_value_heads", pick(spec.num_key_value_heads, preset->kv_heads)},
-      {"head_dim", pick(spec.head_dim, hidden / heads)},
-      {"num_local_experts", experts},
-      {"num_experts_per_tok", pick(spec.num_experts_per_tok, preset->top_k)},
-      {"intermediate_size", pick(spec.intermediate_size, preset->ffn)},
-      // A custom expert width without a dense width keeps Scout's ratio of the two (16384 / 8192).
-      {"intermediate_size_mlp",
-       pick(spec.intermediate_size_mlp, spec.intermediate_size > 0 ? 2 * spec.intermediate_size : preset->ffn_mlp)},
-      {"interleave_moe_layer_step", pick(spec.interleave_moe_layer_step, preset->moe_step)},
-      {"vocab_size", pick(spec.vocab_size, preset->vocab)},
-      {"max_position_embeddings", pick(spec.max_position_embeddings, preset->max_pos)},
-      {"rms_norm_eps", 1e-5},
-      {"rope_theta", 500000.0},
-      {"no_rope_layer_interval", 4},
-      {"attention_chunk_size", 8192},
-      {"attn_temperature_tuning", true},
-      {"floor_scale", 8192},
-      {"attn_scale", 0.1},
-      // llama.cpp infers QK-norm from the expert count (llama4.md section 2.2): Scout on, Maverick off. Changed
-      // expert counts follow the same rule so that a saved file means the same network to both engines.
-      {"use_qk_norm", experts != 128},
-      {"tie_word_embeddings", false},
-  };
-  if (preset->rope_scaling) {
-    t["rope_scaling"] = {{"rope_type", "llama3"},
-                         {"factor", 16.0},
-                         {"low_freq_factor", 1.0},
-                         {"high_freq_factor", 1.0},
-                         {"original_max_position_embeddings", 8192}};
-  }
   const std::string source = "synthetic " + spec.preset;
-  auto config = model::ConfigFromHf(t, source);
+  ModelMetadata md(source);
+  auto set = [&](const char* field, ModelMetadata::Value v) { md.Set(field, std::move(v)); };
+  set("model_type", "llama4");
+  set("num_hidden_layers", pick(spec.num_hidden_layers, preset->layers));
+  set("hidden_size", hidden);
+  set("num_attention_heads", heads);
+  set("num_key_value_heads", pick(spec.num_key_value_heads, preset->kv_heads));
+  set("head_dim", pick(spec.head_dim, hidden / heads));
+  set("num_local_experts", experts);
+  set("num_experts_per_tok", pick(spec.num_experts_per_tok, preset->top_k));
+  set("intermediate_size", pick(spec.intermediate_size, preset->ffn));
+  // A custom expert width without a dense width keeps Scout's ratio of the two (16384 / 8192).
+  set("intermediate_size_mlp",
+      pick(spec.intermediate_size_mlp, spec.intermediate_size > 0 ? 2 * spec.intermediate_size : preset->ffn_mlp));
+  set("interleave_moe_layer_step", pick(spec.interleave_moe_layer_step, preset->moe_step));
+  set("vocab_size", pick(spec.vocab_size, preset->vocab));
+  set("max_position_embeddings", pick(spec.max_position_embeddings, preset->max_pos));
+  set("rms_norm_eps", 1e-5);
+  set("rope_theta", 500000.0);
+  set("no_rope_layer_interval", int64_t{4});
+  set("attention_chunk_size", int64_t{8192});
+  set("attn_temperature_tuning", true);
+  set("floor_scale", 8192.0);
+  set("attn_scale", 0.1);
+  // llama.cpp infers QK-norm from the expert count (llama4.md section 2.2): Scout on, Maverick off. Changed
+  // expert counts follow the same rule so that a saved file means the same network to both engines.
+  set("use_qk_norm", experts != 128);
+  set("tie_word_embeddings", false);
+  set("rope_layout", "interleaved");
+  if (preset->rope_scaling) {
+    set("rope_scaling.rope_type", "llama3");
+    set("rope_scaling.factor", 16.0);
+    set("rope_scaling.low_freq_factor", 1.0);
+    set("rope_scaling.high_freq_factor", 1.0);
+    set("rope_scaling.original_max_position_embeddings", 8192.0);
+  }
+  auto config = model::ConfigFromMetadata(md);
   if (!config.ok()) return InvalidArgument(config.status().message());
   model::ModelConfig c = std::move(config).value();
   c.name = "synthetic-" + spec.preset;
@@ -383,32 +384,8 @@ Result<SyntheticModel> MakeSyntheticWeights(const model::ModelConfig& c, DType d
 Result<std::unique_ptr<model::Model>> MakeSyntheticModel(const SyntheticSpec& spec, ThreadPool& pool) {
   HERD_ASSIGN_OR_RETURN(model::ModelConfig config, SyntheticConfig(spec));
   HERD_ASSIGN_OR_RETURN(SyntheticModel weights, MakeSyntheticWeights(config, spec.dtype, spec.seed, pool));
-  return model::DecoderModel::Create(std::move(config), weights.weights);
+  return model::CreateModel(std::move(config), weights.weights);
 }
-
-namespace {
-
-// GPT-2's byte-to-unicode table: printable bytes stand for themselves, the other 68 map to U+0100 onwards in
-// byte order; the token's text is that code point in UTF-8.
-std::string ByteToken(int byte) {
-  auto printable = [](int b) { return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255); };
-  int cp = byte;
-  if (!printable(byte)) {
-    int n = 0;
-    for (int b = 0; b < byte; ++b) n += printable(b) ? 0 : 1;
-    cp = 256 + n;
-  }
-  std::string s;
-  if (cp < 0x80) {
-    s += static_cast<char>(cp);
-  } else {
-    s += static_cast<char>(0xC0 | (cp >> 6));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-  return s;
-}
-
-}  // namespace
 
 Status SaveSyntheticGguf(const model::ModelConfig& c, const WeightMap& weights, const std::string& path) {
   if (c.vocab_size < 258) {
@@ -417,61 +394,15 @@ Status SaveSyntheticGguf(const model::ModelConfig& c, const WeightMap& weights, 
   formats::GgufWriter w;
   // The dtype of the matrices decides general.file_type.
   const TensorView* q = weights.Find("blk.0.attn_q.weight");
-  w.AddString("general.architecture", "llama4");
-  w.AddString("general.name", c.name.empty() ? "synthetic" : c.name);
-  w.AddUint32("general.file_type", formats::GgufFileType(q != nullptr ? q->dtype : DType::kF32));
-  w.AddUint32("general.quantization_version", 2);
-  const std::string p = "llama4.";
-  auto u32 = [&](const std::string& key, int64_t v) { w.AddUint32(p + key, static_cast<uint32_t>(v)); };
-  u32("context_length", c.max_position_embeddings);
-  u32("embedding_length", c.hidden_size);
-  u32("block_count", c.num_hidden_layers);
-  u32("feed_forward_length", c.intermediate_size_mlp > 0 ? c.intermediate_size_mlp : c.intermediate_size);
-  u32("expert_feed_forward_length", c.intermediate_size);
-  u32("attention.head_count", c.num_attention_heads);
-  u32("attention.head_count_kv", c.num_key_value_heads);
-  u32("attention.key_length", c.head_dim);
-  u32("attention.value_length", c.head_dim);
-  u32("rope.dimension_count", c.head_dim);
-  w.AddFloat32(p + "rope.freq_base", c.rope_theta);
-  w.AddFloat32(p + "attention.layer_norm_rms_epsilon", c.rms_norm_eps);
-  u32("vocab_size", c.vocab_size);
-  u32("expert_count", c.num_local_experts);
-  u32("expert_used_count", c.num_experts_per_tok);
-
-  // Per-layer tables. llama.cpp knows only "MoE every step-th layer", NoPE every 4th, chunk 8192; herd reads
-  // the explicit herd.* lists, so any table round-trips.
-  std::vector<int32_t> rope_layers, moe_layers;
-  bool qk_norm = false, temp_tuning = false, any_nope = false;
-  int64_t chunk = 0;
-  for (size_t l = 0; l < c.layers.size(); ++l) {
-    const model::LayerConfig& lc = c.layers[l];
-    rope_layers.push_back(lc.use_rope ? 1 : 0);
-    if (lc.moe) moe_layers.push_back(static_cast<int32_t>(l));
-    qk_norm |= lc.use_qk_norm;
-    any_nope |= !lc.use_rope;
-    temp_tuning |= lc.attn_temperature_tuning;
-    chunk = std::max(chunk, lc.attention_chunk_size);
-  }
-  int64_t step = moe_layers.empty() ? 1 : moe_layers[0] + 1;
-  bool periodic = !moe_layers.empty();
-  for (size_t i = 0; i < moe_layers.size(); ++i) periodic &= moe_layers[i] == static_cast<int64_t>(i + 1) * step - 1;
-  periodic &= static_cast<int64_t>(moe_layers.size()) == c.num_hidden_layers / step;
-  if (periodic) u32("interleave_moe_layer_step", step);
-  if (chunk == 0) u32("attention.sliding_window", 0);  // llama.cpp: no chunked attention
-  w.AddUint32("herd.attention_chunk_size", static_cast<uint32_t>(chunk > 0 ? chunk : 8192));
-  w.AddInt32Array("herd.no_rope_layers", rope_layers);
-  w.AddInt32Array("herd.moe_layers", moe_layers);
-  w.AddBool("herd.use_qk_norm", qk_norm);
-  w.AddBool("herd.attn_temperature_tuning", temp_tuning || !any_nope);
-  w.AddFloat32("herd.floor_scale", c.floor_scale);
-  w.AddFloat32("herd.attn_scale", c.attn_scale);
+  model::ModelConfig named = c;
+  if (named.name.empty()) named.name = "synthetic";
+  HERD_RETURN_IF_ERROR(AddModelToGguf(named, q != nullptr ? q->dtype : DType::kF32, w, nullptr));
 
   // Minimal gpt2 vocabulary: bytes, BOS, EOS, fillers; no merges (every text tokenizes to byte tokens).
   std::vector<std::string> tokens;
   std::vector<int32_t> types;
   tokens.reserve(static_cast<size_t>(c.vocab_size));
-  for (int b = 0; b < 256; ++b) tokens.push_back(ByteToken(b));
+  for (int b = 0; b < 256; ++b) tokens.push_back(tokenizer::ByteLevelSpelling(std::string(1, static_cast<char>(b))));
   types.assign(256, 1);  // normal
   tokens.push_back("<|begin_of_text|>");
   tokens.push_back("<|end_of_text|>");
@@ -499,19 +430,6 @@ Status SaveSyntheticGguf(const model::ModelConfig& c, const WeightMap& weights, 
     const TensorView* v = weights.Find(t.name);
     if (v == nullptr) return InvalidArgument("tensor '" + t.name + "' is missing from the weights to save");
     HERD_RETURN_IF_ERROR(w.AddTensor(t.name, *v));
-  }
-  if (c.rope_scaling.factor > 0) {
-    // GGUF carries llama3 scaling as per-frequency divisors (llama4.md section 4.3): base / scaled.
-    model::ModelConfig unscaled = c;
-    unscaled.rope_scaling = {};
-    const std::vector<float> base = model::RopeInvFreq(unscaled), scaled = model::RopeInvFreq(c);
-    std::vector<float> divisors(base.size());
-    for (size_t i = 0; i < base.size(); ++i) divisors[i] = base[i] / scaled[i];
-    HERD_RETURN_IF_ERROR(w.AddTensor("rope_freqs.weight", DType::kF32, {static_cast<int64_t>(divisors.size())},
-                                     [divisors](uint8_t* dst) {
-                                       std::memcpy(dst, divisors.data(), divisors.size() * sizeof(float));
-                                       return Status::Ok();
-                                     }));
   }
   const int64_t total = ComputeFootprint(c, weights).total_bytes;
   return w.Write(path, total >= kProgressBytes ? "writing " + path : std::string());

@@ -7,8 +7,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "formats/model_files.h"
 #include "model/model.h"
+#include "runtime/engine.h"
 #include "test_util.h"
 
 namespace herd {
@@ -29,12 +29,16 @@ std::string EditedFixture(const std::string& name, const std::function<void(nloh
   return dir;
 }
 
-Status CreateStatus(const std::string& dir) {
-  auto files = formats::OpenModelFiles(dir);
-  if (!files.ok()) return files.status();
-  auto m = model::CreateModel(*files);
-  return m.ok() ? Status::Ok() : m.status();
+// Loads the model as herd run does (no tokenizer needed).
+Result<std::unique_ptr<runtime::LoadedModel>> Load(const std::string& dir) {
+  runtime::LoadOptions o;
+  o.model_path = dir;
+  o.require_tokenizer = false;
+  o.show_progress = false;
+  return runtime::LoadModel(o);
 }
+
+Status CreateStatus(const std::string& dir) { return Load(dir).status(); }
 
 void ExpectError(const std::string& name, const std::function<void(nlohmann::json&)>& edit,
                  const std::string& needle) {
@@ -76,11 +80,9 @@ TEST(Llama4BadInput, UnknownRopeScalingAndBadLists) {
 }
 
 TEST(Llama4BadInput, ContextAboveMaximum) {
-  auto files = formats::OpenModelFiles(SharedPath("fixtures/llama4-tiny-text/interleaved"));
-  ASSERT_TRUE(files.ok());
-  auto m = model::CreateModel(*files);
-  ASSERT_TRUE(m.ok());
-  auto state = (*m)->NewState(4097, 64);
+  auto m = Load(SharedPath("fixtures/llama4-tiny-text/interleaved"));
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  auto state = (*m)->model->NewState(4097, 64);
   ASSERT_FALSE(state.ok());
   EXPECT_EQ(state.status().code(), StatusCode::kOutOfRange);
   EXPECT_NE(state.status().message().find("4096"), std::string::npos) << state.status().ToString();

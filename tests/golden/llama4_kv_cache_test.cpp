@@ -4,8 +4,8 @@
 #include <gtest/gtest.h>
 
 #include "core/thread_pool.h"
-#include "formats/model_files.h"
 #include "model/model.h"
+#include "runtime/engine.h"
 #include "test_util.h"
 
 namespace herd {
@@ -14,11 +14,13 @@ namespace {
 using testing::SharedPath;
 
 std::unique_ptr<model::Model> LoadFixture(const std::string& name) {
-  auto files = formats::OpenModelFiles(SharedPath("fixtures/llama4-tiny-text/" + name));
-  EXPECT_TRUE(files.ok()) << files.status().ToString();
-  auto m = model::CreateModel(*files);
+  runtime::LoadOptions o;
+  o.model_path = SharedPath("fixtures/llama4-tiny-text/" + name);
+  o.require_tokenizer = false;
+  o.show_progress = false;
+  auto m = runtime::LoadModel(o);
   EXPECT_TRUE(m.ok()) << m.status().ToString();
-  return std::move(m).value();
+  return std::move((*m)->model);
 }
 
 TEST(Llama4KvCache, ChunkedLayersKeepOneChunk) {
