@@ -86,7 +86,7 @@ void BM_Decode(benchmark::State& state) {
   kernels::EnableWeightByteCounting(true);
   kernels::ResetWeightBytesRead();
   for (auto _ : state) {
-    if ((*st)->n_past() == kCtx) (*st)->Truncate(0);  // keep attention cost bounded
+    if ((*st)->n_past() == kCtx) (*st)->Reset();  // keep attention cost bounded
     if (!f.model->Forward(**st, tok, model::LogitsMode::kLast, logits.data(), pool).ok()) {
       state.SkipWithError("forward failed");
       break;
@@ -117,7 +117,7 @@ void BM_Prefill(benchmark::State& state) {
   kernels::EnableWeightByteCounting(true);
   kernels::ResetWeightBytesRead();
   for (auto _ : state) {
-    (*st)->Truncate(0);
+    (*st)->Reset();
     if (!f.model->Forward(**st, prompt, model::LogitsMode::kLast, logits.data(), pool).ok()) {
       state.SkipWithError("forward failed");
       break;
@@ -141,7 +141,7 @@ void BM_PrefillTokenByToken(benchmark::State& state) {
   const std::vector<int32_t> prompt = Prompt(n, f.config.vocab_size);
   int64_t runs = 0;
   for (auto _ : state) {
-    (*st)->Truncate(0);
+    (*st)->Reset();
     for (int64_t i = 0; i < n; ++i) {
       const int32_t tok[1] = {prompt[i]};
       if (!f.model->Forward(**st, tok, model::LogitsMode::kNone, logits.data(), pool).ok()) {

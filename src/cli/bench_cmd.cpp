@@ -145,7 +145,7 @@ int CmdBench(const BenchOptions& o) {
   std::vector<double> gen_reps, read_reps;
   kernels::EnableWeightByteCounting(o.count_bytes);
   for (int rep = 0; rep < o.reps; ++rep) {
-    (*state)->Truncate(0);
+    (*state)->Reset();
     if (o.n_prompt > 0) {
       const double t0 = runtime::NowMs();
       Status s = model.Forward(**state, prompt, model::LogitsMode::kLast, logits.data(), pool);

@@ -79,9 +79,8 @@ class ChatSession {
     go.sampling.seed = o_.sampling.seed + static_cast<uint64_t>(turns_);
     const bool tokens_mode = o_.tokens_mode;
     auto r = runtime::Generate(m_, *state_, pool_, fresh, go, [tokens_mode](std::string_view piece) {
-      if (tokens_mode) return;
-      std::fwrite(piece.data(), 1, piece.size(), stdout);
-      std::fflush(stdout);
+      if (tokens_mode) return true;
+      return std::fwrite(piece.data(), 1, piece.size(), stdout) == piece.size() && std::fflush(stdout) == 0;
     });
     if (!r.ok()) {
       return r.status();
@@ -107,13 +106,13 @@ class ChatSession {
     std::fprintf(stderr,
                  "[turn %d: processed %zu new tokens, generated %zu (%.1f tokens/s, stop: %s), cache %" PRId64
                  "/%" PRId64 "]\n",
-                 turns_, fresh.size(), r->tokens.size(), gen_tps, r->stop_reason.c_str(), state_->n_past(),
+                 turns_, fresh.size(), r->tokens.size(), gen_tps, std::string(runtime::StopReasonName(r->stop_reason)).c_str(), state_->n_past(),
                  state_->n_ctx());
     return Status::Ok();
   }
 
   void Reset() {
-    state_->Truncate(0);
+    state_->Reset();
     cached_.clear();
     pending_.clear();
     transcript_.clear();
@@ -175,7 +174,7 @@ class ChatSession {
     }
     HERD_RETURN_IF_ERROR(state_->LoadFrom(std::string_view(bytes).substr(at)).WithContext(path));
     if (state_->n_past() != static_cast<int64_t>(cached.size())) {
-      state_->Truncate(0);
+      state_->Reset();
       return Corruption(path + ": transcript and KV cache disagree");
     }
     cached_ = std::move(cached);

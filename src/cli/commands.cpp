@@ -59,8 +59,7 @@ int CmdRun(const RunOptions& o) {
   std::fwrite(prompt_text.data(), 1, prompt_text.size(), stdout);
   std::fflush(stdout);
   auto r = runtime::Generate(m, **state, pool, prompt, go, [](std::string_view piece) {
-    std::fwrite(piece.data(), 1, piece.size(), stdout);
-    std::fflush(stdout);
+    return std::fwrite(piece.data(), 1, piece.size(), stdout) == piece.size() && std::fflush(stdout) == 0;
   });
   std::fputc('\n', stdout);
   if (!r.ok()) return FailInput(r.status());
@@ -68,7 +67,7 @@ int CmdRun(const RunOptions& o) {
   const double gen_tps = r->gen_ms > 0 ? 1000.0 * static_cast<double>(r->tokens.size()) / r->gen_ms : 0;
   std::fprintf(stderr, "herd: load %.1f ms | prompt %" PRId64 " tokens, %.1f ms, %.2f tokens/s | generation %zu tokens, %.1f ms, %.2f tokens/s | stop: %s\n",
                m.load_ms, r->n_prompt, r->prompt_ms, prompt_tps, r->tokens.size(), r->gen_ms, gen_tps,
-               r->stop_reason.c_str());
+               std::string(runtime::StopReasonName(r->stop_reason)).c_str());
   return kExitOk;
 }
 

@@ -86,7 +86,7 @@ Status RunChunk(runtime::LoadedModel& m, model::ModelState& state, const Chunks&
                 std::vector<float>* logits) {
   std::vector<int32_t> ids(c.tokens.begin() + k * c.n_ctx, c.tokens.begin() + (k + 1) * c.n_ctx);
   if (m.tokenizer->bos_id()) ids[0] = *m.tokenizer->bos_id();
-  state.Truncate(0);
+  state.Reset();
   logits->resize(static_cast<size_t>(c.n_ctx * m.model->config().vocab_size));
   return m.model->Forward(state, ids, model::LogitsMode::kAll, logits->data(), pool);
 }

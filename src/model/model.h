@@ -26,10 +26,9 @@ class ModelState {
   int64_t n_past() const { return n_past_; }
   int64_t n_ctx() const { return n_ctx_; }
   int64_t n_batch() const { return n_batch_; }
-  // Forgets every position: the next token goes to position 0.
-  void Truncate(int64_t n) {
-    if (n < n_past_) n_past_ = n < 0 ? 0 : n;
-  }
+  // Forgets every position: the next token goes to position 0. (To keep a prefix, use Rewind, which checks that
+  // the cache still holds it.)
+  void Reset() { n_past_ = 0; }
   // Forgets positions >= n (0 <= n <= n_past) when the cache still holds positions [0, n) (a chunked layer's
   // ring may already have overwritten them); OutOfRange otherwise.
   virtual Status Rewind(int64_t n) = 0;

@@ -9,6 +9,17 @@
 namespace herd::runtime {
 namespace fs = std::filesystem;
 
+std::string_view StopReasonName(StopReason reason) {
+  switch (reason) {
+    case StopReason::kLength: return "length";
+    case StopReason::kEos: return "eos";
+    case StopReason::kStopString: return "stop string";
+    case StopReason::kContextFull: return "context full";
+    case StopReason::kCancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
 double NowMs() {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -100,7 +111,7 @@ Result<std::unique_ptr<LoadedModel>> LoadModel(const LoadOptions& o) {
 
 Result<GenerateResult> Generate(const LoadedModel& m, model::ModelState& state, ThreadPool& pool,
                                 std::span<const int32_t> prompt, const GenerateOptions& o,
-                                const std::function<void(std::string_view)>& on_text) {
+                                const TextSink& on_text) {
   HERD_RETURN_IF_ERROR(o.sampling.Validate());
   if (prompt.empty()) return InvalidArgument("the prompt has no tokens");
   if (state.n_past() + static_cast<int64_t>(prompt.size()) > state.n_ctx()) {
@@ -130,19 +141,20 @@ Result<GenerateResult> Generate(const LoadedModel& m, model::ModelState& state, 
   size_t max_stop = 0;
   for (const auto& s : o.stop_strings) max_stop = std::max(max_stop, s.size());
   size_t emitted = 0;  // bytes of r.text already passed to on_text
+  bool go_on = true;   // what on_text said last
   auto emit_upto = [&](size_t end) {
-    if (end > emitted) {
-      if (on_text) on_text(std::string_view(r.text).substr(emitted, end - emitted));
+    if (end > emitted && go_on) {
+      if (on_text) go_on = on_text(std::string_view(r.text).substr(emitted, end - emitted));
       emitted = end;
     }
   };
 
-  r.stop_reason = "length";
+  r.stop_reason = StopReason::kLength;
   t = NowMs();
   for (int64_t i = 0; i < o.n_predict; ++i) {
     const int32_t id = sampler.Sample(logits.data(), history);
     if (std::find(m.stop_ids.begin(), m.stop_ids.end(), id) != m.stop_ids.end()) {
-      r.stop_reason = "eos";
+      r.stop_reason = StopReason::kEos;
       r.stop_token = id;
       break;
     }
@@ -159,24 +171,30 @@ Result<GenerateResult> Generate(const LoadedModel& m, model::ModelState& state, 
         }
       }
       if (stopped) {
-        r.stop_reason = "stop string";
+        r.stop_reason = StopReason::kStopString;
         break;
       }
       // Hold back a tail that could still become a stop string; never split a UTF-8 character.
       size_t safe = r.text.size() >= max_stop ? r.text.size() - (max_stop > 0 ? max_stop - 1 : 0) : 0;
       while (safe > emitted && safe < r.text.size() && (static_cast<uint8_t>(r.text[safe]) & 0xC0) == 0x80) --safe;
       emit_upto(safe);
+      if (!go_on) {
+        r.stop_reason = StopReason::kCancelled;
+        break;
+      }
     }
     if (i + 1 == o.n_predict) break;
     if (state.n_past() >= state.n_ctx()) {
-      r.stop_reason = "context full";
+      r.stop_reason = StopReason::kContextFull;
       break;
     }
     const int32_t next[1] = {id};
     HERD_RETURN_IF_ERROR(m.model->Forward(state, next, model::LogitsMode::kLast, logits.data(), pool));
   }
-  r.n_uncached = r.stop_reason == "eos" || r.tokens.empty() ? 0 : 1;
-  if (decoder && r.stop_reason != "stop string") r.text += decoder->Flush();
+  r.n_uncached = r.stop_reason == StopReason::kEos || r.tokens.empty() ? 0 : 1;
+  if (decoder && r.stop_reason != StopReason::kStopString && r.stop_reason != StopReason::kCancelled) {
+    r.text += decoder->Flush();
+  }
   emit_upto(r.text.size());
   r.gen_ms = NowMs() - t;
   return r;

@@ -56,11 +56,22 @@ struct GenerateOptions {
   std::vector<std::string> stop_strings;
 };
 
+// Why generation ended.
+enum class StopReason {
+  kLength,       // n_predict tokens generated
+  kEos,          // the model sampled a stop token (EOS, end of turn)
+  kStopString,   // the text reached a stop string
+  kContextFull,  // the KV cache holds n_ctx positions
+  kCancelled,    // on_text asked to stop (a client went away, an output failed)
+};
+// "length", "eos", "stop string", "context full", "cancelled".
+std::string_view StopReasonName(StopReason reason);
+
 struct GenerateResult {
   std::vector<int32_t> tokens;  // generated ids (a stop token is not included)
   std::string text;             // their text, cut before a stop string
-  std::string stop_reason;      // "length", "eos", "stop string", "context full"
-  std::optional<int32_t> stop_token;  // the stop token sampled (stop_reason "eos"); it is not in the cache
+  StopReason stop_reason = StopReason::kLength;
+  std::optional<int32_t> stop_token;  // the stop token sampled (StopReason::kEos); it is not in the cache
   // Trailing generated tokens not yet in the KV cache (0 or 1: the last sampled token is only forwarded when
   // another one follows). The cache holds the prompt and tokens[0, tokens.size() - n_uncached).
   int64_t n_uncached = 0;
@@ -69,12 +80,16 @@ struct GenerateResult {
   double gen_ms = 0;
 };
 
-// Processes `prompt` from state.n_past() as one batch and then samples up to n_predict tokens. on_text
-// receives the text as complete UTF-8 pieces (stop strings held back until they can no longer match).
+// Receives generated text as it becomes final; returns whether to go on (false cancels the generation).
+using TextSink = std::function<bool(std::string_view text)>;
+
+// Processes `prompt` from state.n_past() as one batch and then samples up to n_predict tokens. on_text (may be
+// empty) receives the text as complete UTF-8 pieces (stop strings held back until they can no longer match); when
+// it returns false, generation ends at once with StopReason::kCancelled and on_text is not called again.
 // OutOfRange when the prompt does not fit the context.
 Result<GenerateResult> Generate(const LoadedModel& m, model::ModelState& state, ThreadPool& pool,
                                 std::span<const int32_t> prompt, const GenerateOptions& options,
-                                const std::function<void(std::string_view)>& on_text);
+                                const TextSink& on_text);
 
 double NowMs();
 

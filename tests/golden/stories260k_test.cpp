@@ -68,7 +68,7 @@ TEST_P(Stories260KTest, GreedyContinuationMatchesReference) {
     // tokens_after_bos = prompt tokens (minus BOS) followed by the generated ones.
     std::vector<int32_t> got(ids.begin() + 1, ids.end());
     got.insert(got.end(), r->tokens.begin(), r->tokens.end());
-    ASSERT_GE(got.size(), kExactPrefix) << "generation stopped early: " << r->stop_reason;
+    ASSERT_GE(got.size(), kExactPrefix) << "generation stopped early: " << runtime::StopReasonName(r->stop_reason);
     for (size_t i = 0; i < kExactPrefix; ++i) {
       ASSERT_EQ(got[i], expected[i]) << "prompt '" << prompt << "': first mismatch at index " << i;
     }
