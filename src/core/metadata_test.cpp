@@ -65,8 +65,7 @@ TEST(ModelMetadata, WhereAndToString) {
   EXPECT_EQ(md.Where("num_hidden_layers"), "num_hidden_layers in m.gguf");
   md.Erase("num_hidden_layers");
   EXPECT_FALSE(md.Contains("num_hidden_layers"));
-  EXPECT_EQ(ModelMetadata::ToString(ModelMetadata::IntList(20, 1)),
-            "[1, 1, 1, 1, 1, 1, 1, 1, ... (20 entries)]");
+  EXPECT_EQ(ModelMetadata::ToString(ModelMetadata::IntList(20, 1)), "[1, 1, 1, 1, 1, 1, 1, 1, ... (20 entries)]");
   EXPECT_EQ(ModelMetadata::ToString(ModelMetadata::Null{}), "null");
   EXPECT_EQ(ModelMetadata::ToString(true), "true");
 }

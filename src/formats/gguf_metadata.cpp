@@ -80,7 +80,8 @@ Status CopyVocabSize(const GgufFile& g, const std::string& p, ModelMetadata* md)
     md->Set("vocab_size", *vocab, p + "vocab_size");
     return Status::Ok();
   }
-  if (const GgufValue* tokens = g.Find("tokenizer.ggml.tokens"); tokens != nullptr && tokens->type == GgufType::kArray) {
+  if (const GgufValue* tokens = g.Find("tokenizer.ggml.tokens");
+      tokens != nullptr && tokens->type == GgufType::kArray) {
     md->Set("vocab_size", static_cast<int64_t>(tokens->array.size()), "the length of tokenizer.ggml.tokens");
     return Status::Ok();
   }
@@ -142,7 +143,8 @@ Result<ModelMetadata> MetadataFromGguf(const GgufFile& g) {
   if (swa && *swa == 0) {
     md.Set("attention_chunk_size", ModelMetadata::Null{}, p + "attention.sliding_window = 0");
   } else if (chunk) {
-    md.Set("attention_chunk_size", *chunk == 0 ? ModelMetadata::Value(ModelMetadata::Null{}) : ModelMetadata::Value(*chunk),
+    md.Set("attention_chunk_size",
+           *chunk == 0 ? ModelMetadata::Value(ModelMetadata::Null{}) : ModelMetadata::Value(*chunk),
            "herd.attention_chunk_size");
   }
   if (!md.Contains("use_qk_norm")) {  // llama.cpp infers it: Maverick (128 experts) has none (llama4.md pitfall 8)

@@ -4,9 +4,8 @@
 // (rope_layout half_split for HF Llama 1-3, whose Q/K rows are stored for rotate_half: llama4.md 10.2).
 #pragma once
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "core/metadata.h"
 #include "core/status.h"

@@ -131,16 +131,16 @@ Status ReadCommon(Reader& r, ModelConfig* c) {
   HERD_RETURN_IF_ERROR(r.Size(c, kSizeLimits, "num_attention_heads", std::nullopt));
   HERD_RETURN_IF_ERROR(r.Size(c, kSizeLimits, "num_key_value_heads", c->num_attention_heads));
   if (!md.Contains("head_dim") && c->hidden_size % c->num_attention_heads != 0) {
-    return Corruption(md.Where("hidden_size") + " = " + std::to_string(c->hidden_size) +
-                      " is not divisible by " + md.Where("num_attention_heads") + " = " +
-                      std::to_string(c->num_attention_heads) + ", and no head_dim is given");
+    return Corruption(md.Where("hidden_size") + " = " + std::to_string(c->hidden_size) + " is not divisible by " +
+                      md.Where("num_attention_heads") + " = " + std::to_string(c->num_attention_heads) +
+                      ", and no head_dim is given");
   }
   HERD_RETURN_IF_ERROR(r.Size(c, kSizeLimits, "head_dim", c->hidden_size / c->num_attention_heads));
   HERD_RETURN_IF_ERROR(r.Size(c, kSizeLimits, "intermediate_size", std::nullopt));
   HERD_RETURN_IF_ERROR(r.Size(c, kSizeLimits, "vocab_size", std::nullopt));
   // HF LlamaConfig's defaults: 2048 positions, theta 10000 (llama.cpp's too for GGUF llama without the key).
-  HERD_RETURN_IF_ERROR(r.Size(c, kSizeLimits, "max_position_embeddings",
-                              llama4 ? std::nullopt : std::optional<int64_t>(2048)));
+  HERD_RETURN_IF_ERROR(
+      r.Size(c, kSizeLimits, "max_position_embeddings", llama4 ? std::nullopt : std::optional<int64_t>(2048)));
   HERD_ASSIGN_OR_RETURN(c->rms_norm_eps, r.Float("rms_norm_eps", std::nullopt));
   HERD_ASSIGN_OR_RETURN(c->rope_theta, r.Float("rope_theta", llama4 ? std::nullopt : std::optional<double>(10000)));
   HERD_RETURN_IF_ERROR(ReadRopeScaling(r, &c->rope_scaling));
@@ -289,7 +289,8 @@ std::string ModelConfig::Describe() const {
       << "intermediate_size_mlp   " << intermediate_size_mlp << "\n"
       << "attn_scale              " << attn_scale << "\n"
       << "floor_scale             " << floor_scale << "\n";
-    s << "layers                  (R = RoPE, N = NoPE; c = chunked; q = QK-norm; t = temperature tuning; M = MoE, D = dense)\n";
+    s << "layers                  (R = RoPE, N = NoPE; c = chunked; q = QK-norm; t = temperature tuning; M = MoE, D = "
+         "dense)\n";
     for (size_t l = 0; l < layers.size(); ++l) {
       const LayerConfig& lc = layers[l];
       s << "  " << l << ": " << (lc.use_rope ? "R" : "N") << (lc.attention_chunk_size > 0 ? "c" : "-")
@@ -437,10 +438,10 @@ Result<ModelMetadata> MetadataFromConfig(const ModelConfig& c) {
     const LayerConfig& lc = c.layers[l];
     no_rope.push_back(lc.use_rope ? 1 : 0);
     if (lc.moe) moe.push_back(static_cast<int64_t>(l));
-    const bool ok = lc.use_rope ? same(chunk, lc.attention_chunk_size) && same(qk_norm, lc.use_qk_norm) &&
-                                      !lc.attn_temperature_tuning
-                                : same(temp_tuning, lc.attn_temperature_tuning) && lc.attention_chunk_size == 0 &&
-                                      !lc.use_qk_norm;
+    const bool ok =
+        lc.use_rope
+            ? same(chunk, lc.attention_chunk_size) && same(qk_norm, lc.use_qk_norm) && !lc.attn_temperature_tuning
+            : same(temp_tuning, lc.attn_temperature_tuning) && lc.attention_chunk_size == 0 && !lc.use_qk_norm;
     if (!ok || lc.ffn_size != (lc.moe ? c.intermediate_size : c.intermediate_size_mlp)) {
       return NotSupported("layer " + std::to_string(l) + " differs from the model's other " +
                           (lc.use_rope ? "RoPE" : "NoPE") + " layers; metadata states one setting for all");

@@ -17,12 +17,12 @@ enum class Architecture { kLlama, kLlama4 };
 
 // What one decoder layer does (llama4.md section 2.2). Dense Llama: RoPE, global causal attention, dense FFN.
 struct LayerConfig {
-  bool use_rope = true;                 // false: NoPE layer
-  int64_t attention_chunk_size = 0;     // > 0: chunked causal attention over fixed blocks (section 2.7)
-  bool use_qk_norm = false;             // weightless RMS norm of q and k per head, after RoPE (section 2.4)
-  bool attn_temperature_tuning = false; // q *= 1 + attn_scale*ln(1 + floor((pos+1)/floor_scale)) (section 2.8)
-  bool moe = false;                     // routed experts + shared expert (section 2.9), else dense SwiGLU
-  int64_t ffn_size = 0;                 // dense FFN width, or expert / shared-expert width for MoE layers
+  bool use_rope = true;                  // false: NoPE layer
+  int64_t attention_chunk_size = 0;      // > 0: chunked causal attention over fixed blocks (section 2.7)
+  bool use_qk_norm = false;              // weightless RMS norm of q and k per head, after RoPE (section 2.4)
+  bool attn_temperature_tuning = false;  // q *= 1 + attn_scale*ln(1 + floor((pos+1)/floor_scale)) (section 2.8)
+  bool moe = false;                      // routed experts + shared expert (section 2.9), else dense SwiGLU
+  int64_t ffn_size = 0;                  // dense FFN width, or expert / shared-expert width for MoE layers
 
   bool operator==(const LayerConfig&) const = default;
 };

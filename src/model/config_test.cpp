@@ -72,8 +72,9 @@ TEST(ConfigFromMetadata, SizesOutOfRangeNameTheFieldBeforeAllocating) {
   md.Set("num_hidden_layers", int64_t{4294967295}, "llama4.block_count");
   Status s = ConfigFromMetadata(md).status();
   EXPECT_EQ(s.code(), StatusCode::kCorruption);
-  EXPECT_EQ(s.message(), "num_hidden_layers (llama4.block_count in config.json) = 4294967295 is outside the "
-                         "plausible range [1, 512]");
+  EXPECT_EQ(s.message(),
+            "num_hidden_layers (llama4.block_count in config.json) = 4294967295 is outside the "
+            "plausible range [1, 512]");
   for (const char* field : {"hidden_size", "num_attention_heads", "intermediate_size", "vocab_size",
                             "max_position_embeddings", "num_local_experts", "intermediate_size_mlp"}) {
     for (int64_t bad : {int64_t{0}, int64_t{-3}, int64_t{1} << 40}) {
@@ -95,8 +96,7 @@ TEST(ConfigFromMetadata, CrossFieldErrorsNameTheFields) {
             "config.json = 7, and no head_dim is given");
   md = Llama4();
   md.Set("num_experts_per_tok", int64_t{5});
-  EXPECT_NE(ConfigFromMetadata(md).status().message().find("num_experts_per_tok 5 must be at most"),
-            std::string::npos);
+  EXPECT_NE(ConfigFromMetadata(md).status().message().find("num_experts_per_tok 5 must be at most"), std::string::npos);
   md = Llama4();
   md.Erase("rope_theta");
   EXPECT_EQ(ConfigFromMetadata(md).status().message(), "config.json: missing required field 'rope_theta'");
@@ -108,8 +108,9 @@ TEST(ConfigFromMetadata, CrossFieldErrorsNameTheFields) {
   md.Set("model_type", "gpt2", "general.architecture");
   Status s = ConfigFromMetadata(md).status();
   EXPECT_EQ(s.code(), StatusCode::kNotSupported);
-  EXPECT_EQ(s.message(), "unknown architecture 'gpt2' (model_type (general.architecture in config.json)); "
-                         "supported: llama, llama4");
+  EXPECT_EQ(s.message(),
+            "unknown architecture 'gpt2' (model_type (general.architecture in config.json)); "
+            "supported: llama, llama4");
   md = Llama4();
   md.Set("rms_norm_eps", 1e300);
   EXPECT_NE(ConfigFromMetadata(md).status().message().find("rms_norm_eps in config.json must be a finite number"),
@@ -132,7 +133,6 @@ TEST(ConfigFromMetadata, ChunkNullAndExplicitLists) {
   EXPECT_TRUE(c->layers[3].moe);
   EXPECT_EQ(c->layers[3].ffn_size, 32);
 }
-
 
 TEST(MetadataFromConfig, RoundTripsEveryTable) {
   std::vector<ModelMetadata> cases = {Llama4(8), Llama4(5)};

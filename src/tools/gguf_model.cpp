@@ -17,8 +17,9 @@ Status AddModelToGguf(const model::ModelConfig& c, DType file_type, formats::Ggu
   int64_t inexact = 0;
   const std::vector<float> divisors = model::RopeFreqDivisors(c, &inexact);
   if (inexact > 0) {
-    notes.push_back(std::to_string(inexact) + " of " + std::to_string(divisors.size()) +
-                    " RoPE frequencies cannot be expressed exactly as base / rope_freqs in f32; they differ by one ulp");
+    notes.push_back(
+        std::to_string(inexact) + " of " + std::to_string(divisors.size()) +
+        " RoPE frequencies cannot be expressed exactly as base / rope_freqs in f32; they differ by one ulp");
   }
   if (!divisors.empty()) {
     HERD_RETURN_IF_ERROR(w.AddTensor("rope_freqs.weight", DType::kF32, {static_cast<int64_t>(divisors.size())},

@@ -119,8 +119,9 @@ TEST(GgufModel, NotesWhatLlamaCppCannotExpress) {
   md.Set("attn_scale", 0.25);
   const Written w = Write(Config(md));
   ASSERT_EQ(w.notes.size(), 1u);
-  EXPECT_EQ(w.notes[0], "llama.cpp cannot express this model's attention_chunk_size 16, use_qk_norm off, attn_scale "
-                        "0.25 (it hardcodes the Llama 4 values); herd reads the exact settings from the herd.* keys");
+  EXPECT_EQ(w.notes[0],
+            "llama.cpp cannot express this model's attention_chunk_size 16, use_qk_norm off, attn_scale "
+            "0.25 (it hardcodes the Llama 4 values); herd reads the exact settings from the herd.* keys");
 }
 
 // A file with only llama.cpp's keys (as its converter writes them) means what llama.cpp makes of it: chunk 8192,
@@ -130,11 +131,17 @@ TEST(GgufModel, LlamaCppKeysAloneReadAsLlamaCppReadsThem) {
     formats::GgufWriter w;
     w.AddString("general.architecture", "llama4");
     const std::string p = "llama4.";
-    for (const auto& [key, v] : std::vector<std::pair<std::string, uint32_t>>{
-             {"context_length", 4096}, {"embedding_length", 64}, {"block_count", 4}, {"feed_forward_length", 96},
-             {"expert_feed_forward_length", 32}, {"attention.head_count", 4}, {"attention.head_count_kv", 2},
-             {"expert_count", static_cast<uint32_t>(experts)}, {"expert_used_count", 1},
-             {"interleave_moe_layer_step", 2}}) {
+    for (const auto& [key, v] :
+         std::vector<std::pair<std::string, uint32_t>>{{"context_length", 4096},
+                                                       {"embedding_length", 64},
+                                                       {"block_count", 4},
+                                                       {"feed_forward_length", 96},
+                                                       {"expert_feed_forward_length", 32},
+                                                       {"attention.head_count", 4},
+                                                       {"attention.head_count_kv", 2},
+                                                       {"expert_count", static_cast<uint32_t>(experts)},
+                                                       {"expert_used_count", 1},
+                                                       {"interleave_moe_layer_step", 2}}) {
       w.AddUint32(p + key, v);
     }
     w.AddFloat32(p + "attention.layer_norm_rms_epsilon", 1e-5f);
