@@ -237,6 +237,54 @@ TEST(Gguf, TensorOutsideDataIsNamed) {
   EXPECT_NE(f.status().message().find("blk.0.attn_q.weight"), std::string::npos) << f.status().ToString();
 }
 
+// issue 18: a header that points one tensor into another's bytes is corrupt (it loaded, and a norm pointing into
+// token_embd gave "upon upon upon..."); every pair is checked, not only neighbours in file order.
+TEST(Gguf, OverlappingTensorsAreNamed) {
+  GgufWriter w;
+  for (const char* name : {"a.weight", "b.weight", "c.weight"}) {
+    ASSERT_TRUE(w.AddTensor(name, DType::kF32, {4, 8}, [](uint8_t* d) {
+                   std::memset(d, 0, 128);
+                   return Status::Ok();
+                 }).ok());
+  }
+  const std::vector<uint8_t> good = w.Serialize().value();
+  ASSERT_TRUE(GgufFile::Parse(good.data(), good.size(), "good.gguf").ok());
+  // The offset field follows the name, n_dims, the two dims and the type: set it to `offset`.
+  auto with_offset = [&](const std::string& name, uint64_t offset) {
+    std::vector<uint8_t> b = good;
+    auto it = std::search(b.begin(), b.end(), name.begin(), name.end());
+    EXPECT_NE(it, b.end());
+    const size_t at = static_cast<size_t>(it - b.begin()) + name.size() + 4 + 2 * 8 + 4;
+    std::memcpy(b.data() + at, &offset, 8);
+    return b;
+  };
+  for (const auto& [name, offset] : std::vector<std::pair<std::string, uint64_t>>{
+           {"b.weight", 0}, {"c.weight", 64}, {"a.weight", 192}, {"c.weight", 128 + 96}}) {
+    const std::vector<uint8_t> b = with_offset(name, offset);
+    auto f = GgufFile::Parse(b.data(), b.size(), "overlap.gguf");
+    ASSERT_FALSE(f.ok()) << name << " at " << offset;
+    EXPECT_EQ(f.status().code(), StatusCode::kCorruption);
+    EXPECT_NE(f.status().message().find("overlap"), std::string::npos) << f.status().ToString();
+    EXPECT_NE(f.status().message().find(name), std::string::npos) << f.status().ToString();
+  }
+}
+
+TEST(Gguf, DamagedStringNamesTheFileOnce) {
+  GgufWriter w;
+  w.AddString("general.name", "abc");
+  std::vector<uint8_t> b = w.Serialize().value();
+  const std::string key = "general.name";
+  auto it = std::search(b.begin(), b.end(), key.begin(), key.end());
+  ASSERT_NE(it, b.end());
+  const uint64_t huge = 1ull << 40;  // the value's length, after the key and its u32 type
+  std::memcpy(&*it + key.size() + 4, &huge, 8);
+  auto f = GgufFile::Parse(b.data(), b.size(), "damaged.gguf");
+  ASSERT_FALSE(f.ok());
+  const std::string m = f.status().message();
+  EXPECT_EQ(m.find("damaged.gguf"), m.rfind("damaged.gguf")) << m;
+  EXPECT_EQ(m.rfind("damaged.gguf", 0), 0u) << m;
+}
+
 TEST(GgufWriter, RejectsBadShapes) {
   GgufWriter w;
   EXPECT_FALSE(w.AddTensor("x", DType::kQ8_0, {2, 33}, [](uint8_t*) { return Status::Ok(); }).ok());
@@ -338,6 +386,11 @@ TEST(Safetensors, MalformedHeadersAreNamed) {
   nlohmann::json overlap = {{"w", {{"dtype", "F32"}, {"shape", {4}}, {"data_offsets", {0, 16}}}},
                             {"x", {{"dtype", "F32"}, {"shape", {4}}, {"data_offsets", {8, 24}}}}};
   expect_error(Safetensors(overlap, data), "overlap");
+  // An empty tensor sorted between two overlapping ones does not hide the overlap.
+  nlohmann::json hidden = {{"w", {{"dtype", "F32"}, {"shape", {4}}, {"data_offsets", {0, 16}}}},
+                           {"e", {{"dtype", "F32"}, {"shape", {0}}, {"data_offsets", {4, 4}}}},
+                           {"x", {{"dtype", "F32"}, {"shape", {2}}, {"data_offsets", {8, 16}}}}};
+  expect_error(Safetensors(hidden, data), "'w' and 'x' overlap");
   expect_error(Safetensors({{"w", {{"dtype", "F32"}, {"shape", {4}}}}}, data), "data_offsets");
 }
 

@@ -6,6 +6,8 @@
 #include <limits>
 #include <set>
 
+#include "formats/byte_ranges.h"
+
 namespace herd::formats {
 namespace {
 
@@ -44,6 +46,7 @@ class Cursor {
     return Status::Ok();
   }
 
+  const std::string& name() const { return name_; }
   Status Truncated(const char* what) const {
     return Corruption(name_ + ": file truncated while reading " + what + " at offset " + std::to_string(pos_) +
                       " (file size " + std::to_string(size_) + ")");
@@ -149,7 +152,9 @@ Status ReadValue(Cursor& c, GgufType type, int depth, const std::string& key, Gg
     case GgufType::kBool: {
       uint8_t x = 0;
       HERD_RETURN_IF_ERROR(c.Read(&x, "a bool value"));
-      if (x > 1) return Corruption("metadata key '" + key + "': bool value " + std::to_string(x) + " is not 0 or 1");
+      if (x > 1)
+        return Corruption(c.name() + ": metadata key '" + key + "': bool value " + std::to_string(x) +
+                          " is not 0 or 1");
       v->b = x != 0;
       return Status::Ok();
     }
@@ -157,19 +162,20 @@ Status ReadValue(Cursor& c, GgufType type, int depth, const std::string& key, Gg
       return c.ReadString(&v->s, c.remaining(), "a string value");
     case GgufType::kArray: {
       if (depth >= kMaxArrayDepth) {
-        return Corruption("metadata key '" + key + "': arrays nested deeper than " + std::to_string(kMaxArrayDepth));
+        return Corruption(c.name() + ": metadata key '" + key + "': arrays nested deeper than " +
+                          std::to_string(kMaxArrayDepth));
       }
       uint32_t et = 0;
       uint64_t n = 0;
       HERD_RETURN_IF_ERROR(c.Read(&et, "an array element type"));
       if (!ValidType(et)) {
-        return Corruption("metadata key '" + key + "': unknown array element type " + std::to_string(et));
+        return Corruption(c.name() + ": metadata key '" + key + "': unknown array element type " + std::to_string(et));
       }
       HERD_RETURN_IF_ERROR(c.Read(&n, "an array length"));
       v->elem_type = static_cast<GgufType>(et);
       if (n > c.remaining() / MinEncodedSize(v->elem_type)) {
-        return Corruption("metadata key '" + key + "': array of " + std::to_string(n) + " elements cannot fit in the " +
-                          std::to_string(c.remaining()) + " bytes left in the file");
+        return Corruption(c.name() + ": metadata key '" + key + "': array of " + std::to_string(n) +
+                          " elements cannot fit in the " + std::to_string(c.remaining()) + " bytes left in the file");
       }
       v->array.resize(n);
       for (uint64_t k = 0; k < n; ++k) {
@@ -178,7 +184,7 @@ Status ReadValue(Cursor& c, GgufType type, int depth, const std::string& key, Gg
       return Status::Ok();
     }
   }
-  return Corruption("metadata key '" + key + "': unknown value type");
+  return Corruption(c.name() + ": metadata key '" + key + "': unknown value type");
 }
 
 std::string Quote(std::string_view s, size_t max_len) {
@@ -299,7 +305,7 @@ Status GgufFile::ParseAll(const uint8_t* data, uint64_t size) {
       return Corruption(path_ + ": metadata key '" + key + "' has unknown value type " + std::to_string(type));
     }
     GgufValue v;
-    HERD_RETURN_IF_ERROR(ReadValue(c, static_cast<GgufType>(type), 0, key, &v).WithContext(path_));
+    HERD_RETURN_IF_ERROR(ReadValue(c, static_cast<GgufType>(type), 0, key, &v));  // messages name path_
     metadata_.emplace_back(std::move(key), std::move(v));
   }
 
@@ -376,6 +382,15 @@ Status GgufFile::ParseAll(const uint8_t* data, uint64_t size) {
                         std::to_string(t.offset + t.size_bytes) + ") of the data section, which has only " +
                         std::to_string(data_bytes) + " bytes (file truncated?)");
     }
+  }
+  // No two tensors may share bytes (a norm pointing into token_embd would load and compute garbage).
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  for (const GgufTensorInfo& t : tensors_) ranges.emplace_back(t.offset, t.offset + static_cast<uint64_t>(t.size_bytes));
+  if (auto o = FindOverlap(ranges)) {
+    const GgufTensorInfo &a = tensors_[o->first], &b = tensors_[o->second];
+    return Corruption(path_ + ": tensors '" + a.name + "' (bytes [" + std::to_string(a.offset) + ", " +
+                      std::to_string(a.offset + a.size_bytes) + ")) and '" + b.name + "' (from byte " +
+                      std::to_string(b.offset) + ") of the data section overlap");
   }
   return Status::Ok();
 }

@@ -8,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "formats/byte_ranges.h"
+
 namespace herd::formats {
 namespace fs = std::filesystem;
 
@@ -141,13 +143,11 @@ Status SafetensorsFile::ParseAll(const uint8_t* data, uint64_t size) {
     tensors_.push_back(std::move(t));
   }
   // Tensors must not overlap (the format forbids it; an overlap means a corrupt or malicious header).
-  std::vector<const SafetensorsTensor*> order;
-  for (const auto& t : tensors_) order.push_back(&t);
-  std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->begin < b->begin; });
-  for (size_t k = 1; k < order.size(); ++k) {
-    if (order[k]->begin < order[k - 1]->end && order[k]->begin != order[k]->end) {
-      return Corruption(path_ + ": tensors '" + order[k - 1]->name + "' and '" + order[k]->name + "' overlap");
-    }
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  for (const auto& t : tensors_) ranges.emplace_back(t.begin, t.end);
+  if (auto o = FindOverlap(ranges)) {
+    return Corruption(path_ + ": tensors '" + tensors_[o->first].name + "' and '" + tensors_[o->second].name +
+                      "' overlap");
   }
   return Status::Ok();
 }
