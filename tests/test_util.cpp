@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -19,6 +20,33 @@ namespace {
   std::abort();
 }
 }  // namespace
+
+std::string ShellQuote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+CommandOutcome RunCommand(const std::vector<std::string>& argv, const std::string& stdin_path,
+                          const std::string& stdout_path) {
+  static int counter = 0;
+  const std::string dir = TempDir("run-" + std::to_string(counter++));
+  std::string cmd;
+  for (const auto& a : argv) cmd.append(cmd.empty() ? "" : " ").append(ShellQuote(a));
+  const std::string out = stdout_path.empty() ? dir + "/out" : stdout_path;
+  cmd.append(out == "-" ? " >&-" : " >" + ShellQuote(out));
+  cmd.append(" 2>" + dir + "/err <" + ShellQuote(stdin_path));
+  const int status = std::system(cmd.c_str());
+  CommandOutcome o;
+  if (WIFEXITED(status)) {
+    o.exit_code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    o.signal = WTERMSIG(status);
+  }
+  if (stdout_path.empty()) o.out = ReadText(dir + "/out");
+  o.err = ReadText(dir + "/err");
+  return o;
+}
 
 const std::string& SharedDir() {
   static const std::string dir = [] {

@@ -28,6 +28,19 @@ struct NpyArray {
 // Reads a little-endian C-order .npy (format 1.0) of f4 or i4. Aborts the test on any problem.
 NpyArray ReadNpy(const std::string& path);
 
+// What a command did: its exit code (-1 when a signal ended it), the signal, and what it wrote.
+struct CommandOutcome {
+  int exit_code = -1;
+  int signal = 0;
+  std::string out, err;
+};
+// Runs `argv` (argv[0] the program) through the shell, with stdin from `stdin_path` and stdout to `stdout_path`
+// (empty: captured into out) or "-" for closed (>&-); stderr is captured into err.
+CommandOutcome RunCommand(const std::vector<std::string>& argv, const std::string& stdin_path = "/dev/null",
+                          const std::string& stdout_path = "");
+// A shell word for `s`.
+std::string ShellQuote(const std::string& s);
+
 nlohmann::json ReadJson(const std::string& path);
 std::string ReadText(const std::string& path);
 void WriteBytes(const std::string& path, const std::string& bytes);

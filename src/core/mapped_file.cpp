@@ -11,20 +11,17 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/file.h"
+
 namespace herd {
 
 Result<std::shared_ptr<MappedFile>> MappedFile::Open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return IOError("cannot open '" + path + "': " + std::strerror(errno));
+  HERD_ASSIGN_OR_RETURN(int fd, OpenRegularFile(path));
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     int e = errno;
     ::close(fd);
     return IOError("cannot stat '" + path + "': " + std::strerror(e));
-  }
-  if (S_ISDIR(st.st_mode)) {
-    ::close(fd);
-    return IOError("'" + path + "' is a directory, expected a file");
   }
   std::shared_ptr<MappedFile> f(new MappedFile());
   f->path_ = path;
@@ -44,22 +41,6 @@ Result<std::shared_ptr<MappedFile>> MappedFile::Open(const std::string& path) {
 
 MappedFile::~MappedFile() {
   if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
-}
-
-Result<std::string> ReadFileToString(const std::string& path, uint64_t max_bytes) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return IOError("cannot open '" + path + "': " + std::strerror(errno));
-  if (S_ISDIR(st.st_mode)) return IOError("'" + path + "' is a directory, expected a file");
-  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
-    return InvalidArgument("'" + path + "' is " + std::to_string(st.st_size) + " bytes, more than the limit of " +
-                           std::to_string(max_bytes));
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return IOError("cannot open '" + path + "'");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return IOError("read error on '" + path + "'");
-  return ss.str();
 }
 
 std::optional<int64_t> AvailableMemoryBytes() {

@@ -6,13 +6,15 @@
 #include <optional>
 #include <string>
 
+#include "core/file.h"
 #include "core/status.h"
 
 namespace herd {
 
 class MappedFile {
  public:
-  // Maps `path` read-only. IOError names the path and the OS error. An empty file maps to size 0.
+  // Maps `path` read-only; it must be a regular file (core/file.h OpenRegularFile, whose errors it returns). An
+  // empty file maps to size 0.
   // The returned object is immutable and thread-safe; views into data() live as long as it does.
   static Result<std::shared_ptr<MappedFile>> Open(const std::string& path);
   ~MappedFile();
@@ -55,7 +57,5 @@ class AnonymousMemory {
   uint64_t size_ = 0;
 };
 
-// Reads a whole (small) file into a string: config.json, index files, tokenizer files.
-Result<std::string> ReadFileToString(const std::string& path, uint64_t max_bytes = uint64_t{1} << 31);
 
 }  // namespace herd

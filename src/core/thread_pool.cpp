@@ -1,6 +1,8 @@
 // ThreadPool implementation: generation counter + spin-then-sleep workers.
 #include "core/thread_pool.h"
 
+#include <system_error>
+
 #include "core/status.h"
 
 namespace herd {
@@ -14,14 +16,33 @@ inline void CpuRelax() {
 }
 }  // namespace
 
-ThreadPool::ThreadPool(int n_threads) {
+ThreadPool::ThreadPool(int n_threads) { Start(n_threads); }
+
+Result<std::unique_ptr<ThreadPool>> ThreadPool::Create(int n_threads) {
+  std::unique_ptr<ThreadPool> pool(new ThreadPool(NoThreads{}));
+  try {
+    pool->Start(n_threads);
+  } catch (const std::system_error& e) {
+    return ResourceExhausted("cannot start " + std::to_string(pool->n_threads_) + " threads (" + e.what() +
+                             "); use fewer with -t");
+  }
+  return pool;
+}
+
+void ThreadPool::Start(int n_threads) {
   if (n_threads <= 0) n_threads = static_cast<int>(std::thread::hardware_concurrency());
   if (n_threads <= 0) n_threads = 1;
   n_threads_ = n_threads;
-  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
+  workers_.reserve(static_cast<size_t>(n_threads_ - 1));
+  try {
+    for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
+  } catch (...) {
+    Stop();
+    throw;
+  }
 }
 
-ThreadPool::~ThreadPool() {
+void ThreadPool::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_.store(true);
@@ -29,7 +50,10 @@ ThreadPool::~ThreadPool() {
   }
   cv_.notify_all();
   for (auto& w : workers_) w.join();
+  workers_.clear();
 }
+
+ThreadPool::~ThreadPool() { Stop(); }
 
 void ThreadPool::RunImpl(JobFn fn, void* ctx) {
   job_fn_ = fn;

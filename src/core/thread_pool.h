@@ -10,13 +10,20 @@
 #include <cstdint>
 #include <mutex>
 #include <thread>
+#include <memory>
 #include <vector>
+
+#include "core/status.h"
 
 namespace herd {
 
 class ThreadPool {
  public:
-  // n_threads <= 0 means the number of hardware threads.
+  // n_threads <= 0 means the number of hardware threads. ResourceExhausted, naming the count, when the OS refuses
+  // a thread (a process limit, too little address space for the stacks). Use this wherever the count comes from
+  // a user.
+  static Result<std::unique_ptr<ThreadPool>> Create(int n_threads);
+  // As Create, for counts that cannot fail (tests): throws std::system_error when a thread cannot be started.
   explicit ThreadPool(int n_threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
@@ -55,10 +62,15 @@ class ThreadPool {
 
  private:
   using JobFn = void (*)(void*, int);
+  struct NoThreads {};
+  explicit ThreadPool(NoThreads) {}
+  // Starts workers 1 .. n_threads - 1; throws std::system_error after stopping those it started.
+  void Start(int n_threads);
+  void Stop();
   void RunImpl(JobFn fn, void* ctx);
   void WorkerLoop(int idx);
 
-  int n_threads_;
+  int n_threads_ = 1;
   std::vector<std::thread> workers_;
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};

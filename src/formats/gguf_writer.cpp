@@ -73,11 +73,8 @@ void EncodeValue(Bytes& b, const GgufValue& v) {
 }
 
 struct FileSink {
-  std::FILE* f;
-  Status Write(const uint8_t* p, size_t n, const std::string& path) {
-    if (n && std::fwrite(p, 1, n, f) != n) return IOError(path + ": write failed (disk full?)");
-    return Status::Ok();
-  }
+  AtomicFile* f;
+  Status Write(const uint8_t* p, size_t n, const std::string&) { return f->Write(p, n); }
 };
 
 struct MemorySink {
@@ -267,21 +264,12 @@ Status GgufWriter::Emit(Sink& sink, std::string_view progress_label) const {
   return Status::Ok();
 }
 
-Status GgufWriter::Write(const std::string& path, std::string_view progress_label) const {
-  const std::string tmp = path + ".tmp";
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) return IOError(tmp + ": cannot open for writing: " + std::strerror(errno));
-  FileSink sink{f};
-  Status s = Emit(sink, progress_label);
-  if (std::fclose(f) != 0 && s.ok()) s = IOError(tmp + ": write failed: " + std::strerror(errno));
-  std::error_code ec;
-  if (!s.ok()) {
-    std::filesystem::remove(tmp, ec);
-    return s.WithContext(path);
-  }
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return IOError(path + ": cannot rename " + tmp + ": " + ec.message());
-  return Status::Ok();
+Status GgufWriter::Write(const std::string& path, std::string_view progress_label,
+                         const std::vector<std::string>& inputs) const {
+  HERD_ASSIGN_OR_RETURN(std::unique_ptr<AtomicFile> file, AtomicFile::Create(path, inputs));
+  FileSink sink{file.get()};
+  HERD_RETURN_IF_ERROR(Emit(sink, progress_label));
+  return file->Commit();
 }
 
 Result<std::vector<uint8_t>> GgufWriter::Serialize() const {

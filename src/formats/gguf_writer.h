@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/file.h"
 #include "core/status.h"
 #include "core/tensor.h"
 #include "formats/gguf.h"
@@ -43,9 +44,11 @@ class GgufWriter {
   // A tensor copied verbatim from a view (same dtype and shape).
   Status AddTensor(std::string name, const TensorView& view);
 
-  // Writes the file (to path + ".tmp", then renamed, so a failure never leaves a half file under `path`).
-  // `progress_label` non-empty shows progress over the tensors.
-  Status Write(const std::string& path, std::string_view progress_label = {}) const;
+  // Writes the file through core/file.h's AtomicFile: `path` must not be a device, a FIFO, a directory or one of
+  // `inputs` (InvalidArgument, before anything is written); a failure leaves `path` untouched and no temporary
+  // file behind (IOError, IsOutputError). `progress_label` non-empty shows progress over the tensors.
+  Status Write(const std::string& path, std::string_view progress_label = {},
+               const std::vector<std::string>& inputs = {}) const;
   // The whole file in memory (tests, fuzz seeds).
   Result<std::vector<uint8_t>> Serialize() const;
 

@@ -1,5 +1,8 @@
 #include "formats/model_files.h"
 
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -21,7 +24,7 @@ Result<ModelFiles> OpenHfDir(const std::string& dir, const OpenOptions& options)
   m.path = dir;
   const std::string cfg_path = (fs::path(dir) / "config.json").string();
   std::error_code ec;
-  if (!fs::exists(cfg_path, ec)) return InvalidArgument(dir + ": directory has no config.json");
+  if (!fs::exists(fs::symlink_status(cfg_path, ec))) return IOError(dir + ": directory has no config.json");
   HERD_ASSIGN_OR_RETURN(std::string text, ReadFileToString(cfg_path, uint64_t{16} << 20));
   const nlohmann::json config = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (config.is_discarded() || !config.is_object()) return Corruption(cfg_path + ": not a valid JSON object");
@@ -31,6 +34,7 @@ Result<ModelFiles> OpenHfDir(const std::string& dir, const OpenOptions& options)
   HERD_ASSIGN_OR_RETURN(m.weights, LoadSafetensorsDir(dir, rename, options.show_progress));
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     if (e.path().extension() == ".safetensors") m.file_bytes += static_cast<int64_t>(e.file_size(ec));
+    if (e.path().extension() != ".gguf") m.sources.push_back(e.path().string());
   }
   return m;
 }
@@ -76,6 +80,7 @@ Result<ModelFiles> OpenGguf(const std::string& path) {
     }
     HERD_ASSIGN_OR_RETURN(WeightMap w, f->Weights());
     HERD_RETURN_IF_ERROR(m.weights.Merge(std::move(w)));
+    m.sources.push_back(parts[k]);
     std::error_code ec;
     m.file_bytes += static_cast<int64_t>(fs::file_size(parts[k], ec));
   }
@@ -85,9 +90,9 @@ Result<ModelFiles> OpenGguf(const std::string& path) {
 }  // namespace
 
 Result<ModelFiles> OpenModelFiles(const std::string& path, const OpenOptions& options) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) return IOError(path + ": no such file or directory");
-  if (fs::is_directory(path, ec)) return OpenHfDir(path, options);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return IOError("cannot open '" + path + "': " + std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) return OpenHfDir(path, options);
   HERD_ASSIGN_OR_RETURN(std::shared_ptr<MappedFile> map, MappedFile::Open(path));
   if (map->size() >= 4 && std::memcmp(map->data(), "GGUF", 4) == 0) return OpenGguf(path);
   if (path.ends_with(".safetensors")) {
@@ -101,6 +106,7 @@ Result<ModelFiles> OpenModelFiles(const std::string& path, const OpenOptions& op
     return l2c.status().WithContext("not a GGUF file or HF directory, and not a valid llama2.c checkpoint");
   }
   m.metadata = MetadataFromLlama2c(l2c->header, path);
+  m.sources.push_back(path);
   m.weights = std::move(l2c->weights);
   m.file_bytes = static_cast<int64_t>(map->size());
   return m;

@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/metadata.h"
 #include "core/status.h"
@@ -23,6 +24,9 @@ struct ModelFiles {
   ModelMetadata metadata;                      // the hyperparameters (GGUF keys, config.json or llama2.c header)
   std::shared_ptr<const GgufFile> gguf;        // kGguf: the first file (its tokenizer, `herd info`, quantize)
   int64_t file_bytes = 0;                      // total size of the weight files
+  // The files the model consists of, which no output may replace: every part of a GGUF, the llama2.c checkpoint,
+  // every file of an HF directory but *.gguf (shards not mapped, tokenizer files and configs included).
+  std::vector<std::string> sources;
 };
 
 struct OpenOptions {

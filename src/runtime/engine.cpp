@@ -64,6 +64,28 @@ Result<std::unique_ptr<tokenizer::Tokenizer>> OpenTokenizer(const formats::Model
 
 }  // namespace
 
+std::string ModelFingerprint(const LoadedModel& m) {
+  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a 64 (Fowler, Noll, Vo)
+  auto byte = [&h](uint8_t b) {
+    h ^= b;
+    h *= 0x100000001b3ull;
+  };
+  auto mix = [&](std::string_view s) {  // the length first, so that fields cannot run into each other
+    for (int i = 0; i < 8; ++i) byte(static_cast<uint8_t>(static_cast<uint64_t>(s.size()) >> (8 * i)));
+    for (char c : s) byte(static_cast<uint8_t>(c));
+  };
+  const model::ModelConfig& c = m.model->config();
+  mix(c.Describe());
+  mix(c.rope_style == kernels::RopeStyle::kInterleaved ? "interleaved" : "half_split");
+  for (const auto& [name, v] : m.files.weights.tensors()) {
+    mix(name);
+    mix(v.Describe());
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  return hex;
+}
+
 Result<model::Model::RepackStats> RepackModel(model::Model& model, ThreadPool& pool, bool show_progress,
                                               double* ms) {
   const double t0 = NowMs();
@@ -86,8 +108,8 @@ Result<std::unique_ptr<LoadedModel>> LoadModel(const LoadOptions& o) {
   HERD_ASSIGN_OR_RETURN(model::ModelConfig config, model::ConfigFromMetadata(m->files.metadata));
   HERD_ASSIGN_OR_RETURN(m->model, model::CreateModel(std::move(config), m->files.weights));
   if (o.repack) {
-    ThreadPool pool(o.threads);
-    HERD_ASSIGN_OR_RETURN(m->repack, RepackModel(*m->model, pool, o.show_progress, &m->repack_ms));
+    HERD_ASSIGN_OR_RETURN(std::unique_ptr<ThreadPool> pool, ThreadPool::Create(o.threads));
+    HERD_ASSIGN_OR_RETURN(m->repack, RepackModel(*m->model, *pool, o.show_progress, &m->repack_ms));
   }
   auto tok = OpenTokenizer(m->files, m->model->config(), o);
   if (tok.ok()) {

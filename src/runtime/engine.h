@@ -45,6 +45,11 @@ struct LoadedModel {
 // options.repack cannot allocate the repacked copy.
 Result<std::unique_ptr<LoadedModel>> LoadModel(const LoadOptions& options);
 
+// A fingerprint of the network `m` computes, as 16 hex digits (FNV-1a 64): its config (every field, the layer table)
+// and its tensor table (names, dtypes, shapes), not the weight values (that would read the whole model). The same
+// files give the same fingerprint; other hyperparameters or other tensors another. Chat saves carry it.
+std::string ModelFingerprint(const LoadedModel& m);
+
 // model.RepackWeights, timed into *ms; with show_progress, its bar and "herd: repacked N matrices (X MiB) into
 // huge-page memory in Y ms, M of them Q8_0 -> Q8_0R" on stderr.
 Result<model::Model::RepackStats> RepackModel(model::Model& model, ThreadPool& pool, bool show_progress,

@@ -215,7 +215,12 @@ Result<std::unique_ptr<Tokenizer>> ParseLlama2cTokenizer(std::string_view data, 
     return Corruption(name + ": " + std::to_string(data.size()) + " bytes is too short for a llama2.c tokenizer");
   }
   const int32_t max_len = read_i32(0);
-  if (max_len <= 0) return Corruption(name + ": max_token_length " + std::to_string(max_len) + " is not positive");
+  // run.c reads tokens into a buffer of max_token_length bytes; real files say 27 (Llama 2) or less. A value far
+  // beyond any token means this is not a llama2.c tokenizer at all.
+  if (max_len <= 0 || max_len > (1 << 16)) {
+    return Corruption(name + ": max_token_length " + std::to_string(max_len) +
+                      " is not in [1, 65536]: not a llama2.c tokenizer.bin");
+  }
   VocabData vocab;
   std::vector<float> scores;
   // Each record takes at least 8 bytes, which bounds what may be reserved from an untrusted count.
@@ -460,6 +465,12 @@ Result<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& path, std::o
   if (data.substr(0, 4) == "GGUF") {
     HERD_ASSIGN_OR_RETURN(std::shared_ptr<const formats::GgufFile> gguf, formats::GgufFile::Open(path));
     return LoadTokenizerFromGguf(*gguf);
+  }
+  const size_t first = data.find_first_not_of(" \t\r\n");
+  if (first != std::string_view::npos && (data[first] == '{' || data[first] == '[')) {
+    return NotSupported(path +
+                        " is JSON (config.json or a Hugging Face tokenizer.json?), not a tokenizer herd reads: give "
+                        "a tiktoken tokenizer.model, a llama2.c tokenizer.bin or a GGUF file with a vocabulary");
   }
   const size_t eol = data.find('\n');
   if (internal::LooksLikeTiktokenLine(data.substr(0, eol == std::string_view::npos ? data.size() : eol))) {

@@ -895,6 +895,7 @@ TEST(Llama2cDamage, EachKindIsAnError) {
   auto pieces = TinyPieces();
   expect(Llama2cBytes(0, pieces), 8, StatusCode::kCorruption, "max_token_length 0");
   expect(Llama2cBytes(-7, pieces), 8, StatusCode::kCorruption, "max_token_length -7");
+  expect(Llama2cBytes(1 << 20, pieces), 8, StatusCode::kCorruption, "not a llama2.c tokenizer.bin");
   expect(Llama2cBytes(5, pieces), 8, StatusCode::kCorruption, "length 6 outside [0, max_token_length 5]");
   expect(Llama2cBytes(6, pieces), 7, StatusCode::kCorruption, "bytes left after");
   expect(Llama2cBytes(6, pieces), 9, StatusCode::kCorruption, "truncated");

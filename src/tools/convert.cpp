@@ -378,6 +378,7 @@ Status ConvertToGguf(const ConvertOptions& options) {
   formats::OpenOptions oo;
   oo.show_progress = options.show_progress;
   HERD_ASSIGN_OR_RETURN(formats::ModelFiles files, formats::OpenModelFiles(options.input, oo));
+  HERD_RETURN_IF_ERROR(CheckOutputPath(options.output, files.sources));
   HERD_ASSIGN_OR_RETURN(model::ModelConfig c, model::ConfigFromMetadata(files.metadata));
   // Bind the model as `herd run` would: every tensor present, with the right shape and dtype, none left over.
   HERD_RETURN_IF_ERROR(model::CreateModel(c, files.weights).status());
@@ -437,7 +438,7 @@ Status ConvertToGguf(const ConvertOptions& options) {
       HERD_RETURN_IF_ERROR(w.AddTensor(t.name, t.dtype, t.shape, MakeProducer(t)));
     }
   }
-  return w.Write(options.output, options.show_progress ? "convert" : "");
+  return w.Write(options.output, options.show_progress ? "convert" : "", files.sources);
 }
 
 }  // namespace herd::tools

@@ -53,6 +53,8 @@ Status QuantizeModel(const QuantizeOptions& o) {
                         ": quantize reads GGUF files and HF directories (convert a llama2.c checkpoint "
                         "to GGUF first)");
   }
+  HERD_RETURN_IF_ERROR(CheckOutputPath(o.output, files.sources));
+  HERD_ASSIGN_OR_RETURN(std::shared_ptr<ThreadPool> pool, ThreadPool::Create(o.threads));
   formats::GgufWriter w;
   w.SetAlignment(files.gguf->alignment());
   for (const auto& [key, value] : files.gguf->metadata()) {
@@ -61,7 +63,6 @@ Status QuantizeModel(const QuantizeOptions& o) {
   }
   w.AddUint32("general.file_type", formats::GgufFileType(o.type));
   w.AddUint32("general.quantization_version", 2);
-  auto pool = std::make_shared<ThreadPool>(o.threads);
   int kept = 0, skipped_shape = 0, fallback = 0;
   for (const formats::GgufTensorInfo& info : files.gguf->tensor_infos()) {
     const TensorView* v = files.weights.Find(info.name);
@@ -98,7 +99,7 @@ Status QuantizeModel(const QuantizeOptions& o) {
       return Status::Ok();
     }));
   }
-  HERD_RETURN_IF_ERROR(w.Write(o.output, o.show_progress ? "quantizing" : ""));
+  HERD_RETURN_IF_ERROR(w.Write(o.output, o.show_progress ? "quantizing" : "", files.sources));
   note("wrote " + o.output + ": " + std::to_string(w.tensor_count()) + " tensors, " + std::to_string(kept) +
        " kept in their type (norms, router, already " + std::string(DTypeName(o.type)) + "), " +
        std::to_string(skipped_shape) + " not quantizable" +
