@@ -5,16 +5,16 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
-#include <iostream>
 #include <nlohmann/json.hpp>
 #include <random>
 
 #include "cli/common.h"
+#include "core/file.h"
 #include "core/thread_pool.h"
 #include "kernels/matmul.h"
 #include "model/model.h"
-#include "tools/bandwidth.h"
 #include "runtime/engine.h"
+#include "tools/bandwidth.h"
 #include "tools/synthetic.h"
 
 namespace herd::cli {
@@ -32,6 +32,7 @@ struct BenchOptions {
   std::string synthetic;
   std::string type = "q8_0";
   std::string save;
+  std::optional<uint64_t> seed;  // of the synthetic weights
   tools::SyntheticSpec spec;
 };
 
@@ -47,41 +48,57 @@ struct BenchModel {
   const model::Model& model() const { return loaded ? *loaded->model : *synthetic; }
 };
 
-// Builds the synthetic model (and saves it when asked). Returns the exit code on failure.
-std::optional<int> MakeSynthetic(const BenchOptions& o, ThreadPool& pool, BenchModel* out) {
+// The synthetic spec of the options; InvalidArgument for a bad --type.
+Result<tools::SyntheticSpec> SyntheticSpecOf(const BenchOptions& o) {
   tools::SyntheticSpec spec = o.spec;
   spec.preset = o.synthetic;
+  if (o.seed) spec.seed = *o.seed;
   std::optional<DType> dtype = ParseDType(o.type);
   if (!dtype)
-    return Fail(
-        InvalidArgument("--type '" + o.type + "' is not a type (f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k)"));
+    return InvalidArgument("--type '" + o.type + "' is not a type (f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k)");
   spec.dtype = *dtype;
-  auto config = tools::SyntheticConfig(spec);
-  if (!config.ok()) return Fail(config.status());
+  return spec;
+}
+
+// -p + -n must fit the model's context.
+Status CheckContext(const BenchOptions& o, const model::ModelConfig& c) {
+  if (o.n_prompt + o.n_gen > c.max_position_embeddings) {
+    return InvalidArgument("-p " + std::to_string(o.n_prompt) + " + -n " + std::to_string(o.n_gen) +
+                           " exceeds the model's maximum context of " + std::to_string(c.max_position_embeddings));
+  }
+  return Status::Ok();
+}
+
+// Builds the synthetic model (and saves it when asked). Every argument is checked before the weights are made
+// (they can take minutes and most of the memory).
+Status MakeSynthetic(const BenchOptions& o, ThreadPool& pool, BenchModel* out) {
+  HERD_ASSIGN_OR_RETURN(const tools::SyntheticSpec spec, SyntheticSpecOf(o));
+  HERD_ASSIGN_OR_RETURN(const model::ModelConfig config, tools::SyntheticConfig(spec));
+  HERD_RETURN_IF_ERROR(CheckContext(o, config));
+  if (!o.save.empty()) HERD_RETURN_IF_ERROR(CheckOutputPath(o.save));
   const double t0 = runtime::NowMs();
-  auto weights = tools::MakeSyntheticWeights(*config, spec.dtype, spec.seed, pool);
-  if (!weights.ok()) return Fail(weights.status());
-  out->footprint = model::ComputeFootprint(*config, weights->weights);
-  auto m = model::CreateModel(*config, weights->weights);
-  if (!m.ok()) return Fail(m.status().WithContext("synthetic model"));
+  HERD_ASSIGN_OR_RETURN(tools::SyntheticModel weights,
+                        tools::MakeSyntheticWeights(config, spec.dtype, spec.seed, pool));
+  out->footprint = model::ComputeFootprint(config, weights.weights);
+  auto m = model::CreateModel(config, weights.weights);
+  if (!m.ok()) return m.status().WithContext("synthetic model");
   out->synthetic = std::move(m).value();
   out->load_ms = runtime::NowMs() - t0;
   out->label = "synthetic:" + spec.preset;
   std::fprintf(stderr, "herd: synthetic %s (%s, %" PRId64 " layers): %.2f MiB of weights made in %.0f ms\n",
-               spec.preset.c_str(), std::string(DTypeName(spec.dtype)).c_str(), config->num_hidden_layers,
-               static_cast<double>(weights->size_bytes) / (1 << 20), out->load_ms);
+               spec.preset.c_str(), std::string(DTypeName(spec.dtype)).c_str(), config.num_hidden_layers,
+               static_cast<double>(weights.size_bytes) / (1 << 20), out->load_ms);
   if (!o.save.empty()) {
     const double t_save = runtime::NowMs();
-    if (Status s = tools::SaveSyntheticGguf(*config, weights->weights, o.save); !s.ok()) return FailInput(s);
+    HERD_RETURN_IF_ERROR(tools::SaveSyntheticGguf(config, weights.weights, o.save));
     std::fprintf(stderr, "herd: wrote %s in %.0f ms\n", o.save.c_str(), runtime::NowMs() - t_save);
   }
   if (o.common.repack) {  // after --save: the file keeps the GGUF layout
-    auto stats = runtime::RepackModel(*out->synthetic, pool, /*show_progress=*/true, &out->repack_ms);
-    if (!stats.ok()) return FailInput(stats.status());
-    out->repack = *stats;
+    HERD_ASSIGN_OR_RETURN(out->repack,
+                          runtime::RepackModel(*out->synthetic, pool, /*show_progress=*/true, &out->repack_ms));
     out->load_ms += out->repack_ms;
   }
-  return std::nullopt;
+  return Status::Ok();
 }
 
 // "3.64 G" / "552.1 M" parameters.
@@ -95,18 +112,17 @@ std::string Count(int64_t n) {
   return buf;
 }
 
-int CmdBench(const BenchOptions& o) {
+Status CmdBench(const BenchOptions& o) {
   if (o.common.model.empty() == o.synthetic.empty()) {
-    return Fail(InvalidArgument("give exactly one of -m/--model FILE and --synthetic PRESET"));
+    return InvalidArgument("give exactly one of -m/--model FILE and --synthetic PRESET");
   }
-  ThreadPool pool(o.common.threads);
+  HERD_ASSIGN_OR_RETURN(auto pool_ptr, MakePool(o.common));
+  ThreadPool& pool = *pool_ptr;
   BenchModel bm;
   if (!o.synthetic.empty()) {
-    if (auto rc = MakeSynthetic(o, pool, &bm)) return *rc;
+    HERD_RETURN_IF_ERROR(MakeSynthetic(o, pool, &bm));
   } else {
-    auto loaded = Load(o.common, false);
-    if (!loaded.ok()) return FailInput(loaded.status());
-    bm.loaded = std::move(loaded).value();
+    HERD_ASSIGN_OR_RETURN(bm.loaded, Load(o.common, false));
     bm.footprint = model::ComputeFootprint(bm.loaded->model->config(), bm.loaded->files.weights);
     bm.load_ms = bm.loaded->load_ms;
     bm.repack = bm.loaded->repack;
@@ -115,14 +131,8 @@ int CmdBench(const BenchOptions& o) {
   }
   const model::Model& model = bm.model();
   const model::ModelConfig& c = model.config();
-  const int64_t need = o.n_prompt + o.n_gen;
-  if (need > c.max_position_embeddings) {
-    return Fail(InvalidArgument("-p " + std::to_string(o.n_prompt) + " + -n " + std::to_string(o.n_gen) +
-                                " exceeds the model's maximum context of " +
-                                std::to_string(c.max_position_embeddings)));
-  }
-  auto state = model.NewState(std::max<int64_t>(need, 1), o.common.batch);
-  if (!state.ok()) return FailInput(state.status());
+  HERD_RETURN_IF_ERROR(CheckContext(o, c));
+  HERD_ASSIGN_OR_RETURN(auto state, model.NewState(std::max<int64_t>(o.n_prompt + o.n_gen, 1), o.common.batch));
   std::mt19937 rng(1234);
   std::vector<int32_t> prompt(static_cast<size_t>(o.n_prompt));
   for (auto& id : prompt) id = static_cast<int32_t>(rng() % c.vocab_size);
@@ -136,8 +146,8 @@ int CmdBench(const BenchOptions& o) {
   if (o.probe_mib > 0) {
     auto created = tools::BandwidthProbe::Create(pool, o.probe_mib << 20);
     if (!created.ok()) {
-      return Fail(Status(created.status().code(),
-                         "--probe-mib " + std::to_string(o.probe_mib) + " " + created.status().message()));
+      return Status(created.status().code(),
+                    "--probe-mib " + std::to_string(o.probe_mib) + " " + created.status().message());
     }
     probe = std::move(created).value();
   }
@@ -145,11 +155,10 @@ int CmdBench(const BenchOptions& o) {
   std::vector<double> gen_reps, read_reps;
   kernels::EnableWeightByteCounting(o.count_bytes);
   for (int rep = 0; rep < o.reps; ++rep) {
-    (*state)->Reset();
+    state->Reset();
     if (o.n_prompt > 0) {
       const double t0 = runtime::NowMs();
-      Status s = model.Forward(**state, prompt, model::LogitsMode::kLast, logits.data(), pool);
-      if (!s.ok()) return FailInput(s);
+      HERD_RETURN_IF_ERROR(model.Forward(*state, prompt, model::LogitsMode::kLast, logits.data(), pool));
       best_prompt = std::max(best_prompt, 1000.0 * o.n_prompt / (runtime::NowMs() - t0));
     }
     if (o.n_gen > 0) {
@@ -157,8 +166,7 @@ int CmdBench(const BenchOptions& o) {
       kernels::ResetWeightBytesRead();
       const double t0 = runtime::NowMs();
       for (int64_t i = 0; i < o.n_gen; ++i) {
-        Status s = model.Forward(**state, tok, model::LogitsMode::kLast, logits.data(), pool);
-        if (!s.ok()) return FailInput(s);
+        HERD_RETURN_IF_ERROR(model.Forward(*state, tok, model::LogitsMode::kLast, logits.data(), pool));
         tok[0] = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
       }
       const double gen = 1000.0 * o.n_gen / (runtime::NowMs() - t0);
@@ -213,7 +221,7 @@ int CmdBench(const BenchOptions& o) {
       // The same against the triad figure, for machines where it exceeds the read sweep.
       j["bound_fraction_triad"] = bw.triad_gbs > 0 ? best_gen * bytes_per_token / (bw.triad_gbs * 1e9) : 0.0;
     }
-    std::cout << j.dump() << "\n";
+    std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("model %s (%s, %.2f MiB weights, %s params, %s active per token), %d threads, best of %d\n",
                 bm.label.c_str(), c.architecture_name.c_str(), static_cast<double>(model.WeightBytes()) / (1 << 20),
@@ -234,7 +242,7 @@ int CmdBench(const BenchOptions& o) {
                   bytes_read_per_token / static_cast<double>(fp.active_bytes));
     }
   }
-  return kExitOk;
+  return Status::Ok();
 }
 
 }  // namespace
@@ -280,7 +288,7 @@ Command AddBenchCommand(CLI::App& app) {
   cmd->add_option("--type", o->type,
                   "weight type of the synthetic matrices: f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k")
       ->needs(syn);
-  cmd->add_option("--seed", s.seed, "seed of the synthetic weights")->needs(syn);
+  AddSeedOption(cmd, &o->seed, "seed of the synthetic weights")->needs(syn);
   cmd->add_option("--save", o->save, "also write the synthetic model to this GGUF file")->needs(syn);
   return {cmd, [o] { return CmdBench(*o); }};
 }

@@ -5,19 +5,18 @@
 //
 // With --tokens the input lines are comma-separated token ids appended as they are and replies are printed as
 // ids: that is how models without a tokenizer (the test fixtures) are driven.
-#include <cinttypes>
-#include <cstdio>
-#include <fstream>
-#include <iostream>
-#include <random>
-#include <sstream>
-#include <string>
+#include <editline/readline.h>
 #include <unistd.h>
 
-#include <editline/readline.h>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "cli/common.h"
+#include "core/file.h"
 #include "core/thread_pool.h"
 #include "runtime/chat.h"
 #include "runtime/engine.h"
@@ -31,16 +30,20 @@ struct ChatOptions {
   CommonOptions common;
   std::string system;
   int64_t n_predict = 512;  // per reply
-  runtime::SamplingParams sampling;
-  std::optional<uint64_t> seed;
+  SamplingOptions sampling;
   bool tokens_mode = false;
 };
 
 class ChatSession {
  public:
-  ChatSession(const ChatOptions& o, runtime::LoadedModel& m, std::unique_ptr<model::ModelState> state,
-              ThreadPool& pool)
-      : o_(o), m_(m), state_(std::move(state)), pool_(pool) {}
+  ChatSession(const ChatOptions& o, const runtime::SamplingParams& sampling, runtime::LoadedModel& m,
+              std::unique_ptr<model::ModelState> state, ThreadPool& pool)
+      : o_(o),
+        sampling_(sampling),
+        m_(m),
+        state_(std::move(state)),
+        pool_(pool),
+        fingerprint_(runtime::ModelFingerprint(m)) {}
 
   Status Init() {
     if (o_.tokens_mode) return Status::Ok();
@@ -74,22 +77,22 @@ class ChatSession {
                         "): /reset, or restart with a larger -c");
     }
     runtime::GenerateOptions go;
-    go.n_predict = std::min<int64_t>(o_.n_predict, state_->n_ctx() - state_->n_past() - static_cast<int64_t>(fresh.size()));
-    go.sampling = o_.sampling;
-    go.sampling.seed = o_.sampling.seed + static_cast<uint64_t>(turns_);
+    go.n_predict =
+        std::min<int64_t>(o_.n_predict, state_->n_ctx() - state_->n_past() - static_cast<int64_t>(fresh.size()));
+    go.sampling = sampling_;
+    go.sampling.seed = sampling_.seed + static_cast<uint64_t>(turns_);
     const bool tokens_mode = o_.tokens_mode;
-    auto r = runtime::Generate(m_, *state_, pool_, fresh, go, [tokens_mode](std::string_view piece) {
-      if (tokens_mode) return true;
-      return std::fwrite(piece.data(), 1, piece.size(), stdout) == piece.size() && std::fflush(stdout) == 0;
-    });
+    auto r = runtime::Generate(m_, *state_, pool_, fresh, go,
+                               [tokens_mode](std::string_view piece) { return tokens_mode || WriteStdout(piece); });
     if (!r.ok()) {
       return r.status();
     }
+    std::string tail;
     if (tokens_mode) {
-      for (size_t i = 0; i < r->tokens.size(); ++i) std::printf("%s%d", i ? "," : "", r->tokens[i]);
+      for (size_t i = 0; i < r->tokens.size(); ++i) tail += (i ? "," : "") + std::to_string(r->tokens[i]);
     }
-    std::printf("\n");
-    std::fflush(stdout);
+    // Nobody can read the reply: the error ends the session.
+    if (r->stop_reason == runtime::StopReason::kCancelled || !WriteStdout(tail + "\n")) return FinishOutput();
     ++turns_;
     processed_total_ += static_cast<int64_t>(fresh.size());
     cached_.insert(cached_.end(), fresh.begin(), fresh.end());
@@ -106,8 +109,8 @@ class ChatSession {
     std::fprintf(stderr,
                  "[turn %d: processed %zu new tokens, generated %zu (%.1f tokens/s, stop: %s), cache %" PRId64
                  "/%" PRId64 "]\n",
-                 turns_, fresh.size(), r->tokens.size(), gen_tps, std::string(runtime::StopReasonName(r->stop_reason)).c_str(), state_->n_past(),
-                 state_->n_ctx());
+                 turns_, fresh.size(), r->tokens.size(), gen_tps,
+                 std::string(runtime::StopReasonName(r->stop_reason)).c_str(), state_->n_past(), state_->n_ctx());
     return Status::Ok();
   }
 
@@ -119,9 +122,13 @@ class ChatSession {
     turns_ = 0;
   }
 
+  // The save file: kSaveMagic, a u64 header length, the JSON header (model fingerprint, mode, tokens,
+  // transcript), then the KV cache blob of model::ModelState::SaveTo. Written whole or not at all, never over the
+  // model's own files.
   Status Save(const std::string& path) const {
     nlohmann::json j;
     j["model"] = o_.common.model;
+    j["model_fingerprint"] = fingerprint_;
     j["tokens_mode"] = o_.tokens_mode;
     j["turns"] = turns_;
     j["cached_tokens"] = cached_;
@@ -132,18 +139,20 @@ class ChatSession {
     std::string kv;
     HERD_RETURN_IF_ERROR(state_->SaveTo(&kv));
     const std::string header = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    if (!out) return IOError(path + ": cannot open for writing");
+    HERD_ASSIGN_OR_RETURN(std::unique_ptr<AtomicFile> out, AtomicFile::Create(path, m_.files.sources));
     const uint64_t n = header.size();
-    out << kSaveMagic;
-    out.write(reinterpret_cast<const char*>(&n), sizeof n);
-    out << header << kv;
-    if (!out.flush()) return IOError(path + ": write failed");
-    std::fprintf(stderr, "[saved %zu messages and %" PRId64 " cached positions (%.2f MiB) to %s]\n",
-                 transcript_.size(), state_->n_past(), static_cast<double>(kv.size()) / (1 << 20), path.c_str());
+    HERD_RETURN_IF_ERROR(out->Write(kSaveMagic));
+    HERD_RETURN_IF_ERROR(out->Write(&n, sizeof n));
+    HERD_RETURN_IF_ERROR(out->Write(header));
+    HERD_RETURN_IF_ERROR(out->Write(kv));
+    HERD_RETURN_IF_ERROR(out->Commit());
+    std::fprintf(stderr, "[saved %zu messages and %" PRId64 " cached positions (%.2f MiB) to %s]\n", transcript_.size(),
+                 state_->n_past(), static_cast<double>(kv.size()) / (1 << 20), path.c_str());
     return Status::Ok();
   }
 
+  // Loads a save of this very model (same config and tensor table: ModelFingerprint) in the same mode, whose
+  // tokens are all in the vocabulary and agree with its KV cache. On any error the session is unchanged.
   Status Load(const std::string& path) {
     HERD_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path));
     if (bytes.compare(0, kSaveMagic.size(), kSaveMagic) != 0) return Corruption(path + ": not a herd chat file");
@@ -160,6 +169,11 @@ class ChatSession {
     std::vector<runtime::ChatMessage> transcript;
     int turns = 0;
     try {
+      const std::string fingerprint = j.at("model_fingerprint").get<std::string>();
+      if (fingerprint != fingerprint_) {
+        return InvalidArgument(path + ": saved from another model (" + j.value("model", std::string("?")) +
+                               "; its config and tensors differ from " + o_.common.model + "'s)");
+      }
       if (j.at("tokens_mode").get<bool>() != o_.tokens_mode) {
         return InvalidArgument(path + ": saved in " + (o_.tokens_mode ? "text" : "--tokens") + " mode");
       }
@@ -172,10 +186,25 @@ class ChatSession {
     } catch (const nlohmann::json::exception& e) {
       return Corruption(path + ": damaged header (" + e.what() + ")");
     }
+    const int64_t vocab = m_.model->config().vocab_size;
+    for (const std::vector<int32_t>* list : {&cached, &pending}) {
+      for (int32_t id : *list) {
+        if (id < 0 || id >= vocab) {
+          return Corruption(path + ": token " + std::to_string(id) + " is outside the vocabulary [0, " +
+                            std::to_string(vocab) + ")");
+        }
+      }
+    }
+    if (turns < 0) return Corruption(path + ": negative turn count");
+    if (static_cast<int64_t>(cached.size() + pending.size()) >= state_->n_ctx()) {
+      return Corruption(path + ": " + std::to_string(cached.size()) + " cached and " + std::to_string(pending.size()) +
+                        " pending tokens do not fit the context of " + std::to_string(state_->n_ctx()));
+    }
+    // The state is replaced only once everything above holds; LoadFrom leaves it unchanged on error.
     HERD_RETURN_IF_ERROR(state_->LoadFrom(std::string_view(bytes).substr(at)).WithContext(path));
     if (state_->n_past() != static_cast<int64_t>(cached.size())) {
-      state_->Reset();
-      return Corruption(path + ": transcript and KV cache disagree");
+      Reset();
+      return Corruption(path + ": transcript and KV cache disagree (the conversation was reset)");
     }
     cached_ = std::move(cached);
     pending_ = std::move(pending);
@@ -196,6 +225,7 @@ class ChatSession {
   }
 
   const ChatOptions& o_;
+  const runtime::SamplingParams sampling_;
   runtime::LoadedModel& m_;
   std::unique_ptr<model::ModelState> state_;
   ThreadPool& pool_;
@@ -206,6 +236,7 @@ class ChatSession {
   std::vector<runtime::ChatMessage> transcript_;
   int turns_ = 0;
   int64_t processed_total_ = 0;
+  const std::string fingerprint_;
 };
 
 // Reads one line: with line editing and history on a terminal, plain getline otherwise. False at end of input.
@@ -221,35 +252,36 @@ bool ReadLine(bool tty, std::string* line) {
   return static_cast<bool>(std::getline(std::cin, *line));
 }
 
-int CmdChat(ChatOptions o) {
-  o.sampling.seed = o.seed ? *o.seed : std::random_device{}();
-  if (Status s = o.sampling.Validate(); !s.ok()) return Fail(s);
-  auto loaded = Load(o.common, !o.tokens_mode);
-  if (!loaded.ok()) return FailInput(loaded.status());
-  runtime::LoadedModel& m = **loaded;
-  const int64_t n_ctx = ContextSize(o.common, m.model->config(), 4096);
-  auto state = m.model->NewState(n_ctx, o.common.batch);
-  if (!state.ok()) return FailInput(state.status());
-  ThreadPool pool(o.common.threads);
-  ChatSession session(o, m, std::move(state).value(), pool);
-  if (Status s = session.Init(); !s.ok()) return FailInput(s);
+Status CmdChat(const ChatOptions& o) {
+  HERD_ASSIGN_OR_RETURN(runtime::SamplingParams sampling, o.sampling.Resolve());
+  HERD_ASSIGN_OR_RETURN(auto loaded, Load(o.common, !o.tokens_mode));
+  runtime::LoadedModel& m = *loaded;
+  HERD_ASSIGN_OR_RETURN(int64_t n_ctx, ContextSize(o.common, m.model->config(), 4096));
+  HERD_ASSIGN_OR_RETURN(auto state, m.model->NewState(n_ctx, o.common.batch));
+  HERD_ASSIGN_OR_RETURN(auto pool, MakePool(o.common));
+  ChatSession session(o, sampling, m, std::move(state), *pool);
+  HERD_RETURN_IF_ERROR(session.Init());
   const bool tty = isatty(STDIN_FILENO) != 0;
   std::fprintf(stderr, "herd chat: %s, context %" PRId64 ", %d threads. /reset, /save FILE, /load FILE, /exit\n",
-               o.common.model.c_str(), n_ctx, pool.size());
+               o.common.model.c_str(), n_ctx, pool->size());
   std::string line;
+  int n_lines = 0, n_failed = 0;
+  Status last_error;
   while (ReadLine(tty, &line)) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty()) continue;
     Status s;
     if (line == "/exit" || line == "/quit") break;
+    ++n_lines;
     if (line == "/reset") {
       session.Reset();
       std::fprintf(stderr, "[conversation reset]\n");
       continue;
     }
     if (line == "/help") {
-      std::fprintf(stderr, "/reset  forget the conversation\n/save FILE  save it with its KV cache\n"
-                           "/load FILE  continue a saved conversation\n/exit  quit\n");
+      std::fprintf(stderr,
+                   "/reset  forget the conversation\n/save FILE  save it with its KV cache\n"
+                   "/load FILE  continue a saved conversation\n/exit  quit\n");
       continue;
     }
     if (line.rfind("/save ", 0) == 0) {
@@ -261,11 +293,20 @@ int CmdChat(ChatOptions o) {
     } else {
       s = session.Turn(line.rfind("//", 0) == 0 ? line.substr(1) : line);
     }
-    // Errors end the turn, not the session.
-    if (!s.ok()) std::fprintf(stderr, "herd: error: %s\n", s.ToString().c_str());
+    if (s.ok()) continue;
+    // Nobody reads the replies any more: stop.
+    if (IsOutputError(s)) return s;
+    // Other errors end the line, not the session; the exit code still says that something failed.
+    std::fprintf(stderr, "herd: error: %s\n", s.ToString().c_str());
+    ++n_failed;
+    last_error = s;
   }
   std::fprintf(stderr, "[%" PRId64 " tokens processed in total]\n", session.processed_total());
-  return kExitOk;
+  if (n_failed > 0) {
+    return Status(last_error.code(), std::to_string(n_failed) + " of " + std::to_string(n_lines) +
+                                         " lines failed; the last: " + last_error.message());
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -277,13 +318,7 @@ Command AddChatCommand(CLI::App& app) {
   cmd->add_option("--system", o->system, "system prompt");
   cmd->add_option("-n,--n-predict", o->n_predict, "maximum tokens per reply")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
-  cmd->add_option("--temp", o->sampling.temperature, "temperature (0 = greedy)");
-  cmd->add_option("--top-k", o->sampling.top_k, "top-k (0 = off)");
-  cmd->add_option("--top-p", o->sampling.top_p, "top-p (1 = off)");
-  cmd->add_option("--min-p", o->sampling.min_p, "min-p (0 = off)");
-  cmd->add_option("--repeat-penalty", o->sampling.repeat_penalty, "repetition penalty (1 = off)");
-  cmd->add_option("--repeat-last-n", o->sampling.repeat_last_n, "tokens the penalty looks back");
-  cmd->add_option("--seed", o->seed, "random seed (default: random)");
+  AddSamplingOptions(cmd, &o->sampling);
   cmd->add_flag("--tokens", o->tokens_mode,
                 "input lines are comma-separated token ids, replies are printed as ids (no tokenizer needed)");
   return {cmd, [o] { return CmdChat(*o); }};

@@ -1,22 +1,26 @@
-// herd command line: run, logits, tokenize, info (chat, convert and bench live in their own files). Parses
-// flags with CLI11 (its exceptions stop here), maps every Status to an exit code in one place: 0 ok, 1 usage,
-// 2 bad model or input.
+// herd command line: run, logits, tokenize, info (chat, convert, quantize, perplexity, kld and bench live in their
+// own files). Parses flags with CLI11 (its exceptions stop here); every command returns a Status, which becomes a
+// message and an exit code in one place (cli/common.h Fail; the codes are in commands.h).
 #include "cli/commands.h"
 
-#include <algorithm>
-#include <chrono>
-#include <cinttypes>
-#include <cstdio>
-#include <iostream>
-#include <random>
-#include <sstream>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <map>
+#include <new>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <system_error>
 
-#include "core/thread_pool.h"
-#include "formats/gguf.h"
 #include "cli/common.h"
+#include "core/file.h"
+#include "formats/gguf.h"
 #include "runtime/engine.h"
 
 namespace herd::cli {
@@ -27,48 +31,42 @@ struct RunOptions {
   CommonOptions common;
   std::string prompt;
   int64_t n_predict = 256;
-  runtime::SamplingParams sampling;
-  std::optional<uint64_t> seed;
+  SamplingOptions sampling;
   std::vector<std::string> stop;
   bool no_bos = false;
   bool special = false;
 };
 
-int CmdRun(const RunOptions& o) {
-  runtime::SamplingParams sp = o.sampling;
-  sp.seed = o.seed ? *o.seed : std::random_device{}();
-  if (Status s = sp.Validate(); !s.ok()) return Fail(s);
-  auto loaded = Load(o.common, true);
-  if (!loaded.ok()) return FailInput(loaded.status());
-  runtime::LoadedModel& m = **loaded;
+Status CmdRun(const RunOptions& o) {
+  HERD_ASSIGN_OR_RETURN(runtime::SamplingParams sp, o.sampling.Resolve());
+  HERD_ASSIGN_OR_RETURN(auto loaded, Load(o.common, true));
+  runtime::LoadedModel& m = *loaded;
   std::vector<int32_t> prompt = m.tokenizer->Encode(o.prompt, !o.no_bos, o.special);
-  if (prompt.empty()) return Fail(InvalidArgument("the prompt encodes to no tokens (use a non-empty prompt or BOS)"));
-  const int64_t n_ctx = ContextSize(o.common, m.model->config(), static_cast<int64_t>(prompt.size()) + o.n_predict);
-  auto state = m.model->NewState(n_ctx, o.common.batch);
-  if (!state.ok()) return FailInput(state.status());
-  ThreadPool pool(o.common.threads);
-  std::fprintf(stderr, "herd: loaded %s in %.1f ms (%s, %.2f MiB weights), %d threads, context %" PRId64 ", seed %" PRIu64 "\n",
+  if (prompt.empty()) return InvalidArgument("the prompt encodes to no tokens (use a non-empty prompt or BOS)");
+  HERD_ASSIGN_OR_RETURN(int64_t n_ctx,
+                        ContextSize(o.common, m.model->config(), static_cast<int64_t>(prompt.size()) + o.n_predict));
+  HERD_ASSIGN_OR_RETURN(auto state, m.model->NewState(n_ctx, o.common.batch));
+  HERD_ASSIGN_OR_RETURN(auto pool, MakePool(o.common));
+  std::fprintf(stderr,
+               "herd: loaded %s in %.1f ms (%s, %.2f MiB weights), %d threads, context %" PRId64 ", seed %" PRIu64 "\n",
                o.common.model.c_str(), m.load_ms, m.model->config().architecture_name.c_str(),
-               static_cast<double>(m.model->WeightBytes()) / (1 << 20), pool.size(), n_ctx, sp.seed);
+               static_cast<double>(m.model->WeightBytes()) / (1 << 20), pool->size(), n_ctx, sp.seed);
   runtime::GenerateOptions go;
   go.n_predict = o.n_predict;
   go.sampling = sp;
   go.stop_strings = o.stop;
-  // Echo the prompt text as the model saw it, then stream the continuation.
-  std::string prompt_text = m.tokenizer->Decode(prompt, /*skip_special=*/true);
-  std::fwrite(prompt_text.data(), 1, prompt_text.size(), stdout);
-  std::fflush(stdout);
-  auto r = runtime::Generate(m, **state, pool, prompt, go, [](std::string_view piece) {
-    return std::fwrite(piece.data(), 1, piece.size(), stdout) == piece.size() && std::fflush(stdout) == 0;
-  });
-  std::fputc('\n', stdout);
-  if (!r.ok()) return FailInput(r.status());
-  const double prompt_tps = r->prompt_ms > 0 ? 1000.0 * r->n_prompt / r->prompt_ms : 0;
-  const double gen_tps = r->gen_ms > 0 ? 1000.0 * static_cast<double>(r->tokens.size()) / r->gen_ms : 0;
-  std::fprintf(stderr, "herd: load %.1f ms | prompt %" PRId64 " tokens, %.1f ms, %.2f tokens/s | generation %zu tokens, %.1f ms, %.2f tokens/s | stop: %s\n",
-               m.load_ms, r->n_prompt, r->prompt_ms, prompt_tps, r->tokens.size(), r->gen_ms, gen_tps,
-               std::string(runtime::StopReasonName(r->stop_reason)).c_str());
-  return kExitOk;
+  // Echo the prompt text as the model saw it, then stream the continuation; a failed write ends generation.
+  if (!WriteStdout(m.tokenizer->Decode(prompt, /*skip_special=*/true))) return FinishOutput();
+  HERD_ASSIGN_OR_RETURN(runtime::GenerateResult r, runtime::Generate(m, *state, *pool, prompt, go, WriteStdout));
+  if (r.stop_reason == runtime::StopReason::kCancelled || !WriteStdout("\n")) return FinishOutput();
+  const double prompt_tps = r.prompt_ms > 0 ? 1000.0 * r.n_prompt / r.prompt_ms : 0;
+  const double gen_tps = r.gen_ms > 0 ? 1000.0 * static_cast<double>(r.tokens.size()) / r.gen_ms : 0;
+  std::fprintf(stderr,
+               "herd: load %.1f ms | prompt %" PRId64
+               " tokens, %.1f ms, %.2f tokens/s | generation %zu tokens, %.1f ms, %.2f tokens/s | stop: %s\n",
+               m.load_ms, r.n_prompt, r.prompt_ms, prompt_tps, r.tokens.size(), r.gen_ms, gen_tps,
+               std::string(runtime::StopReasonName(r.stop_reason)).c_str());
+  return Status::Ok();
 }
 
 // ---- logits ----
@@ -83,37 +81,34 @@ struct LogitsOptions {
   bool special = false;
 };
 
-int CmdLogits(const LogitsOptions& o) {
-  auto loaded = Load(o.common, o.tokens.empty());
-  if (!loaded.ok()) return FailInput(loaded.status());
-  runtime::LoadedModel& m = **loaded;
+Status CmdLogits(const LogitsOptions& o) {
+  if (o.prompt.empty() == o.tokens.empty()) return InvalidArgument("logits: give one of --prompt or --tokens");
   std::vector<int32_t> ids;
   if (!o.tokens.empty()) {
-    auto parsed = ParseTokenList(o.tokens);
-    if (!parsed.ok()) return Fail(parsed.status());
-    ids = *parsed;
-  } else {
+    HERD_ASSIGN_OR_RETURN(ids, ParseTokenList(o.tokens));
+  }
+  HERD_ASSIGN_OR_RETURN(auto loaded, Load(o.common, o.tokens.empty()));
+  runtime::LoadedModel& m = *loaded;
+  if (o.tokens.empty()) {
     ids = m.tokenizer->Encode(o.prompt, !o.no_bos, o.special);
-    if (ids.empty()) return Fail(InvalidArgument("the prompt encodes to no tokens"));
+    if (ids.empty()) return InvalidArgument("the prompt encodes to no tokens");
   }
   const int64_t vocab = m.model->config().vocab_size;
   const int64_t n = static_cast<int64_t>(ids.size());
-  auto state = m.model->NewState(ContextSize(o.common, m.model->config(), n), o.common.batch);
-  if (!state.ok()) return FailInput(state.status());
-  ThreadPool pool(o.common.threads);
+  HERD_ASSIGN_OR_RETURN(int64_t n_ctx, ContextSize(o.common, m.model->config(), n));
+  HERD_ASSIGN_OR_RETURN(auto state, m.model->NewState(n_ctx, o.common.batch));
+  HERD_ASSIGN_OR_RETURN(auto pool, MakePool(o.common));
   const int64_t rows = o.all ? n : 1;
   std::vector<float> logits(static_cast<size_t>(rows * vocab));
-  Status s = m.model->Forward(**state, ids, o.all ? model::LogitsMode::kAll : model::LogitsMode::kLast,
-                              logits.data(), pool);
-  if (!s.ok()) return FailInput(s);
+  HERD_RETURN_IF_ERROR(
+      m.model->Forward(*state, ids, o.all ? model::LogitsMode::kAll : model::LogitsMode::kLast, logits.data(), *pool));
 
   auto top_of = [&](const float* row) {
     std::vector<int32_t> idx(static_cast<size_t>(vocab));
     for (int64_t i = 0; i < vocab; ++i) idx[i] = static_cast<int32_t>(i);
     const int64_t k = std::min<int64_t>(o.top, vocab);
-    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int32_t a, int32_t b) {
-      return row[a] > row[b] || (row[a] == row[b] && a < b);
-    });
+    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
+                      [&](int32_t a, int32_t b) { return row[a] > row[b] || (row[a] == row[b] && a < b); });
     idx.resize(static_cast<size_t>(k));
     return idx;
   };
@@ -136,7 +131,7 @@ int CmdLogits(const LogitsOptions& o) {
       positions.push_back(p);
     }
     out["positions"] = positions;
-    std::cout << out.dump() << "\n";
+    std::printf("%s\n", out.dump().c_str());
   } else {
     for (int64_t r = 0; r < rows; ++r) {
       const float* row = logits.data() + r * vocab;
@@ -149,7 +144,7 @@ int CmdLogits(const LogitsOptions& o) {
       std::printf("\n");
     }
   }
-  return kExitOk;
+  return Status::Ok();
 }
 
 // ---- tokenize ----
@@ -161,23 +156,21 @@ struct TokenizeOptions {
   bool special = false;
 };
 
-int CmdTokenize(const TokenizeOptions& o) {
+Status CmdTokenize(const TokenizeOptions& o) {
   std::unique_ptr<tokenizer::Tokenizer> tok;
-  // A model (GGUF with vocab, HF dir, llama2.c .bin) or a tokenizer file.
+  // A tokenizer file, or a model (GGUF with vocab, HF dir, llama2.c .bin) that has one.
   auto direct = tokenizer::LoadTokenizer(o.source);
   if (direct.ok()) {
     tok = std::move(direct).value();
   } else {
     runtime::LoadOptions lo;
     lo.model_path = o.source;
-    auto files = formats::OpenModelFiles(o.source);
-    if (!files.ok()) {
-      std::fprintf(stderr, "herd: error: %s\n(as a tokenizer file: %s)\n", files.status().ToString().c_str(),
-                   direct.status().ToString().c_str());
-      return kExitBadInput;
-    }
+    lo.show_progress = false;
     auto loaded = runtime::LoadModel(lo);
-    if (!loaded.ok()) return FailInput(loaded.status());
+    if (!loaded.ok()) {
+      return Status(loaded.status().code(),
+                    loaded.status().message() + " (read as a tokenizer file: " + direct.status().message() + ")");
+    }
     tok = std::move((*loaded)->tokenizer);
   }
   std::vector<int32_t> ids = tok->Encode(o.text, !o.no_bos, o.special);
@@ -188,52 +181,84 @@ int CmdTokenize(const TokenizeOptions& o) {
     for (size_t i = 0; i < ids.size(); ++i) std::printf("%s%d", i ? ", " : "", ids[i]);
     std::printf("]\n");
   }
-  return kExitOk;
+  return Status::Ok();
 }
 
 // ---- info ----
-int CmdInfo(const std::string& path) {
-  auto files = formats::OpenModelFiles(path);
-  if (!files.ok()) return FailInput(files.status());
-  const char* fmt = files->format == formats::ModelFormat::kGguf             ? "GGUF"
-                    : files->format == formats::ModelFormat::kSafetensorsDir ? "HF safetensors directory"
-                                                                             : "llama2.c checkpoint";
+Status CmdInfo(const std::string& path) {
+  HERD_ASSIGN_OR_RETURN(formats::ModelFiles files, formats::OpenModelFiles(path));
+  const char* fmt = files.format == formats::ModelFormat::kGguf             ? "GGUF"
+                    : files.format == formats::ModelFormat::kSafetensorsDir ? "HF safetensors directory"
+                                                                            : "llama2.c checkpoint";
   std::printf("file      %s\nformat    %s\n", path.c_str(), fmt);
-  if (files->gguf) {
-    std::printf("gguf      version %u, %zu metadata keys, %zu tensors\n", files->gguf->version(),
-                files->gguf->metadata().size(), files->gguf->tensor_infos().size());
+  if (files.gguf) {
+    std::printf("gguf      version %u, %zu metadata keys, %zu tensors\n", files.gguf->version(),
+                files.gguf->metadata().size(), files.gguf->tensor_infos().size());
   }
-  auto config = model::ConfigFromMetadata(files->metadata);
-  if (!config.ok()) return FailInput(config.status());
-  std::printf("\n%s", config->Describe().c_str());
-  if (files->gguf) {
+  HERD_ASSIGN_OR_RETURN(model::ModelConfig config, model::ConfigFromMetadata(files.metadata));
+  std::printf("\n%s", config.Describe().c_str());
+  if (files.gguf) {
     std::printf("\nmetadata:\n");
-    for (const auto& [key, value] : files->gguf->metadata()) {
+    for (const auto& [key, value] : files.gguf->metadata()) {
       std::printf("  %-44s %s\n", key.c_str(), formats::GgufValueToString(value).c_str());
     }
   }
   int64_t total = 0;
   std::map<std::string, int64_t> per_dtype;
-  std::printf("\ntensors (%zu):\n", files->weights.size());
-  for (const auto& [name, view] : files->weights.tensors()) {
+  std::printf("\ntensors (%zu):\n", files.weights.size());
+  for (const auto& [name, view] : files.weights.tensors()) {
     std::printf("  %-40s %-24s %12" PRId64 " bytes\n", name.c_str(), view.Describe().c_str(), view.size_bytes);
     total += view.size_bytes;
     per_dtype[std::string(DTypeName(view.dtype))] += view.size_bytes;
   }
   std::printf("\nweights: %" PRId64 " bytes (%.2f MiB)", total, static_cast<double>(total) / (1 << 20));
-  for (const auto& [dt, bytes] : per_dtype) std::printf(", %s %.2f MiB", dt.c_str(), static_cast<double>(bytes) / (1 << 20));
+  for (const auto& [dt, bytes] : per_dtype)
+    std::printf(", %s %.2f MiB", dt.c_str(), static_cast<double>(bytes) / (1 << 20));
   std::printf("\n");
-  auto model = model::CreateModel(*config, files->weights);
-  if (!model.ok()) {
-    std::fflush(stdout);
-    return FailInput(model.status().WithContext("the model cannot run"));
+  std::fflush(stdout);
+  return model::CreateModel(std::move(config), files.weights).status().WithContext("the model cannot run");
+}
+
+// The command names, for messages.
+std::string CommandList(const CLI::App& app) {
+  std::string names;
+  for (const CLI::App* sub : app.get_subcommands({})) names += (names.empty() ? "" : ", ") + sub->get_name();
+  return names;
+}
+
+// A CLI11 parse error as one "herd: error:" line with the way to the help.
+int UsageError(const CLI::App& app, const CLI::ParseError& e) {
+  std::string where = "herd";
+  for (const CLI::App* sub : app.get_subcommands()) where += " " + sub->get_name();
+  std::string what = e.what();
+  std::replace(what.begin(), what.end(), '\n', ' ');
+  std::fprintf(stderr, "herd: error: %s (see '%s --help')\n", what.c_str(), where.c_str());
+  return kExitUsage;
+}
+
+// A closed standard output would hand fd 1 to the next file herd opens (an output file receiving stdout's text):
+// park /dev/full there instead, so that every write to it fails and FinishOutput reports it.
+bool GuardClosedStdout() {
+  if (::fcntl(STDOUT_FILENO, F_GETFD) != -1 || errno != EBADF) return false;
+  const int fd = ::open("/dev/full", O_WRONLY | O_CLOEXEC);
+  if (fd >= 0 && fd != STDOUT_FILENO) {
+    ::dup2(fd, STDOUT_FILENO);
+    ::close(fd);
   }
-  return kExitOk;
+  return true;
+}
+
+int RunCommand(const std::function<Status()>& run, bool stdout_closed) {
+  Status s = run();
+  if (s.ok()) s = FinishOutput();
+  if (!s.ok() && stdout_closed && IsOutputError(s)) s = OutputError("standard output", "it is closed");
+  return s.ok() ? kExitOk : Fail(s);
 }
 
 }  // namespace
 
 int Main(int argc, char** argv) {
+  const bool stdout_closed = GuardClosedStdout();
   CLI::App app{"herd: inference engine for the Llama 4 herd and dense Llama models"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "help for every command");
@@ -242,14 +267,9 @@ int Main(int argc, char** argv) {
   auto* run_cmd = app.add_subcommand("run", "generate text from a prompt (streams to stdout; speed to stderr)");
   AddModelOptions(run_cmd, &run.common);
   run_cmd->add_option("-p,--prompt", run.prompt, "prompt text")->required();
-  run_cmd->add_option("-n,--n-predict", run.n_predict, "tokens to generate")->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
-  run_cmd->add_option("--temp", run.sampling.temperature, "temperature (0 = greedy)");
-  run_cmd->add_option("--top-k", run.sampling.top_k, "top-k (0 = off)");
-  run_cmd->add_option("--top-p", run.sampling.top_p, "top-p (1 = off)");
-  run_cmd->add_option("--min-p", run.sampling.min_p, "min-p (0 = off)");
-  run_cmd->add_option("--repeat-penalty", run.sampling.repeat_penalty, "repetition penalty (1 = off)");
-  run_cmd->add_option("--repeat-last-n", run.sampling.repeat_last_n, "tokens the penalty looks back");
-  run_cmd->add_option("--seed", run.seed, "random seed (default: random, printed)");
+  run_cmd->add_option("-n,--n-predict", run.n_predict, "tokens to generate")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
+  AddSamplingOptions(run_cmd, &run.sampling);
   run_cmd->add_option("--stop", run.stop, "stop string (repeatable)");
   run_cmd->add_flag("--no-bos", run.no_bos, "do not prepend BOS");
   run_cmd->add_flag("--special", run.special, "parse special-token text such as <|eot|> in the prompt");
@@ -279,24 +299,46 @@ int Main(int argc, char** argv) {
   info_cmd->add_option("model", info_path, "model path")->required();
 
   // Commands defined in their own files.
-  std::vector<Command> extra = {AddChatCommand(app),     AddConvertCommand(app),    AddQuantizeCommand(app),
-                                AddPerplexityCommand(app), AddKldCommand(app), AddBenchCommand(app)};
+  std::vector<Command> extra = {AddChatCommand(app),       AddConvertCommand(app), AddQuantizeCommand(app),
+                                AddPerplexityCommand(app), AddKldCommand(app),     AddBenchCommand(app)};
 
+  // A first word that is no command gets its own message (CLI11 would say "A subcommand is required").
+  if (argc < 2) {
+    std::fprintf(stderr, "herd: error: no command given (commands: %s; see 'herd --help')\n", CommandList(app).c_str());
+    return kExitUsage;
+  }
+  const std::string first = argv[1];
+  const auto subs = app.get_subcommands([&](const CLI::App* sub) { return sub->check_name(first); });
+  if (!first.starts_with("-") && subs.empty()) {
+    std::fprintf(stderr, "herd: error: unknown command '%s' (commands: %s; see 'herd --help')\n", first.c_str(),
+                 CommandList(app).c_str());
+    return kExitUsage;
+  }
   try {
     app.parse(argc, argv);
-    if (lg_cmd->parsed() && lg.prompt.empty() && lg.tokens.empty()) {
-      throw CLI::ValidationError("logits: one of --prompt or --tokens is required");
-    }
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
-    return rc == 0 ? kExitOk : kExitUsage;
+    return UsageError(app, e);
   }
-  if (run_cmd->parsed()) return CmdRun(run);
-  if (lg_cmd->parsed()) return CmdLogits(lg);
-  if (tk_cmd->parsed()) return CmdTokenize(tk);
-  if (info_cmd->parsed()) return CmdInfo(info_path);
-  for (const Command& c : extra) {
-    if (c.app->parsed()) return c.run();
+  // Exceptions from libraries that escape a command (an allocation beyond the machine, a thread the OS refuses)
+  // end it with a message and the resources exit code instead of an abort.
+  try {
+    if (run_cmd->parsed()) return RunCommand([&] { return CmdRun(run); }, stdout_closed);
+    if (lg_cmd->parsed()) return RunCommand([&] { return CmdLogits(lg); }, stdout_closed);
+    if (tk_cmd->parsed()) return RunCommand([&] { return CmdTokenize(tk); }, stdout_closed);
+    if (info_cmd->parsed()) return RunCommand([&] { return CmdInfo(info_path); }, stdout_closed);
+    for (const Command& c : extra) {
+      if (c.app->parsed()) return RunCommand(c.run, stdout_closed);
+    }
+  } catch (const std::bad_alloc&) {
+    return Fail(ResourceExhausted("out of memory"));
+  } catch (const std::system_error& e) {
+    return Fail(ResourceExhausted(e.what()));
   }
   return kExitUsage;
 }

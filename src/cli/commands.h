@@ -7,6 +7,8 @@ namespace herd::cli {
 constexpr int kExitOk = 0;
 constexpr int kExitUsage = 1;
 constexpr int kExitBadInput = 2;
+constexpr int kExitOutput = 3;
+constexpr int kExitResources = 4;
 
 int Main(int argc, char** argv);
 

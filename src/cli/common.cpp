@@ -1,11 +1,13 @@
+// Options, errors and outputs shared by the herd commands (cli/common.h).
 #include "cli/common.h"
 
 #include <algorithm>
 #include <cerrno>
-#include <climits>
 #include <cstdio>
-#include <cstdlib>
-#include <sstream>
+#include <cstring>
+#include <random>
+
+#include "core/file.h"
 
 namespace herd::cli {
 
@@ -26,15 +28,89 @@ void AddModelOptions(CLI::App* cmd, CommonOptions* o, bool model_required) {
                 "it takes, which is reported)");
 }
 
-int Fail(const Status& s) {
-  std::fprintf(stderr, "herd: error: %s\n", s.ToString().c_str());
-  return s.code() == StatusCode::kInvalidArgument ? kExitUsage : kExitBadInput;
+namespace {
+
+// A decimal integer in [0, max]: digits only (no sign, no spaces, no fraction), no overflow.
+std::optional<uint64_t> ParseDecimal(std::string_view s, uint64_t max) {
+  if (s.empty() || s.size() > 20) return std::nullopt;
+  uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return std::nullopt;
+    const uint64_t d = static_cast<uint64_t>(c - '0');
+    if (v > (max - d) / 10) return std::nullopt;
+    v = v * 10 + d;
+  }
+  return v;
 }
 
-// Status from loading files or processing input: always "bad model or input" (exit 2).
-int FailInput(const Status& s) {
+// "a\0b" -> "a\\0b": how a bad argument is quoted in a message.
+std::string Printable(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '\0') {
+      out += "\\0";
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned char>(c));
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+CLI::Option* AddSeedOption(CLI::App* cmd, std::optional<uint64_t>* seed, const std::string& help) {
+  return cmd
+      ->add_option_function<std::string>(
+          "--seed",
+          [seed](const std::string& text) {
+            const auto v = ParseDecimal(text, UINT64_MAX);
+            if (!v) throw CLI::ValidationError("--seed", "'" + text + "' is not a whole number from 0 to 2^64 - 1");
+            *seed = *v;
+          },
+          help)
+      ->type_name("UINT64");
+}
+
+void AddSamplingOptions(CLI::App* cmd, SamplingOptions* o) {
+  runtime::SamplingParams& p = o->params;
+  cmd->add_option("--temp", p.temperature, "temperature (0 = greedy)");
+  cmd->add_option("--top-k", p.top_k, "top-k (0 = off)")->check(CLI::Range(0, INT32_MAX));
+  cmd->add_option("--top-p", p.top_p, "top-p (1 = off)");
+  cmd->add_option("--min-p", p.min_p, "min-p (0 = off)");
+  cmd->add_option("--repeat-penalty", p.repeat_penalty, "repetition penalty (1 = off)");
+  cmd->add_option("--repeat-last-n", p.repeat_last_n, "tokens the penalty looks back")->check(CLI::Range(0, INT32_MAX));
+  AddSeedOption(cmd, &o->seed, "random seed (default: random, printed)");
+}
+
+Result<runtime::SamplingParams> SamplingOptions::Resolve() const {
+  runtime::SamplingParams p = params;
+  p.seed = seed ? *seed : std::random_device{}();
+  HERD_RETURN_IF_ERROR(p.Validate());
+  return p;
+}
+
+int Fail(const Status& s) {
   std::fprintf(stderr, "herd: error: %s\n", s.ToString().c_str());
+  if (s.code() == StatusCode::kInvalidArgument) return kExitUsage;
+  if (s.code() == StatusCode::kResourceExhausted) return kExitResources;
+  if (IsOutputError(s)) return kExitOutput;
   return kExitBadInput;
+}
+
+bool WriteStdout(std::string_view text) {
+  return std::fwrite(text.data(), 1, text.size(), stdout) == text.size() && std::fflush(stdout) == 0;
+}
+
+Status FinishOutput() {
+  errno = 0;
+  const bool flushed = std::fflush(stdout) == 0;
+  if (flushed && !std::ferror(stdout)) return Status::Ok();
+  const std::string reason = errno != 0 ? std::strerror(errno) : "an earlier write failed";
+  return OutputError("standard output", reason);
 }
 
 Result<std::unique_ptr<runtime::LoadedModel>> Load(const CommonOptions& o, bool require_tokenizer) {
@@ -47,29 +123,34 @@ Result<std::unique_ptr<runtime::LoadedModel>> Load(const CommonOptions& o, bool 
   return runtime::LoadModel(lo);
 }
 
-int64_t ContextSize(const CommonOptions& o, const model::ModelConfig& c, int64_t needed) {
+Result<std::unique_ptr<ThreadPool>> MakePool(const CommonOptions& o) { return ThreadPool::Create(o.threads); }
+
+Result<int64_t> ContextSize(const CommonOptions& o, const model::ModelConfig& c, int64_t needed) {
+  if (o.ctx > c.max_position_embeddings) {
+    return InvalidArgument("-c " + std::to_string(o.ctx) + " is above the model's maximum context of " +
+                           std::to_string(c.max_position_embeddings) + " positions (max_position_embeddings)");
+  }
   if (o.ctx > 0) return o.ctx;
-  int64_t n = std::min<int64_t>(c.max_position_embeddings, std::max<int64_t>(4096, needed));
-  return n;
+  return std::min<int64_t>(c.max_position_embeddings, std::max<int64_t>(4096, needed));
 }
 
-Result<std::vector<int32_t>> ParseTokenList(const std::string& s) {
+Result<std::vector<int32_t>> ParseTokenList(std::string_view s) {
   std::vector<int32_t> ids;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    size_t b = item.find_first_not_of(" \t"), e = item.find_last_not_of(" \t");
-    if (b == std::string::npos) return InvalidArgument("empty entry in --tokens '" + s + "'");
-    item = item.substr(b, e - b + 1);
-    char* end = nullptr;
-    errno = 0;
-    long long v = std::strtoll(item.c_str(), &end, 10);
-    if (*end != '\0' || errno != 0 || v < 0 || v > INT32_MAX) {
-      return InvalidArgument("--tokens: '" + item + "' is not a token id");
+  size_t at = 0;
+  for (;;) {
+    const size_t comma = s.find(',', at);
+    std::string_view item = s.substr(at, comma == std::string_view::npos ? std::string_view::npos : comma - at);
+    const size_t b = item.find_first_not_of(" \t"), e = item.find_last_not_of(" \t");
+    if (b == std::string_view::npos) {
+      return InvalidArgument("token list '" + Printable(s) + "' has an empty entry");
     }
-    ids.push_back(static_cast<int32_t>(v));
+    item = item.substr(b, e - b + 1);
+    const auto v = ParseDecimal(item, INT32_MAX);
+    if (!v) return InvalidArgument("token list: '" + Printable(item) + "' is not a token id (0 to 2147483647)");
+    ids.push_back(static_cast<int32_t>(*v));
+    if (comma == std::string_view::npos) break;
+    at = comma + 1;
   }
-  if (ids.empty()) return InvalidArgument("--tokens is empty");
   return ids;
 }
 

@@ -1,19 +1,23 @@
-// Pieces shared by the herd commands: the model options every command takes, exit-code mapping, loading, and the
-// Command hook through which commands defined in their own files (bench, convert, chat) register themselves.
+// Pieces shared by the herd commands: the model and sampling options every command takes, the one mapping from
+// Status to exit code and message, standard-output checks, loading, and the Command hook through which commands
+// defined in their own files (bench, convert, chat, quality) register themselves.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
 #include "core/status.h"
+#include "core/thread_pool.h"
 #include "model/config.h"
 #include "runtime/engine.h"
+#include "runtime/sampler.h"
 
 namespace herd::cli {
 
@@ -29,23 +33,47 @@ struct CommonOptions {
 // -m/--model (required unless model_required is false), --tokenizer, -t, -c, -b, --repack.
 void AddModelOptions(CLI::App* cmd, CommonOptions* o, bool model_required = true);
 
-// Prints "herd: error: ..." and returns the exit code: 1 for InvalidArgument (usage), else 2.
+// --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n and --seed (a decimal from 0 to 2^64 - 1;
+// a sign, a fraction or a larger number is a usage error, never wrapped or clamped).
+struct SamplingOptions {
+  runtime::SamplingParams params;
+  std::optional<uint64_t> seed;  // nullopt: random (printed)
+  // The parameters with the seed filled in; InvalidArgument naming a bad value.
+  Result<runtime::SamplingParams> Resolve() const;
+};
+void AddSamplingOptions(CLI::App* cmd, SamplingOptions* o);
+// The --seed option of a command ("seed of the synthetic weights" for bench).
+CLI::Option* AddSeedOption(CLI::App* cmd, std::optional<uint64_t>* seed, const std::string& help);
+
+// Prints "herd: error: <message>" and returns the exit code of its kind (commands.h): kExitUsage for
+// InvalidArgument, kExitOutput for a failed output (core/file.h IsOutputError), kExitResources for
+// ResourceExhausted, kExitBadInput for everything else (a damaged, unsupported or unreadable model or input).
 int Fail(const Status& s);
-// Prints "herd: error: ..." and returns 2 (bad model or input), whatever the code.
-int FailInput(const Status& s);
+
+// Standard output: every command writes through stdio; FinishOutput flushes it and reports an earlier failed
+// write (a full disk, a closed stdout) as IOError "cannot write to standard output". Main calls it once after a
+// successful command. WriteStdout writes and flushes `text` and says whether that worked, for streaming commands
+// (run, chat), which stop generating when nobody can read the result.
+Status FinishOutput();
+bool WriteStdout(std::string_view text);
 
 Result<std::unique_ptr<runtime::LoadedModel>> Load(const CommonOptions& o, bool require_tokenizer);
+// The worker pool of -t; ResourceExhausted when the OS refuses that many threads.
+Result<std::unique_ptr<ThreadPool>> MakePool(const CommonOptions& o);
 
-// The context to allocate: -c when given, else min(model maximum, max(4096, needed)).
-int64_t ContextSize(const CommonOptions& o, const model::ModelConfig& c, int64_t needed);
+// The context to allocate: -c when given, else min(model maximum, max(4096, needed)). InvalidArgument when -c
+// exceeds the model's max_position_embeddings.
+Result<int64_t> ContextSize(const CommonOptions& o, const model::ModelConfig& c, int64_t needed);
 
-// "1, 2,3" -> {1, 2, 3}; InvalidArgument naming the bad entry.
-Result<std::vector<int32_t>> ParseTokenList(const std::string& s);
+// "1, 2,3" -> {1, 2, 3}: decimal ids from 0 to 2^31 - 1 separated by commas (spaces around them allowed).
+// InvalidArgument naming the bad entry for anything else: a sign, an empty entry (",,", a trailing comma), a
+// NUL byte or other junk.
+Result<std::vector<int32_t>> ParseTokenList(std::string_view s);
 
 // A subcommand registered on `app` and the function that runs it once parsed. Options live in the closure.
 struct Command {
   CLI::App* app = nullptr;
-  std::function<int()> run;
+  std::function<Status()> run;
 };
 
 Command AddBenchCommand(CLI::App& app);

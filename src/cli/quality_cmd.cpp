@@ -8,11 +8,10 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
-#include <iostream>
-
 #include <nlohmann/json.hpp>
 
 #include "cli/common.h"
+#include "core/file.h"
 #include "core/thread_pool.h"
 #include "tools/quantize.h"
 
@@ -25,19 +24,21 @@ struct QuantizeCmdOptions {
   bool quiet = false;
 };
 
-int CmdQuantize(const QuantizeCmdOptions& o) {
+Status CmdQuantize(const QuantizeCmdOptions& o) {
   auto t = ParseDType(o.type);
-  if (!t) return Fail(InvalidArgument("unknown type '" + o.type + "'"));
+  if (!t) return InvalidArgument("unknown type '" + o.type + "' (q8_0, q4_0, q4_k, q5_k, q6_k, f16, bf16)");
   tools::QuantizeOptions q;
   q.input = o.input;
   q.output = o.output;
   q.type = *t;
   q.threads = o.threads;
   q.show_progress = !o.quiet;
-  Status s = tools::QuantizeModel(q);
-  if (!s.ok()) return s.code() == StatusCode::kInvalidArgument ? Fail(s) : FailInput(s);
-  return kExitOk;
+  return tools::QuantizeModel(q);
 }
+
+// Texts are read whole (pipes and stdin too); a quarter GiB is tens of millions of tokens, more than any
+// evaluation runs.
+constexpr uint64_t kMaxTextBytes = uint64_t{256} << 20;
 
 struct EvalOptions {
   CommonOptions common;
@@ -67,16 +68,20 @@ struct Chunks {
 };
 
 Result<Chunks> MakeChunks(const EvalOptions& o, runtime::LoadedModel& m) {
-  HERD_ASSIGN_OR_RETURN(std::string text, ReadFileToString(o.text_file, uint64_t{1} << 30));
+  HERD_ASSIGN_OR_RETURN(std::string text, ReadTextInput(o.text_file, kMaxTextBytes));
   Chunks c;
   c.tokens = m.tokenizer->Encode(text, /*add_bos=*/false, /*parse_special=*/false);
   c.n_ctx = o.common.ctx > 0 ? o.common.ctx : std::min<int64_t>(512, m.model->config().max_position_embeddings);
   if (c.n_ctx < 8) return InvalidArgument("-c must be at least 8 for perplexity");
+  if (c.n_ctx > m.model->config().max_position_embeddings) {
+    return InvalidArgument("-c " + std::to_string(c.n_ctx) + " is above the model's maximum context of " +
+                           std::to_string(m.model->config().max_position_embeddings) + " positions");
+  }
   c.n_chunks = static_cast<int64_t>(c.tokens.size()) / c.n_ctx;
   if (o.max_chunks > 0) c.n_chunks = std::min(c.n_chunks, o.max_chunks);
   if (c.n_chunks == 0) {
-    return InvalidArgument(o.text_file + " has " + std::to_string(c.tokens.size()) +
-                           " tokens, fewer than one chunk of -c " + std::to_string(c.n_ctx));
+    return OutOfRange(o.text_file + " has " + std::to_string(c.tokens.size()) + " tokens, fewer than one chunk of -c " +
+                      std::to_string(c.n_ctx));
   }
   return c;
 }
@@ -91,73 +96,67 @@ Status RunChunk(runtime::LoadedModel& m, model::ModelState& state, const Chunks&
   return m.model->Forward(state, ids, model::LogitsMode::kAll, logits->data(), pool);
 }
 
-int CmdPerplexity(const EvalOptions& o) {
-  auto loaded = Load(o.common, true);
-  if (!loaded.ok()) return FailInput(loaded.status());
-  runtime::LoadedModel& m = **loaded;
-  auto chunks = MakeChunks(o, m);
-  if (!chunks.ok()) return Fail(chunks.status());
-  const Chunks& c = *chunks;
-  auto state = m.model->NewState(c.n_ctx, o.common.batch);
-  if (!state.ok()) return FailInput(state.status());
-  ThreadPool pool(o.common.threads);
+Status CmdPerplexity(const EvalOptions& o) {
+  HERD_ASSIGN_OR_RETURN(auto loaded, Load(o.common, true));
+  runtime::LoadedModel& m = *loaded;
+  HERD_ASSIGN_OR_RETURN(const Chunks c, MakeChunks(o, m));
+  HERD_ASSIGN_OR_RETURN(auto state, m.model->NewState(c.n_ctx, o.common.batch));
+  HERD_ASSIGN_OR_RETURN(auto pool, MakePool(o.common));
   const int64_t vocab = m.model->config().vocab_size;
   std::vector<float> logits;
   double nll = 0;
   int64_t count = 0;
   const double t0 = runtime::NowMs();
   for (int64_t k = 0; k < c.n_chunks; ++k) {
-    if (Status s = RunChunk(m, **state, c, k, pool, &logits); !s.ok()) return FailInput(s);
+    HERD_RETURN_IF_ERROR(RunChunk(m, *state, c, k, *pool, &logits));
     for (int64_t j = c.n_ctx / 2; j + 1 < c.n_ctx; ++j) {
       nll -= LogProb(logits.data() + j * vocab, vocab, c.tokens[k * c.n_ctx + j + 1], nullptr);
       ++count;
     }
-    if (!o.json) std::fprintf(stderr, "[chunk %" PRId64 "/%" PRId64 "] ppl %.4f\n", k + 1, c.n_chunks,
-                              std::exp(nll / count));
+    if (!o.json)
+      std::fprintf(stderr, "[chunk %" PRId64 "/%" PRId64 "] ppl %.4f\n", k + 1, c.n_chunks, std::exp(nll / count));
   }
   const double ppl = std::exp(nll / static_cast<double>(count));
   const double secs = (runtime::NowMs() - t0) / 1000;
   if (o.json) {
-    std::cout << nlohmann::json{{"model", o.common.model}, {"ppl", ppl}, {"n_ctx", c.n_ctx},
-                                {"chunks", c.n_chunks}, {"scored_tokens", count}, {"seconds", secs}}
-                     .dump()
-              << "\n";
+    std::printf("%s\n", nlohmann::json{{"model", o.common.model},
+                                       {"ppl", ppl},
+                                       {"n_ctx", c.n_ctx},
+                                       {"chunks", c.n_chunks},
+                                       {"scored_tokens", count},
+                                       {"seconds", secs}}
+                            .dump()
+                            .c_str());
   } else {
     std::printf("perplexity %.4f over %" PRId64 " tokens (%" PRId64 " chunks of %" PRId64 "), %.1f s\n", ppl, count,
                 c.n_chunks, c.n_ctx, secs);
   }
-  return kExitOk;
+  return Status::Ok();
 }
 
-int CmdKld(const EvalOptions& o) {
-  auto loaded = Load(o.common, true);
-  if (!loaded.ok()) return FailInput(loaded.status());
+Status CmdKld(const EvalOptions& o) {
+  HERD_ASSIGN_OR_RETURN(auto loaded, Load(o.common, true));
   CommonOptions ref_opts = o.common;
   ref_opts.model = o.reference;
-  auto ref_loaded = Load(ref_opts, true);
-  if (!ref_loaded.ok()) return FailInput(ref_loaded.status());
-  runtime::LoadedModel& m = **loaded;
-  runtime::LoadedModel& r = **ref_loaded;
+  HERD_ASSIGN_OR_RETURN(auto ref_loaded, Load(ref_opts, true));
+  runtime::LoadedModel& m = *loaded;
+  runtime::LoadedModel& r = *ref_loaded;
   const int64_t vocab = m.model->config().vocab_size;
   if (r.model->config().vocab_size != vocab) {
-    return FailInput(InvalidArgument("the models have different vocabularies (" + std::to_string(vocab) + " and " +
-                                     std::to_string(r.model->config().vocab_size) + ")"));
+    return Corruption("the models have different vocabularies (" + std::to_string(vocab) + " and " +
+                      std::to_string(r.model->config().vocab_size) + ")");
   }
-  auto chunks = MakeChunks(o, r);
-  if (!chunks.ok()) return Fail(chunks.status());
-  const Chunks& c = *chunks;
-  auto state = m.model->NewState(c.n_ctx, o.common.batch);
-  auto ref_state = r.model->NewState(c.n_ctx, o.common.batch);
-  if (!state.ok()) return FailInput(state.status());
-  if (!ref_state.ok()) return FailInput(ref_state.status());
-  ThreadPool pool(o.common.threads);
+  HERD_ASSIGN_OR_RETURN(const Chunks c, MakeChunks(o, r));
+  HERD_ASSIGN_OR_RETURN(auto state, m.model->NewState(c.n_ctx, o.common.batch));
+  HERD_ASSIGN_OR_RETURN(auto ref_state, r.model->NewState(c.n_ctx, o.common.batch));
+  HERD_ASSIGN_OR_RETURN(auto pool, MakePool(o.common));
   std::vector<float> lm, lr;
   std::vector<double> pm, pr;
   double kld_sum = 0, kld_max = 0, nll_m = 0, nll_r = 0;
   int64_t count = 0, same_top = 0;
   for (int64_t k = 0; k < c.n_chunks; ++k) {
-    if (Status s = RunChunk(r, **ref_state, c, k, pool, &lr); !s.ok()) return FailInput(s);
-    if (Status s = RunChunk(m, **state, c, k, pool, &lm); !s.ok()) return FailInput(s);
+    HERD_RETURN_IF_ERROR(RunChunk(r, *ref_state, c, k, *pool, &lr));
+    HERD_RETURN_IF_ERROR(RunChunk(m, *state, c, k, *pool, &lm));
     for (int64_t j = c.n_ctx / 2; j + 1 < c.n_ctx; ++j) {
       const int32_t next = c.tokens[k * c.n_ctx + j + 1];
       nll_r -= LogProb(lr.data() + j * vocab, vocab, next, &pr);
@@ -180,17 +179,21 @@ int CmdKld(const EvalOptions& o) {
   const double top1 = static_cast<double>(same_top) / static_cast<double>(count);
   const double ppl_m = std::exp(nll_m / count), ppl_r = std::exp(nll_r / count);
   if (o.json) {
-    std::cout << nlohmann::json{{"model", o.common.model}, {"reference", o.reference}, {"mean_kld", mean_kld},
-                                {"max_kld", kld_max}, {"top1_agreement", top1}, {"ppl", ppl_m},
-                                {"ppl_reference", ppl_r}, {"scored_tokens", count}}
-                     .dump()
-              << "\n";
+    std::printf("%s\n", nlohmann::json{{"model", o.common.model},
+                                       {"reference", o.reference},
+                                       {"mean_kld", mean_kld},
+                                       {"max_kld", kld_max},
+                                       {"top1_agreement", top1},
+                                       {"ppl", ppl_m},
+                                       {"ppl_reference", ppl_r},
+                                       {"scored_tokens", count}}
+                            .dump()
+                            .c_str());
   } else {
-    std::printf("mean KLD %.6f (max %.6f), top-1 agreement %.2f%%, PPL %.4f vs reference %.4f, %" PRId64
-                " tokens\n",
+    std::printf("mean KLD %.6f (max %.6f), top-1 agreement %.2f%%, PPL %.4f vs reference %.4f, %" PRId64 " tokens\n",
                 mean_kld, kld_max, 100 * top1, ppl_m, ppl_r, count);
   }
-  return kExitOk;
+  return Status::Ok();
 }
 
 }  // namespace
@@ -210,7 +213,7 @@ Command AddPerplexityCommand(CLI::App& app) {
   auto o = std::make_shared<EvalOptions>();
   auto* cmd = app.add_subcommand("perplexity", "perplexity of a model on a text file (chunks of -c tokens)");
   AddModelOptions(cmd, &o->common);
-  cmd->add_option("-f,--file", o->text_file, "text file")->required();
+  cmd->add_option("-f,--file", o->text_file, "text file, or - for standard input (at most 256 MiB)")->required();
   cmd->add_option("--chunks", o->max_chunks, "evaluate at most this many chunks")->check(CLI::Range(0, 1 << 30));
   cmd->add_flag("--json", o->json, "one JSON object");
   return {cmd, [o] { return CmdPerplexity(*o); }};
@@ -221,7 +224,7 @@ Command AddKldCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand("kld", "KL divergence and top-1 agreement of a model against a reference model");
   AddModelOptions(cmd, &o->common);
   cmd->add_option("--ref,--reference", o->reference, "reference model (e.g. the F32 or BF16 original)")->required();
-  cmd->add_option("-f,--file", o->text_file, "text file")->required();
+  cmd->add_option("-f,--file", o->text_file, "text file, or - for standard input (at most 256 MiB)")->required();
   cmd->add_option("--chunks", o->max_chunks, "evaluate at most this many chunks")->check(CLI::Range(0, 1 << 30));
   cmd->add_flag("--json", o->json, "one JSON object");
   return {cmd, [o] { return CmdKld(*o); }};

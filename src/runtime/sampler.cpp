@@ -20,6 +20,7 @@ Status SamplingParams::Validate() const {
     return InvalidArgument("repeat penalty must be > 0, got " + std::to_string(repeat_penalty));
   }
   if (repeat_last_n < 0) return InvalidArgument("repeat-last-n must be >= 0, got " + std::to_string(repeat_last_n));
+  if (top_k < 0) return InvalidArgument("top-k must be >= 0 (0: off), got " + std::to_string(top_k));
   return Status::Ok();
 }
 

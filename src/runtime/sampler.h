@@ -15,7 +15,7 @@ namespace herd::runtime {
 
 struct SamplingParams {
   float temperature = 0.8f;
-  int32_t top_k = 40;      // <= 0: all tokens
+  int32_t top_k = 40;      // 0: all tokens
   float top_p = 0.95f;     // >= 1: off
   float min_p = 0.05f;     // <= 0: off
   float repeat_penalty = 1.0f;  // 1: off

@@ -85,11 +85,16 @@ TEST(ChatCli, SaveResetLoadContinuesTheConversation) {
   EXPECT_EQ(Processed(resumed.err).back(), 4) << resumed.err;
 }
 
+// Each bad line is an error that ends its turn, not the session; the exit code still says that lines failed
+// (issue 18: a failed /load or /save ended with exit 0), with the code of the last failure (/nope: usage, 1).
 TEST(ChatCli, BadInputEndsTheTurnNotTheSession) {
   const std::string bad = testing::TempDir("chat-bad") + "/junk.chat";
   testing::WriteBytes(bad, "HERDCHAT1\nnonsense");
   Outcome o = Chat("1,2\nnot,ids\n999999\n/load " + bad + "\n/load /nonexistent/x.chat\n/nope\n3,4\n");
-  ASSERT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_EQ(o.exit_code, 1) << o.err;
+  EXPECT_NE(o.err.find("herd: error: Invalid argument: 5 of 7 lines failed; the last: unknown command '/nope'"),
+            std::string::npos)
+      << o.err;
   EXPECT_EQ(Lines(o.out).size(), 2u) << o.out;
   EXPECT_NE(o.err.find("'not' is not a token id"), std::string::npos) << o.err;
   EXPECT_NE(o.err.find("999999"), std::string::npos) << o.err;

@@ -133,8 +133,10 @@ TEST(ConvertCliTest, BadInputExitsTwo) {
   EXPECT_EQ(o.exit_code, 2);
   EXPECT_NE(o.err.find("mistral"), std::string::npos) << o.err;
 
+  // An output path that cannot be written is a usage error, found before any work.
   o = Herd({"convert", Fixture("allmoe"), "-o", dir + "/no-such-dir/x.gguf"});
-  EXPECT_EQ(o.exit_code, 2);
+  EXPECT_EQ(o.exit_code, 1);
+  EXPECT_NE(o.err.find("does not exist"), std::string::npos) << o.err;
   EXPECT_FALSE(fs::exists(dir + "/no-such-dir"));
   fs::remove_all(dir);
 }
