@@ -101,16 +101,23 @@ int Fail(const Status& s) {
   return kExitBadInput;
 }
 
+namespace {
+int stdout_errno = 0;  // the first error of a write to stdout (stdio keeps only a flag)
+}  // namespace
+
 bool WriteStdout(std::string_view text) {
-  return std::fwrite(text.data(), 1, text.size(), stdout) == text.size() && std::fflush(stdout) == 0;
+  errno = 0;
+  if (std::fwrite(text.data(), 1, text.size(), stdout) == text.size() && std::fflush(stdout) == 0) return true;
+  if (stdout_errno == 0) stdout_errno = errno;
+  return false;
 }
 
 Status FinishOutput() {
   errno = 0;
   const bool flushed = std::fflush(stdout) == 0;
   if (flushed && !std::ferror(stdout)) return Status::Ok();
-  const std::string reason = errno != 0 ? std::strerror(errno) : "an earlier write failed";
-  return OutputError("standard output", reason);
+  if (stdout_errno == 0) stdout_errno = errno;
+  return OutputError("standard output", stdout_errno != 0 ? std::strerror(stdout_errno) : "a write failed");
 }
 
 Result<std::unique_ptr<runtime::LoadedModel>> Load(const CommonOptions& o, bool require_tokenizer) {
