@@ -1,6 +1,7 @@
 // Rotary position embedding of one head vector (llama4.md 2.5: interleaved pairs for Llama 4, Meta, GGUF and
-// llama2.c; 10.2: half-split pairs for HF Llama 1-3 safetensors). The caller builds cos/sin per position from
-// the model's frequencies (including any llama3 scaling); this kernel only rotates. Reference: kernels/ref/rope.h.
+// llama2.c; 10.2: half-split pairs for HF Llama 1-3 safetensors), and the per-position cos/sin table it rotates
+// by (RopeCosSin, from the model's inverse frequencies including any llama3 scaling). Reference: kernels/ref/rope.h
+// for the rotation; the table is pinned to the Llama 4 fixtures' rope_cos_sin.npy (tests/golden).
 #pragma once
 
 #include <cstdint>
@@ -17,5 +18,12 @@ enum class RopeStyle {
 // x: f32 [head_dim] (head_dim even); cos, sin: f32 [head_dim / 2], cos[i] = cos(pos * inv_freq[i]).
 // Thread-safe, allocates nothing, any alignment.
 void Rope(float* x, int64_t head_dim, const float* cos, const float* sin, RopeStyle style);
+
+// The angles of position `pos` and their cosines and sines: for i < n_pairs,
+//   angle = fl32(float(pos) * inv_freq[i]),  cos[i] = std::cos(angle),  sin[i] = std::sin(angle),
+// with the product formed in fp32, as Meta's and HF's references do (llama4.md 2.5 "Angles", 2.13): a double
+// product would differ from them by up to |angle| * 2^-24 at large positions. inv_freq: f32 [n_pairs]; cos, sin:
+// f32 [n_pairs] (n_pairs = head_dim / 2). pos is exact in fp32 up to 2^24. Thread-safe, allocates nothing.
+void RopeCosSin(const float* inv_freq, int64_t n_pairs, int64_t pos, float* cos, float* sin);
 
 }  // namespace herd::kernels

@@ -1,11 +1,13 @@
 // Tests of kernels/rope.h (llama4.md 2.5 interleaved pairs, 10.2 half-split pairs) against kernels/ref/rope.h on
 // every compiled Highway target the CPU supports, plus hand-computed rotations and the 10.2 equivalence of the
-// two conventions under the per-head permutation of the HF converter.
+// two conventions under the per-head permutation of the HF converter; RopeCosSin (the table the decoder rotates by)
+// by hand values and against double precision.
 #include "kernels/rope.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <numbers>
 #include <random>
 #include <string>
 #include <vector>
@@ -100,6 +102,74 @@ TEST(RopeReferenceTest, HalfSplitOfPermutedEqualsInterleaved) {
   ref::Rope(permuted.data(), d, c.data(), s.data(), RopeStyle::kHalfSplit);
   for (int64_t i = 0; i < d / 2; ++i) {
     for (int64_t sel = 0; sel < 2; ++sel) EXPECT_EQ(permuted[sel * (d / 2) + i], x[2 * i + sel]) << i << "," << sel;
+  }
+}
+
+// ---- RopeCosSin ----
+
+TEST(RopeCosSinTest, HandValues) {
+  // fl32(pi/2) = pi/2 + d with d = 4.371139e-8 (pi/2 = 1.5707963267948966, its float 1.5707963705062866), so the
+  // angles at positions 1, 2 and 4 are exactly p pi/2 + p d (p * fl32(pi/2) is exact in fp32 for p = 1, 2, 4):
+  // cos = -sin(d), -cos(2d), cos(4d) and sin = cos(d), -sin(2d), sin(4d), with cos(k d) = 1 to within 2^-45.
+  // Pair 1 has frequency 0 (angle 0 at every position), pair 2 half of pair 0's.
+  constexpr double kPi = std::numbers::pi;
+  const float quarter = static_cast<float>(kPi / 2);
+  const double d = static_cast<double>(quarter) - kPi / 2;
+  ASSERT_NEAR(d, 4.371139e-8, 1e-14);
+  const float inv_freq[3] = {quarter, 0.0f, quarter / 2};
+  float cos[3], sin[3];
+  RopeCosSin(inv_freq, 3, 0, cos, sin);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(cos[i], 1.0f) << i;
+    EXPECT_EQ(sin[i], 0.0f) << i;
+  }
+  struct Turn {
+    int64_t pos;
+    float cos, sin;
+  };
+  for (const Turn& t : {Turn{1, static_cast<float>(-d), 1.0f}, Turn{2, -1.0f, static_cast<float>(-2 * d)},
+                        Turn{4, 1.0f, static_cast<float>(4 * d)}}) {
+    RopeCosSin(inv_freq, 3, t.pos, cos, sin);
+    EXPECT_FLOAT_EQ(cos[0], t.cos) << "pos " << t.pos;
+    EXPECT_FLOAT_EQ(sin[0], t.sin) << "pos " << t.pos;
+    EXPECT_EQ(cos[1], 1.0f) << "pos " << t.pos;
+    EXPECT_EQ(sin[1], 0.0f) << "pos " << t.pos;
+  }
+  // Pair 2 at pos 1: pi/4 + d/2, cos and sin = sqrt(1/2) -/+ 1.55e-8, within one ulp (6e-8) after rounding.
+  RopeCosSin(inv_freq, 3, 1, cos, sin);
+  EXPECT_NEAR(cos[2], std::sqrt(0.5), 1.55e-8 + 6e-8);
+  EXPECT_NEAR(sin[2], std::sqrt(0.5), 1.55e-8 + 6e-8);
+}
+
+// Llama 4 frequencies (theta 500000, head_dim 128) at positions up to 2^24. The product p * f of two floats is
+// exact in double (48 significant bits), so with a = p * f exact and a32 = fl32(a):
+//  * evaluation: |cos - cos(a32)| <= 2^-24, one ulp of the [0.5, 1) binade (glibc's cosf/sinf are within one ulp);
+//  * the fp32 product: |a32 - a| <= 2^-24 |a| (round to nearest), and cos and sin are 1-Lipschitz, so
+//    |cos - cos(a)| <= 2^-24 (|a| + 1).
+// The first fails for a product formed in double (it moves the angle by up to 2^-24 |a|, ~0.03 at a ~ 1e6); the
+// second bounds what the fp32 product costs against exact math.
+TEST(RopeCosSinTest, MatchesDoublePrecisionWithinDerivedBound) {
+  constexpr int64_t kPairs = 64;
+  float inv_freq[kPairs];
+  for (int64_t i = 0; i < kPairs; ++i) {
+    inv_freq[i] = static_cast<float>(1.0 / std::pow(500000.0, static_cast<double>(2 * i) / (2 * kPairs)));
+  }
+  std::mt19937_64 rng(testing::BaseSeed());
+  SCOPED_TRACE(SeedTrace(testing::BaseSeed()));
+  std::vector<int64_t> positions = {0, 1, 2, 3, 127, 8191, 8192, 65535, 1 << 20, (1 << 24) - 1, 1 << 24};
+  std::uniform_int_distribution<int64_t> any_pos(0, int64_t{1} << 24);
+  for (int k = 0; k < 200; ++k) positions.push_back(any_pos(rng));
+  float cos[kPairs], sin[kPairs];
+  for (int64_t p : positions) {
+    RopeCosSin(inv_freq, kPairs, p, cos, sin);
+    for (int64_t i = 0; i < kPairs; ++i) {
+      const double a = static_cast<double>(p) * inv_freq[i];
+      const double a32 = static_cast<float>(a);
+      ASSERT_LE(std::fabs(cos[i] - std::cos(a32)), kU) << "cos, pos " << p << ", pair " << i;
+      ASSERT_LE(std::fabs(sin[i] - std::sin(a32)), kU) << "sin, pos " << p << ", pair " << i;
+      ASSERT_LE(std::fabs(cos[i] - std::cos(a)), kU * (std::fabs(a) + 1)) << "cos, pos " << p << ", pair " << i;
+      ASSERT_LE(std::fabs(sin[i] - std::sin(a)), kU * (std::fabs(a) + 1)) << "sin, pos " << p << ", pair " << i;
+    }
   }
 }
 

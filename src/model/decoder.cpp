@@ -384,12 +384,7 @@ void DecoderModel::ForwardBatch(State& s, const int32_t* tokens, int64_t n, Logi
   }
   trace_hidden(s.x.data());
   for (int64_t t = 0; t < n; ++t) {
-    const float p = static_cast<float>(pos0 + t);
-    for (int64_t i = 0; i < half; ++i) {
-      const float angle = p * inv_freq_[i];  // fp32 product, as the references compute it (llama4.md 2.13)
-      s.cos[t * half + i] = std::cos(angle);
-      s.sin[t * half + i] = std::sin(angle);
-    }
+    kernels::RopeCosSin(inv_freq_.data(), half, pos0 + t, s.cos.data() + t * half, s.sin.data() + t * half);
   }
 
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {

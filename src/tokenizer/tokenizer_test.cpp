@@ -6,7 +6,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -965,23 +964,6 @@ TEST(LoadTokenizer, GgufObjectAndPathAgree) {
   Ids stops = tok->stop_ids();
   EXPECT_EQ(stops, Ids{2});
   EXPECT_EQ(tok->Encode("Hello world", true, false), Llama2Gguf().Encode("Hello world", true, false));
-}
-
-// ---- speed (reported, not asserted: docs/style.md section 7) ----
-
-TEST(Speed, ThreeThousandTokens) {
-  std::string text;
-  for (const Vector& v : ReadVectors(SharedPath("models/llama3-tokenizer/ggml-vocab-llama-bpe.gguf"))) {
-    text += v.text + "\n";
-  }
-  std::string big;
-  while (Llama4().Encode(big, false, false).size() < 3000) big += text;
-  for (const Tokenizer* t : {&Llama3(), &Llama4(), &Llama2Gguf()}) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const size_t n = t->Encode(big, false, false).size();
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("  %-9s %zu tokens in %.2f ms\n", std::string(t->kind()).c_str(), n, ms);
-  }
 }
 
 }  // namespace

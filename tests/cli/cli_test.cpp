@@ -91,6 +91,9 @@ TEST(CliTest, RunGreedyStoryFromBothFormats) {
   }
 }
 
+// 40 tokens sampled at temperature 1 (top-k 40, top-p 0.9): the same seed must give the same text, another seed
+// another text. stories260K spreads its probability over several tokens at most steps (seeds 7 and 8 part at the
+// first generated token), so two seeds giving the same 40 tokens would mean the seed is not used.
 TEST(CliTest, SeedMakesSamplingDeterministic) {
   std::vector<std::string> args = {"run",     "-m",     Stories("stories260K.gguf"),
                                    "-p",      "Lily",   "-n",
@@ -99,10 +102,13 @@ TEST(CliTest, SeedMakesSamplingDeterministic) {
                                    "0.9",     "--seed", "7"};
   Outcome a = Herd(args), b = Herd(args);
   ASSERT_EQ(a.exit_code, 0) << a.err;
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  ASSERT_GT(a.out.size(), std::string("Lily").size() + 40) << "no text generated: " << a.out;
   EXPECT_EQ(a.out, b.out);
   args.back() = "8";
   Outcome c = Herd(args);
-  ASSERT_EQ(c.exit_code, 0);
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_NE(c.out, a.out) << "seeds 7 and 8 gave the same 40 sampled tokens";
 }
 
 TEST(CliTest, LogitsJsonMatchesReference) {

@@ -4,9 +4,10 @@
 // layout (experts.{i}.gate_proj.weight + weight_scale [out, 1]) and fused layout (experts.gate_up_proj +
 // gate_up_proj_scale [E, 1, 2F], down_proj_scale [E, D, 1]). herd's logits on each FP8 directory must match its
 // logits on an F32 copy holding the dequantized weights fl(e4m3 * scale) to 1e-5 relative (same math, other
-// kernels); against the fixture's expected logits (unquantized weights) the FP8 error is reported and bounded
-// loosely. The per-expert layout without quantization must match the fixture to its 1e-4. Damaged scales and
-// unknown quant methods are errors naming the tensor or the method.
+// kernels); against the fixture's expected logits (unquantized weights) the FP8 error is bounded loosely and the
+// argmax may differ only at as many positions as the error's size explains. The per-expert layout without
+// quantization must match the fixture to its 1e-4 with every argmax equal. Damaged scales and unknown quant methods
+// are errors naming the tensor or the method.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -376,23 +377,48 @@ TEST_P(Llama4Fp8Test, LogitsMatchDequantizedWeights) {
   ASSERT_EQ(expected.size(), static_cast<int64_t>(got.prefill.size()));
   const int64_t vocab = (*fp8)->model->config().vocab_size, n_pos = expected.size() / vocab;
   double sum_err2 = 0, sum_ref2 = 0;
-  int64_t argmax_same = 0;
   for (int64_t i = 0; i < expected.size(); ++i) {
     const double e = static_cast<double>(got.prefill[i]) - expected.f32[i];
     sum_err2 += e * e;
     sum_ref2 += static_cast<double>(expected.f32[i]) * expected.f32[i];
   }
-  for (int64_t t = 0; t < n_pos; ++t) {
-    const auto row = got.prefill.begin() + t * vocab;
-    const auto ref_row = expected.f32.begin() + t * vocab;
-    argmax_same += std::max_element(row, row + vocab) - row == std::max_element(ref_row, ref_row + vocab) - ref_row;
-  }
   const double nrmse = std::sqrt(sum_err2 / sum_ref2);
   const Diff d = Compare(got.prefill, expected.f32.data(), 1e-4);
+  // Argmax agreement. The fixture's model has random weights: its top-2 margins are small (0.08 to 3.5 at p24,
+  // logits of RMS 3), so FP8 noise may flip near-ties but not clear winners. Model the error as independent noise
+  // of the measured RMS s on each logit: position t then flips when the noise difference of its top two logits
+  // (RMS sqrt(2) s) exceeds its margin m_t, with probability p_t = Phi(-m_t / (sqrt(2) s)) = erfc(m_t / (2 s)) / 2.
+  // The flips allowed are their expected count plus three standard deviations, sum p_t + 3 sqrt(sum p_t (1 - p_t)):
+  // more means errors concentrated on the deciding logits, which their size does not explain (swapping the FP8
+  // scales of neighbouring LM-head rows gives 16-20 flips against 11-12 allowed, while its normalized RMS error,
+  // 0.23-0.26, still passes). Measured: FP8 experts 0 flips (0.25-0.5 expected, 1-2 allowed); every matrix in FP8
+  // 6 flips on interleaved (4.0 expected, 9 allowed) and 0 on allmoe (2.1 expected, 5 allowed). Unquantized (F32
+  // per-expert layout): no flip allowed.
+  const double s = std::sqrt(sum_err2 / static_cast<double>(expected.size()));
+  int64_t argmax_same = 0;
+  double flips_mean = 0, flips_var = 0;
+  for (int64_t t = 0; t < n_pos; ++t) {
+    const float* row = got.prefill.data() + t * vocab;
+    const float* ref_row = expected.f32.data() + t * vocab;
+    const int64_t ref_top = std::max_element(ref_row, ref_row + vocab) - ref_row;
+    argmax_same += std::max_element(row, row + vocab) - row == ref_top;
+    double second = -INFINITY;
+    for (int64_t i = 0; i < vocab; ++i) {
+      if (i != ref_top) second = std::max<double>(second, ref_row[i]);
+    }
+    const double p = s > 0 ? 0.5 * std::erfc((ref_row[ref_top] - second) / (2 * s)) : 0.0;
+    flips_mean += p;
+    flips_var += p * (1 - p);
+  }
+  const int64_t flips_allowed =
+      c.scope == Scope::kNone ? 0 : static_cast<int64_t>(flips_mean + 3 * std::sqrt(flips_var));
   std::printf(
       "[ fp8 ] %s vs fixture logits_p24: max |diff| %.3g (max |logit| %.3g), normalized RMS error %.4f, "
-      "argmax equal at %lld of %lld positions\n",
-      name.c_str(), d.max, d.max_ref, nrmse, static_cast<long long>(argmax_same), static_cast<long long>(n_pos));
+      "argmax equal at %lld of %lld positions (flips expected from the error RMS %.3g: %.2f, allowed %lld)\n",
+      name.c_str(), d.max, d.max_ref, nrmse, static_cast<long long>(argmax_same), static_cast<long long>(n_pos), s,
+      flips_mean, static_cast<long long>(flips_allowed));
+  EXPECT_LE(n_pos - argmax_same, flips_allowed)
+      << "argmax differs from logits_p24.npy at " << n_pos - argmax_same << " of " << n_pos << " positions";
   if (c.scope == Scope::kNone) {
     EXPECT_LT(d.first_bad, 0) << "max |diff| vs logits_p24.npy " << d.max << " > 1e-4, first at " << d.first_bad;
   } else {

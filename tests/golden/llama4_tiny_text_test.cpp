@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <map>
 
+#include "kernels/rope.h"
 #include "model/decoder.h"
 #include "tools/convert.h"
 #include "runtime/engine.h"
@@ -155,15 +156,17 @@ TEST_P(Llama4TinyTextTest, RopeTables) {
   const std::vector<float> got = InvFreq();
   ASSERT_EQ(static_cast<int64_t>(got.size()), inv.size());
   EXPECT_CLOSE(got.data(), inv.f32.data(), inv.size(), 1e-6, "rope_inv_freq");
+  // The table the decoder rotates by: kernels::RopeCosSin of these frequencies at each position.
   const NpyArray cs = ReadNpy(fixture_ + "/rope_cos_sin.npy");  // [positions, pairs, 2]
   const auto positions = inputs_["rope_positions"].get<std::vector<int64_t>>();
-  ASSERT_EQ(cs.shape[0], static_cast<int64_t>(positions.size()));
-  std::vector<float> table;
+  const int64_t n_pairs = static_cast<int64_t>(got.size());
+  ASSERT_EQ(cs.shape, (std::vector<int64_t>{static_cast<int64_t>(positions.size()), n_pairs, 2}));
+  std::vector<float> table, cos(got.size()), sin(got.size());
   for (int64_t p : positions) {
-    for (float f : got) {
-      const float angle = static_cast<float>(p) * f;
-      table.push_back(std::cos(angle));
-      table.push_back(std::sin(angle));
+    kernels::RopeCosSin(got.data(), n_pairs, p, cos.data(), sin.data());
+    for (int64_t i = 0; i < n_pairs; ++i) {
+      table.push_back(cos[i]);
+      table.push_back(sin[i]);
     }
   }
   EXPECT_CLOSE(table.data(), cs.f32.data(), cs.size(), 1e-6, "rope cos/sin");

@@ -1,16 +1,23 @@
-// Per-target (Highway) matrix products with weights in their stored dtype: F32, F16, BF16, Q8_0, Q4_0 (block
-// layouts: llama4.md 5.4). Included once per SIMD target by cpu/matmul.cpp. Reference: kernels/ref/matmul.h.
+// Per-target (Highway) matrix products with weights in their stored dtype (block layouts: llama4.md 5.4). Included
+// once per SIMD target by cpu/matmul.cpp and by cpu/matmul_fp8.cpp, which adds its own source type (SrcF8E4M3).
+// Reference: kernels/ref/matmul.h. Source types, each decoding a row into f32 exactly:
+//  * SrcF32, SrcF16, SrcBF16 (and F8_E4M3): every kernel below, row-major and input-major weights.
+//  * SrcQ8_0, SrcQ4_0, SrcK<Q4_K|Q5_K|Q6_K>, SrcQ8_0R (kernels/repack.h): DequantizeRow and the packed GEMM only.
+//    Their products below QuantDotMaxTokens() tokens are integer dots (cpu/qdot.h); Q8_0R on targets without its
+//    dot kernel takes the packed GEMM at every n_tokens.
 //
 // Two kernels, chosen by n_tokens (results never depend on the thread count or the row split):
-//  * Dot (n_tokens < kGemmMinTokens, i.e. decode): kDotRows weight rows x up to 3 tokens per register tile.
-//    Each 32-element group of a row is dequantized in registers (exact: d * q fits in 19 bits) and multiplied
-//    into f32 lane accumulators, so weights stream from memory once, in their stored dtype.
+//  * Dot (n_tokens < kGemmMinTokens, i.e. decode; unblocked types): kDotRows weight rows x up to 3 tokens per
+//    register tile. Each 32-element group of a row is widened to f32 in registers and multiplied into f32 lane
+//    accumulators, so weights stream from memory once, in their stored dtype.
 //  * Packed GEMM (n_tokens >= kGemmMinTokens, prefill): per thread, a panel of kMR output rows x kKC inputs is
 //    dequantized once into a transposed f32 tile [kKC][kMR] (reused grow-once per thread), then a register
 //    micro-kernel of kNT tokens x kMR rows (2 vectors) runs over it with broadcast activations, so every
 //    dequantized weight is reused for all n_tokens and no horizontal reduction is needed. The same
 //    micro-kernel serves input-major weights (HF experts), whose panels need no transposition.
-// Variants tried (bench/matmul_bench.cpp, Zen 4, 1 thread; see bench/RESULTS.md): see matmul.cpp's header.
+// Measurements: bench/RESULTS.md, section "Kernels" (bench/matmul_bench.cpp: BM_MatVec for the dot kernel of F32,
+// F16 and BF16, BM_Prefill for the GEMM). No variants of these two kernels were recorded; the quantized decode that
+// this file's f32 dequantization used to do is variant 1 of cpu/qdot-inl.h's list.
 
 #if defined(HERD_KERNELS_CPU_MATMUL_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef HERD_KERNELS_CPU_MATMUL_INL_H_
@@ -296,7 +303,7 @@ HWY_INLINE void DequantRange(const uint8_t* row, int64_t k0, int64_t n, float* H
 // Dot kernel (decode). y[t * y_stride + r] = sum_i W_r[i] * x[t * x_stride + i] for r < R, t < T.
 
 constexpr int64_t kDotRows = 4;
-constexpr int64_t kGemmMinTokens = 4;  // below this, the dot kernel; see matmul.cpp for the measurements
+constexpr int64_t kGemmMinTokens = 4;  // below this, the dot kernel (up to 3 tokens per tile); no crossover on record
 
 template <class Src, int R, int T>
 HWY_INLINE void DotTile(const uint8_t* const* rows, const float* x, int64_t x_stride, int64_t n_in, float* y,

@@ -87,6 +87,7 @@ HWY_AFTER_NAMESPACE();
 #include <algorithm>
 #include <atomic>
 
+#include "kernels/cpu/parallel_grid.h"
 #include "kernels/cpu/qdot.h"
 #include "kernels/matmul.h"
 
@@ -99,13 +100,6 @@ HWY_EXPORT(GemmMinTokensT);
 
 namespace {
 
-// Row ranges start at multiples of kRowGrain so that no thread gets a partial micro-tile in the middle of the
-// matrix (the largest micro-tile is 32 rows); token ranges are multiples of kTokenGrain.
-constexpr int64_t kRowGrain = 32;
-constexpr int64_t kTokenGrain = 16;
-
-int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 std::atomic<bool> g_count_bytes{false};
 std::atomic<int64_t> g_bytes_read{0};
 
@@ -114,39 +108,6 @@ inline void CountWeightBytes(int64_t n_bytes) {
   if (g_count_bytes.load(std::memory_order_relaxed)) [[unlikely]] {
     g_bytes_read.fetch_add(n_bytes, std::memory_order_relaxed);
   }
-}
-
-// Splits [0, n) into `parts` ranges on multiples of `grain`; returns range `idx`.
-void SplitRange(int64_t n, int64_t parts, int64_t idx, int64_t grain, int64_t* begin, int64_t* end) {
-  const int64_t chunks = CeilDiv(n, grain);
-  *begin = std::min(n, chunks * idx / parts * grain);
-  *end = std::min(n, chunks * (idx + 1) / parts * grain);
-}
-
-// Runs fn(o_begin, o_end, t_begin, t_end) over a grid of row and token ranges, one cell per thread. Tokens are
-// split only when the rows cannot keep every thread busy and every part stays on the GEMM path, so that the
-// arithmetic of each output does not depend on the thread count.
-template <class Fn>
-void ParallelGrid(ThreadPool& pool, int64_t n_rows, int64_t n_tokens, const Fn& fn) {
-  const int64_t n_threads = pool.size();
-  const int64_t row_parts = std::max<int64_t>(1, std::min(n_threads, CeilDiv(n_rows, kRowGrain)));
-  int64_t tok_parts = 1;
-  const int64_t min_tokens = std::max(kTokenGrain, HWY_DYNAMIC_DISPATCH(GemmMinTokensT)());
-  if (row_parts < n_threads && n_tokens >= 2 * min_tokens) {
-    tok_parts = std::min(n_threads / row_parts, n_tokens / min_tokens);
-  }
-  const int64_t cells = row_parts * tok_parts;
-  if (cells <= 1) {
-    fn(int64_t{0}, n_rows, int64_t{0}, n_tokens);
-    return;
-  }
-  pool.Run([&](int idx) {
-    if (idx >= cells) return;
-    int64_t o0, o1, t0, t1;
-    SplitRange(n_rows, row_parts, idx % row_parts, kRowGrain, &o0, &o1);
-    SplitRange(n_tokens, tok_parts, idx / row_parts, kTokenGrain, &t0, &t1);
-    if (o0 < o1 && t0 < t1) fn(o0, o1, t0, t1);
-  });
 }
 
 }  // namespace
@@ -187,17 +148,18 @@ void MatMul(const TensorView& w, const float* x, int64_t n_tokens, float* y, Thr
   HERD_DCHECK(MatMulSupports(w.dtype));
   const int64_t n_out = w.Rows(), n_in = w.Cols();
   if (n_tokens <= 0 || n_out <= 0) return;
+  const int64_t gemm_min = HWY_DYNAMIC_DISPATCH(GemmMinTokensT)();
   CountWeightBytes(n_out * w.RowStride());
   if (UsesQuantDot(w.dtype, n_tokens)) {
     // Quantized once, on this thread, into its reused scratch; the workers only read it.
     QuantizedActivations& acts = ThreadQuantizedActivations();
     acts.Quantize(w.dtype, x, n_tokens, n_in);
-    ParallelGrid(pool, n_out, n_tokens, [&](int64_t o0, int64_t o1, int64_t t0, int64_t t1) {
+    ParallelGrid(pool, n_out, n_tokens, gemm_min, [&](int64_t o0, int64_t o1, int64_t t0, int64_t t1) {
       QuantDotRows(w, acts, t0, t1, y + t0 * n_out, n_out, o0, o1);
     });
     return;
   }
-  ParallelGrid(pool, n_out, n_tokens, [&](int64_t o0, int64_t o1, int64_t t0, int64_t t1) {
+  ParallelGrid(pool, n_out, n_tokens, gemm_min, [&](int64_t o0, int64_t o1, int64_t t0, int64_t t1) {
     HWY_DYNAMIC_DISPATCH(MatMulRowsT)(w, x + t0 * n_in, t1 - t0, y + t0 * n_out, n_out, o0, o1);
   });
 }
@@ -270,8 +232,9 @@ void MatMulInputMajor(const TensorView& w, int64_t col_begin, int64_t col_end, c
   HERD_DCHECK(MatMulInputMajorSupports(w.dtype) && 0 <= col_begin && col_begin <= col_end && col_end <= w.Cols());
   const int64_t n_cols = col_end - col_begin, n_in = w.Rows();
   if (n_tokens <= 0 || n_cols <= 0) return;
+  const int64_t gemm_min = HWY_DYNAMIC_DISPATCH(GemmMinTokensT)();
   CountWeightBytes(n_in * RowBytes(w.dtype, n_cols));  // columns [col_begin, col_end) of every input row
-  ParallelGrid(pool, n_cols, n_tokens, [&](int64_t c0, int64_t c1, int64_t t0, int64_t t1) {
+  ParallelGrid(pool, n_cols, n_tokens, gemm_min, [&](int64_t c0, int64_t c1, int64_t t0, int64_t t1) {
     HWY_DYNAMIC_DISPATCH(MatMulInputMajorT)
     (w, col_begin + c0, col_begin + c1, x + t0 * n_in, t1 - t0, y + t0 * n_cols + c0, n_cols);
   });

@@ -68,8 +68,7 @@ int64_t GemmMinTokensF8T() { return kGemmMinTokens; }
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
-#include <algorithm>
-
+#include "kernels/cpu/parallel_grid.h"
 #include "kernels/matmul.h"
 
 namespace herd::kernels {
@@ -80,45 +79,6 @@ HWY_EXPORT(MatMulInputMajorF8T);
 HWY_EXPORT(GemmMinTokensF8T);
 
 namespace {
-
-// The work split of cpu/matmul.cpp's MatMul, with the same guarantees: row ranges start at multiples of
-// kRowGrain (no partial micro-tile inside the matrix), and tokens are split only when the rows cannot keep every
-// thread busy and every part stays on the GEMM path, so results do not depend on the thread count.
-// TODO(herd): share one grid with cpu/matmul.cpp once its integer-dot rework has landed.
-constexpr int64_t kRowGrain = 32;
-constexpr int64_t kTokenGrain = 16;
-
-int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-void SplitRange(int64_t n, int64_t parts, int64_t idx, int64_t grain, int64_t* begin, int64_t* end) {
-  const int64_t chunks = CeilDiv(n, grain);
-  *begin = std::min(n, chunks * idx / parts * grain);
-  *end = std::min(n, chunks * (idx + 1) / parts * grain);
-}
-
-// Runs fn(o_begin, o_end, t_begin, t_end) over a grid of output and token ranges, one cell per thread.
-template <class Fn>
-void ParallelGrid(ThreadPool& pool, int64_t n_rows, int64_t n_tokens, const Fn& fn) {
-  const int64_t n_threads = pool.size();
-  const int64_t row_parts = std::max<int64_t>(1, std::min(n_threads, CeilDiv(n_rows, kRowGrain)));
-  int64_t tok_parts = 1;
-  const int64_t min_tokens = std::max(kTokenGrain, HWY_DYNAMIC_DISPATCH(GemmMinTokensF8T)());
-  if (row_parts < n_threads && n_tokens >= 2 * min_tokens) {
-    tok_parts = std::min(n_threads / row_parts, n_tokens / min_tokens);
-  }
-  const int64_t cells = row_parts * tok_parts;
-  if (cells <= 1) {
-    fn(int64_t{0}, n_rows, int64_t{0}, n_tokens);
-    return;
-  }
-  pool.Run([&](int idx) {
-    if (idx >= cells) return;
-    int64_t o0, o1, t0, t1;
-    SplitRange(n_rows, row_parts, idx % row_parts, kRowGrain, &o0, &o1);
-    SplitRange(n_tokens, tok_parts, idx / row_parts, kTokenGrain, &t0, &t1);
-    if (o0 < o1 && t0 < t1) fn(o0, o1, t0, t1);
-  });
-}
 
 // y[t * y_stride + o] *= scale[o] for t < n_tokens, o in [o_begin, o_end); nothing when scale is null.
 void ScaleOutputs(const float* scale, int64_t n_tokens, float* y, int64_t y_stride, int64_t o_begin, int64_t o_end) {
@@ -158,7 +118,8 @@ void MatMulScaled(const TensorView& w, const float* row_scale, const float* x, i
     return;
   }
   if (n_tokens <= 0 || n_out <= 0) return;
-  ParallelGrid(pool, n_out, n_tokens, [&](int64_t o0, int64_t o1, int64_t t0, int64_t t1) {
+  const int64_t gemm_min = HWY_DYNAMIC_DISPATCH(GemmMinTokensF8T)();
+  ParallelGrid(pool, n_out, n_tokens, gemm_min, [&](int64_t o0, int64_t o1, int64_t t0, int64_t t1) {
     HWY_DYNAMIC_DISPATCH(MatMulRowsF8T)(w, x + t0 * n_in, t1 - t0, y + t0 * n_out, n_out, o0, o1);
     ScaleOutputs(row_scale, t1 - t0, y + t0 * n_out, n_out, o0, o1);
   });
@@ -189,7 +150,8 @@ void MatMulInputMajorScaled(const TensorView& w, const float* col_scale, int64_t
     return;
   }
   if (n_tokens <= 0 || n_cols <= 0) return;
-  ParallelGrid(pool, n_cols, n_tokens, [&](int64_t c0, int64_t c1, int64_t t0, int64_t t1) {
+  const int64_t gemm_min = HWY_DYNAMIC_DISPATCH(GemmMinTokensF8T)();
+  ParallelGrid(pool, n_cols, n_tokens, gemm_min, [&](int64_t c0, int64_t c1, int64_t t0, int64_t t1) {
     HWY_DYNAMIC_DISPATCH(MatMulInputMajorF8T)(w, col_begin + c0, col_begin + c1, x + t0 * n_in, t1 - t0,
                                               y + t0 * n_cols + c0, n_cols);
     ScaleOutputs(scale, t1 - t0, y + t0 * n_cols, n_cols, c0, c1);
