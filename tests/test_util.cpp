@@ -1,10 +1,9 @@
 // Test helpers.
 #include "test_util.h"
 
-#include <unistd.h>
-
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -12,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 namespace herd::testing {
 namespace {
@@ -20,6 +20,20 @@ namespace {
   std::abort();
 }
 }  // namespace
+
+std::string ScratchDir(const std::string& name) {
+  // The directories of this process; the static's destructor removes them at exit.
+  struct Dirs {
+    std::vector<std::string> list;
+    ~Dirs() {
+      std::error_code ec;
+      for (const std::string& d : list) std::filesystem::remove_all(d, ec);
+    }
+  };
+  static Dirs dirs;
+  dirs.list.push_back(TempDir(name));
+  return dirs.list.back();
+}
 
 std::string ShellQuote(const std::string& s) {
   std::string q = "'";

@@ -3,10 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace herd::testing {
 
@@ -17,6 +16,8 @@ const std::string& SharedDir();
 std::string SharedPath(const std::string& rel);
 // A fresh empty directory under the build tree for test outputs.
 std::string TempDir(const std::string& name);
+// As TempDir, removed when the test program exits (for large outputs such as converted models).
+std::string ScratchDir(const std::string& name);
 
 struct NpyArray {
   std::vector<int64_t> shape;

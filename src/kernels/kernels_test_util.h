@@ -1,5 +1,5 @@
 // Helpers shared by the kernel tests: running a test once per compiled-and-supported Highway target (as
-// gemma.cpp's tests do), reproducible seeds, and misaligned f32 buffers.
+// gemma.cpp's tests do), reproducible seeds, misaligned f32 buffers and weight tensors that own their bytes.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "core/status.h"
+#include "core/tensor.h"
 #include "hwy/highway.h"
 #include "hwy/targets.h"
 
@@ -69,6 +71,21 @@ class F32Buffer {
 inline void FillUniform(std::mt19937_64& rng, float lo, float hi, float* x, int64_t n) {
   std::uniform_real_distribution<float> dist(lo, hi);
   for (int64_t i = 0; i < n; ++i) x[i] = dist(rng);
+}
+
+// Owns the bytes of a weight tensor [rows, cols] of type t and a view of them.
+struct Weights {
+  std::vector<uint8_t> bytes;
+  TensorView view;
+};
+inline Weights MakeWeights(DType t, int64_t rows, int64_t cols, std::vector<uint8_t> bytes) {
+  Weights w;
+  w.bytes = std::move(bytes);
+  if (w.bytes.empty()) w.bytes.resize(1);  // a valid pointer even for empty tensors
+  Result<TensorView> v = MakeTensorView(t, {rows, cols}, w.bytes.data(), RowBytes(t, cols) * rows, "test");
+  HERD_CHECK(v.ok());
+  w.view = *v;
+  return w;
 }
 
 }  // namespace herd::kernels::testing

@@ -26,22 +26,10 @@ namespace {
 
 using testing::F32Buffer;
 using testing::kU;
+using testing::MakeWeights;
 using testing::SeedTrace;
+using testing::Weights;
 
-struct Weights {
-  std::vector<uint8_t> bytes;
-  TensorView view;
-};
-
-Weights MakeWeights(DType t, int64_t rows, int64_t cols, std::vector<uint8_t> bytes) {
-  Weights w;
-  w.bytes = std::move(bytes);
-  if (w.bytes.empty()) w.bytes.resize(1);  // a valid pointer even for empty tensors
-  Result<TensorView> v = MakeTensorView(t, {rows, cols}, w.bytes.data(), RowBytes(t, cols) * rows, "test");
-  HERD_CHECK(v.ok());
-  w.view = *v;
-  return w;
-}
 
 // Random E4M3 bytes over the whole finite range (both signs, subnormals included), never a NaN code.
 Weights RandomF8(int64_t rows, int64_t cols, std::mt19937_64& rng) {

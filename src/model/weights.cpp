@@ -29,8 +29,8 @@ Result<TensorView> WeightBinder::Matrix(const std::string& name, int64_t rows, i
   return v;
 }
 
-Result<TensorView> WeightBinder::Tensor(const std::string& name, const std::vector<int64_t>& shape,
-                                        const std::vector<DType>& dtypes) {
+Result<TensorView> WeightBinder::Shaped(const std::string& name, const std::vector<int64_t>& shape,
+                                        const std::vector<DType>& dtypes, bool (*supported)(DType)) {
   HERD_ASSIGN_OR_RETURN(TensorView v, Find(name));
   bool same = v.n_dims == static_cast<int>(shape.size());
   for (size_t i = 0; same && i < shape.size(); ++i) same = v.shape[i] == shape[i];
@@ -38,12 +38,17 @@ Result<TensorView> WeightBinder::Tensor(const std::string& name, const std::vect
     return Corruption("tensor '" + name + "' has shape " + v.Describe() + ", expected " +
                       ShapeString(shape.data(), static_cast<int>(shape.size())));
   }
-  bool ok_type = dtypes.empty() ? kernels::MatMulSupports(v.dtype) : false;
+  bool ok_type = dtypes.empty() ? supported(v.dtype) : false;
   for (DType t : dtypes) ok_type |= v.dtype == t;
   if (!ok_type) {
     return NotSupported("tensor '" + name + "' has unsupported dtype " + std::string(DTypeName(v.dtype)));
   }
   return v;
+}
+
+Result<TensorView> WeightBinder::Tensor(const std::string& name, const std::vector<int64_t>& shape,
+                                        const std::vector<DType>& dtypes) {
+  return Shaped(name, shape, dtypes, kernels::MatMulSupports);
 }
 
 namespace {
@@ -146,18 +151,7 @@ Result<LinearWeight> WeightBinder::Linear(const std::string& name, int64_t rows,
 Result<LinearWeight> WeightBinder::ScaledTensor(const std::string& name, const std::vector<int64_t>& shape,
                                                 const std::vector<int64_t>& scale_dims,
                                                 const std::vector<DType>& dtypes) {
-  HERD_ASSIGN_OR_RETURN(TensorView v, Find(name));
-  bool same = v.n_dims == static_cast<int>(shape.size());
-  for (size_t i = 0; same && i < shape.size(); ++i) same = v.shape[i] == shape[i];
-  if (!same) {
-    return Corruption("tensor '" + name + "' has shape " + v.Describe() + ", expected " +
-                      ShapeString(shape.data(), static_cast<int>(shape.size())));
-  }
-  bool ok_type = dtypes.empty() ? kernels::MatMulScaledSupports(v.dtype) : false;
-  for (DType t : dtypes) ok_type |= v.dtype == t;
-  if (!ok_type) {
-    return NotSupported("tensor '" + name + "' has unsupported dtype " + std::string(DTypeName(v.dtype)));
-  }
+  HERD_ASSIGN_OR_RETURN(TensorView v, Shaped(name, shape, dtypes, kernels::MatMulScaledSupports));
   LinearWeight lw{v, {}};
   HERD_RETURN_IF_ERROR(BindScale(name, v, scale_dims, &lw.scale));
   return lw;

@@ -45,6 +45,9 @@ class WeightBinder {
 
  private:
   Result<TensorView> Find(const std::string& name);
+  // Find, then check the exact shape and a dtype of `dtypes` (empty: any that `supported` accepts).
+  Result<TensorView> Shaped(const std::string& name, const std::vector<int64_t>& shape,
+                            const std::vector<DType>& dtypes, bool (*supported)(DType));
   // Binds the scale of weight `name` (see ScaledTensor) into `out`, or checks that `v` needs none.
   Status BindScale(const std::string& name, const TensorView& v, const std::vector<int64_t>& scale_dims,
                    std::vector<float>* out);

@@ -2,44 +2,23 @@
 // by herd quantize, the bytes read per decoded
 // token close to the active bytes, --save writing a GGUF that `herd info` and `herd bench -m` accept, and usage
 // errors (exit 1) for bad flag combinations.
-#include <algorithm>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "herd_cli.h"
 #include "test_util.h"
 
 namespace herd {
 namespace {
 
-struct Outcome {
-  int exit_code = -1;  // -1: killed by a signal
-  std::string out, err;
-};
-
-std::string Quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-Outcome Herd(const std::vector<std::string>& args) {
-  static int counter = 0;
-  const std::string dir = testing::TempDir("bench-cli-run-" + std::to_string(counter++));
-  std::string cmd = Quote(HERD_BINARY);
-  for (const auto& a : args) cmd.append(" ").append(Quote(a));
-  cmd.append(" >").append(dir).append("/out 2>").append(dir).append("/err </dev/null");
-  const int status = std::system(cmd.c_str());
-  Outcome o;
-  if (WIFEXITED(status)) o.exit_code = WEXITSTATUS(status);
-  o.out = testing::ReadText(dir + "/out");
-  o.err = testing::ReadText(dir + "/err");
-  return o;
-}
+using testing::Herd;
+using testing::Outcome;
 
 // A tiny Llama 4: 2 layers, 4 experts top-1 + shared expert, hidden 64.
 const std::vector<std::string> kTiny = {"--synthetic", "custom", "--hidden", "64",  "--heads",   "4",
@@ -192,8 +171,8 @@ TEST(BenchCliTest, RepackGivesTheSameTextAndIsReported) {
   for (size_t i = 0; i + 1 < shape.size(); ++i) {
     if (shape[i] == "--ffn") shape[i + 1] = "256";
   }
-  Outcome save = Herd(Args(Args({"bench"}, shape),
-                           {"-p", "4", "-n", "2", "-r", "1", "--save", path, "--json", "--probe-mib", "0"}));
+  Outcome save = Herd(
+      Args(Args({"bench"}, shape), {"-p", "4", "-n", "2", "-r", "1", "--save", path, "--json", "--probe-mib", "0"}));
   ASSERT_EQ(save.exit_code, 0) << save.err;
   Outcome plain = Herd({"run", "-m", path, "-p", "hello", "-n", "12", "--temp", "0", "-t", "2"});
   Outcome packed = Herd({"run", "-m", path, "-p", "hello", "-n", "12", "--temp", "0", "-t", "2", "--repack"});
@@ -204,8 +183,8 @@ TEST(BenchCliTest, RepackGivesTheSameTextAndIsReported) {
   EXPECT_EQ(plain.err.find("repacked"), std::string::npos) << plain.err;
 
   for (const std::vector<std::string>& model : {std::vector<std::string>{"-m", path}, shape}) {
-    Outcome b = Herd(Args(Args({"bench"}, model), {"-p", "8", "-n", "4", "-r", "1", "--probe-mib", "0", "--json",
-                                                   "--repack"}));
+    Outcome b =
+        Herd(Args(Args({"bench"}, model), {"-p", "8", "-n", "4", "-r", "1", "--probe-mib", "0", "--json", "--repack"}));
     ASSERT_EQ(b.exit_code, 0) << b.err;
     auto j = nlohmann::json::parse(b.out);
     EXPECT_TRUE(j["repack"].get<bool>());

@@ -10,34 +10,27 @@
 #include <string>
 #include <vector>
 
+#include "herd_cli.h"
 #include "test_util.h"
 
 namespace herd {
 namespace {
 
+using testing::Outcome;
 using testing::ReadText;
 using testing::SharedPath;
 
-struct Outcome {
-  int exit_code = -1;
-  std::string out, err;
-};
-
 // Runs `herd chat` on the interleaved fixture with `input` on stdin.
-Outcome Chat(const std::string& input, const std::string& extra = "") {
+Outcome Chat(const std::string& input, const std::vector<std::string>& extra = {}) {
   static int counter = 0;
-  const std::string dir = testing::TempDir("chat-run-" + std::to_string(counter++));
-  testing::WriteBytes(dir + "/in", input);
-  const std::string cmd = std::string(HERD_BINARY) + " chat -m " +
-                          SharedPath("fixtures/llama4-tiny-text/interleaved") +
-                          " --tokens -n 6 --temp 0 -c 512 -t 2 " + extra + " <" + dir + "/in >" + dir + "/out 2>" +
-                          dir + "/err";
-  const int status = std::system(cmd.c_str());
-  Outcome o;
-  if (WIFEXITED(status)) o.exit_code = WEXITSTATUS(status);
-  o.out = ReadText(dir + "/out");
-  o.err = ReadText(dir + "/err");
-  return o;
+  const std::string in = testing::TempDir("chat-in-" + std::to_string(counter++)) + "/in";
+  testing::WriteBytes(in, input);
+  std::vector<std::string> args = {"chat",     "-m", SharedPath("fixtures/llama4-tiny-text/interleaved"),
+                                   "--tokens", "-n", "6",
+                                   "--temp",   "0",  "-c",
+                                   "512",      "-t", "2"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return testing::Herd(args, in);
 }
 
 std::vector<std::string> Lines(const std::string& s) {
@@ -104,14 +97,9 @@ TEST(ChatCli, BadInputEndsTheTurnNotTheSession) {
 
 TEST(ChatCli, TextModeNeedsAChatTokenizer) {
   // stories260K has a tokenizer but no chat template tokens: a clear error, exit 2.
-  const std::string dir = testing::TempDir("chat-notemplate");
-  const std::string cmd = std::string(HERD_BINARY) + " chat -m " +
-                          SharedPath("models/stories260K/stories260K.gguf") + " </dev/null >/dev/null 2>" + dir +
-                          "/err";
-  const int status = std::system(cmd.c_str());
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 2);
-  EXPECT_NE(ReadText(dir + "/err").find("no chat special tokens"), std::string::npos) << ReadText(dir + "/err");
+  const Outcome o = testing::Herd({"chat", "-m", SharedPath("models/stories260K/stories260K.gguf")});
+  EXPECT_EQ(o.exit_code, 2);
+  EXPECT_NE(o.err.find("no chat special tokens"), std::string::npos) << o.err;
 }
 
 }  // namespace

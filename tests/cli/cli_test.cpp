@@ -13,46 +13,16 @@
 #include <string>
 #include <vector>
 
+#include "herd_cli.h"
 #include "test_util.h"
 
 namespace herd {
 namespace {
 
+using testing::Herd;
+using testing::Outcome;
 using testing::ReadText;
 using testing::SharedPath;
-
-struct Outcome {
-  int exit_code = -1;  // -1: killed by a signal
-  int signal = 0;
-  std::string out, err;
-};
-
-std::string Quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-Outcome Herd(const std::vector<std::string>& args) {
-  static int counter = 0;
-  const std::string dir = testing::TempDir("cli-run-" + std::to_string(counter++));
-  std::string cmd = Quote(HERD_BINARY);
-  for (const auto& a : args) {
-    cmd.append(" ");
-    cmd.append(Quote(a));
-  }
-  cmd.append(" >").append(dir).append("/out 2>").append(dir).append("/err </dev/null");
-  const int status = std::system(cmd.c_str());
-  Outcome o;
-  if (WIFEXITED(status)) {
-    o.exit_code = WEXITSTATUS(status);
-  } else if (WIFSIGNALED(status)) {
-    o.signal = WTERMSIG(status);
-  }
-  o.out = ReadText(dir + "/out");
-  o.err = ReadText(dir + "/err");
-  return o;
-}
 
 std::string Stories(const std::string& f) { return SharedPath("models/stories260K/" + f); }
 

@@ -11,45 +11,21 @@
 #include <string>
 #include <vector>
 
+#include "herd_cli.h"
 #include "test_util.h"
 
 namespace herd {
 namespace {
 
+using testing::Herd;
+using testing::Outcome;
+
 namespace fs = std::filesystem;
 using testing::ReadText;
 using testing::SharedPath;
 
-struct Outcome {
-  int exit_code = -1;  // -1: killed by a signal
-  std::string out, err;
-};
-
-std::string Quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 // A fresh scratch directory (TempDir keeps parallel test processes apart).
-std::string Scratch(const std::string& name) {
-  return testing::TempDir("convert-cli-" + name);
-}
-
-Outcome Herd(const std::vector<std::string>& args) {
-  static int counter = 0;
-  const std::string dir = Scratch("run-" + std::to_string(counter++));
-  std::string cmd = Quote(HERD_BINARY);
-  for (const auto& a : args) cmd.append(" ").append(Quote(a));
-  cmd.append(" >").append(dir).append("/out 2>").append(dir).append("/err </dev/null");
-  const int status = std::system(cmd.c_str());
-  Outcome o;
-  if (WIFEXITED(status)) o.exit_code = WEXITSTATUS(status);
-  o.out = ReadText(dir + "/out");
-  o.err = ReadText(dir + "/err");
-  fs::remove_all(dir);
-  return o;
-}
+std::string Scratch(const std::string& name) { return testing::TempDir("convert-cli-" + name); }
 
 std::string Fixture(const std::string& variant) { return SharedPath("fixtures/llama4-tiny-text/" + variant); }
 

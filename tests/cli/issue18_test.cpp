@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "herd_cli.h"
 #include "test_util.h"
 
 namespace herd {
@@ -27,9 +28,8 @@ using testing::SharedPath;
 std::string M() { return SharedPath("models/stories260K/stories260K.gguf"); }
 std::string F() { return SharedPath("fixtures/llama4-tiny-text/interleaved"); }
 
-CommandOutcome Herd(std::vector<std::string> args, const std::string& stdout_path = "") {
-  args.insert(args.begin(), HERD_BINARY);
-  return testing::RunCommand(args, "/dev/null", stdout_path);
+CommandOutcome Herd(const std::vector<std::string>& args, const std::string& stdout_path = "") {
+  return testing::Herd(args, "/dev/null", stdout_path);
 }
 
 // `herd args` ends with `code` and a one-line "herd: error:" message that contains `needle`.
@@ -100,10 +100,9 @@ TEST(Issue18, DevicesAreReadWithinLimits) {
 }
 
 TEST(Issue18, RefusedThreadsAreAnError) {
-  const CommandOutcome o = testing::RunCommand(
-      {"/bin/sh", "-c",
-       "ulimit -v 2000000; exec " + testing::ShellQuote(HERD_BINARY) + " run -m " + testing::ShellQuote(M()) +
-           " -p Once -n 2 -t 300"});
+  const CommandOutcome o = testing::RunCommand({"/bin/sh", "-c",
+                                                "ulimit -v 2000000; exec " + testing::ShellQuote(HERD_BINARY) +
+                                                    " run -m " + testing::ShellQuote(M()) + " -p Once -n 2 -t 300"});
   EXPECT_EQ(o.exit_code, 4) << o.err;
   EXPECT_NE(o.err.find("herd: error: Resource exhausted: cannot start 300 threads"), std::string::npos) << o.err;
 }
@@ -131,11 +130,11 @@ TEST(Issue18, FifosAreRefusedNotWaitedFor) {
   // A text input may be a FIFO: one with a writer is read, one without gives up (after 10 s) instead of hanging.
   const std::string text = dir + "/text.txt";
   testing::WriteBytes(text, std::string(3000, 'a') + " once upon a time\n");
-  const CommandOutcome fed = testing::RunCommand(
-      {"/bin/sh", "-c",
-       "cat " + testing::ShellQuote(text) + " > " + testing::ShellQuote(fifo) + " & exec " +
-           testing::ShellQuote(HERD_BINARY) + " perplexity -m " + testing::ShellQuote(M()) + " -f " +
-           testing::ShellQuote(fifo) + " -c 64 --chunks 1 --json"});
+  const CommandOutcome fed =
+      testing::RunCommand({"/bin/sh", "-c",
+                           "cat " + testing::ShellQuote(text) + " > " + testing::ShellQuote(fifo) + " & exec " +
+                               testing::ShellQuote(HERD_BINARY) + " perplexity -m " + testing::ShellQuote(M()) +
+                               " -f " + testing::ShellQuote(fifo) + " -c 64 --chunks 1 --json"});
   EXPECT_EQ(fed.exit_code, 0) << fed.err;
   ExpectError({"perplexity", "-m", M(), "-f", fifo, "-c", "64"}, 2, "nothing was written to it within 10 s");
 }
@@ -273,8 +272,8 @@ TEST(Issue18, ChatSavesAreSafe) {
   header["pending_tokens"] = {999999};
   const std::string h = header.dump();
   const uint64_t hn = h.size();
-  std::string bad = saved.substr(0, len_at) + std::string(reinterpret_cast<const char*>(&hn), 8) + h +
-                    saved.substr(len_at + 8 + n);
+  std::string bad =
+      saved.substr(0, len_at) + std::string(reinterpret_cast<const char*>(&hn), 8) + h + saved.substr(len_at + 8 + n);
   testing::WriteBytes(dir + "/bad.chat", bad);
   o = chat(F(), "/load " + dir + "/bad.chat\n7,8\n");
   EXPECT_EQ(o.exit_code, 2) << o.err;

@@ -11,43 +11,23 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "herd_cli.h"
 #include "test_util.h"
 
 namespace herd {
 namespace {
 
+using testing::Outcome;
+constexpr auto Quote = testing::ShellQuote;
+Outcome Herd(const std::string& args) { return testing::HerdShell(args); }
+
 using testing::ReadJson;
 using testing::ReadText;
 using testing::SharedPath;
-
-struct Outcome {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-// A shell word: s in single quotes.
-std::string Quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-Outcome Herd(const std::string& args) {
-  static int counter = 0;
-  const std::string dir = testing::TempDir("quality-run-" + std::to_string(counter++));
-  const std::string cmd = std::string(HERD_BINARY) + " " + args + " >" + dir + "/out 2>" + dir + "/err </dev/null";
-  const int status = std::system(cmd.c_str());
-  Outcome o;
-  if (WIFEXITED(status)) o.exit_code = WEXITSTATUS(status);
-  o.out = ReadText(dir + "/out");
-  o.err = ReadText(dir + "/err");
-  return o;
-}
 
 class QualityCli : public ::testing::Test {
  protected:

@@ -233,26 +233,9 @@ nlohmann::json Fp8Config(nlohmann::json config) {
   return config;
 }
 
-// Scratch directories of this process, removed at exit.
-class Scratch {
- public:
-  static std::string Dir(const std::string& name) {
-    static Scratch scratch;
-    const std::string dir = testing::TempDir(name);
-    scratch.dirs_.push_back(dir);
-    return dir;
-  }
-
- private:
-  ~Scratch() {
-    std::error_code ec;
-    for (const std::string& d : dirs_) fs::remove_all(d, ec);
-  }
-  std::vector<std::string> dirs_;
-};
 
 std::string WriteDir(const std::string& name, const nlohmann::json& config, const Checkpoint& tensors) {
-  const std::string dir = Scratch::Dir(name);
+  const std::string dir = testing::ScratchDir(name);
   testing::WriteBytes(dir + "/config.json", config.dump(2));
   WriteSafetensors(dir + "/model.safetensors", tensors);
   return dir;

@@ -41,23 +41,6 @@ void PrintTo(const Case& c, std::ostream* os) {
   *os << c.variant << " " << c.weights << (c.gguf ? " via herd convert" : "");
 }
 
-// Scratch directories of this process, removed at exit.
-class Scratch {
- public:
-  static std::string Dir(const std::string& name) {
-    static Scratch scratch;
-    const std::string dir = testing::TempDir(name);
-    scratch.dirs_.push_back(dir);
-    return dir;
-  }
-
- private:
-  ~Scratch() {
-    std::error_code ec;
-    for (const std::string& d : dirs_) fs::remove_all(d, ec);
-  }
-  std::vector<std::string> dirs_;
-};
 
 // The model path of a case: the fixture directory, a directory whose model.safetensors is the BF16 file, or the
 // GGUF converted from one of those (made once per process).
@@ -69,7 +52,7 @@ std::string ModelPath(const std::string& fixture, const Case& c) {
   if (c.gguf) {
     const std::string hf = ModelPath(fixture, Case{c.variant, c.weights, false});
     const std::string dtype = c.weights == "model.safetensors" ? "f32" : "bf16";
-    path = Scratch::Dir("l4-" + c.variant + "-gguf-" + dtype) + "/" + dtype + ".gguf";
+    path = testing::ScratchDir("l4-" + c.variant + "-gguf-" + dtype) + "/" + dtype + ".gguf";
     tools::ConvertOptions o;
     o.input = hf;
     o.output = path;
@@ -77,7 +60,7 @@ std::string ModelPath(const std::string& fixture, const Case& c) {
     const Status s = tools::ConvertToGguf(o);
     EXPECT_TRUE(s.ok()) << s.ToString();
   } else if (c.weights != "model.safetensors") {
-    path = Scratch::Dir("l4-" + c.variant + "-bf16");
+    path = testing::ScratchDir("l4-" + c.variant + "-bf16");
     fs::create_symlink(fixture + "/config.json", path + "/config.json");
     fs::create_symlink(fixture + "/" + c.weights, path + "/model.safetensors");
   }
