@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <new>
 #include <nlohmann/json.hpp>
@@ -251,6 +252,8 @@ bool GuardClosedStdout() {
 int RunCommand(const std::function<Status()>& run, bool stdout_closed) {
   Status s = run();
   if (s.ok()) s = FinishOutput();
+  // The last chance for a deferred write error (a network file system reports some only at close).
+  if (s.ok() && std::fclose(stdout) != 0) s = OutputError("standard output", std::strerror(errno));
   if (!s.ok() && stdout_closed && IsOutputError(s)) s = OutputError("standard output", "it is closed");
   return s.ok() ? kExitOk : Fail(s);
 }

@@ -144,7 +144,9 @@ Result<GenerateResult> Generate(const LoadedModel& m, model::ModelState& state, 
   const int64_t vocab = m.model->config().vocab_size;
   std::vector<float> logits(static_cast<size_t>(vocab));
   std::vector<int32_t> history(prompt.begin(), prompt.end());
-  history.reserve(history.size() + static_cast<size_t>(std::max<int64_t>(o.n_predict, 0)));
+  // Generation ends when the context is full, whatever n_predict says: reserve no more than that.
+  history.reserve(history.size() +
+                  static_cast<size_t>(std::clamp<int64_t>(o.n_predict, 0, state.n_ctx() - state.n_past())));
   Sampler sampler(o.sampling, vocab);
   GenerateResult r;
   r.n_prompt = static_cast<int64_t>(prompt.size());
