@@ -1,7 +1,7 @@
 // Synthetic Llama 4 models for benchmarking without a download: the real Scout / Maverick hyperparameters
 // (llama4.md sections 1-3) or custom sizes, with random weights of realistic magnitude generated in memory
 // under herd's canonical GGUF tensor names (section 4.3), and a GGUF writer for them (section 4.4 keys plus the
-// herd.* keys ConfigFromGguf reads) so another GGUF engine (llama.cpp) can run the very same file.
+// herd.* keys formats::MetadataFromGguf reads) so another GGUF engine (llama.cpp) can run the very same file.
 // Quantized weights are random codes with small f16 scales written directly (section 5.4 layouts).
 #pragma once
 
@@ -85,7 +85,7 @@ Result<std::unique_ptr<model::Model>> MakeSyntheticModel(const SyntheticSpec& sp
 // per-layer RoPE and MoE tables, QK-norm, temperature tuning), llama3 RoPE scaling as rope_freqs.weight
 // divisors (section 4.3), and a minimal valid gpt2 vocabulary of vocab_size tokens (the 256 byte tokens in
 // GPT-2's byte-to-unicode spelling, <|begin_of_text|> and <|end_of_text|> as BOS/EOS, "<tok_N>" fillers, no
-// merges) so that llama.cpp's loader accepts it. ConfigFromGguf reads back the same network.
+// merges) so that llama.cpp's loader accepts it. Reading it back gives the same network.
 // IOError from the file system; InvalidArgument when vocab_size < 258.
 Status SaveSyntheticGguf(const model::ModelConfig& config, const WeightMap& weights, const std::string& path);
 
