@@ -152,7 +152,8 @@ class ChatSession {
   }
 
   // Loads a save of this very model (same config and tensor table: ModelFingerprint) in the same mode, whose
-  // tokens are all in the vocabulary and agree with its KV cache. On any error the session is unchanged.
+  // tokens are all in the vocabulary and agree with its KV cache. On an error the session is unchanged, except
+  // when the KV blob loads but disagrees with the transcript: then the conversation is reset.
   Status Load(const std::string& path) {
     HERD_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path));
     if (bytes.compare(0, kSaveMagic.size(), kSaveMagic) != 0) return Corruption(path + ": not a herd chat file");

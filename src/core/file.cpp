@@ -54,23 +54,38 @@ std::string_view FileTypeName(uint32_t mode) {
   return "not a regular file";
 }
 
-Result<int> OpenRegularFile(const std::string& path) {
-  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+namespace {
+
+// Opens `path` read-only without blocking (a FIFO nobody writes to would block the open forever) and stats it.
+Result<int> OpenNonBlocking(const std::string& path, struct stat* st) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return IOError("cannot open " + Quoted(path) + ": " + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
+  if (::fstat(fd, st) != 0) {
     const int e = errno;
     ::close(fd);
     return IOError("cannot stat " + Quoted(path) + ": " + std::strerror(e));
   }
+  return fd;
+}
+
+// Back to blocking reads once the file is known to be one herd reads.
+void ClearNonBlocking(int fd) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+}
+
+}  // namespace
+
+Result<int> OpenRegularFile(const std::string& path, uint64_t* size_bytes) {
+  struct stat st {};
+  HERD_ASSIGN_OR_RETURN(int fd, OpenNonBlocking(path, &st));
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
     return IOError("cannot read " + Quoted(path) + ": it is " + std::string(FileTypeName(st.st_mode)) +
                    ", not a regular file");
   }
-  const int flags = ::fcntl(fd, F_GETFL);
-  if (flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  ClearNonBlocking(fd);
+  if (size_bytes != nullptr) *size_bytes = static_cast<uint64_t>(st.st_size);
   return fd;
 }
 
@@ -83,18 +98,18 @@ Result<std::string> ReadFileToString(const std::string& path, uint64_t max_bytes
 
 Result<std::string> ReadTextInput(const std::string& path, uint64_t max_bytes) {
   if (path == "-") return ReadBounded(STDIN_FILENO, "standard input", max_bytes);
-  // O_NONBLOCK: a FIFO nobody writes to would otherwise block the open forever.
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) return IOError("cannot open " + Quoted(path) + ": " + std::strerror(errno));
   struct stat st {};
-  if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+  HERD_ASSIGN_OR_RETURN(int fd, OpenNonBlocking(path, &st));
+  if (S_ISDIR(st.st_mode)) {
     ::close(fd);
     return IOError("cannot read " + Quoted(path) + ": it is a directory, not a text file");
   }
   if (S_ISFIFO(st.st_mode)) {
     // A named FIFO: wait a while for its writer's first bytes (or its end), then give up with a message instead
     // of hanging. A pipe given as stdin ("-") or /dev/fd/N of a running command has its writer already.
-    struct pollfd p {fd, POLLIN, 0};
+    struct pollfd p {
+      fd, POLLIN, 0
+    };
     const int ready = ::poll(&p, 1, kFifoWaitMs);
     if (ready <= 0) {
       ::close(fd);
@@ -102,8 +117,7 @@ Result<std::string> ReadTextInput(const std::string& path, uint64_t max_bytes) {
                      std::to_string(kFifoWaitMs / 1000) + " s");
     }
   }
-  const int flags = ::fcntl(fd, F_GETFL);
-  if (flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  ClearNonBlocking(fd);
   auto text = ReadBounded(fd, path, max_bytes);
   ::close(fd);
   return text;

@@ -19,9 +19,10 @@
 namespace herd {
 
 // Opens `path` read-only after checking that it is a regular file (a FIFO is opened without blocking and then
-// refused). Returns the file descriptor (the caller closes it). IOError naming the path and the OS error (no
-// such file, permission, a symlink loop) or what it is instead ("a directory", "a FIFO", "a character device").
-Result<int> OpenRegularFile(const std::string& path);
+// refused). Returns the file descriptor (the caller closes it) and, when size_bytes is given, the file's size.
+// IOError naming the path and the OS error (no such file, permission, a symlink loop) or what it is instead
+// ("a directory", "a FIFO", "a character device").
+Result<int> OpenRegularFile(const std::string& path, uint64_t* size_bytes = nullptr);
 
 // The whole of a small regular file (config.json, an index, a tokenizer), at most `max_bytes`: OutOfRange naming
 // the limit when it holds more. Errors as OpenRegularFile.

@@ -1,31 +1,23 @@
 // POSIX mmap of weight files.
 #include "core/mapped_file.h"
 
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 
 #include "core/file.h"
 
 namespace herd {
 
 Result<std::shared_ptr<MappedFile>> MappedFile::Open(const std::string& path) {
-  HERD_ASSIGN_OR_RETURN(int fd, OpenRegularFile(path));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    int e = errno;
-    ::close(fd);
-    return IOError("cannot stat '" + path + "': " + std::strerror(e));
-  }
+  uint64_t size = 0;
+  HERD_ASSIGN_OR_RETURN(int fd, OpenRegularFile(path, &size));
   std::shared_ptr<MappedFile> f(new MappedFile());
   f->path_ = path;
-  f->size_ = static_cast<uint64_t>(st.st_size);
+  f->size_ = size;
   if (f->size_ > 0) {
     void* p = ::mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {

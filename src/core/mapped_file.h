@@ -6,7 +6,6 @@
 #include <optional>
 #include <string>
 
-#include "core/file.h"
 #include "core/status.h"
 
 namespace herd {
@@ -56,6 +55,5 @@ class AnonymousMemory {
   uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
 };
-
 
 }  // namespace herd

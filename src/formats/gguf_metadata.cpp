@@ -124,11 +124,10 @@ Result<ModelMetadata> MetadataFromGguf(const GgufFile& g) {
 
   // Partial RoPE: compared with head_dim as the model will derive it (when hidden_size / heads is not whole and no
   // key_length is given, the model reports that instead).
+  // hidden_size and num_attention_heads are required integers, copied above.
   HERD_ASSIGN_OR_RETURN(auto rope_dims, g.GetIntOpt(p + "rope.dimension_count"));
-  HERD_ASSIGN_OR_RETURN(auto key_length, g.GetIntOpt(p + "attention.key_length"));
-  HERD_ASSIGN_OR_RETURN(int64_t hidden, g.GetInt(p + "embedding_length"));
-  HERD_ASSIGN_OR_RETURN(int64_t heads, g.GetInt(p + "attention.head_count"));
-  std::optional<int64_t> head_dim = key_length;
+  HERD_ASSIGN_OR_RETURN(std::optional<int64_t> head_dim, md.Int("head_dim"));
+  const int64_t hidden = *md.Int("hidden_size").value(), heads = *md.Int("num_attention_heads").value();
   if (!head_dim && heads > 0 && hidden % heads == 0) head_dim = hidden / heads;
   if (rope_dims && head_dim && *rope_dims != *head_dim) {
     return NotSupported(g.path() + ": partial RoPE (" + p + "rope.dimension_count " + std::to_string(*rope_dims) +
@@ -148,7 +147,7 @@ Result<ModelMetadata> MetadataFromGguf(const GgufFile& g) {
            "herd.attention_chunk_size");
   }
   if (!md.Contains("use_qk_norm")) {  // llama.cpp infers it: Maverick (128 experts) has none (llama4.md pitfall 8)
-    HERD_ASSIGN_OR_RETURN(int64_t experts, g.GetInt(p + "expert_count"));
+    const int64_t experts = *md.Int("num_local_experts").value();  // a required integer, copied above
     md.Set("use_qk_norm", experts != 128, p + "expert_count != 128, as llama.cpp infers it");
   }
   return md;

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "core/file.h"
 #include "formats/gguf_metadata.h"
 #include "formats/hf_config.h"
 #include "formats/hf_names.h"

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/file.h"
 #include "formats/byte_ranges.h"
 
 namespace herd::formats {

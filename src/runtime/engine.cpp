@@ -75,8 +75,7 @@ std::string ModelFingerprint(const LoadedModel& m) {
     for (char c : s) byte(static_cast<uint8_t>(c));
   };
   const model::ModelConfig& c = m.model->config();
-  mix(c.Describe());
-  mix(c.rope_style == kernels::RopeStyle::kInterleaved ? "interleaved" : "half_split");
+  mix(c.Describe());  // every field, rope_style and the layer table included
   for (const auto& [name, v] : m.files.weights.tensors()) {
     mix(name);
     mix(v.Describe());

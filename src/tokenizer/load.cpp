@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/file.h"
 #include "core/mapped_file.h"
 #include "formats/gguf.h"
 #include "tokenizer/vocab.h"

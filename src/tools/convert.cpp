@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/file.h"
 #include "core/mapped_file.h"
 #include "formats/gguf_writer.h"
 #include "formats/model_files.h"
