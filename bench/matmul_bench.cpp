@@ -24,7 +24,6 @@
 #include "core/tensor.h"
 #include "core/thread_pool.h"
 #include "hwy/aligned_allocator.h"
-#include "hwy/targets.h"
 #include "kernels/cpu/qdot.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
@@ -157,7 +156,17 @@ void BM_CopyBandwidth(benchmark::State& state) {
 
 // ---- Decode ----
 
-void MatVec(benchmark::State& state, DType t, int64_t n_out, int64_t n_in, int threads, bool cold = true) {
+// The native BF16 kernel of cpu/qdot.h (vdpbf16ps), which MatMul no longer uses (cpu/matmul.cpp): y = W x over
+// all rows, split over the pool in 32-row multiples as MatMul splits them.
+void NativeBf16MatMul(const TensorView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
+  QuantizedActivations& a = ThreadQuantizedActivations();
+  a.Quantize(DType::kBF16, x, n_tokens, w.Cols());
+  pool.ParallelFor(
+      w.Rows(), [&](int64_t o0, int64_t o1) { QuantDotRows(w, a, 0, n_tokens, y, w.Rows(), o0, o1); }, 32);
+}
+
+void MatVec(benchmark::State& state, DType t, int64_t n_out, int64_t n_in, int threads, bool cold = true,
+            bool native_bf16 = false) {
   const double read_bw = MeasuredReadBandwidth(threads);
   ThreadPool pool(threads);
   const int64_t w_bytes = RowBytes(t, n_in) * n_out;
@@ -169,7 +178,11 @@ void MatVec(benchmark::State& state, DType t, int64_t n_out, int64_t n_in, int t
   std::vector<float> y(static_cast<size_t>(n_out));
   int64_t c = 0;
   for (auto _ : state) {
-    MatMul(views[c], x.data(), 1, y.data(), pool);
+    if (native_bf16) {
+      NativeBf16MatMul(views[c], x.data(), 1, y.data(), pool);
+    } else {
+      MatMul(views[c], x.data(), 1, y.data(), pool);
+    }
     benchmark::DoNotOptimize(y.data());
     c = c + 1 == copies ? 0 : c + 1;
   }
@@ -194,18 +207,16 @@ void BM_MatVecHot(benchmark::State& state) {
   state.SetLabel(std::string(DTypeName(t)) + " (L2-resident)");
 }
 
-// BF16 decode both ways in one process: path 1 = the native bf16 dot (vdpbf16ps, where the CPU has AVX512_BF16),
-// path 0 = the f32 path (Highway's AVX3_DL target switched off for the run, so weights widen to f32 in registers).
+// BF16 decode both ways in one process: path 1 = the native bf16 dot (vdpbf16ps, where the CPU has AVX512_BF16;
+// NativeBf16MatMul), path 0 = MatMul, i.e. the f32 dot kernel (weights widened to f32 in registers).
 void BM_MatVecBF16(benchmark::State& state) {
   const bool native = state.range(0) != 0;
-  if (!native) hwy::SetSupportedTargetsForTest(hwy::SupportedTargets() & ~HWY_AVX3_DL);
   if (native && !QuantDotSupports(DType::kBF16)) {
     state.SkipWithError("no native BF16 dot product on this CPU");
     return;
   }
-  MatVec(state, DType::kBF16, state.range(1), state.range(2), static_cast<int>(state.range(3)));
+  MatVec(state, DType::kBF16, state.range(1), state.range(2), static_cast<int>(state.range(3)), true, native);
   state.SetLabel(native ? "BF16 native (vdpbf16ps)" : "BF16 via f32");
-  hwy::SetSupportedTargetsForTest(0);
 }
 
 // ---- Prefill ----
@@ -227,7 +238,33 @@ void BM_Prefill(benchmark::State& state) {
                                                  benchmark::Counter::kIsIterationInvariantRate);
 }
 
-constexpr DType kTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ8_0,  DType::kQ8_0R,
+// BF16 prefill both ways, as BM_MatVecBF16: path 1 = the native bf16 dot kernel, path 0 = MatMul (f32 dot kernel).
+void BM_PrefillBF16(benchmark::State& state) {
+  const bool native = state.range(0) != 0;
+  if (native && !QuantDotSupports(DType::kBF16)) {
+    state.SkipWithError("no native BF16 dot product on this CPU");
+    return;
+  }
+  const int64_t n_out = state.range(1), n_in = state.range(2), n_tokens = state.range(3);
+  ThreadPool pool(static_cast<int>(state.range(4)));
+  auto buf = MakeWeightBytes(DType::kBF16, n_in, RowBytes(DType::kBF16, n_in) * n_out);
+  const TensorView w = View(DType::kBF16, n_out, n_in, buf.get());
+  const std::vector<float> x = RandomF32(n_tokens * n_in);
+  std::vector<float> y(static_cast<size_t>(n_tokens * n_out));
+  for (auto _ : state) {
+    if (native) {
+      NativeBf16MatMul(w, x.data(), n_tokens, y.data(), pool);
+    } else {
+      MatMul(w, x.data(), n_tokens, y.data(), pool);
+    }
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetLabel(native ? "BF16 native (vdpbf16ps)" : "BF16 via f32");
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(n_out * n_in * n_tokens) * 1e-9,
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+}
+
+constexpr DType kTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ8_0, DType::kQ8_0R,
                             DType::kQ4_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
 
 void MatVecArgs(benchmark::internal::Benchmark* b) {
@@ -243,7 +280,8 @@ void MatVecArgs(benchmark::internal::Benchmark* b) {
 void MatVecHotArgs(benchmark::internal::Benchmark* b) {
   for (int threads : {1, 2}) {
     for (DType t : kTypes) {  // ~512 KiB of weights per thread (Zen 4/5 L2: 1 MiB per core)
-      for (int64_t kib : {128, 512}) b->Args({static_cast<int64_t>(t), threads * (kib << 10) / RowBytes(t, 2048), 2048, threads});
+      for (int64_t kib : {128, 512})
+        b->Args({static_cast<int64_t>(t), threads * (kib << 10) / RowBytes(t, 2048), 2048, threads});
     }
   }
 }
@@ -273,6 +311,11 @@ BENCHMARK(BM_MatVecBF16)
     ->ArgNames({"native", "n_out", "n_in", "threads"})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_PrefillBF16)
+    ->ArgsProduct({{0, 1}, {4096}, {4096}, {64, 512}, {1, 2}})
+    ->ArgNames({"native", "n_out", "n_in", "n_tokens", "threads"})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Prefill)
     ->Apply(PrefillArgs)
     ->ArgNames({"dtype", "n_out", "n_in", "n_tokens", "threads"})

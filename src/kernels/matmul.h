@@ -1,7 +1,16 @@
 // Matrix products of f32 activations with weights in their stored dtype (F32, F16, BF16, Q8_0, Q4_0, K-quants), and row
 // dequantization for embedding lookups. Block layouts per llama4.md section 5.4. Weights are never expanded into
-// an f32 copy: decode (n_tokens == 1) dequantizes in registers and streams each weight byte once; prefill packs a
-// small weight panel per thread and runs a register-tiled GEMM over it. Reference: kernels/ref/matmul.h.
+// an f32 copy: quantized weights multiply activations quantized to 8 bits in integer dot products (cpu/qdot.h), F32,
+// F16 and BF16 weights are widened to f32 in registers (cpu/matmul-inl.h), and each weight byte is read from memory
+// once per product (decode) or once per block of tokens (prefill). Reference: kernels/ref/matmul.h.
+//
+// Batch invariance. Every product here computes each output y[t, o] in an arithmetic fixed by the weights' dtype,
+// W's row o (input-major: column o), x's row t, n_in and the Highway target alone: it does not depend on n_tokens,
+// on t's index among the tokens, on the other tokens, on the rows or columns asked for (MatMulRows, a column range),
+// on the thread count or on how the work is split. So a sequence's tokens give bit-identical results alone or
+// batched with other sequences' tokens (continuous batching), in any order. (Different entry points for the same
+// values, e.g. an input-major matrix and its output-major transpose, may differ in the last bits.)
+// batch_invariance_test checks this for every dtype, entry point and compiled target.
 #pragma once
 
 #include <cstdint>
@@ -13,7 +22,8 @@
 namespace herd::kernels {
 
 // True for the weight dtypes MatMul, MatMulRows and DequantizeRow accept: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K,
-// Q6_K, and Q8_0R (the repacked Q8_0 of kernels/repack.h; integer dots on AVX3_DL, the f32 GEMM elsewhere).
+// Q6_K, and Q8_0R (the repacked Q8_0 of kernels/repack.h: its own integer kernel on AVX3_DL, elsewhere Q8_0's kernel
+// on rows unpacked on the fly; bit-identical to Q8_0 either way).
 bool MatMulSupports(DType t);
 
 // y[t, o] = sum_i W[o, i] * x[t, i] for t < n_tokens, o < n_out.
@@ -22,13 +32,12 @@ bool MatMulSupports(DType t);
 //   x: f32 [n_tokens, n_in], row stride n_in; y: f32 [n_tokens, n_out], row stride n_out. Any alignment.
 //   x and y must not overlap. n_tokens or n_out may be 0 (so may n_in, but then w.Rows() is 0 too).
 // Runs on every thread of `pool` (split over output rows, and over tokens when there are few rows) and returns
-// when y is complete. Allocates nothing after the first prefill call on each thread (one reused tile per
-// thread). Results do not depend on the number of threads. Accuracy: f32 accumulation; each y is within
-// (n_in + 2) * eps_f32 * sum_i |W[o, i] * x[t, i]| of the exact value (dequantized weights are exact in f32).
-// Below QuantDotMaxTokens() tokens (cpu/qdot.h): Q8_0/Q4_0/K-quant weights multiply activations quantized to 8
-// bits (ref::MatMulQuantized defines the values); BF16 weights on CPUs with AVX512_BF16 multiply each activation
-// split exactly into three bf16 terms by vdpbf16ps (cpu/bf16dot-inl.h), within (n_in / 16 + 102) * eps_f32 *
-// sum_i |W x| of the exact value, f32 denormals flushed.
+// when y is complete. Allocates nothing once the per-thread scratch (quantized activations, Q8_0R rows unpacked on
+// targets without the Q8_0R kernel) has grown to the largest shape. Results are batch invariant (above).
+// Accuracy: F32/F16/BF16 weights accumulate in f32, each y within (n_in + 2) * eps_f32 * sum_i |W[o, i] * x[t, i]|
+// of the exact value. Q8_0/Q4_0/K-quant weights, at every n_tokens (prefill included, as llama.cpp does), multiply
+// activations quantized to 8 bits per block (ref::MatMulQuantized defines the values: exact integer block sums,
+// scaled and summed in f32).
 void MatMul(const TensorView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool);
 
 // One product of a MatMulBatch: y = W x as MatMul(*w, x, n_tokens, y, pool).
@@ -39,10 +48,9 @@ struct MatMulJob {
 };
 
 // Several independent products over the same n_tokens in one parallel region: the results are bit-identical to
-// calling MatMul for each job in turn, but for quantized weights below QuantDotMaxTokens tokens (decode) the
-// threads split the concatenated rows of all jobs by bytes and meet once, instead of once per job (e.g. Q, K, V;
-// an FFN's gate and up). Jobs sharing x and dtype share one activation quantization. Other jobs run as MatMul.
-// No job's y may overlap another job's x or y.
+// calling MatMul for each job in turn, but for quantized weights the threads split the concatenated rows of all
+// jobs by bytes and meet once, instead of once per job (e.g. Q, K, V; an FFN's gate and up). Jobs sharing x and
+// dtype share one activation quantization. Other jobs run as MatMul. No job's y may overlap another job's x or y.
 void MatMulBatch(const MatMulJob* jobs, int n_jobs, int64_t n_tokens, ThreadPool& pool);
 
 // As MatMul, for output rows [o_begin, o_end) only, computed on the calling thread (for callers that
@@ -61,7 +69,8 @@ void DequantizeRow(const TensorView& w, int64_t r, float* dst);
 //   y[t, c - col_begin] = sum_i W[i, c] * x[t, i] for t < n_tokens, c in [col_begin, col_end),
 //   w: [n_in, n_cols] in F32, F16 or BF16 (n_in = w.Rows(), n_cols = w.Cols()), 0 <= col_begin <= col_end <=
 //   n_cols; x: f32 [n_tokens, n_in]; y: f32 [n_tokens, col_end - col_begin], row stride col_end - col_begin.
-// Threading, allocation and accuracy as MatMul.
+// Threading, batch invariance and accuracy as MatMul (each output: one f32 multiply-add chain over i = 0, 1, ...).
+// Allocates nothing after each thread's first call with 4 or more tokens (one reused packing tile per thread).
 bool MatMulInputMajorSupports(DType t);
 void MatMulInputMajor(const TensorView& w, int64_t col_begin, int64_t col_end, const float* x, int64_t n_tokens,
                       float* y, ThreadPool& pool);

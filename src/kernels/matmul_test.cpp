@@ -1,7 +1,7 @@
 // Tests of kernels/matmul.h against the scalar reference kernels/ref/matmul.h on every compiled Highway target
 // the CPU supports: hand-built Q8_0/Q4_0/Q4_K/Q5_K/Q6_K blocks (llama4.md 5.4) and every F16/BF16 bit pattern
 // dequantize exactly; random products agree within the f32 dot-product error bound (f32 activations) or, for
-// quantized weights below QuantDotMaxTokens() tokens, with ref::MatMulQuantized within the f32 scaling bound and
+// quantized weights (at every n_tokens), with ref::MatMulQuantized within the f32 scaling bound and
 // with the exact product within the activation-rounding bound; integer-valued products (all partial sums
 // exact) agree bit for bit; activations are quantized bit-exactly; results do not depend on threads or row ranges.
 
@@ -41,24 +41,26 @@ using testing::MakeWeights;
 using testing::SeedTrace;
 using testing::Weights;
 
-
 void PutU16(std::vector<uint8_t>& b, size_t at, uint16_t v) { std::memcpy(b.data() + at, &v, 2); }
 
 constexpr DType kAllTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ8_0,
                                DType::kQ4_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
 constexpr DType kQuantTypes[] = {DType::kQ8_0, DType::kQ4_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
-// The dtypes on the quantized-activation path for the Highway target in force: kQuantTypes, and BF16 where the
-// target and CPU multiply it natively (bf16 activations).
-std::vector<DType> QuantDotTypes() {
-  std::vector<DType> v(std::begin(kQuantTypes), std::end(kQuantTypes));
-  if (QuantDotSupports(DType::kBF16)) v.push_back(DType::kBF16);
-  return v;
+// The dtypes MatMul multiplies with quantized activations (integer dots), at every n_tokens.
+std::vector<DType> QuantDotTypes() { return {std::begin(kQuantTypes), std::end(kQuantTypes)}; }
+
+// The native BF16 kernel of cpu/qdot.h (where the target and CPU have AVX512_BF16), which MatMul does not use:
+// y [n_tokens, n_out] = W x with activations split into three bf16 terms, on the calling thread.
+void NativeBf16MatMul(const TensorView& w, const float* x, int64_t n_tokens, float* y) {
+  QuantizedActivations a;
+  a.Quantize(DType::kBF16, x, n_tokens, w.Cols());
+  QuantDotRows(w, a, 0, n_tokens, y, w.Rows(), 0, w.Rows());
 }
 
 bool IsKQuant(DType t) { return t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K; }
 int64_t BlockOf(DType t) { return Traits(t).block_size; }
-// Whether MatMul multiplies with quantized activations (integer dots) for this many tokens.
-bool UsesQuantDot(DType t, int64_t n_tokens) { return QuantDotSupports(t) && n_tokens < QuantDotMaxTokens(); }
+// Whether MatMul multiplies with quantized activations (integer dots), at every n_tokens.
+bool UsesQuantDot(DType t) { return t != DType::kBF16 && QuantDotSupports(t); }
 
 // How values are drawn: random (floats, random scales and quants) or small integers, for which every partial
 // sum of a product with integer activations is exact in f32, whatever the summation order.
@@ -167,7 +169,7 @@ double OffsetPerWeight(DType t, const uint8_t* blk, int64_t j) {
   return 2.0 * std::fabs(static_cast<double>(F16ToF32(h))) * mn;
 }
 
-// Quantized-activation products (y from MatMul with n_tokens < QuantDotMaxTokens()), two properties:
+// Quantized-activation products (y from MatMul with quantized weights, any n_tokens), two properties:
 //  1. Against ref::MatMulQuantized (`qref`, the exact product with the same rounded activations x^): the kernels'
 //     block sums are exact integers, then each block (super-block: 2 terms) adds cvt(I) * fl(d_w d_x) to one of
 //     at most 16 f32 lanes, which are summed at the end. Each term is within 3u of its value (conversion, scale
@@ -176,9 +178,9 @@ double OffsetPerWeight(DType t, const uint8_t* blk, int64_t j) {
 //     holds an exact partial sum of signed weight codes times activation codes (off_i: OffsetPerWeight).
 //  2. Against the exact f32 product sum_i W_i x_i: |x_i - x^_i| <= d_x / 2 + 3u |x_i| (ref::QuantizeActivations),
 //     so |y - exact| <= sum_i |W_i| (d_x / 2 + 3u |x_i|) + the bound of 1.
-// BF16 weights on the native path (vdpbf16ps; y from MatMul when QuantDotSupports(BF16)), activations split
+// BF16 weights on the native path (vdpbf16ps; y from NativeBf16MatMul), activations split
 // exactly into three bf16 terms (ref::SplitActivationsBf16), so the products are exact and only the f32
-// accumulation rounds: each of 48 to 96 f32 lanes (16 per term, twice that for a lone row and token) adds at most
+// accumulation rounds: each of 48 f32 lanes (16 per term) adds at most
 // n_in / 32 + 1 pairs in two roundings each, then at most 100 more additions join the lanes:
 // |y - ref| <= (n_in / 16 + 102) u A + u |ref|, A = sum_i |W_i| (|t0_i| + |t1_i| + |t2_i|), plus what flushing
 // denormals (inputs and results) can lose, under 2^-126 per operation. The terms sum to x exactly (away from f32
@@ -473,7 +475,7 @@ void CheckProduct(DType t, int64_t n_out, int64_t n_in, int64_t n_tokens, int th
     for (int64_t i = 0; i < n_tokens * n_out; ++i) {
       ASSERT_EQ(y[i], want[i]) << "y[" << i / n_out << ", " << i % n_out << "] (exact integer arithmetic)";
     }
-  } else if (UsesQuantDot(t, n_tokens)) {
+  } else if (UsesQuantDot(t)) {
     ExpectWithinQuantizedBound(w.view, x.data(), n_tokens, y.data(), n_out);
   } else {
     ExpectWithinDotBound(w.view, x.data(), n_tokens, y.data(), want.data(), n_out, 0, n_out);
@@ -586,13 +588,11 @@ TEST_P(MatMulTest, BatchEqualsOneMatMulPerJob) {
   std::mt19937_64 rng(seed);
   SCOPED_TRACE(SeedTrace(seed));
   const int64_t n_in = 512;
-  const bool bf16 = QuantDotSupports(DType::kBF16);
   for (int64_t n_tokens : {1, 2, 7, 40}) {
     for (int mix = 0; mix < 8; ++mix) {
-      // Mixes 6 and 7: BF16 jobs (native bf16 dots where the target has them, else the f32 path) with others.
+      // Mixes 5 to 7: jobs on the f32 path (F32, BF16) with others.
       const DType t0 = mix == 6 ? DType::kBF16 : kQuantTypes[mix % 5];
       const DType t1 = mix == 5 ? DType::kF32 : mix == 7 ? DType::kBF16 : kQuantTypes[(mix + 2) % 5];
-      if (!bf16 && mix == 7) continue;
       SCOPED_TRACE(Describe(t0, 0, n_in, n_tokens) + " with " + std::string(DTypeName(t1)));
       const Weights w[4] = {
           RandomWeights(t0, 37, n_in, Fill::kRandom, rng), RandomWeights(t0, 5, n_in, Fill::kRandom, rng),
@@ -625,11 +625,10 @@ TEST_P(MatMulTest, BatchEqualsOneMatMulPerJob) {
 }
 
 // Q8_0R (kernels/repack.h) is Q8_0 regrouped: packing and unpacking give back the bytes, every row dequantizes to
-// the same values, and every product is bit-identical to the Q8_0 original's on the same target: the integer dot
-// kernel on AVX3_DL (below QuantDotMaxTokens() tokens) repeats the Q8_0 kernel's operations, and the f32 GEMM sees
-// the same weights. On targets without the Q8_0R dot kernel, products below QuantDotMaxTokens() take the f32 GEMM
-// (exact activations) and are checked against the reference's bound instead. Row counts that do not split evenly,
-// 1 to 3 threads, MatMulRows ranges and MatMulBatch.
+// the same values, and every product is bit-identical to the Q8_0 original's on the same target at every n_tokens:
+// the integer dot kernel on AVX3_DL repeats the Q8_0 kernel's operations, and targets without it run the Q8_0
+// kernel on the rows unpacked. Row counts that do not split evenly, 1 to 3 threads, MatMulRows ranges and
+// MatMulBatch.
 TEST_P(MatMulTest, RepackedQ8_0IsQ8_0BitForBit) {
   const uint64_t seed = testing::BaseSeed() + 2700;
   std::mt19937_64 rng(seed);
@@ -670,25 +669,16 @@ TEST_P(MatMulTest, RepackedQ8_0IsQ8_0BitForBit) {
       std::vector<float> want(n_y), ref_y(n_y);
       ThreadPool pool1(1);
       MatMul(w.view, x.data(), n_tokens, want.data(), pool1);
-      const bool same_path = dot || n_tokens >= QuantDotMaxTokens();
-      if (same_path) {
-        ref::MatMulQuantized(r.view, x.data(), n_tokens, ref_y.data());  // the reference of Q8_0R reads Q8_0 too
-        std::vector<float> ref_q8(n_y);
-        ref::MatMulQuantized(w.view, x.data(), n_tokens, ref_q8.data());
-        ASSERT_EQ(0, std::memcmp(ref_q8.data(), ref_y.data(), n_y * sizeof(float)));
-      } else {
-        ref::MatMul(r.view, x.data(), n_tokens, ref_y.data());
-      }
+      ref::MatMulQuantized(r.view, x.data(), n_tokens, ref_y.data());  // the reference of Q8_0R reads Q8_0 too
+      std::vector<float> ref_q8(n_y);
+      ref::MatMulQuantized(w.view, x.data(), n_tokens, ref_q8.data());
+      ASSERT_EQ(0, std::memcmp(ref_q8.data(), ref_y.data(), n_y * sizeof(float)));
       for (int threads : {1, 2, 3}) {
         ThreadPool pool(threads);
         std::vector<float> got(n_y, -7.0f);
         MatMul(r.view, x.data(), n_tokens, got.data(), pool);
-        if (same_path) {
-          EXPECT_EQ(0, std::memcmp(want.data(), got.data(), n_y * sizeof(float))) << threads << " threads";
-        } else {
-          ExpectWithinDotBound(r.view, x.data(), n_tokens, got.data(), ref_y.data(), n_out, 0, n_out);
-        }
-        if (threads == 2 && same_path) {  // MatMulRows on a middle range, and a batch with a Q4_0 job on the same x
+        EXPECT_EQ(0, std::memcmp(want.data(), got.data(), n_y * sizeof(float))) << threads << " threads";
+        if (threads == 2) {  // MatMulRows on a middle range, and a batch with a Q4_0 job on the same x
           std::vector<float> rows(n_y, -7.0f);
           const int64_t o0 = n_out / 3, o1 = n_out - n_out / 4;
           MatMulRows(r.view, x.data(), n_tokens, rows.data(), n_out, o0, o1);
@@ -842,8 +832,7 @@ TEST_P(MatMulTest, Bf16ActivationSplitIsBitExact) {
       x[2 * n_in + 9] = -std::numeric_limits<float>::infinity();
     }
     std::vector<float> y(x.size()), want(x.size());
-    ThreadPool pool(2);
-    MatMul(w.view, x.data(), n_tokens, y.data(), pool);
+    NativeBf16MatMul(w.view, x.data(), n_tokens, y.data());
     ref::MatMulQuantized(w.view, x.data(), n_tokens, want.data());
     int failures = 0;
     for (int64_t i = 0; i < n_tokens * n_in && failures < 5; ++i) {
@@ -866,6 +855,25 @@ TEST_P(MatMulTest, QuantizedProductsLongRows) {
     for (int64_t n_in : {4096, 8192}) {
       CheckProduct(t, 37, n_in, 1 + static_cast<int64_t>(case_idx % 4), 2, Fill::kRandom, seed + case_idx);
       ++case_idx;
+    }
+  }
+}
+
+// The native BF16 kernel (not MatMul's path, kept for measurements: cpu/matmul.cpp) within its bound, for short
+// and long rows, partial steps and 1 to 5 tokens.
+TEST_P(MatMulTest, NativeBf16ProductsWithinBound) {
+  if (!QuantDotSupports(DType::kBF16)) GTEST_SKIP() << "this target/CPU has no native BF16 dot product";
+  const uint64_t seed = testing::BaseSeed() + 5500;
+  uint64_t case_idx = 0;
+  for (int64_t n_in : {1, 33, 200, 4096}) {
+    for (int64_t n_tokens : {1, 2, 5}) {
+      SCOPED_TRACE(Describe(DType::kBF16, 37, n_in, n_tokens) + ", " + SeedTrace(seed + case_idx));
+      std::mt19937_64 rng(seed + case_idx++);
+      const Weights w = RandomWeights(DType::kBF16, 37, n_in, Fill::kRandom, rng);
+      std::vector<float> x(static_cast<size_t>(n_tokens * n_in)), y(static_cast<size_t>(n_tokens * 37));
+      testing::FillUniform(rng, -1.0f, 1.0f, x.data(), n_tokens * n_in);
+      NativeBf16MatMul(w.view, x.data(), n_tokens, y.data());
+      ExpectWithinBf16Bound(w.view, x.data(), n_tokens, y.data(), 37);
     }
   }
 }

@@ -400,11 +400,10 @@ TEST_P(ConvertFixtureTest, SameLogitsAsTheHfDirectory) {
 }
 
 // Why the MoE layers above are not bit-identical: the same expert weights, HF input-major through
-// MatMulInputMajor and GGUF output-major through MatMul, agree bit for bit on the packed-GEMM path (4 or more
-// tokens routed to the expert) but not on the small-batch paths (AxpyColumns vs the dot kernel), which sum in a
-// different order. Printed below the GEMM; asserted equal on it. BF16 weights on CPUs with native BF16 dot
-// products take MatMul's bf16 path up to QuantDotMaxTokens() tokens, so there the GEMM starts later.
-TEST_P(ConvertFixtureTest, ExpertKernelsAgreeFromFourTokens) {
+// MatMulInputMajor (one multiply-add chain per output over the inputs) and GGUF output-major through MatMul (lane
+// accumulators and a horizontal sum, or BF16 dot products) sum in different orders. Each is batch invariant
+// (kernels/matmul.h), so the difference does not depend on the token count; asserted small and printed.
+TEST_P(ConvertFixtureTest, ExpertKernelsAgreeWithinRounding) {
   // The first MoE layer: 0 in allmoe, 1 in interleaved.
   const std::string p = hf_->model->config().layers[0].moe ? "blk.0." : "blk.1.";
   const TensorView* gu = hf_->files.weights.Find(p + "ffn_gate_up_exps_im.weight");
@@ -413,21 +412,16 @@ TEST_P(ConvertFixtureTest, ExpertKernelsAgreeFromFourTokens) {
   const int64_t d = gu->shape[1], f = gate->shape[1];
   std::mt19937 rng(7);
   std::normal_distribution<float> gauss;
-  const bool bf16_dots = gate->dtype == DType::kBF16 && kernels::QuantDotSupports(DType::kBF16);
-  const int64_t gemm_from = bf16_dots ? kernels::QuantDotMaxTokens() : 4;
-  for (int64_t n : {int64_t{1}, int64_t{2}, int64_t{3}, int64_t{4}, int64_t{5}, int64_t{6}, gemm_from, gemm_from + 1}) {
+  for (int64_t n : {int64_t{1}, int64_t{2}, int64_t{3}, int64_t{4}, int64_t{5}, int64_t{33}}) {
     std::vector<float> x(static_cast<size_t>(n * d)), a(static_cast<size_t>(n * f)), b(a.size());
     for (float& v : x) v = gauss(rng);
     kernels::MatMulInputMajor(gu->Slice(2), 0, f, x.data(), n, a.data(), pool_);
     kernels::MatMul(gate->Slice(2), x.data(), n, b.data(), pool_);
     const Diff diff = Compare(a, b);
-    if (n >= gemm_from) {
-      EXPECT_EQ(diff.n_different, 0) << n << " tokens";
-    } else {
-      std::printf("%s: expert kernels with %lld token(s): %lld of %zu outputs differ, max |diff| %.3g\n",
-                  CaseName({GetParam(), 0}).c_str(), static_cast<long long>(n),
-                  static_cast<long long>(diff.n_different), a.size(), diff.max);
-    }
+    EXPECT_LT(diff.max, 1e-3) << n << " tokens";
+    std::printf("%s: expert kernels with %lld token(s): %lld of %zu outputs differ, max |diff| %.3g\n",
+                CaseName({GetParam(), 0}).c_str(), static_cast<long long>(n), static_cast<long long>(diff.n_different),
+                a.size(), diff.max);
   }
 }
 
@@ -681,7 +675,12 @@ TEST(ConvertSynthetic, HfLlamaUnpermutesQkAndWritesRopeFreqs) {
   EXPECT_LT(RelativeRms(lq, lf), 0.05);
   const auto deq = MustLoad(DequantizedCopy(q8->files.path, "synth-llama-q8-f32"));
   ASSERT_NE(deq, nullptr);
-  EXPECT_LE(Compare(lq, AllLogits(*deq->model, ids, pool)).max, 1e-4);
+  // The same weights in F32: the Q8_0 model rounds its activations to 8 bits per block at every token count
+  // (kernels/matmul.h), so the two agree to that rounding, not to the bit.
+  const auto ld = AllLogits(*deq->model, ids, pool);
+  std::printf("synthetic llama: Q8_0 vs its dequantized F32 copy: relative RMS %.3g\n", RelativeRms(lq, ld));
+  EXPECT_LT(RelativeRms(lq, ld), 0.03);
+  EXPECT_LT(RelativeRms(lq, ld), RelativeRms(lq, lf));
 }
 
 // A Llama 4 model without MoE layers runs the same kernels from both formats: logits bit-identical, which shows

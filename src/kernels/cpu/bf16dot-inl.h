@@ -117,14 +117,16 @@ HWY_INLINE __m512 DotPairs(__m512 acc, __m512i w, __m512i x) {
 // Weight prefetch distance, as cpu/qdot-inl.h (rows [o_begin, o_end) are one linear stream).
 constexpr int64_t kPrefetchAhead = 4096;
 
-// y[t * y_stride + r] = dot(row r, token t) for r < R, t < T: the products with term k go to accumulator k, and
-// for a single row and token (decode) even and odd steps also go to separate accumulators, so that six
-// vdpbf16ps chains are in flight. The accumulators are added once at the end in a fixed order (smallest terms
-// first), so each output's arithmetic depends only on n_in and on whether R T = 1.
+// Accumulators per term and output: step s goes to accumulator s % kPar. The same for every tile shape, so that
+// an output's arithmetic does not depend on how many rows and tokens share its tile (batch invariance).
+constexpr int kPar = 1;
+
+// y[t * y_stride + r] = dot(row r, token t) for r < R, t < T: the products with term k go to accumulator k (and
+// step parity p, when kPar = 2). The accumulators are added once at the end in a fixed order (smallest terms
+// first), so each output's arithmetic depends only on n_in.
 template <int R, int T>
 HWY_INLINE void Tile(const uint8_t* const* rows, const uint8_t* const* acts, int64_t n_in, float* y, int64_t y_stride,
                      bool prefetch) {
-  constexpr int kPar = R * T == 1 ? 2 : 1;
   __m512 acc[kPar][kTerms][R][T];
   for (int p = 0; p < kPar; ++p) {
     for (int k = 0; k < kTerms; ++k) {
@@ -180,6 +182,7 @@ HWY_INLINE void Tile(const uint8_t* const* rows, const uint8_t* const* acts, int
 
 // The tiles qdot::DotRows (cpu/qdot-inl.h) drives over the rows and tokens: n = the row's inputs.
 struct Tiles {
+  static constexpr int kRows = 2, kTokens = 4;
   static int64_t Length(const TensorView& w) { return w.Cols(); }
   template <int R, int NT>
   static HWY_INLINE void Tile(const uint8_t* const* rows, const uint8_t* const* acts, int64_t n_in, float* y,

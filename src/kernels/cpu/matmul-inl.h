@@ -2,22 +2,26 @@
 // once per SIMD target by cpu/matmul.cpp and by cpu/matmul_fp8.cpp, which adds its own source type (SrcF8E4M3).
 // Reference: kernels/ref/matmul.h. Source types, each decoding a row into f32 exactly:
 //  * SrcF32, SrcF16, SrcBF16 (and F8_E4M3): every kernel below, row-major and input-major weights.
-//  * SrcQ8_0, SrcQ4_0, SrcK<Q4_K|Q5_K|Q6_K>, SrcQ8_0R (kernels/repack.h): DequantizeRow and the packed GEMM only.
-//    Their products below QuantDotMaxTokens() tokens are integer dots (cpu/qdot.h); Q8_0R on targets without its
-//    dot kernel takes the packed GEMM at every n_tokens.
+//  * SrcQ8_0, SrcQ4_0, SrcK<Q4_K|Q5_K|Q6_K>, SrcQ8_0R (kernels/repack.h): DequantizeRow only. Their products are
+//    integer dots at every n_tokens (cpu/qdot.h).
 //
-// Two kernels, chosen by n_tokens (results never depend on the thread count or the row split):
-//  * Dot (n_tokens < kGemmMinTokens, i.e. decode; unblocked types): kDotRows weight rows x up to 3 tokens per
-//    register tile. Each 32-element group of a row is widened to f32 in registers and multiplied into f32 lane
-//    accumulators, so weights stream from memory once, in their stored dtype.
-//  * Packed GEMM (n_tokens >= kGemmMinTokens, prefill): per thread, a panel of kMR output rows x kKC inputs is
-//    dequantized once into a transposed f32 tile [kKC][kMR] (reused grow-once per thread), then a register
-//    micro-kernel of kNT tokens x kMR rows (2 vectors) runs over it with broadcast activations, so every
-//    dequantized weight is reused for all n_tokens and no horizontal reduction is needed. The same
-//    micro-kernel serves input-major weights (HF experts), whose panels need no transposition.
-// Measurements: bench/RESULTS.md, section "Kernels" (bench/matmul_bench.cpp: BM_MatVec for the dot kernel of F32,
-// F16 and BF16, BM_Prefill for the GEMM). No variants of these two kernels were recorded; the quantized decode that
-// this file's f32 dequantization used to do is variant 1 of cpu/qdot-inl.h's list.
+// Batch invariance (kernels/matmul.h): each output's arithmetic depends only on its weight row (column), its
+// token's activations, n_in and the target, never on n_tokens, the token's index, the other tokens, the rows asked
+// for or the thread split. Hence one reduction order per layout, whatever the kernel:
+//  * Row-major weights: the dot kernel at every n_tokens. Per output, one f32 lane accumulator over the row's
+//    vectors in order (fused multiply-add), HalvingSum over its lanes, then the n_in % kL tail inputs one by one
+//    (one-lane MulAdd). Register tiles of kDotRows rows x up to kDotTokens tokens share the loads (each weight
+//    vector is widened once per tile, each activation vector loaded once per tile), and for several tokens the
+//    rows run in blocks of kDotBlockBytes that stay in L2 while every token tile passes over them, so prefill reads
+//    the weights from memory once. Decode: 4 rows x 1 token, the weights streamed once in their stored dtype.
+//    (The packed GEMM this replaced summed each output as one chain over the inputs, a different order than the
+//    decode kernel, so a token's logits changed with the batch; see bench/RESULTS.md, "Batch invariance", for the
+//    speed of the two.)
+//  * Input-major weights (HF experts): per output, one chain of multiply-adds over the inputs i = 0, 1, ... from 0:
+//    AxpyColumns below kInputMajorGemmMinTokens tokens (lanes over columns, y kept in L1), else the packed GEMM (a
+//    panel of kKC inputs x kMR columns packed once per thread, a register micro-kernel of kNT tokens x kMR columns
+//    over it, y carried between panels), both in the same order.
+// Measurements: bench/RESULTS.md, section "Kernels" (bench/matmul_bench.cpp: BM_MatVec and BM_Prefill).
 
 #if defined(HERD_KERNELS_CPU_MATMUL_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef HERD_KERNELS_CPU_MATMUL_INL_H_
@@ -46,7 +50,7 @@ namespace hn = hwy::HWY_NAMESPACE;
 using DW = hn::CappedTag<float, 16>;
 using VW = hn::Vec<DW>;
 constexpr int64_t kL = static_cast<int64_t>(hn::MaxLanes(DW()));
-constexpr int64_t kGroup = 32;            // elements per dequantization group (= Q8_0/Q4_0 block)
+constexpr int64_t kGroup = 32;  // elements per dequantization group (= Q8_0/Q4_0 block)
 constexpr int64_t kGroupVecs = kGroup / kL;
 
 // ---------------------------------------------------------------------------------------------------------
@@ -71,8 +75,8 @@ HWY_INLINE hn::Vec<D> LoadF16Vec(D d, const uint8_t* p) {
   const auto inf_nan = hn::Or(hn::Set(du, 0x7F800000u), hn::ShiftLeft<13>(mant));
   // Subnormal (and zero): mant * 2^-24, exact.
   const auto sub = hn::BitCast(du, hn::Mul(hn::ConvertTo(d, hn::BitCast(di, mant)), hn::Set(d, 1.0f / 16777216.0f)));
-  const auto mag = hn::IfThenElse(hn::Eq(exp, hn::Zero(du)), sub,
-                                  hn::IfThenElse(hn::Eq(exp, hn::Set(du, 0x1Fu)), inf_nan, normal));
+  const auto mag =
+      hn::IfThenElse(hn::Eq(exp, hn::Zero(du)), sub, hn::IfThenElse(hn::Eq(exp, hn::Set(du, 0x1Fu)), inf_nan, normal));
   return hn::BitCast(d, hn::Or(mag, sign));
 #endif
 }
@@ -268,18 +272,6 @@ constexpr bool IsSuperBlocked() {
   return requires { Src::kSuperBlock; };
 }
 
-// acc[t][*] += sum_j W_group[j] * xv[t][j] for plain (unblocked) types, in kA chains. Block types never come here:
-// their decode products are integer dots (cpu/qdot.h).
-template <class Src, int T, int kA>
-HWY_INLINE void DotGroup(const uint8_t* g, const VW (&xv)[T][kGroupVecs], VW (&acc)[T][kA]) {
-  static_assert(!Src::kBlocked, "quantized weights use the integer dot kernels");
-  VW w[kGroupVecs];
-  Src::LoadGroup(g, w);
-  for (int t = 0; t < T; ++t) {
-    for (int64_t j = 0; j < kGroupVecs; ++j) acc[t][j % kA] = hn::MulAdd(w[j], xv[t][j], acc[t][j % kA]);
-  }
-}
-
 // dst[0, n) = W_row[k0, k0 + n); k0 is a multiple of kGroup (of 256 for K-quants, and then so is n). Exact.
 template <class Src>
 HWY_INLINE void DequantRange(const uint8_t* row, int64_t k0, int64_t n, float* HWY_RESTRICT dst) {
@@ -300,59 +292,136 @@ HWY_INLINE void DequantRange(const uint8_t* row, int64_t k0, int64_t n, float* H
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Dot kernel (decode). y[t * y_stride + r] = sum_i W_r[i] * x[t * x_stride + i] for r < R, t < T.
+// Dot kernel (row-major F32, F16, BF16, F8_E4M3; every n_tokens). y[t * y_stride + r] = sum_i W_r[i] x_t[i] for
+// r < R, t < T, each output in one fixed order that depends only on n_in and the target: vector v (kL inputs) of
+// the row is multiplied into lane accumulator v % kDotChains by a fused multiply-add (MulAdd), the accumulators are
+// added in index order, their lanes summed by HalvingSum, and the n_in % kL tail elements added one by one (MulAdd
+// on one lane, in input order). The tile shape R x T only decides which outputs share the loads.
 
+// Register tile: kDotRows weight rows x up to kDotTokens tokens, R T accumulators and T activation vectors (plus one
+// weight vector) in registers. 4 x 4 measured as fast as 4 x 5 and 4 x 6 and faster than 2 x 8 and 3 x 6 (F32, F16,
+// BF16 prefill on the Zen 4 VM; bench/RESULTS.md, "Batch invariance"). Decode runs 4 rows x 1 token: four FMA
+// chains, plenty for a product bound by memory bandwidth.
+constexpr int kDotChains = 1;  // lane accumulators per output (independent FMA chains; a tile has R T of them)
 constexpr int64_t kDotRows = 4;
-constexpr int64_t kGemmMinTokens = 4;  // below this, the dot kernel (up to 3 tokens per tile); no crossover on record
+#if HWY_TARGET <= HWY_AVX3
+constexpr int64_t kDotTokens = 4;  // 21 of 32 registers
+#else
+constexpr int64_t kDotTokens = 3;  // 16 of 16 registers
+#endif
+// Weight bytes per row block: the rows a block of tokens passes over, kept in L2 (1 MiB per core on Zen 4/5)
+// while every token tile of the product runs over them, so prefill streams the weights from memory once.
+constexpr int64_t kDotBlockBytes = int64_t{256} << 10;
+
+// a * b + c in one lane: the same operation (fused or not) as MulAdd on full vectors of this target.
+HWY_INLINE float MulAddLane(float a, float b, float c) {
+  const hn::CappedTag<float, 1> d1;
+  return hn::GetLane(hn::MulAdd(hn::Set(d1, a), hn::Set(d1, b), hn::Set(d1, c)));
+}
+
+// The sum of the lanes of v by halving: lanes l and l + n/2 added for l < n/2, until one lane is left. Written out
+// rather than SumOfLanes so that the order is stated here, the same tree on every target.
+template <class D>
+HWY_INLINE float HalvingSum(D d, hn::Vec<D> v) {
+#if HWY_TARGET == HWY_SCALAR  // one lane (and no UpperHalf)
+  (void)d;
+  return hn::GetLane(v);
+#else
+  if constexpr (hn::MaxLanes(d) == 1) {
+    return hn::GetLane(v);
+  } else {
+    const hn::Half<D> dh;
+    return HalvingSum(dh, hn::Add(hn::LowerHalf(dh, v), hn::UpperHalf(dh, v)));
+  }
+#endif
+}
 
 template <class Src, int R, int T>
 HWY_INLINE void DotTile(const uint8_t* const* rows, const float* x, int64_t x_stride, int64_t n_in, float* y,
                         int64_t y_stride) {
+  static_assert(!Src::kBlocked, "quantized weights use the integer dot kernels");
   const DW d;
-  constexpr int kA = T == 1 ? 2 : 1;  // independent chains per output (FMA latency, decode)
-  VW acc[R][T][kA];
-  for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < T; ++t) {
-      for (int a = 0; a < kA; ++a) acc[r][t][a] = hn::Zero(d);
+  VW acc[kDotChains][R][T];
+  for (int c = 0; c < kDotChains; ++c) {
+    for (int r = 0; r < R; ++r) {
+      for (int t = 0; t < T; ++t) acc[c][r][t] = hn::Zero(d);
     }
   }
-  const int64_t n_groups = n_in / kGroup;
-  for (int64_t g = 0; g < n_groups; ++g) {
-    VW xv[T][kGroupVecs];
-    for (int t = 0; t < T; ++t) {
-      for (int64_t j = 0; j < kGroupVecs; ++j) xv[t][j] = hn::LoadU(d, x + t * x_stride + g * kGroup + j * kL);
+  // Vector v into accumulator c = v % kDotChains.
+  const auto step = [&](int c, int64_t v) HWY_ATTR {
+    VW xv[T];
+    for (int t = 0; t < T; ++t) xv[t] = hn::LoadU(d, x + t * x_stride + v * kL);
+    for (int r = 0; r < R; ++r) {
+      const VW wv = Src::LoadVec(rows[r] + v * kL * Src::kElemBytes);
+      for (int t = 0; t < T; ++t) acc[c][r][t] = hn::MulAdd(wv, xv[t], acc[c][r][t]);
     }
-    for (int r = 0; r < R; ++r) DotGroup<Src, T, kA>(rows[r] + g * Src::kGroupBytes, xv, acc[r]);
+  };
+  const int64_t n_vec = n_in / kL;
+  int64_t v = 0;
+  for (; v + kDotChains <= n_vec; v += kDotChains) {
+    for (int c = 0; c < kDotChains; ++c) step(c, v + c);
+  }
+  for (int c = 0; c < kDotChains; ++c) {
+    if (v + c < n_vec) step(c, v + c);
   }
   for (int r = 0; r < R; ++r) {
     for (int t = 0; t < T; ++t) {
-      VW s = acc[r][t][0];
-      for (int a = 1; a < kA; ++a) s = hn::Add(s, acc[r][t][a]);
-      float sum = hn::GetLane(hn::SumOfLanes(d, s));
-      for (int64_t i = n_groups * kGroup; i < n_in; ++i) sum += Src::Scalar(rows[r], i) * x[t * x_stride + i];
+      VW s = acc[0][r][t];
+      for (int c = 1; c < kDotChains; ++c) s = hn::Add(s, acc[c][r][t]);
+      float sum = HalvingSum(d, s);
+      for (int64_t i = n_vec * kL; i < n_in; ++i) sum = MulAddLane(Src::Scalar(rows[r], i), x[t * x_stride + i], sum);
       y[t * y_stride + r] = sum;
     }
   }
 }
 
-template <class Src, int T>
-HWY_INLINE void DotRows(const TensorView& w, const float* x, float* y, int64_t y_stride, int64_t o_begin,
-                        int64_t o_end) {
-  const int64_t n_in = w.Cols();
+// Rows [o_begin, o_end) in tiles of R (then single rows) for T tokens.
+template <class Src, int R, int T>
+HWY_INLINE void DotRowTiles(const TensorView& w, const float* x, float* y, int64_t y_stride, int64_t o_begin,
+                            int64_t o_end) {
+  const int64_t n_in = w.Cols(), stride = w.RowStride();
   int64_t o = o_begin;
-  for (; o + kDotRows <= o_end; o += kDotRows) {
-    const uint8_t* rows[kDotRows];
-    for (int64_t r = 0; r < kDotRows; ++r) rows[r] = w.Row(o + r);
-    DotTile<Src, kDotRows, T>(rows, x, n_in, n_in, y + o, y_stride);
+  for (; o + R <= o_end; o += R) {
+    const uint8_t* rows[R];
+    for (int64_t r = 0; r < R; ++r) rows[r] = w.data + (o + r) * stride;
+    DotTile<Src, R, T>(rows, x, n_in, n_in, y + o, y_stride);
   }
   for (; o < o_end; ++o) {
-    const uint8_t* row = w.Row(o);
+    const uint8_t* row = w.data + o * stride;
     DotTile<Src, 1, T>(&row, x, n_in, n_in, y + o, y_stride);
   }
 }
 
+// DotRowTiles for 1 <= nt <= T tokens.
+template <class Src, int R, int T>
+HWY_INLINE void DotRowTilesUpTo(int64_t nt, const TensorView& w, const float* x, float* y, int64_t y_stride,
+                                int64_t o_begin, int64_t o_end) {
+  if constexpr (T > 1) {
+    if (nt < T) return DotRowTilesUpTo<Src, R, T - 1>(nt, w, x, y, y_stride, o_begin, o_end);
+  }
+  DotRowTiles<Src, R, T>(w, x, y, y_stride, o_begin, o_end);
+}
+
+// y[t * y_stride + o] for t < n_tokens, o in [o_begin, o_end): row blocks of kDotBlockBytes, and over each block
+// every token in tiles of up to kDotTokens (decode: one token, the rows streamed once).
+template <class Src>
+HWY_INLINE void DotRows(const TensorView& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride,
+                        int64_t o_begin, int64_t o_end) {
+  const int64_t n_in = w.Cols();
+  const int64_t block =
+      std::max<int64_t>(kDotRows, kDotBlockBytes / std::max<int64_t>(1, w.RowStride()) / kDotRows * kDotRows);
+  for (int64_t ob = o_begin; ob < o_end; ob += block) {
+    const int64_t oe = std::min(o_end, ob + block);
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += kDotTokens) {
+      DotRowTilesUpTo<Src, kDotRows, kDotTokens>(std::min(kDotTokens, n_tokens - t0), w, x + t0 * n_in,
+                                                 y + t0 * y_stride, y_stride, ob, oe);
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------
-// Packed GEMM (prefill).
+// Packed GEMM (input-major weights, from kInputMajorGemmMinTokens tokens). Lanes run over output columns, so each
+// output is one chain of multiply-adds over the inputs in order, carried in y from one kKC panel to the next.
 
 constexpr int64_t kMR = 2 * kL;  // output rows per micro-tile (two vectors)
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
@@ -360,8 +429,8 @@ constexpr int kNT = 8;  // tokens per micro-tile: 2 * kNT accumulators of 32 zmm
 #else
 constexpr int kNT = 6;  // 16 registers
 #endif
-constexpr int64_t kKC = 256;                 // inputs per panel (multiple of kGroup)
-constexpr int64_t kOC = 256;                 // output rows packed at once (multiple of kMR)
+constexpr int64_t kKC = 256;  // inputs per panel (multiple of kGroup)
+constexpr int64_t kOC = 256;  // output rows packed at once (multiple of kMR)
 constexpr int64_t kPanels = kOC / kMR;
 constexpr int64_t kTileFloats = kOC * kKC + kKC;  // panels + one dequantized row segment
 
@@ -426,20 +495,6 @@ HWY_INLINE void MicroKernelN(int64_t nt, const float* panel, int64_t kc, const f
   MicroKernelTile<NT>(panel, kc, x, x_stride, y, y_stride, accumulate, n_rows);
 }
 
-// Packs W[o0 + m, k0 + k] (m < n_rows, k < kc; zero for m >= n_rows) into panel[k * kMR + m].
-template <class Src>
-HWY_INLINE void PackRowMajor(const TensorView& w, int64_t o0, int64_t n_rows, int64_t k0, int64_t kc,
-                             float* HWY_RESTRICT panel, float* HWY_RESTRICT scratch) {
-  for (int64_t m = 0; m < kMR; ++m) {
-    if (m < n_rows) {
-      DequantRange<Src>(w.Row(o0 + m), k0, kc, scratch);
-      for (int64_t k = 0; k < kc; ++k) panel[k * kMR + m] = scratch[k];
-    } else {
-      for (int64_t k = 0; k < kc; ++k) panel[k * kMR + m] = 0.0f;
-    }
-  }
-}
-
 // Packs input-major W[k0 + k, c0 + m] (m < n_cols, zero beyond) into panel[k * kMR + m]: no transposition.
 template <class Src>
 HWY_INLINE void PackInputMajor(const TensorView& w, int64_t c0, int64_t n_cols, int64_t k0, int64_t kc,
@@ -491,32 +546,16 @@ HWY_INLINE void Gemm(const Pack& pack, int64_t n_in, const float* x, int64_t n_t
 // ---------------------------------------------------------------------------------------------------------
 // Entry points per dtype.
 
-// The packed GEMM over rows [o_begin, o_end) whatever n_tokens (quantized weights: MatMul sends only products at or
-// above QuantDotMaxTokens() tokens here).
-template <class Src>
-HWY_INLINE void GemmRowsSrc(const TensorView& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride,
-                            int64_t o_begin, int64_t o_end) {
-  const auto pack = [&w](int64_t o0, int64_t n_rows, int64_t k0, int64_t kc, float* panel, float* scratch) {
-    PackRowMajor<Src>(w, o0, n_rows, k0, kc, panel, scratch);
-  };
-  Gemm(pack, w.Cols(), x, n_tokens, y + o_begin, y_stride, o_begin, o_end);
-}
-
 template <class Src>
 HWY_INLINE void MatMulRowsSrc(const TensorView& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride,
                               int64_t o_begin, int64_t o_end) {
-  if (n_tokens >= kGemmMinTokens) return GemmRowsSrc<Src>(w, x, n_tokens, y, y_stride, o_begin, o_end);
-  switch (n_tokens) {
-    case 1:
-      return DotRows<Src, 1>(w, x, y, y_stride, o_begin, o_end);
-    case 2:
-      return DotRows<Src, 2>(w, x, y, y_stride, o_begin, o_end);
-    case 3:
-      return DotRows<Src, 3>(w, x, y, y_stride, o_begin, o_end);
-    default:
-      return;
-  }
+  DotRows<Src>(w, x, n_tokens, y, y_stride, o_begin, o_end);
 }
+
+// Input-major weights: both kernels compute each output y[t, c] in the same order, a chain of MulAdd over the
+// inputs i = 0, 1, ... from 0 (lane c of the GEMM's micro-tile, kept in y between its kKC panels; or AxpyColumns'
+// lane, or its one-lane MulAdd for the columns past the last full vector), so results do not depend on n_tokens.
+constexpr int64_t kInputMajorGemmMinTokens = 4;  // below this, AxpyColumns (the weights read once, in order)
 
 // Input-major decode: y[t, c] accumulates x[t, i] * W[i, c] row by row over a column chunk that stays in L1,
 // so each weight row segment is read once, contiguously.
@@ -542,9 +581,9 @@ HWY_INLINE void AxpyColumns(const TensorView& w, int64_t c_begin, int64_t c_end,
           hn::StoreU(hn::MulAdd(wv, xb[t], hn::LoadU(d, yt)), d, yt);
         }
       }
-      for (int64_t c = cw_vec; c < cw; ++c) {
+      for (int64_t c = cw_vec; c < cw; ++c) {  // the vector loop's MulAdd, one lane at a time
         const float wc = Src::Scalar(src, c);
-        for (int t = 0; t < T; ++t) yc[t * y_stride + c] += wc * x[t * n_in + i];
+        for (int t = 0; t < T; ++t) yc[t * y_stride + c] = MulAddLane(wc, x[t * n_in + i], yc[t * y_stride + c]);
       }
     }
   }
@@ -553,7 +592,7 @@ HWY_INLINE void AxpyColumns(const TensorView& w, int64_t c_begin, int64_t c_end,
 template <class Src>
 HWY_INLINE void MatMulInputMajorSrc(const TensorView& w, int64_t c_begin, int64_t c_end, const float* x,
                                     int64_t n_tokens, float* y, int64_t y_stride) {
-  if (n_tokens >= kGemmMinTokens) {
+  if (n_tokens >= kInputMajorGemmMinTokens) {
     const auto pack = [&w](int64_t c0, int64_t n_cols, int64_t k0, int64_t kc, float* panel, float* scratch) {
       PackInputMajor<Src>(w, c0, n_cols, k0, kc, panel, scratch);
     };

@@ -10,6 +10,8 @@
 HWY_BEFORE_NAMESPACE();
 namespace herd::kernels::HWY_NAMESPACE {
 
+// Row-major F32, F16 and BF16 weights (BF16 where the CPU has no native BF16 dot product): the f32 dot kernel
+// of cpu/matmul-inl.h, one reduction order for every n_tokens. Quantized weights never come here (cpu/qdot.h).
 void MatMulRowsT(const TensorView& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride, int64_t o_begin,
                  int64_t o_end) {
   switch (w.dtype) {
@@ -19,21 +21,8 @@ void MatMulRowsT(const TensorView& w, const float* x, int64_t n_tokens, float* y
       return MatMulRowsSrc<SrcF16>(w, x, n_tokens, y, y_stride, o_begin, o_end);
     case DType::kBF16:
       return MatMulRowsSrc<SrcBF16>(w, x, n_tokens, y, y_stride, o_begin, o_end);
-    // Quantized weights reach this function only for the GEMM (see MatMul below).
-    case DType::kQ8_0:
-      return GemmRowsSrc<SrcQ8_0>(w, x, n_tokens, y, y_stride, o_begin, o_end);
-    case DType::kQ8_0R:  // also below QuantDotMaxTokens() on targets without the Q8_0R dot kernel
-      return GemmRowsSrc<SrcQ8_0R>(w, x, n_tokens, y, y_stride, o_begin, o_end);
-    case DType::kQ4_0:
-      return GemmRowsSrc<SrcQ4_0>(w, x, n_tokens, y, y_stride, o_begin, o_end);
-    case DType::kQ4_K:
-      return GemmRowsSrc<SrcQ4K>(w, x, n_tokens, y, y_stride, o_begin, o_end);
-    case DType::kQ5_K:
-      return GemmRowsSrc<SrcQ5K>(w, x, n_tokens, y, y_stride, o_begin, o_end);
-    case DType::kQ6_K:
-      return GemmRowsSrc<SrcQ6K>(w, x, n_tokens, y, y_stride, o_begin, o_end);
     default:
-      HERD_CHECK(false && "MatMul: unsupported weight dtype");
+      HERD_CHECK(false && "MatMul: no f32 dot kernel for this weight dtype");
   }
 }
 
@@ -78,8 +67,6 @@ void MatMulInputMajorT(const TensorView& w, int64_t c_begin, int64_t c_end, cons
   }
 }
 
-int64_t GemmMinTokensT() { return kGemmMinTokens; }
-
 }  // namespace herd::kernels::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 
@@ -90,13 +77,13 @@ HWY_AFTER_NAMESPACE();
 #include "kernels/cpu/parallel_grid.h"
 #include "kernels/cpu/qdot.h"
 #include "kernels/matmul.h"
+#include "kernels/repack.h"
 
 namespace herd::kernels {
 
 HWY_EXPORT(MatMulRowsT);
 HWY_EXPORT(DequantizeRowT);
 HWY_EXPORT(MatMulInputMajorT);
-HWY_EXPORT(GemmMinTokensT);
 
 namespace {
 
@@ -122,8 +109,58 @@ bool MatMulSupports(DType t) {
 
 namespace {
 
-// Quantized weights below QuantDotMaxTokens() tokens: activations quantized once, integer dots (cpu/qdot.h).
-bool UsesQuantDot(DType t, int64_t n_tokens) { return QuantDotSupports(t) && n_tokens < QuantDotMaxTokens(); }
+// Weights multiplied by the integer kernels of cpu/qdot.h at every n_tokens (decode and prefill alike, so each
+// output has one arithmetic whatever the batch): Q8_0, Q4_0, the K-quants and Q8_0R. Q8_0R on a target without its
+// kernel takes Q8_0's activations and kernel on rows unpacked to Q8_0 (QuantRows), so its outputs are Q8_0's there
+// too. BF16 always takes the f32 dot kernel, also where cpu/qdot.h has a native BF16 kernel: one kernel must serve
+// every n_tokens, and the native one, three vdpbf16ps per 32 weights, ran prefill at about half the f32 kernel's
+// speed and decode no faster on the Zen 4 VM (bench/RESULTS.md, "Batch invariance").
+bool UsesQuantDot(DType t) { return t == DType::kQ8_0R || (t != DType::kBF16 && QuantDotSupports(t)); }
+DType ActivationType(DType t) { return t == DType::kQ8_0R && !QuantDotSupports(t) ? DType::kQ8_0 : t; }
+
+// Tokens from which a quantization is split over the pool (each token's record is independent).
+constexpr int64_t kParallelQuantizeTokens = 8;
+
+// a = x [n_tokens, n_in] quantized for weights of dtype t (ActivationType), on the pool's threads for prefill.
+void QuantizeFor(DType t, const float* x, int64_t n_tokens, int64_t n_in, QuantizedActivations& a, ThreadPool& pool) {
+  a.Reserve(ActivationType(t), n_tokens, n_in);
+  if (pool.size() > 1 && n_tokens >= kParallelQuantizeTokens) {
+    pool.ParallelFor(n_tokens, [&](int64_t t0, int64_t t1) { a.QuantizeTokens(x, t0, t1); });
+  } else {
+    a.QuantizeTokens(x, 0, n_tokens);
+  }
+}
+
+// Q8_0R rows unpacked per block into this thread's scratch (grown once), for targets without the Q8_0R kernel.
+constexpr int64_t kUnpackBytes = int64_t{256} << 10;
+
+// QuantDotRows for any weights UsesQuantDot takes; a as QuantizeFor made it.
+void QuantRows(const TensorView& w, const QuantizedActivations& a, int64_t t_begin, int64_t t_end, float* y,
+               int64_t y_stride, int64_t o_begin, int64_t o_end) {
+  if (a.dtype() == w.dtype) return QuantDotRows(w, a, t_begin, t_end, y, y_stride, o_begin, o_end);
+  HERD_DCHECK(w.dtype == DType::kQ8_0R && a.dtype() == DType::kQ8_0);
+  const int64_t n_in = w.Cols(), row_bytes = w.RowStride();
+  const int64_t block = std::max<int64_t>(1, kUnpackBytes / std::max<int64_t>(1, row_bytes));
+  thread_local hwy::AlignedFreeUniquePtr<uint8_t[]> buf;
+  thread_local int64_t capacity = 0;
+  const int64_t need = std::min(block, o_end - o_begin) * row_bytes;
+  if (need > capacity) {
+    buf = hwy::AllocateAligned<uint8_t>(static_cast<size_t>(need));
+    HERD_CHECK(buf != nullptr);
+    capacity = need;
+  }
+  for (int64_t o0 = o_begin; o0 < o_end; o0 += block) {
+    const int64_t nb = std::min(block, o_end - o0);
+    for (int64_t r = 0; r < nb; ++r) UnpackRowQ8_0R(w.Row(o0 + r), n_in, buf.get() + r * row_bytes);
+    TensorView q8 = w;
+    q8.dtype = DType::kQ8_0;
+    q8.n_dims = 2;
+    q8.shape = {nb, n_in, 1, 1};
+    q8.data = buf.get();
+    q8.size_bytes = nb * row_bytes;
+    QuantDotRows(q8, a, t_begin, t_end, y + o0, y_stride, 0, nb);
+  }
+}
 
 }  // namespace
 
@@ -135,10 +172,10 @@ void MatMulRows(const TensorView& w, const float* x, int64_t n_tokens, float* y,
   HERD_DCHECK(y_stride >= o_end);
   if (n_tokens <= 0 || o_begin >= o_end) return;
   CountWeightBytes((o_end - o_begin) * w.RowStride());
-  if (UsesQuantDot(w.dtype, n_tokens)) {
+  if (UsesQuantDot(w.dtype)) {
     QuantizedActivations& acts = ThreadQuantizedActivations();
-    acts.Quantize(w.dtype, x, n_tokens, w.Cols());
-    QuantDotRows(w, acts, 0, n_tokens, y, y_stride, o_begin, o_end);
+    acts.Quantize(ActivationType(w.dtype), x, n_tokens, w.Cols());
+    QuantRows(w, acts, 0, n_tokens, y, y_stride, o_begin, o_end);
     return;
   }
   HWY_DYNAMIC_DISPATCH(MatMulRowsT)(w, x, n_tokens, y, y_stride, o_begin, o_end);
@@ -148,18 +185,17 @@ void MatMul(const TensorView& w, const float* x, int64_t n_tokens, float* y, Thr
   HERD_DCHECK(MatMulSupports(w.dtype));
   const int64_t n_out = w.Rows(), n_in = w.Cols();
   if (n_tokens <= 0 || n_out <= 0) return;
-  const int64_t gemm_min = HWY_DYNAMIC_DISPATCH(GemmMinTokensT)();
   CountWeightBytes(n_out * w.RowStride());
-  if (UsesQuantDot(w.dtype, n_tokens)) {
-    // Quantized once, on this thread, into its reused scratch; the workers only read it.
+  if (UsesQuantDot(w.dtype)) {
+    // Quantized once, into the calling thread's reused scratch; the workers only read it.
     QuantizedActivations& acts = ThreadQuantizedActivations();
-    acts.Quantize(w.dtype, x, n_tokens, n_in);
-    ParallelGrid(pool, n_out, n_tokens, gemm_min, [&](int64_t o0, int64_t o1, int64_t t0, int64_t t1) {
-      QuantDotRows(w, acts, t0, t1, y + t0 * n_out, n_out, o0, o1);
+    QuantizeFor(w.dtype, x, n_tokens, n_in, acts, pool);
+    ParallelGrid(pool, n_out, n_tokens, [&](int64_t o0, int64_t o1, int64_t t0, int64_t t1) {
+      QuantRows(w, acts, t0, t1, y + t0 * n_out, n_out, o0, o1);
     });
     return;
   }
-  ParallelGrid(pool, n_out, n_tokens, gemm_min, [&](int64_t o0, int64_t o1, int64_t t0, int64_t t1) {
+  ParallelGrid(pool, n_out, n_tokens, [&](int64_t o0, int64_t o1, int64_t t0, int64_t t1) {
     HWY_DYNAMIC_DISPATCH(MatMulRowsT)(w, x + t0 * n_in, t1 - t0, y + t0 * n_out, n_out, o0, o1);
   });
 }
@@ -167,18 +203,18 @@ void MatMul(const TensorView& w, const float* x, int64_t n_tokens, float* y, Thr
 void MatMulBatch(const MatMulJob* jobs, int n_jobs, int64_t n_tokens, ThreadPool& pool) {
   constexpr int kMaxJobs = 8;
   if (n_tokens <= 0) return;
-  // Jobs the fused path takes: quantized weights on the integer-dot path; the rest run as MatMul.
+  // Jobs the fused path takes: weights on the integer-dot path; the rest run as MatMul.
   int fused[kMaxJobs], n_fused = 0;
   for (int j = 0; j < n_jobs; ++j) {
     const TensorView& w = *jobs[j].w;
-    if (n_fused < kMaxJobs && UsesQuantDot(w.dtype, n_tokens) && w.Rows() > 0) {
+    if (n_fused < kMaxJobs && UsesQuantDot(w.dtype) && w.Rows() > 0) {
       fused[n_fused++] = j;
     } else {
       MatMul(w, jobs[j].x, n_tokens, jobs[j].y, pool);
     }
   }
   if (n_fused == 0) return;
-  // One quantization per distinct (x, dtype, n_in), in per-thread scratch slots that grow once.
+  // One quantization per distinct (x, activation type, n_in), in per-thread scratch slots that grow once.
   thread_local QuantizedActivations slots[kMaxJobs];
   const QuantizedActivations* acts[kMaxJobs];
   int n_slots = 0;
@@ -190,10 +226,13 @@ void MatMulBatch(const MatMulJob* jobs, int n_jobs, int64_t n_tokens, ThreadPool
     acts[i] = nullptr;
     for (int k = 0; k < i; ++k) {
       const MatMulJob& other = jobs[fused[k]];
-      if (other.x == job.x && other.w->dtype == w.dtype && other.w->Cols() == w.Cols()) acts[i] = acts[k];
+      if (other.x == job.x && ActivationType(other.w->dtype) == ActivationType(w.dtype) &&
+          other.w->Cols() == w.Cols()) {
+        acts[i] = acts[k];
+      }
     }
     if (acts[i] == nullptr) {
-      slots[n_slots].Quantize(w.dtype, job.x, n_tokens, w.Cols());
+      QuantizeFor(w.dtype, job.x, n_tokens, w.Cols(), slots[n_slots], pool);
       acts[i] = &slots[n_slots++];
     }
     CountWeightBytes(w.Rows() * w.RowStride());
@@ -211,7 +250,7 @@ void MatMulBatch(const MatMulJob* jobs, int n_jobs, int64_t n_tokens, ThreadPool
       const int64_t stride = w.RowStride();
       // Row r belongs to the thread whose byte range holds its first byte.
       const int64_t o0 = CeilDiv(lo - begin_bytes[i], stride), o1 = CeilDiv(hi - begin_bytes[i], stride);
-      if (o0 < o1) QuantDotRows(w, *acts[i], 0, n_tokens, jobs[fused[i]].y, w.Rows(), o0, o1);
+      if (o0 < o1) QuantRows(w, *acts[i], 0, n_tokens, jobs[fused[i]].y, w.Rows(), o0, o1);
     }
   };
   if (threads <= 1) {
@@ -232,9 +271,8 @@ void MatMulInputMajor(const TensorView& w, int64_t col_begin, int64_t col_end, c
   HERD_DCHECK(MatMulInputMajorSupports(w.dtype) && 0 <= col_begin && col_begin <= col_end && col_end <= w.Cols());
   const int64_t n_cols = col_end - col_begin, n_in = w.Rows();
   if (n_tokens <= 0 || n_cols <= 0) return;
-  const int64_t gemm_min = HWY_DYNAMIC_DISPATCH(GemmMinTokensT)();
   CountWeightBytes(n_in * RowBytes(w.dtype, n_cols));  // columns [col_begin, col_end) of every input row
-  ParallelGrid(pool, n_cols, n_tokens, gemm_min, [&](int64_t c0, int64_t c1, int64_t t0, int64_t t1) {
+  ParallelGrid(pool, n_cols, n_tokens, [&](int64_t c0, int64_t c1, int64_t t0, int64_t t1) {
     HWY_DYNAMIC_DISPATCH(MatMulInputMajorT)
     (w, col_begin + c0, col_begin + c1, x + t0 * n_in, t1 - t0, y + t0 * n_cols + c0, n_cols);
   });

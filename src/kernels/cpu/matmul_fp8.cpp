@@ -10,7 +10,6 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/cpu/matmul_fp8.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
-
 #include "hwy/highway.h"
 #include "kernels/cpu/matmul-inl.h"
 
@@ -62,8 +61,6 @@ void MatMulInputMajorF8T(const TensorView& w, int64_t c_begin, int64_t c_end, co
   MatMulInputMajorSrc<SrcF8E4M3>(w, c_begin, c_end, x, n_tokens, y, y_stride);
 }
 
-int64_t GemmMinTokensF8T() { return kGemmMinTokens; }
-
 }  // namespace herd::kernels::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 
@@ -76,7 +73,6 @@ namespace herd::kernels {
 HWY_EXPORT(MatMulRowsF8T);
 HWY_EXPORT(DequantizeRowF8T);
 HWY_EXPORT(MatMulInputMajorF8T);
-HWY_EXPORT(GemmMinTokensF8T);
 
 namespace {
 
@@ -118,8 +114,7 @@ void MatMulScaled(const TensorView& w, const float* row_scale, const float* x, i
     return;
   }
   if (n_tokens <= 0 || n_out <= 0) return;
-  const int64_t gemm_min = HWY_DYNAMIC_DISPATCH(GemmMinTokensF8T)();
-  ParallelGrid(pool, n_out, n_tokens, gemm_min, [&](int64_t o0, int64_t o1, int64_t t0, int64_t t1) {
+  ParallelGrid(pool, n_out, n_tokens, [&](int64_t o0, int64_t o1, int64_t t0, int64_t t1) {
     HWY_DYNAMIC_DISPATCH(MatMulRowsF8T)(w, x + t0 * n_in, t1 - t0, y + t0 * n_out, n_out, o0, o1);
     ScaleOutputs(row_scale, t1 - t0, y + t0 * n_out, n_out, o0, o1);
   });
@@ -150,10 +145,9 @@ void MatMulInputMajorScaled(const TensorView& w, const float* col_scale, int64_t
     return;
   }
   if (n_tokens <= 0 || n_cols <= 0) return;
-  const int64_t gemm_min = HWY_DYNAMIC_DISPATCH(GemmMinTokensF8T)();
-  ParallelGrid(pool, n_cols, n_tokens, gemm_min, [&](int64_t c0, int64_t c1, int64_t t0, int64_t t1) {
-    HWY_DYNAMIC_DISPATCH(MatMulInputMajorF8T)(w, col_begin + c0, col_begin + c1, x + t0 * n_in, t1 - t0,
-                                              y + t0 * n_cols + c0, n_cols);
+  ParallelGrid(pool, n_cols, n_tokens, [&](int64_t c0, int64_t c1, int64_t t0, int64_t t1) {
+    HWY_DYNAMIC_DISPATCH(MatMulInputMajorF8T)
+    (w, col_begin + c0, col_begin + c1, x + t0 * n_in, t1 - t0, y + t0 * n_cols + c0, n_cols);
     ScaleOutputs(scale, t1 - t0, y + t0 * n_cols, n_cols, c0, c1);
   });
 }

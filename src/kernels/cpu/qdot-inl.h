@@ -8,8 +8,12 @@
 // loaded once and multiplied as it is stored: bytes x bytes -> int32 lanes (VNNI vpdpbusd, or pmaddubsw +
 // pmaddwd), with K-quant sub-block scales applied by the int16 multiply of pmaddwd / vpdpwssd. Integer sums are
 // exact (bounds at each kernel); one f32 multiply-add per block (per super-block for the K-quants) scales them.
-// Tiles: kRows weight rows x up to 4 tokens in registers, rows outer and tokens inner, so a tile's weight rows
-// stay in L1 while every token passes over them (n_tokens > 1 reads each weight byte from memory once too).
+// Tiles (DotRows): decode takes one row x one token at a time (the weights one linear stream); several tokens
+// (prefill, or a step of many sequences) take tiles of kRows weight rows x up to kTokens tokens in registers, rows
+// outer and tokens inner, so a tile's decoded weight steps serve all its tokens, over blocks of tokens whose
+// activation records stay in L2 (kTokenBlockBytes): each weight byte is read from memory once per token block.
+// Batch invariance: each output's arithmetic is that of its own row and token (the same integer block sums and the
+// same f32 operations in the same order, whatever the tile), so MatMul uses these kernels at every n_tokens.
 //
 // Variants tried (bench/matmul_bench.cpp, Zen 5 VM, see bench/RESULTS.md):
 //   1. f32 dequantization in registers (the previous cpu/matmul-inl.h path): compute-bound, Q8_0 ~9 GB/s.
@@ -33,6 +37,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "core/half.h"
 #include "core/status.h"
@@ -807,13 +812,24 @@ HWY_INLINE void Tile(const uint8_t* const* rows, const uint8_t* const* acts, int
   }
 }
 
-constexpr int kMaxT = 4;
+// Prefill tile shapes (DotRows): rows x tokens per register tile. With 32 vector registers (AVX-512), 2 rows x 8
+// tokens, and 4 x 4 for Q8_0, whose step loads cost more than its products (VbmiStepQ8_0): measured best of 2 x 4,
+// 2 x 6, 2 x 8, 2 x 12, 3 x 4, 4 x 4, 4 x 5, 1 x 8, 1 x 12 and 1 x 16 (bench/matmul_bench.cpp BM_Prefill, 64 and 512
+// tokens; bench/RESULTS.md, "Batch invariance"). With 16 registers, 2 x 4.
+constexpr int kPrefillRows = 2;
+#if HWY_TARGET <= HWY_AVX3
+constexpr int kPrefillTokens = 8;
+#else
+constexpr int kPrefillTokens = 4;
+#endif
 
 // The tile functions DotRows drives: T::template Tile<R, NT>(rows, acts, n, y, y_stride, prefetch) with n =
 // T::Length(w). QuantTiles<K> are the integer kernels above (n = blocks per row); bf16dot::Tiles (BF16 weights,
 // n = inputs) has the same shape.
 template <class K>
 struct QuantTiles {
+  static constexpr bool kQ8 = HWY_TARGET <= HWY_AVX3 && std::is_same_v<K, DotQ8_0Q8>;
+  static constexpr int kRows = kQ8 ? 4 : kPrefillRows, kTokens = kQ8 ? 4 : kPrefillTokens;
   static int64_t Length(const TensorView& w) { return w.Cols() / K::kBlockElems; }
   template <int R, int NT>
   static HWY_INLINE void Tile(const uint8_t* const* rows, const uint8_t* const* acts, int64_t n_blocks, float* y,
@@ -832,6 +848,7 @@ struct QuantTiles {
 // Q8_0R 1.4-1.6x slower from DRAM (matmul_bench BM_MatVec, 1 and 2 threads) and in whole-model decode
 // (bench/RESULTS.md). Measured, not explained.
 struct RepackedQ8Tiles {
+  static constexpr int kRows = kPrefillRows, kTokens = kPrefillTokens;
   using K = DotQ8_0Q8;
   static constexpr int64_t kGroupBlocks = 8, kGroupBytes = 272;
   static_assert(K::kBlk == 4 && K::kRecordBytes == 256 && kNI == 16);
@@ -886,64 +903,72 @@ struct RepackedQ8Tiles {
 };
 #endif
 
-// Tokens [0, n_tokens) in tiles of up to kMaxT over the R rows at `rows`; y as Tile.
-template <class T, int R>
+// T::Tile<R, nt> for 1 <= nt <= NT.
+template <class T, int R, int NT>
+HWY_INLINE void TileUpTo(int64_t nt, const uint8_t* const* rows, const uint8_t* const* tok, int64_t n, float* y,
+                         int64_t y_stride, bool prefetch) {
+  if constexpr (NT > 1) {
+    if (nt < NT) return TileUpTo<T, R, NT - 1>(nt, rows, tok, n, y, y_stride, prefetch);
+  }
+  T::template Tile<R, NT>(rows, tok, n, y, y_stride, prefetch);
+}
+
+// Tokens [0, n_tokens) in tiles of up to NT over the R rows at `rows`; y as Tile.
+template <class T, int R, int NT>
 HWY_INLINE void RowTile(const uint8_t* const* rows, const uint8_t* acts, int64_t token_bytes, int64_t n_tokens,
                         int64_t n, float* y, int64_t y_stride) {
-  for (int64_t t0 = 0; t0 < n_tokens; t0 += kMaxT) {
-    const uint8_t* tok[kMaxT];
-    const int64_t nt = std::min<int64_t>(kMaxT, n_tokens - t0);
+  for (int64_t t0 = 0; t0 < n_tokens; t0 += NT) {
+    const uint8_t* tok[NT];
+    const int64_t nt = std::min<int64_t>(NT, n_tokens - t0);
     for (int64_t t = 0; t < nt; ++t) tok[t] = acts + (t0 + t) * token_bytes;
-    float* yt = y + t0 * y_stride;
-    const bool pf = t0 == 0;
-    switch (nt) {
-      case 1:
-        T::template Tile<R, 1>(rows, tok, n, yt, y_stride, pf);
-        break;
-      case 2:
-        T::template Tile<R, 2>(rows, tok, n, yt, y_stride, pf);
-        break;
-      case 3:
-        T::template Tile<R, 3>(rows, tok, n, yt, y_stride, pf);
-        break;
-      default:
-        T::template Tile<R, 4>(rows, tok, n, yt, y_stride, pf);
-        break;
+    TileUpTo<T, R, NT>(nt, rows, tok, n, y + t0 * y_stride, y_stride, t0 == 0);
+  }
+}
+
+// Activation bytes per token block (prefill): the records of a block of tokens stay in L2 (1 MiB per core on Zen
+// 4/5) while every row tile of the thread's range passes over them, so they are read from memory once and the
+// weights once per block (a block of Q8_0 activations for 4096 inputs holds 64 tokens).
+constexpr int64_t kTokenBlockBytes = int64_t{512} << 10;
+
+// Rows [o_begin, o_end) in tiles of R over tokens [0, n_tokens) in tiles of up to NT. A last partial row tile
+// repeats its final row and keeps only the real outputs.
+template <class T, int R, int NT>
+HWY_INLINE void RowTiles(const TensorView& w, int64_t n, int64_t stride, const uint8_t* acts, int64_t token_bytes,
+                         int64_t n_tokens, float* y, int64_t y_stride, int64_t o_begin, int64_t o_end) {
+  for (int64_t o = o_begin; o < o_end; o += R) {
+    const int64_t nr = std::min<int64_t>(R, o_end - o);
+    const uint8_t* rows[R];
+    for (int64_t r = 0; r < R; ++r) rows[r] = w.data + (o + std::min(r, nr - 1)) * stride;
+    if (nr == R) {
+      RowTile<T, R, NT>(rows, acts, token_bytes, n_tokens, n, y + o, y_stride);
+    } else {
+      float part[NT * R];
+      for (int64_t t0 = 0; t0 < n_tokens; t0 += NT) {
+        const int64_t nt = std::min<int64_t>(NT, n_tokens - t0);
+        RowTile<T, R, NT>(rows, acts + t0 * token_bytes, token_bytes, nt, n, part, R);
+        for (int64_t t = 0; t < nt; ++t) {
+          for (int64_t r = 0; r < nr; ++r) y[(t0 + t) * y_stride + o + r] = part[t * R + r];
+        }
+      }
     }
   }
 }
 
 // Rows are taken one at a time for a single token (decode: the weights are then read as one linear stream, which
-// the prefetch above keeps ahead of; 4-row tiles measured slower) and by 2 otherwise (weight reuse across tokens
-// in registers). A last partial row tile repeats its final row and keeps only the real outputs: every output's
-// arithmetic is that of its own row and token, whatever the tiling.
+// the prefetch above keeps ahead of; 4-row tiles measured slower). Several tokens (prefill, or a batch of
+// sequences) run in tiles of T::kRows rows x up to T::kTokens tokens, reusing each decoded weight step for the
+// tile's tokens in registers, with the tokens in blocks of kTokenBlockBytes. Every output's arithmetic is that of
+// its own row and token, whatever the tiling (batch invariance).
 template <class T>
 void DotRows(const TensorView& w, const uint8_t* acts, int64_t token_bytes, int64_t n_tokens, float* y,
              int64_t y_stride, int64_t o_begin, int64_t o_end) {
   const int64_t n = T::Length(w), stride = w.RowStride();  // once: RowStride looks up the dtype's traits
-  const auto run = [&]<int R>() {
-    for (int64_t o = o_begin; o < o_end; o += R) {
-      const int64_t nr = std::min<int64_t>(R, o_end - o);
-      const uint8_t* rows[R];
-      for (int64_t r = 0; r < R; ++r) rows[r] = w.data + (o + std::min(r, nr - 1)) * stride;
-      if (nr == R) {
-        RowTile<T, R>(rows, acts, token_bytes, n_tokens, n, y + o, y_stride);
-      } else {
-        float part[kMaxT * R];
-        for (int64_t t0 = 0; t0 < n_tokens; t0 += kMaxT) {
-          const int64_t nt = std::min<int64_t>(kMaxT, n_tokens - t0);
-          RowTile<T, R>(rows, acts + t0 * token_bytes, token_bytes, nt, n, part, R);
-          for (int64_t t = 0; t < nt; ++t) {
-            for (int64_t r = 0; r < nr; ++r) y[(t0 + t) * y_stride + o + r] = part[t * R + r];
-          }
-        }
-      }
-    }
-  };
-  if (n_tokens == 1) {
-    run.template operator()<1>();
-  } else {
-    run.template operator()<2>();
+  if (n_tokens == 1) return RowTiles<T, 1, 1>(w, n, stride, acts, token_bytes, 1, y, y_stride, o_begin, o_end);
+  constexpr int kR = T::kRows, kT = T::kTokens;
+  const int64_t block = std::max<int64_t>(kT, kTokenBlockBytes / std::max<int64_t>(1, token_bytes) / kT * kT);
+  for (int64_t t0 = 0; t0 < n_tokens; t0 += block) {
+    RowTiles<T, kR, kT>(w, n, stride, acts + t0 * token_bytes, token_bytes, std::min(block, n_tokens - t0),
+                        y + t0 * y_stride, y_stride, o_begin, o_end);
   }
 }
 

@@ -54,9 +54,7 @@ bool QuantDotSupports(DType t) {
   return t == DType::kQ8_0 || t == DType::kQ4_0 || t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K;
 }
 
-int64_t QuantDotMaxTokens() { return 32; }
-
-void QuantizedActivations::Quantize(DType t, const float* x, int64_t n_tokens, int64_t n_in) {
+void QuantizedActivations::Reserve(DType t, int64_t n_tokens, int64_t n_in) {
   HERD_DCHECK(QuantDotSupports(t) && n_tokens >= 0 && n_in % Traits(t).block_size == 0);
   token_bytes_ = HWY_DYNAMIC_DISPATCH(QuantTokenBytesT)(t, n_in);
   const int64_t need = std::max<int64_t>(1, n_tokens * token_bytes_);
@@ -68,7 +66,13 @@ void QuantizedActivations::Quantize(DType t, const float* x, int64_t n_tokens, i
   dtype_ = t;
   n_tokens_ = n_tokens;
   n_in_ = n_in;
-  HWY_DYNAMIC_DISPATCH(QuantizeActivationsT)(t, x, n_tokens, n_in, buf_.get(), token_bytes_);
+}
+
+void QuantizedActivations::QuantizeTokens(const float* x, int64_t t_begin, int64_t t_end) {
+  HERD_DCHECK(0 <= t_begin && t_begin <= t_end && t_end <= n_tokens_);
+  if (t_begin >= t_end) return;
+  HWY_DYNAMIC_DISPATCH(QuantizeActivationsT)
+  (dtype_, x + t_begin * n_in_, t_end - t_begin, n_in_, buf_.get() + t_begin * token_bytes_, token_bytes_);
 }
 
 void QuantDotRows(const TensorView& w, const QuantizedActivations& a, int64_t t_begin, int64_t t_end, float* y,

@@ -1,8 +1,10 @@
-// Products of quantized weights (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K; llama4.md 5.4) with activations quantized to 8 bits
-// once per call, in integer dot products, and of BF16 weights with activations rounded to bf16 (native BF16 dot
-// products): the fast path of kernels/matmul.h for these dtypes below
-// QuantDotMaxTokens() tokens. Per-target kernels: cpu/qdot-inl.h (dispatch: cpu/qdot.cpp). Internal to the
-// kernels module. Reference: ref::MatMulQuantized (kernels/ref/matmul.h), which defines the values computed.
+// Products of quantized weights (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, Q8_0R; llama4.md 5.4) with activations quantized to 8
+// bits once per call, in integer dot products: kernels/matmul.h's path for these dtypes at every n_tokens, decode
+// and prefill alike, so that each output's arithmetic does not depend on the batch. Also a kernel for BF16 weights
+// with activations split exactly into three bf16 terms (native BF16 dot products, cpu/bf16dot-inl.h), which MatMul
+// does not use (cpu/matmul.cpp says why); tests and bench/matmul_bench.cpp call it here. Per-target kernels:
+// cpu/qdot-inl.h (dispatch: cpu/qdot.cpp). Internal to the kernels module. Reference: ref::MatMulQuantized
+// (kernels/ref/matmul.h), which defines the values computed.
 #pragma once
 
 #include <cstddef>
@@ -14,13 +16,10 @@
 
 namespace herd::kernels {
 
-// True for Q8_0, Q4_0, Q4_K, Q5_K, Q6_K; for Q8_0R (kernels/repack.h) on the AVX3_DL target; for BF16 when the dispatched target and the CPU have AVX512_BF16
-// (activations rounded to bf16, products by vdpbf16ps: cpu/bf16dot-inl.h). Depends on the Highway targets in force.
+// True for Q8_0, Q4_0, Q4_K, Q5_K, Q6_K; for Q8_0R (kernels/repack.h) on the AVX3_DL target; for BF16 when the
+// dispatched target and the CPU have AVX512_BF16 (activations split into bf16 terms, products by vdpbf16ps:
+// cpu/bf16dot-inl.h; not MatMul's path). Depends on the Highway targets in force.
 bool QuantDotSupports(DType t);
-
-// Products with n_tokens below this use QuantDotRows; at or above it, MatMul keeps the f32 packed GEMM (exact
-// f32 activations). Measured crossover: see cpu/qdot-inl.h.
-int64_t QuantDotMaxTokens();
 
 // Activations x: f32 [n_tokens, n_in] quantized for weights of one dtype (ref::QuantizeActivations' codes and
 // scales with the block ref::ActivationBlock(dtype), plus the block sums the kernels need), laid out the way
@@ -30,7 +29,15 @@ int64_t QuantDotMaxTokens();
 class QuantizedActivations {
  public:
   // Requires QuantDotSupports(t) and n_in a multiple of t's block size. x is read, not kept.
-  void Quantize(DType t, const float* x, int64_t n_tokens, int64_t n_in);
+  void Quantize(DType t, const float* x, int64_t n_tokens, int64_t n_in) {
+    Reserve(t, n_tokens, n_in);
+    QuantizeTokens(x, 0, n_tokens);
+  }
+  // Quantize in two parts, for callers that split the tokens over threads: Reserve sets the dtype and shape and
+  // grows the buffer (not thread-safe); QuantizeTokens then quantizes tokens [t_begin, t_end) of x ([n_tokens,
+  // n_in] as reserved), and may run on several threads at once for disjoint token ranges.
+  void Reserve(DType t, int64_t n_tokens, int64_t n_in);
+  void QuantizeTokens(const float* x, int64_t t_begin, int64_t t_end);
 
   DType dtype() const { return dtype_; }
   int64_t n_tokens() const { return n_tokens_; }
