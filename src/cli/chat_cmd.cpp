@@ -258,7 +258,7 @@ Status CmdChat(const ChatOptions& o) {
   HERD_ASSIGN_OR_RETURN(auto loaded, Load(o.common, !o.tokens_mode));
   runtime::LoadedModel& m = *loaded;
   HERD_ASSIGN_OR_RETURN(int64_t n_ctx, ContextSize(o.common, m.model->config(), 4096));
-  HERD_ASSIGN_OR_RETURN(auto state, m.model->NewState(n_ctx, o.common.batch));
+  HERD_ASSIGN_OR_RETURN(auto state, NewState(o.common, *m.model, n_ctx));
   HERD_ASSIGN_OR_RETURN(auto pool, MakePool(o.common));
   ChatSession session(o, sampling, m, std::move(state), *pool);
   HERD_RETURN_IF_ERROR(session.Init());
@@ -316,6 +316,7 @@ Command AddChatCommand(CLI::App& app) {
   auto o = std::make_shared<ChatOptions>();
   auto* cmd = app.add_subcommand("chat", "interactive multi-turn chat (the conversation stays in the KV cache)");
   AddModelOptions(cmd, &o->common);
+  AddKvTypeOption(cmd, &o->common.kv_type);
   cmd->add_option("--system", o->system, "system prompt");
   cmd->add_option("-n,--n-predict", o->n_predict, "maximum tokens per reply")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));

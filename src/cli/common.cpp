@@ -28,6 +28,17 @@ void AddModelOptions(CLI::App* cmd, CommonOptions* o, bool model_required) {
                 "it takes, which is reported)");
 }
 
+void AddKvTypeOption(CLI::App* cmd, std::string* kv_type) {
+  cmd->add_option("--kv-type", *kv_type,
+                  "KV cache row type: f32, f16 (default, as llama.cpp), bf16 or q8_0 (head_dim a multiple of 32)")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0"}));
+}
+
+Result<std::unique_ptr<model::ModelState>> NewState(const CommonOptions& o, const model::Model& m, int64_t n_ctx) {
+  HERD_ASSIGN_OR_RETURN(DType kv, model::ParseKvType(o.kv_type));
+  return m.NewState(n_ctx, o.batch, kv);
+}
+
 namespace {
 
 // A decimal integer in [0, max]: digits only (no sign, no spaces, no fraction), no overflow.

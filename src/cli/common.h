@@ -27,11 +27,17 @@ struct CommonOptions {
   int threads = 0;
   int64_t ctx = 0;  // 0: min(model maximum, max(4096, needed))
   int64_t batch = 512;
-  bool repack = false;  // --repack: model::Model::RepackWeights at load
+  bool repack = false;          // --repack: model::Model::RepackWeights at load
+  std::string kv_type = "f16";  // --kv-type (commands that keep a KV cache)
 };
 
 // -m/--model (required unless model_required is false), --tokenizer, -t, -c, -b, --repack.
 void AddModelOptions(CLI::App* cmd, CommonOptions* o, bool model_required = true);
+
+// --kv-type f32|f16|bf16|q8_0 (default f16, as llama.cpp).
+void AddKvTypeOption(CLI::App* cmd, std::string* kv_type);
+// A single-sequence state of n_ctx positions with o's batch size and KV type.
+Result<std::unique_ptr<model::ModelState>> NewState(const CommonOptions& o, const model::Model& m, int64_t n_ctx);
 
 // --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n and --seed (a decimal from 0 to 2^64 - 1;
 // a sign, a fraction or a larger number is a usage error, never wrapped or clamped).

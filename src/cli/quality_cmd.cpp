@@ -100,7 +100,7 @@ Status CmdPerplexity(const EvalOptions& o) {
   HERD_ASSIGN_OR_RETURN(auto loaded, Load(o.common, true));
   runtime::LoadedModel& m = *loaded;
   HERD_ASSIGN_OR_RETURN(const Chunks c, MakeChunks(o, m));
-  HERD_ASSIGN_OR_RETURN(auto state, m.model->NewState(c.n_ctx, o.common.batch));
+  HERD_ASSIGN_OR_RETURN(auto state, NewState(o.common, *m.model, c.n_ctx));
   HERD_ASSIGN_OR_RETURN(auto pool, MakePool(o.common));
   const int64_t vocab = m.model->config().vocab_size;
   std::vector<float> logits;
@@ -147,7 +147,7 @@ Status CmdKld(const EvalOptions& o) {
                       std::to_string(r.model->config().vocab_size) + ")");
   }
   HERD_ASSIGN_OR_RETURN(const Chunks c, MakeChunks(o, r));
-  HERD_ASSIGN_OR_RETURN(auto state, m.model->NewState(c.n_ctx, o.common.batch));
+  HERD_ASSIGN_OR_RETURN(auto state, NewState(o.common, *m.model, c.n_ctx));
   HERD_ASSIGN_OR_RETURN(auto ref_state, r.model->NewState(c.n_ctx, o.common.batch));
   HERD_ASSIGN_OR_RETURN(auto pool, MakePool(o.common));
   std::vector<float> lm, lr;
@@ -213,6 +213,7 @@ Command AddPerplexityCommand(CLI::App& app) {
   auto o = std::make_shared<EvalOptions>();
   auto* cmd = app.add_subcommand("perplexity", "perplexity of a model on a text file (chunks of -c tokens)");
   AddModelOptions(cmd, &o->common);
+  AddKvTypeOption(cmd, &o->common.kv_type);
   cmd->add_option("-f,--file", o->text_file, "text file, or - for standard input (at most 256 MiB)")->required();
   cmd->add_option("--chunks", o->max_chunks, "evaluate at most this many chunks")->check(CLI::Range(0, 1 << 30));
   cmd->add_flag("--json", o->json, "one JSON object");
@@ -223,6 +224,7 @@ Command AddKldCommand(CLI::App& app) {
   auto o = std::make_shared<EvalOptions>();
   auto* cmd = app.add_subcommand("kld", "KL divergence and top-1 agreement of a model against a reference model");
   AddModelOptions(cmd, &o->common);
+  AddKvTypeOption(cmd, &o->common.kv_type);
   cmd->add_option("--ref,--reference", o->reference, "reference model (e.g. the F32 or BF16 original)")->required();
   cmd->add_option("-f,--file", o->text_file, "text file, or - for standard input (at most 256 MiB)")->required();
   cmd->add_option("--chunks", o->max_chunks, "evaluate at most this many chunks")->check(CLI::Range(0, 1 << 30));

@@ -22,7 +22,7 @@ enum class StatusCode {
   kIOError,
   kUnavailable,
   kCancelled,
-  kInternal,           // a failed internal check
+  kInternal,  // a failed internal check
 };
 
 std::string_view StatusCodeName(StatusCode code);
@@ -52,13 +52,15 @@ inline Status NotSupported(std::string m) { return {StatusCode::kNotSupported, s
 inline Status OutOfRange(std::string m) { return {StatusCode::kOutOfRange, std::move(m)}; }
 inline Status ResourceExhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
 inline Status IOError(std::string m) { return {StatusCode::kIOError, std::move(m)}; }
+inline Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
+inline Status Cancelled(std::string m) { return {StatusCode::kCancelled, std::move(m)}; }
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 
 // Either a value or a non-OK Status.
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
   Result(Status status) : v_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     if (std::get<Status>(v_).ok()) v_ = Status(StatusCode::kInternal, "Result constructed from OK status");
   }
@@ -86,10 +88,10 @@ class [[nodiscard]] Result {
 #define HERD_CONCAT_(a, b) HERD_CONCAT_INNER_(a, b)
 
 // Returns the Status from the enclosing function if `expr` is not OK.
-#define HERD_RETURN_IF_ERROR(expr)                 \
-  do {                                             \
-    ::herd::Status herd_status_ = (expr);          \
-    if (!herd_status_.ok()) return herd_status_;   \
+#define HERD_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::herd::Status herd_status_ = (expr);        \
+    if (!herd_status_.ok()) return herd_status_; \
   } while (0)
 
 #define HERD_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
@@ -98,16 +100,15 @@ class [[nodiscard]] Result {
   lhs = std::move(tmp).value()
 
 // `HERD_ASSIGN_OR_RETURN(auto x, MakeX());`
-#define HERD_ASSIGN_OR_RETURN(lhs, expr) \
-  HERD_ASSIGN_OR_RETURN_IMPL_(HERD_CONCAT_(herd_result_, __LINE__), lhs, expr)
+#define HERD_ASSIGN_OR_RETURN(lhs, expr) HERD_ASSIGN_OR_RETURN_IMPL_(HERD_CONCAT_(herd_result_, __LINE__), lhs, expr)
 
 // Invariants only a bug can break (never values from files or requests).
-#define HERD_CHECK(cond)                                                                   \
-  do {                                                                                     \
-    if (!(cond)) {                                                                         \
+#define HERD_CHECK(cond)                                                                             \
+  do {                                                                                               \
+    if (!(cond)) {                                                                                   \
       std::fprintf(stderr, "herd: internal check failed at %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                        \
-    }                                                                                      \
+      std::abort();                                                                                  \
+    }                                                                                                \
   } while (0)
 
 #ifndef NDEBUG

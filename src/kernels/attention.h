@@ -12,6 +12,8 @@
 
 #include <cstdint>
 
+#include "core/dtype.h"
+
 namespace herd::kernels {
 
 // Keys per tile: a K tile and a V tile of head_dim <= 128 stay in L1/L2 while every query row of the block uses
@@ -25,10 +27,33 @@ inline int64_t AttentionTokenBlock(int64_t n_heads) {
   return n_heads >= kAttentionMaxRows ? 1 : kAttentionMaxRows / n_heads;
 }
 
-// f32 elements of the scratch one concurrent Attention call needs (independent of the key count).
+// f32 elements of the scratch one concurrent Attention call needs (independent of the key count): the running
+// state of kAttentionMaxRows rows, plus one K and one V tile decoded to f32 for KV types other than F32.
 inline int64_t AttentionScratchFloats(int64_t head_dim) {
-  return kAttentionMaxRows * (head_dim + kAttentionKeyTile + 2);
+  return kAttentionMaxRows * (head_dim + kAttentionKeyTile + 2) + 2 * kAttentionKeyTile * head_dim;
 }
+
+// Keys and values of one KV head in a paged cache (model/kv_cache.h): key j lives in page pages[j >> page_shift],
+// row j & (2^page_shift - 1), at k_base + pages[...] * page_bytes + row * row_bytes (values likewise from v_base).
+// Rows are head_dim elements of `type`: F32, F16, BF16 or Q8_0 (head_dim a multiple of 32); other types are
+// decoded exactly to f32 a tile at a time, so the result equals the F32 kernel on the decoded rows, bit for bit.
+// A dense cache is one page: pages = {0}, page_shift large (DenseKv).
+struct KvView {
+  const uint8_t* k_base = nullptr;
+  const uint8_t* v_base = nullptr;
+  const int32_t* pages = nullptr;
+  int page_shift = 62;
+  int64_t page_bytes = 0;
+  int64_t row_bytes = 0;
+  DType type = DType::kF32;
+
+  const uint8_t* KeyRow(int64_t j) const {
+    return k_base + pages[j >> page_shift] * page_bytes + (j & ((int64_t{1} << page_shift) - 1)) * row_bytes;
+  }
+  const uint8_t* ValueRow(int64_t j) const {
+    return v_base + pages[j >> page_shift] * page_bytes + (j & ((int64_t{1} << page_shift) - 1)) * row_bytes;
+  }
+};
 
 // For every query token t < n_tokens and head g < n_heads, with q_tg = q + t * q_stride + g * head_dim:
 //   out[t * out_stride + g * head_dim + i] = sum_j softmax_j(scale * dot(q_tg, k_j)) * v_j[i],  i < head_dim,
@@ -47,5 +72,12 @@ inline int64_t AttentionScratchFloats(int64_t head_dim) {
 void Attention(const float* q, int64_t q_stride, int64_t n_tokens, int64_t n_heads, int64_t head_dim, const float* k,
                const float* v, int64_t kv_stride, const int64_t* key_begin, const int64_t* key_end, float scale,
                float* out, int64_t out_stride, float* scratch);
+
+// The same over a paged (and possibly f16/bf16/q8_0) cache: keys and values come from `kv` (see KvView). Tiles lie
+// on the same grid of key indices as above, so for F32 rows the output is bit-identical to Attention on the same
+// keys stored densely, whatever the page size.
+void AttentionPaged(const float* q, int64_t q_stride, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
+                    const KvView& kv, const int64_t* key_begin, const int64_t* key_end, float scale, float* out,
+                    int64_t out_stride, float* scratch);
 
 }  // namespace herd::kernels

@@ -1,6 +1,8 @@
-// The Llama decoder forward pass. Prompts run as batches (matrix-matrix products); decode is the same code
-// with n_tokens = 1. Activations are f32; weights stay in their stored dtype. Batches are split so that
-// none crosses a chunk boundary of chunked attention, which lets chunked layers keep a ring of one chunk.
+// The Llama decoder forward pass as batched steps over many sequences (model/model.h Step): the tokens of every
+// sequence in a step go through each matrix product together (prompts as matrix-matrix products, decode tokens of
+// many sequences as one), attention runs per sequence over its own KV pages (model/kv_cache.h). Activations are
+// f32; weights stay in their stored dtype. Every kernel computes a token's row the same way whatever else is in
+// the step (kernels/matmul.h, kernels/attention.h), so a sequence's logits do not depend on its batch.
 #include "model/decoder.h"
 
 #include <algorithm>
@@ -13,176 +15,65 @@
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
+#include "kernels/quantize.h"
 #include "kernels/repack.h"
 #include "kernels/rope.h"
 #include "model/weights.h"
 
 namespace herd::model {
 
-// Invariants:
-//  - layer l's cache holds cap[l] slots per KV head in layout [kv_head][slot][head_dim] at layer_offset[l];
-//    global layers have cap = n_ctx (slot = pos); chunked layers have cap = min(chunk, n_ctx) (slot = pos % cap),
-//    so only the current chunk is kept and a long context costs only the global layers' growth;
-//  - a batch never crosses a chunk boundary, so writing a batch's K/V before its attention never overwrites
-//    a key a query of the same batch still needs;
-//  - scratch is sized for n_batch tokens at creation; nothing is allocated per token (the per-thread attention
-//    scratch grows once, with the pool).
-class DecoderModel::State final : public ModelState {
+// Scratch for steps of up to max_tokens tokens from up to max_seqs sequences, sized at creation; nothing is
+// allocated per step (the per-thread attention scratch grows once, with the pool).
+class DecoderModel::Work final : public Workspace {
  public:
-  State(const ModelConfig& c, int64_t n_ctx, int64_t n_batch, int64_t max_ffn) : ModelState(n_ctx, n_batch) {
-    const int64_t d = c.hidden_size, q_dim = c.num_attention_heads * c.head_dim,
+  Work(const ModelConfig& c, int64_t max_tokens, int64_t max_seqs, int64_t max_ffn) : Workspace(max_tokens, max_seqs) {
+    const int64_t n = max_tokens, d = c.hidden_size, q_dim = c.num_attention_heads * c.head_dim,
                   kv_dim = c.num_key_value_heads * c.head_dim;
-    int64_t total = 0;
-    for (const LayerConfig& lc : c.layers) {
-      const int64_t cap = lc.attention_chunk_size > 0 ? std::min(lc.attention_chunk_size, n_ctx) : n_ctx;
-      cap_.push_back(cap);
-      layer_offset_.push_back(total);
-      total += c.num_key_value_heads * cap * c.head_dim;
-    }
-    n_kv_heads_ = c.num_key_value_heads;
-    head_dim_ = c.head_dim;
-    k_cache.assign(static_cast<size_t>(total), 0.0f);
-    v_cache.assign(static_cast<size_t>(total), 0.0f);
-    x.resize(n_batch * d);
-    xn.resize(n_batch * d);
-    q.resize(n_batch * q_dim);
-    k.resize(n_batch * kv_dim);
-    v.resize(n_batch * kv_dim);
-    att.resize(n_batch * q_dim);
-    gate.resize(n_batch * max_ffn);
-    up.resize(n_batch * max_ffn);
-    out.resize(n_batch * d);
-    cos.resize(n_batch * c.head_dim / 2);
-    sin.resize(n_batch * c.head_dim / 2);
+    x.resize(n * d);
+    xn.resize(n * d);
+    q.resize(n * q_dim);
+    k.resize(n * kv_dim);
+    v.resize(n * kv_dim);
+    att.resize(n * q_dim);
+    gate.resize(n * max_ffn);
+    up.resize(n * max_ffn);
+    out.resize(n * d);
+    cos.resize(n * c.head_dim / 2);
+    sin.resize(n * c.head_dim / 2);
+    pos.resize(n);
+    seq_of.resize(n);
+    items.resize(n);
+    logit_rows.resize(std::max(max_seqs, int64_t{1}));
+    if (max_seqs > 1) logits.resize(static_cast<size_t>(max_seqs * c.vocab_size));
     if (c.num_local_experts > 0) {
       const int64_t e = c.num_local_experts, k_used = c.num_experts_per_tok;
-      router.resize(n_batch * e);
-      choice.resize(n_batch * k_used);
-      choice_gate.resize(n_batch * k_used);
+      router.resize(n * e);
+      choice.resize(n * k_used);
+      choice_gate.resize(n * k_used);
       expert_count.resize(e);
       expert_offset.resize(e + 1);
-      order.resize(n_batch * k_used);
-      xe.resize(n_batch * k_used * d);
-      ge.resize(n_batch * k_used * max_ffn);
-      ue.resize(n_batch * k_used * max_ffn);
-      ye.resize(n_batch * k_used * d);
+      order.resize(n * k_used);
+      xe.resize(n * k_used * d);
+      ge.resize(n * k_used * max_ffn);
+      ue.resize(n * k_used * max_ffn);
+      ye.resize(n * k_used * d);
     }
-  }
-  int64_t KvBytes() const override { return static_cast<int64_t>((k_cache.size() + v_cache.size()) * sizeof(float)); }
-
-  Status Rewind(int64_t n) override {
-    if (n < 0 || n > n_past_) {
-      return OutOfRange("cannot rewind to position " + std::to_string(n) + " of " + std::to_string(n_past_));
-    }
-    // A ring of cap slots holds positions [n_past - cap, n_past) at most (rounded to its chunk start); positions
-    // [chunk_start(n), n) must still be there for attention after the rewind.
-    for (size_t l = 0; l < cap_.size(); ++l) {
-      if (cap_[l] >= n_ctx_ || n == 0) continue;
-      const int64_t chunk_start = n / cap_[l] * cap_[l];
-      if (n_past_ > chunk_start + cap_[l]) {
-        return OutOfRange("cannot rewind to position " + std::to_string(n) + ": layer " + std::to_string(l) +
-                          " keeps only its current attention chunk of " + std::to_string(cap_[l]) + " positions");
-      }
-    }
-    n_past_ = n;
-    return Status::Ok();
   }
 
-  // Blob: "HERDKV01", then int64 n_layers, n_kv_heads, head_dim, n_past, per layer its cap, then for each layer
-  // and KV head the slots in use (min(n_past, cap)) of K, then of V, as f32.
-  Status SaveTo(std::string* blob) const override {
-    blob->assign("HERDKV01");
-    auto put = [&](int64_t val) { blob->append(reinterpret_cast<const char*>(&val), sizeof val); };
-    put(static_cast<int64_t>(cap_.size()));
-    put(n_kv_heads_);
-    put(head_dim_);
-    put(n_past_);
-    for (int64_t cap : cap_) put(cap);
-    for (const std::vector<float>* cache : {&k_cache, &v_cache}) {
-      for (size_t l = 0; l < cap_.size(); ++l) {
-        const int64_t used = std::min(n_past_, cap_[l]);
-        for (int64_t h = 0; h < n_kv_heads_; ++h) {
-          const float* p = cache->data() + layer_offset_[l] + h * cap_[l] * head_dim_;
-          blob->append(reinterpret_cast<const char*>(p), static_cast<size_t>(used * head_dim_) * sizeof(float));
-        }
-      }
-    }
-    return Status::Ok();
-  }
-
-  Status LoadFrom(std::string_view blob) override {
-    size_t at = 8;
-    if (blob.size() < 8 || blob.substr(0, 8) != "HERDKV01") return Corruption("KV cache blob: bad magic");
-    auto get = [&](int64_t* val) {
-      if (blob.size() - at < sizeof *val) return false;
-      std::memcpy(val, blob.data() + at, sizeof *val);
-      at += sizeof *val;
-      return true;
-    };
-    int64_t n_layers = 0, kv_heads = 0, head_dim = 0, n_past = 0;
-    if (!get(&n_layers) || !get(&kv_heads) || !get(&head_dim) || !get(&n_past)) {
-      return Corruption("KV cache blob: truncated header");
-    }
-    if (n_layers != static_cast<int64_t>(cap_.size()) || kv_heads != n_kv_heads_ || head_dim != head_dim_) {
-      return Corruption("KV cache blob is for another model (" + std::to_string(n_layers) + " layers, " +
-                        std::to_string(kv_heads) + " KV heads of " + std::to_string(head_dim) + ")");
-    }
-    if (n_past < 0 || n_past > n_ctx_) {
-      return OutOfRange("KV cache blob holds " + std::to_string(n_past) + " positions, more than the context of " +
-                        std::to_string(n_ctx_));
-    }
-    std::vector<int64_t> caps(cap_.size());
-    for (int64_t& c : caps) {
-      if (!get(&c)) return Corruption("KV cache blob: truncated header");
-    }
-    for (size_t l = 0; l < cap_.size(); ++l) {
-      // Slots are pos % cap: the saved and the new ring must agree wherever a slot is in use.
-      const bool same = caps[l] == cap_[l] || (caps[l] >= n_past && cap_[l] >= n_past);
-      if (!same) {
-        return Corruption("KV cache blob: layer " + std::to_string(l) + " ring of " + std::to_string(caps[l]) +
-                          " slots does not fit this context (" + std::to_string(cap_[l]) + ")");
-      }
-    }
-    size_t need = 0;
-    for (size_t l = 0; l < cap_.size(); ++l) {
-      need += 2 * static_cast<size_t>(std::min(n_past, caps[l]) * n_kv_heads_ * head_dim_) * sizeof(float);
-    }
-    if (blob.size() - at != need) return Corruption("KV cache blob: wrong size (truncated or damaged)");
-    for (std::vector<float>* cache : {&k_cache, &v_cache}) {
-      for (size_t l = 0; l < cap_.size(); ++l) {
-        const int64_t used = std::min(n_past, caps[l]);
-        for (int64_t h = 0; h < n_kv_heads_; ++h) {
-          float* p = cache->data() + layer_offset_[l] + h * cap_[l] * head_dim_;
-          const size_t bytes = static_cast<size_t>(used * head_dim_) * sizeof(float);
-          std::memcpy(p, blob.data() + at, bytes);
-          at += bytes;
-        }
-      }
-    }
-    n_past_ = n_past;
-    return Status::Ok();
-  }
-
-  void set_n_past(int64_t n) { n_past_ = n; }
-  float* KeySlot(int64_t layer, int64_t kv_head, int64_t pos, int64_t head_dim) {
-    return k_cache.data() + layer_offset_[layer] + (kv_head * cap_[layer] + pos % cap_[layer]) * head_dim;
-  }
-  float* ValueSlot(int64_t layer, int64_t kv_head, int64_t pos, int64_t head_dim) {
-    return v_cache.data() + layer_offset_[layer] + (kv_head * cap_[layer] + pos % cap_[layer]) * head_dim;
-  }
-
-  std::vector<int64_t> cap_, layer_offset_;
-  int64_t n_kv_heads_ = 0, head_dim_ = 0;
-  std::vector<float> k_cache, v_cache;
-  std::vector<float> x, xn, q, k, v, att, gate, up, out, cos, sin;
+  // An attention work item: tokens [t0, t0 + nt) of input `input`, all in one chunk of the layer.
+  struct Item {
+    int32_t input;
+    int64_t t0, nt;
+  };
+  std::vector<float> x, xn, q, k, v, att, gate, up, out, cos, sin, logits;
   std::vector<float> router, choice_gate, xe, ge, ue, ye;
-  std::vector<int32_t> choice, order;
-  std::vector<int64_t> expert_count, expert_offset;
+  std::vector<int32_t> choice, order, seq_of;
+  std::vector<int64_t> pos, expert_count, expert_offset, logit_rows;
+  std::vector<Item> items;
   std::vector<float> attn_scratch;  // [threads][kernels::AttentionScratchFloats(head_dim)]
-  ForwardTrace* trace = nullptr;
 };
 
-void DecoderModel::SetTrace(ModelState& state, ForwardTrace* trace) { static_cast<State&>(state).trace = trace; }
+void DecoderModel::SetTrace(ModelState& state, ForwardTrace* trace) { state.workspace().trace = trace; }
 
 namespace {
 
@@ -296,9 +187,6 @@ Result<std::unique_ptr<Model>> DecoderModel::Create(ModelConfig config, const We
       HERD_RETURN_IF_ERROR(BindExperts(b, weights, p, n_exp, d, f, &lw));
     }
     m->max_ffn_ = std::max(m->max_ffn_, f);
-    if (lc.attention_chunk_size > 0) {
-      m->min_chunk_ = m->min_chunk_ == 0 ? lc.attention_chunk_size : std::min(m->min_chunk_, lc.attention_chunk_size);
-    }
     m->layers_.push_back(std::move(lw));
   }
   HERD_ASSIGN_OR_RETURN(m->output_norm_, b.Vector("output_norm.weight", d));
@@ -322,70 +210,78 @@ Result<std::unique_ptr<Model>> DecoderModel::Create(ModelConfig config, const We
   return std::unique_ptr<Model>(std::move(m));
 }
 
-Result<std::unique_ptr<ModelState>> DecoderModel::NewState(int64_t n_ctx, int64_t n_batch) const {
-  if (n_ctx <= 0) return InvalidArgument("context size must be positive, got " + std::to_string(n_ctx));
-  if (n_ctx > config_.max_position_embeddings) {
-    return OutOfRange("context size " + std::to_string(n_ctx) + " exceeds the model's maximum of " +
-                      std::to_string(config_.max_position_embeddings) + " positions");
+Result<std::unique_ptr<Workspace>> DecoderModel::NewWorkspace(int64_t max_tokens, int64_t max_seqs) const {
+  if (max_tokens <= 0 || max_seqs <= 0 || max_seqs > max_tokens) {
+    return InvalidArgument("a step needs 1 <= sequences <= tokens, got " + std::to_string(max_seqs) + " and " +
+                           std::to_string(max_tokens));
   }
-  if (n_batch <= 0) return InvalidArgument("batch size must be positive, got " + std::to_string(n_batch));
-  n_batch = std::min(n_batch, n_ctx);
   try {
-    return std::unique_ptr<ModelState>(new State(config_, n_ctx, n_batch, max_ffn_));
+    return std::unique_ptr<Workspace>(new Work(config_, max_tokens, max_seqs, max_ffn_));
   } catch (const std::bad_alloc&) {
-    return ResourceExhausted("not enough memory for a KV cache of " + std::to_string(n_ctx) + " positions");
+    return ResourceExhausted("not enough memory for the scratch of " + std::to_string(max_tokens) + "-token steps");
   }
 }
 
-Status DecoderModel::Forward(ModelState& base, std::span<const int32_t> tokens, LogitsMode mode, float* logits,
-                             ThreadPool& pool) const {
-  State& s = static_cast<State&>(base);
-  const int64_t n = static_cast<int64_t>(tokens.size());
-  if (n == 0) return InvalidArgument("no tokens to process");
-  if (s.n_past() + n > s.n_ctx()) {
-    return OutOfRange("context full: " + std::to_string(s.n_past()) + " positions used + " + std::to_string(n) +
-                      " new tokens > context size " + std::to_string(s.n_ctx()));
+Status DecoderModel::Step(KvCache& cache, std::span<const StepInput> batch, Workspace& base, ThreadPool& pool) const {
+  Work& s = static_cast<Work&>(base);
+  const ModelConfig& c = config_;
+  const int64_t n_inputs = static_cast<int64_t>(batch.size());
+  if (n_inputs == 0) return InvalidArgument("a step needs at least one sequence");
+  if (n_inputs > s.max_seqs()) {
+    return InvalidArgument("a step of " + std::to_string(n_inputs) + " sequences exceeds the workspace's " +
+                           std::to_string(s.max_seqs()));
   }
-  for (int64_t i = 0; i < n; ++i) {
-    if (tokens[i] < 0 || tokens[i] >= config_.vocab_size) {
-      return InvalidArgument("token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
-                             " is outside the vocabulary [0, " + std::to_string(config_.vocab_size) + ")");
+  int64_t n = 0;
+  for (int64_t i = 0; i < n_inputs; ++i) {
+    const StepInput& in = batch[i];
+    const int64_t nt = static_cast<int64_t>(in.tokens.size());
+    if (nt == 0) return InvalidArgument("a sequence of the step has no tokens");
+    if (in.mode == LogitsMode::kAll && n_inputs > 1) return InvalidArgument("logits of every token need a lone input");
+    if (nt > cache.TokensToChunkEnd(in.seq->n_past())) {
+      return InvalidArgument("a step's tokens of one sequence cross an attention chunk boundary");
     }
+    if (!cache.Holds(*in.seq, in.seq->n_past() + nt)) {
+      return Internal("a step's sequence has no KV pages reserved for its tokens");
+    }
+    for (int64_t t = 0; t < nt; ++t) {
+      if (in.tokens[t] < 0 || in.tokens[t] >= c.vocab_size) {
+        return InvalidArgument("token id " + std::to_string(in.tokens[t]) + " at index " + std::to_string(t) +
+                               " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
+      }
+    }
+    n += nt;
   }
-  const size_t scratch = static_cast<size_t>(pool.size() * kernels::AttentionScratchFloats(config_.head_dim));
+  if (n > s.max_tokens()) {
+    return InvalidArgument("a step of " + std::to_string(n) + " tokens exceeds the workspace's " +
+                           std::to_string(s.max_tokens()));
+  }
+  const size_t scratch = static_cast<size_t>(pool.size() * kernels::AttentionScratchFloats(c.head_dim));
   if (s.attn_scratch.size() < scratch) s.attn_scratch.resize(scratch);
-  for (int64_t b = 0; b < n;) {
-    int64_t nb = std::min(s.n_batch(), n - b);
-    if (min_chunk_ > 0) {  // never cross a chunk boundary (see State invariants)
-      const int64_t pos = s.n_past();
-      nb = std::min(nb, min_chunk_ - pos % min_chunk_);
-    }
-    const bool last_batch = b + nb == n;
-    LogitsMode m = mode == LogitsMode::kAll ? LogitsMode::kAll : (last_batch ? mode : LogitsMode::kNone);
-    float* out = mode == LogitsMode::kAll ? logits + b * config_.vocab_size : logits;
-    ForwardBatch(s, tokens.data() + b, nb, m, out, pool);
-    b += nb;
-  }
+  StepTokens(cache, batch, s, n, pool);
+  for (const StepInput& in : batch) cache.Commit(*in.seq, in.tokens);
   return Status::Ok();
 }
 
-void DecoderModel::ForwardBatch(State& s, const int32_t* tokens, int64_t n, LogitsMode mode, float* logits,
-                                ThreadPool& pool) const {
+void DecoderModel::StepTokens(KvCache& cache, std::span<const StepInput> batch, Work& s, int64_t n,
+                              ThreadPool& pool) const {
   const ModelConfig& c = config_;
   const int64_t d = c.hidden_size, hd = c.head_dim, half = hd / 2;
   const int64_t q_dim = c.num_attention_heads * hd, kv_dim = c.num_key_value_heads * hd;
-  const int64_t pos0 = s.n_past();
+  const DType kv_type = cache.type();
   auto trace_hidden = [&](const float* src) {
     if (s.trace != nullptr) s.trace->hidden.emplace_back(src, src + n * d);
   };
 
-  for (int64_t t = 0; t < n; ++t) {
-    kernels::DequantizeRowScaled(token_embd_.w, token_embd_.scale_data(), tokens[t], s.x.data() + t * d);
+  for (int64_t i = 0, t = 0; i < static_cast<int64_t>(batch.size()); ++i) {
+    const StepInput& in = batch[i];
+    for (int64_t j = 0; j < static_cast<int64_t>(in.tokens.size()); ++j, ++t) {
+      s.pos[t] = in.seq->n_past() + j;
+      s.seq_of[t] = static_cast<int32_t>(i);
+      kernels::DequantizeRowScaled(token_embd_.w, token_embd_.scale_data(), in.tokens[j], s.x.data() + t * d);
+      kernels::RopeCosSin(inv_freq_.data(), half, s.pos[t], s.cos.data() + t * half, s.sin.data() + t * half);
+    }
   }
   trace_hidden(s.x.data());
-  for (int64_t t = 0; t < n; ++t) {
-    kernels::RopeCosSin(inv_freq_.data(), half, pos0 + t, s.cos.data() + t * half, s.sin.data() + t * half);
-  }
 
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const DecoderLayerWeights& w = layers_[l];
@@ -393,10 +289,9 @@ void DecoderModel::ForwardBatch(State& s, const int32_t* tokens, int64_t n, Logi
     for (int64_t t = 0; t < n; ++t) {
       kernels::RmsNorm(s.x.data() + t * d, w.attn_norm.data(), d, c.rms_norm_eps, s.xn.data() + t * d);
     }
-    MatMulMany({{w.attn_q, s.xn.data(), s.q.data()},
-                {w.attn_k, s.xn.data(), s.k.data()},
-                {w.attn_v, s.xn.data(), s.v.data()}},
-               n, pool);
+    MatMulMany(
+        {{w.attn_q, s.xn.data(), s.q.data()}, {w.attn_k, s.xn.data(), s.k.data()}, {w.attn_v, s.xn.data(), s.v.data()}},
+        n, pool);
     for (int64_t t = 0; t < n; ++t) {
       float* qt = s.q.data() + t * q_dim;
       float* kt = s.k.data() + t * kv_dim;
@@ -415,18 +310,25 @@ void DecoderModel::ForwardBatch(State& s, const int32_t* tokens, int64_t n, Logi
         }
       }
       if (lc.attn_temperature_tuning) {  // llama4.md 2.8, in fp32 like the references
-        const float steps = std::floor(static_cast<float>(pos0 + t + 1) / c.floor_scale);
+        const float steps = std::floor(static_cast<float>(s.pos[t] + 1) / c.floor_scale);
         const float scale = std::log(steps + 1.0f) * c.attn_scale + 1.0f;
         kernels::Scale(qt, scale, q_dim);
       }
+      const KvSequence& seq = *batch[s.seq_of[t]].seq;
       for (int64_t h = 0; h < c.num_key_value_heads; ++h) {
-        const float* kh = kt + h * hd;
         const float* vh = s.v.data() + t * kv_dim + h * hd;
-        std::copy(kh, kh + hd, s.KeySlot(l, h, pos0 + t, hd));
-        std::copy(vh, vh + hd, s.ValueSlot(l, h, pos0 + t, hd));
+        uint8_t* kdst = cache.KeyRow(seq, static_cast<int>(l), h, s.pos[t]);
+        uint8_t* vdst = cache.ValueRow(seq, static_cast<int>(l), h, s.pos[t]);
+        if (kv_type == DType::kF32) {
+          std::memcpy(kdst, kt + h * hd, static_cast<size_t>(hd) * sizeof(float));
+          std::memcpy(vdst, vh, static_cast<size_t>(hd) * sizeof(float));
+        } else {
+          kernels::QuantizeRow(kv_type, kt + h * hd, hd, kdst);
+          kernels::QuantizeRow(kv_type, vh, hd, vdst);
+        }
       }
     }
-    Attention(s, l, n, pool);
+    Attention(cache, batch, s, l, n, pool);
     MatMul(w.attn_output, s.att.data(), n, s.out.data(), pool);
     kernels::Add(s.x.data(), s.out.data(), s.x.data(), n * d);
 
@@ -441,18 +343,46 @@ void DecoderModel::ForwardBatch(State& s, const int32_t* tokens, int64_t n, Logi
     kernels::Add(s.x.data(), s.out.data(), s.x.data(), n * d);
     trace_hidden(s.x.data());
   }
-  s.set_n_past(pos0 + n);
 
+  // Final norm of the rows that need logits (every row when tracing), gathered in input order.
   const bool trace = s.trace != nullptr;
-  if (mode == LogitsMode::kNone && !trace) return;
-  const int64_t first = (mode == LogitsMode::kAll || trace) ? 0 : n - 1;
-  for (int64_t t = first; t < n; ++t) {
-    kernels::RmsNorm(s.x.data() + t * d, output_norm_.data(), d, c.rms_norm_eps, s.xn.data() + t * d);
+  int64_t n_rows = 0;
+  for (int64_t i = 0, t0 = 0; i < static_cast<int64_t>(batch.size()); ++i) {
+    const StepInput& in = batch[i];
+    const int64_t nt = static_cast<int64_t>(in.tokens.size());
+    if (in.mode == LogitsMode::kAll || trace) {
+      n_rows = -1;  // lone input: all rows, in place
+    } else if (in.mode == LogitsMode::kLast && n_rows >= 0) {
+      s.logit_rows[n_rows++] = t0 + nt - 1;
+    }
+    t0 += nt;
   }
-  trace_hidden(s.xn.data());
-  if (mode == LogitsMode::kNone) return;
-  const int64_t first_logit = mode == LogitsMode::kAll ? 0 : n - 1;
-  MatMul(output_, s.xn.data() + first_logit * d, n - first_logit, logits, pool);
+  if (n_rows < 0) {  // one input with every row (kAll, or a trace)
+    for (int64_t t = 0; t < n; ++t) {
+      kernels::RmsNorm(s.x.data() + t * d, output_norm_.data(), d, c.rms_norm_eps, s.xn.data() + t * d);
+    }
+    trace_hidden(s.xn.data());
+    const StepInput& in = batch[0];
+    if (in.mode == LogitsMode::kNone) return;
+    const int64_t first = in.mode == LogitsMode::kAll ? 0 : n - 1;
+    MatMul(output_, s.xn.data() + first * d, n - first, in.logits, pool);
+    return;
+  }
+  if (n_rows == 0) return;
+  for (int64_t r = 0; r < n_rows; ++r) {
+    kernels::RmsNorm(s.x.data() + s.logit_rows[r] * d, output_norm_.data(), d, c.rms_norm_eps, s.xn.data() + r * d);
+  }
+  if (batch.size() == 1) {
+    MatMul(output_, s.xn.data(), 1, batch[0].logits, pool);
+    return;
+  }
+  // One product over every sequence's row, so the output head is read once per step.
+  MatMul(output_, s.xn.data(), n_rows, s.logits.data(), pool);
+  for (int64_t i = 0, r = 0; i < static_cast<int64_t>(batch.size()); ++i) {
+    if (batch[i].mode != LogitsMode::kLast) continue;
+    std::memcpy(batch[i].logits, s.logits.data() + r * c.vocab_size, static_cast<size_t>(c.vocab_size) * sizeof(float));
+    ++r;
+  }
 }
 
 Result<Model::RepackStats> DecoderModel::RepackWeights(ThreadPool& pool, bool show_progress) {
@@ -461,8 +391,8 @@ Result<Model::RepackStats> DecoderModel::RepackWeights(ThreadPool& pool, bool sh
     if (lw.w.Rows() > 0 && kernels::MatMulSupports(lw.w.dtype)) todo.push_back(&lw);
   };
   for (DecoderLayerWeights& l : layers_) {
-    for (LinearWeight* lw : {&l.attn_q, &l.attn_k, &l.attn_v, &l.attn_output, &l.ffn_gate, &l.ffn_up, &l.ffn_down,
-                             &l.router}) {
+    for (LinearWeight* lw :
+         {&l.attn_q, &l.attn_k, &l.attn_v, &l.attn_output, &l.ffn_gate, &l.ffn_up, &l.ffn_down, &l.router}) {
       consider(*lw);
     }
     for (auto* experts : {&l.gate_exps, &l.up_exps, &l.down_exps}) {
@@ -489,7 +419,8 @@ Result<Model::RepackStats> DecoderModel::RepackWeights(ThreadPool& pool, bool sh
   for (size_t i = 0; i < todo.size(); ++i) {
     TensorView& w = todo[i]->w;
     uint8_t* dst = (*memory)->data() + offsets[i];
-    pool.ParallelFor(w.Rows(), [&](int64_t r0, int64_t r1) { kernels::RepackRows(w, r0, r1, dst); }, 16);
+    pool.ParallelFor(
+        w.Rows(), [&](int64_t r0, int64_t r1) { kernels::RepackRows(w, r0, r1, dst); }, 16);
     const DType to = kernels::RepackedType(w.dtype, w.Cols());
     stats.relaid += to != w.dtype;
     w.dtype = to;
@@ -503,7 +434,7 @@ Result<Model::RepackStats> DecoderModel::RepackWeights(ThreadPool& pool, bool sh
   return stats;
 }
 
-void DecoderModel::DenseFfn(State& s, const DecoderLayerWeights& w, int64_t n, float* out, ThreadPool& pool) const {
+void DecoderModel::DenseFfn(Work& s, const DecoderLayerWeights& w, int64_t n, float* out, ThreadPool& pool) const {
   const int64_t f = w.ffn_gate.w.shape[0];
   MatMulMany({{w.ffn_gate, s.xn.data(), s.gate.data()}, {w.ffn_up, s.xn.data(), s.up.data()}}, n, pool);
   kernels::SwiGLU(s.gate.data(), s.up.data(), s.gate.data(), n * f);
@@ -513,7 +444,7 @@ void DecoderModel::DenseFfn(State& s, const DecoderLayerWeights& w, int64_t n, f
 // MoE (llama4.md 2.9): router logits -> top-k per token (lowest index on ties) -> gate = sigmoid(logit) scales
 // the expert INPUT -> tokens grouped by expert, one matrix-matrix product per active expert over its tokens
 // -> outputs scattered back and added to the shared expert's output.
-void DecoderModel::MoeFfn(State& s, int64_t layer, int64_t n, ThreadPool& pool) const {
+void DecoderModel::MoeFfn(Work& s, int64_t layer, int64_t n, ThreadPool& pool) const {
   const ModelConfig& c = config_;
   const DecoderLayerWeights& w = layers_[layer];
   const int64_t d = c.hidden_size, f = c.layers[layer].ffn_size;
@@ -583,38 +514,47 @@ void DecoderModel::MoeFfn(State& s, int64_t layer, int64_t n, ThreadPool& pool) 
   }
 }
 
-// Items are (block of query tokens, KV head) pairs: one kernel call reads that head's keys and values once, in
-// tiles, for all the query heads of its group and all tokens of the block. Items go to threads round-robin, which
-// mixes cheap early (causal) blocks with expensive late ones on every thread.
-void DecoderModel::Attention(State& s, int64_t layer, int64_t n, ThreadPool& pool) const {
+// Items are (block of query tokens of one sequence, all in one chunk of the layer, KV head) pairs: one kernel call
+// reads that head's keys and values once, in tiles, for all the query heads of its group and all tokens of the
+// block. Items go to threads round-robin, which mixes cheap early (causal) blocks with expensive late ones on
+// every thread. Blocks start at each sequence's first token and at chunk boundaries, never at another sequence's
+// tokens, and the kernel's tiles lie on a grid of absolute positions: each row is computed the same way whatever
+// else is in the step.
+void DecoderModel::Attention(const KvCache& cache, std::span<const StepInput> batch, Work& s, int64_t layer, int64_t n,
+                             ThreadPool& pool) const {
   const ModelConfig& c = config_;
-  const LayerConfig& lc = c.layers[layer];
   const int64_t hd = c.head_dim, n_kv = c.num_key_value_heads;
   const int64_t group = c.num_attention_heads / n_kv;
   const int64_t q_dim = c.num_attention_heads * hd;
-  const int64_t pos0 = s.n_past();
-  const int64_t chunk = lc.attention_chunk_size;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int64_t block = kernels::AttentionTokenBlock(group);
-  const int64_t n_blocks = (n + block - 1) / block;
   const int64_t scratch_floats = kernels::AttentionScratchFloats(hd);
+  const int l = static_cast<int>(layer);
+  int64_t n_items = 0;
+  for (int64_t t = 0; t < n;) {
+    const int32_t i = s.seq_of[t];
+    int64_t nt = 1;
+    const int64_t first = cache.FirstKey(l, s.pos[t]);
+    while (t + nt < n && nt < block && s.seq_of[t + nt] == i && cache.FirstKey(l, s.pos[t + nt]) == first) ++nt;
+    s.items[n_items++] = {i, t, nt};
+    t += nt;
+  }
   pool.Run([&](int thread_idx) {
     float* scratch = s.attn_scratch.data() + thread_idx * scratch_floats;
     int64_t key_begin[kernels::kAttentionMaxRows], key_end[kernels::kAttentionMaxRows];
-    for (int64_t it = thread_idx; it < n_blocks * n_kv; it += pool.size()) {
-      const int64_t t0 = it / n_kv * block, kvh = it % n_kv, nt = std::min(block, n - t0);
-      // Causal; chunked layers see only their own fixed, absolutely aligned block (llama4.md 2.7). A batch never
-      // crosses a chunk boundary, so the block's keys first..pos occupy consecutive slots (see State invariants).
-      const int64_t first = chunk > 0 ? (pos0 + t0) / chunk * chunk : 0;
-      for (int64_t t = 0; t < nt; ++t) {
-        const int64_t pos = pos0 + t0 + t;
-        HERD_DCHECK(chunk == 0 || pos / chunk * chunk == first);
-        key_begin[t] = 0;
-        key_end[t] = pos - first + 1;
+    for (int64_t it = thread_idx; it < n_items * n_kv; it += pool.size()) {
+      const Work::Item& item = s.items[it / n_kv];
+      const int64_t kvh = it % n_kv;
+      // Causal; chunked layers see only their own fixed, absolutely aligned block (llama4.md 2.7).
+      for (int64_t t = 0; t < item.nt; ++t) {
+        const int64_t pos = s.pos[item.t0 + t];
+        key_begin[t] = cache.FirstKey(l, pos);
+        key_end[t] = pos + 1;
       }
-      kernels::Attention(s.q.data() + t0 * q_dim + kvh * group * hd, q_dim, nt, group, hd,
-                         s.KeySlot(layer, kvh, first, hd), s.ValueSlot(layer, kvh, first, hd), hd, key_begin,
-                         key_end, scale, s.att.data() + t0 * q_dim + kvh * group * hd, q_dim, scratch);
+      const kernels::KvView view = cache.View(*batch[item.input].seq, l, kvh);
+      kernels::AttentionPaged(s.q.data() + item.t0 * q_dim + kvh * group * hd, q_dim, item.nt, group, hd, view,
+                              key_begin, key_end, scale, s.att.data() + item.t0 * q_dim + kvh * group * hd, q_dim,
+                              scratch);
     }
   });
 }

@@ -24,11 +24,11 @@ struct DecoderLayerWeights {
   LinearWeight attn_output;      // [hidden_size, n_heads*head_dim]
   std::vector<float> ffn_norm;   // [hidden_size]
   // Dense layers, or the shared expert of MoE layers.
-  LinearWeight ffn_gate;         // [ffn_size, hidden_size]
-  LinearWeight ffn_up;           // [ffn_size, hidden_size]
-  LinearWeight ffn_down;         // [hidden_size, ffn_size]
+  LinearWeight ffn_gate;  // [ffn_size, hidden_size]
+  LinearWeight ffn_up;    // [ffn_size, hidden_size]
+  LinearWeight ffn_down;  // [hidden_size, ffn_size]
   // MoE layers only.
-  LinearWeight router;           // [n_experts, hidden_size]
+  LinearWeight router;  // [n_experts, hidden_size]
   // Either one [out, in] matrix per expert, from GGUF's stacked tensors (ffn_gate_exps [n_experts, ffn_size,
   // hidden_size], sliced) or HF's per-expert layout (ffn_gate_exps.{i}, llama4.md 4.1) ...
   std::vector<LinearWeight> gate_exps;  // [n_experts] x [ffn_size, hidden_size]
@@ -57,37 +57,35 @@ class DecoderModel final : public Model {
   static Result<std::unique_ptr<Model>> Create(ModelConfig config, const WeightMap& weights);
 
   const ModelConfig& config() const override { return config_; }
-  Result<std::unique_ptr<ModelState>> NewState(int64_t n_ctx, int64_t n_batch) const override;
-  Status Forward(ModelState& state, std::span<const int32_t> tokens, LogitsMode mode, float* logits,
-                 ThreadPool& pool) const override;
+  Result<std::unique_ptr<Workspace>> NewWorkspace(int64_t max_tokens, int64_t max_seqs) const override;
+  Status Step(KvCache& cache, std::span<const StepInput> batch, Workspace& workspace, ThreadPool& pool) const override;
   int64_t WeightBytes() const override { return weight_bytes_; }
   // Repacks the attention, FFN, router, expert and output matrices (not the embedding table, read one row per
   // token, nor an output head tied to it, nor HF's input-major experts).
   Result<RepackStats> RepackWeights(ThreadPool& pool, bool show_progress) override;
 
-  // Attaches a trace to `state` (nullptr detaches); the trace must outlive the Forward calls.
+  // Attaches a trace to `state`'s workspace (nullptr detaches); the trace must outlive the Forward calls.
   static void SetTrace(ModelState& state, ForwardTrace* trace);
 
  private:
   DecoderModel() = default;
-  class State;
-  void ForwardBatch(State& s, const int32_t* tokens, int64_t n_tokens, LogitsMode mode, float* logits,
-                    ThreadPool& pool) const;
-  void Attention(State& s, int64_t layer, int64_t n_tokens, ThreadPool& pool) const;
-  void DenseFfn(State& s, const DecoderLayerWeights& w, int64_t n_tokens, float* out, ThreadPool& pool) const;
-  void MoeFfn(State& s, int64_t layer, int64_t n_tokens, ThreadPool& pool) const;
+  class Work;
+  void StepTokens(KvCache& cache, std::span<const StepInput> batch, Work& s, int64_t n_tokens, ThreadPool& pool) const;
+  void Attention(const KvCache& cache, std::span<const StepInput> batch, Work& s, int64_t layer, int64_t n_tokens,
+                 ThreadPool& pool) const;
+  void DenseFfn(Work& s, const DecoderLayerWeights& w, int64_t n_tokens, float* out, ThreadPool& pool) const;
+  void MoeFfn(Work& s, int64_t layer, int64_t n_tokens, ThreadPool& pool) const;
 
   ModelConfig config_;
-  WeightMap weights_;  // keeps the mapped files alive
-  LinearWeight token_embd_;         // [vocab_size, hidden_size]
+  WeightMap weights_;        // keeps the mapped files alive
+  LinearWeight token_embd_;  // [vocab_size, hidden_size]
   std::vector<DecoderLayerWeights> layers_;
   std::vector<float> output_norm_;  // [hidden_size]
   LinearWeight output_;             // [vocab_size, hidden_size] (token_embd when tied)
   std::vector<float> inv_freq_;     // [head_dim/2]
   int64_t weight_bytes_ = 0;
   std::unique_ptr<AnonymousMemory> repacked_;  // RepackWeights' copies, viewed by the weights
-  int64_t max_ffn_ = 0;             // widest FFN of any layer
-  int64_t min_chunk_ = 0;           // smallest attention chunk (0: none): batches never cross its boundaries
+  int64_t max_ffn_ = 0;                        // widest FFN of any layer
 };
 
 }  // namespace herd::model

@@ -1,6 +1,7 @@
-// Model: a bound, validated network that runs forward steps over a per-sequence ModelState (KV cache and
-// activation buffers sized up front). One implementation per family (llama/ ...), chosen by the registry
-// CreateModel from the architecture. The model sees only a WeightMap and a ModelConfig, never a file format.
+// Model: a bound, validated network that runs batched forward steps over sequences in a paged KV cache
+// (model/kv_cache.h), and single-sequence Forward calls over a ModelState on the same Step. One implementation per
+// family (llama/ ...), chosen by the registry CreateModel from the architecture. The model sees only a WeightMap and a
+// ModelConfig, never a file format.
 #pragma once
 
 #include <cstdint>
@@ -14,36 +15,25 @@
 #include "core/tensor.h"
 #include "core/thread_pool.h"
 #include "model/config.h"
+#include "model/kv_cache.h"
 
 namespace herd::model {
 
-// Per-sequence state: KV cache for n_ctx positions and scratch for batches of up to n_batch tokens.
-// Owned by one caller at a time (not thread-safe); the model must outlive it.
-class ModelState {
+struct ForwardTrace;  // model/decoder.h
+
+// Scratch of one step: activation buffers for up to max_tokens tokens of up to max_seqs sequences, sized once
+// (nothing is allocated per step). One per thread of control that calls Step; the model must outlive it.
+class Workspace {
  public:
-  virtual ~ModelState() = default;
-  // Number of positions already in the cache (the position of the next token).
-  int64_t n_past() const { return n_past_; }
-  int64_t n_ctx() const { return n_ctx_; }
-  int64_t n_batch() const { return n_batch_; }
-  // Forgets every position: the next token goes to position 0. (To keep a prefix, use Rewind, which checks that
-  // the cache still holds it.)
-  void Reset() { n_past_ = 0; }
-  // Forgets positions >= n (0 <= n <= n_past) when the cache still holds positions [0, n) (a chunked layer's
-  // ring may already have overwritten them); OutOfRange otherwise.
-  virtual Status Rewind(int64_t n) = 0;
-  // Bytes of the KV cache.
-  virtual int64_t KvBytes() const = 0;
-  // The cached positions [0, n_past) as bytes (a versioned binary blob), and back into a state of the same
-  // model with a context of at least n_past. Corruption naming the problem when the blob does not fit.
-  virtual Status SaveTo(std::string* out) const = 0;
-  virtual Status LoadFrom(std::string_view blob) = 0;
+  virtual ~Workspace() = default;
+  int64_t max_tokens() const { return max_tokens_; }
+  int64_t max_seqs() const { return max_seqs_; }
+  // Optional capture of intermediate values (golden tests); must outlive the steps it is attached to.
+  ForwardTrace* trace = nullptr;
 
  protected:
-  ModelState(int64_t n_ctx, int64_t n_batch) : n_ctx_(n_ctx), n_batch_(n_batch) {}
-  int64_t n_past_ = 0;
-  int64_t n_ctx_;
-  int64_t n_batch_;
+  Workspace(int64_t max_tokens, int64_t max_seqs) : max_tokens_(max_tokens), max_seqs_(max_seqs) {}
+  int64_t max_tokens_, max_seqs_;
 };
 
 enum class LogitsMode {
@@ -52,21 +42,81 @@ enum class LogitsMode {
   kNone,  // no logits (prefill of a prefix)
 };
 
+// One sequence's part of a step: `tokens` go to positions seq->n_past() ... (pages already reserved with
+// KvCache::Reserve, and no more than KvCache::TokensToChunkEnd(n_past) of them). logits receives [1, vocab]
+// (kLast) or [tokens.size(), vocab] (kAll; a kAll input must be the step's only input) f32 rows.
+struct StepInput {
+  KvSequence* seq = nullptr;
+  std::span<const int32_t> tokens;
+  LogitsMode mode = LogitsMode::kLast;
+  float* logits = nullptr;
+};
+
+class Model;
+
+// One sequence with a KV cache of its own, for the single-sequence commands (run, chat, logits, bench, quality):
+// Model::Forward feeds it through the same Step as the serving engine. Not thread-safe; the model must outlive it.
+class ModelState {
+ public:
+  ModelState(std::unique_ptr<KvCache> cache, std::unique_ptr<Workspace> workspace, int64_t n_ctx);
+  ~ModelState();
+  // Number of positions already in the cache (the position of the next token).
+  int64_t n_past() const { return seq_.n_past(); }
+  int64_t n_ctx() const { return n_ctx_; }
+  int64_t n_batch() const { return workspace_->max_tokens(); }
+  // Forgets every position: the next token goes to position 0. (To keep a prefix, use Rewind, which checks that
+  // the cache still holds it.)
+  void Reset();
+  // Forgets positions >= n (0 <= n <= n_past) when the cache still holds positions [0, n) (a chunked layer keeps
+  // only its current chunk); OutOfRange otherwise.
+  Status Rewind(int64_t n);
+  // Bytes of the KV cache.
+  int64_t KvBytes() const;
+  // The cached positions [0, n_past) as bytes (a versioned binary blob), and back into a state of the same
+  // model and KV type with a context of at least n_past. Corruption naming the problem when the blob does not fit.
+  Status SaveTo(std::string* out) const;
+  Status LoadFrom(std::string_view blob);
+
+  KvCache& cache() { return *cache_; }
+  KvSequence& seq() { return seq_; }
+  Workspace& workspace() { return *workspace_; }
+
+ private:
+  std::unique_ptr<KvCache> cache_;
+  std::unique_ptr<Workspace> workspace_;
+  KvSequence seq_;
+  int64_t n_ctx_;
+};
+
 class Model {
  public:
   virtual ~Model() = default;
   virtual const ModelConfig& config() const = 0;
 
-  // A fresh state for up to n_ctx positions, processed in batches of at most n_batch tokens.
-  // OutOfRange when n_ctx exceeds the model's max_position_embeddings; ResourceExhausted when memory is short.
-  virtual Result<std::unique_ptr<ModelState>> NewState(int64_t n_ctx, int64_t n_batch) const = 0;
+  // Scratch for steps of up to max_tokens tokens from up to max_seqs sequences. ResourceExhausted when memory
+  // is short.
+  virtual Result<std::unique_ptr<Workspace>> NewWorkspace(int64_t max_tokens, int64_t max_seqs) const = 0;
 
-  // Runs `tokens` at positions state.n_past() ... and appends them to the cache. Batches longer than
-  // n_batch are split internally. logits receives [1 or n_tokens, vocab_size] f32 per `mode`.
-  // InvalidArgument for a token id outside the vocabulary, OutOfRange when the cache would overflow; the
+  // One step of the batched forward pass: every input's tokens are embedded, run through every layer (the
+  // tokens of all sequences together through each matrix product, grouped by expert in MoE layers; attention per
+  // sequence over its own pages) and appended to its KV pages (KvCache::Commit). Each token's results are
+  // independent of the other inputs and of how a sequence's tokens are split over steps (batch invariance).
+  // InvalidArgument for a token id outside the vocabulary or inputs beyond the workspace; the cache is
+  // unchanged on error.
+  virtual Status Step(KvCache& cache, std::span<const StepInput> batch, Workspace& workspace,
+                      ThreadPool& pool) const = 0;
+
+  // A fresh single-sequence state for up to n_ctx positions with KV rows of kv_type, processed in batches of at
+  // most n_batch tokens. OutOfRange when n_ctx exceeds the model's max_position_embeddings; InvalidArgument for
+  // a KV type the model cannot use; ResourceExhausted when memory is short.
+  Result<std::unique_ptr<ModelState>> NewState(int64_t n_ctx, int64_t n_batch, DType kv_type = DType::kF32) const;
+
+  // Runs `tokens` at positions state.n_past() ... and appends them to the cache, through Step, in batches of at
+  // most n_batch tokens that never cross a chunk boundary. logits receives [1 or n_tokens, vocab_size] f32 per
+  // `mode`. InvalidArgument for a token id outside the vocabulary, OutOfRange when the cache would overflow; the
   // state is unchanged on error.
-  virtual Status Forward(ModelState& state, std::span<const int32_t> tokens, LogitsMode mode, float* logits,
-                         ThreadPool& pool) const = 0;
+  Status Forward(ModelState& state, std::span<const int32_t> tokens, LogitsMode mode, float* logits,
+                 ThreadPool& pool) const;
 
   // Total bytes of bound weights.
   virtual int64_t WeightBytes() const = 0;
@@ -79,9 +129,9 @@ class Model {
   // OS) and the time of the copy. Outputs are bit-identical. Call once, before any NewState/Forward; later calls
   // do nothing. ResourceExhausted (naming the size) when the memory cannot be had; the model is then unchanged.
   struct RepackStats {
-    int64_t tensors = 0;   // matrices copied
-    int64_t bytes = 0;     // their bytes
-    int64_t relaid = 0;    // of which into another layout (Q8_0R)
+    int64_t tensors = 0;  // matrices copied
+    int64_t bytes = 0;    // their bytes
+    int64_t relaid = 0;   // of which into another layout (Q8_0R)
   };
   virtual Result<RepackStats> RepackWeights(ThreadPool& pool, bool show_progress) {
     (void)pool;

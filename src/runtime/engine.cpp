@@ -6,16 +6,23 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "runtime/text_stream.h"
+
 namespace herd::runtime {
 namespace fs = std::filesystem;
 
 std::string_view StopReasonName(StopReason reason) {
   switch (reason) {
-    case StopReason::kLength: return "length";
-    case StopReason::kEos: return "eos";
-    case StopReason::kStopString: return "stop string";
-    case StopReason::kContextFull: return "context full";
-    case StopReason::kCancelled: return "cancelled";
+    case StopReason::kLength:
+      return "length";
+    case StopReason::kEos:
+      return "eos";
+    case StopReason::kStopString:
+      return "stop string";
+    case StopReason::kContextFull:
+      return "context full";
+    case StopReason::kCancelled:
+      return "cancelled";
   }
   return "unknown";
 }
@@ -85,8 +92,7 @@ std::string ModelFingerprint(const LoadedModel& m) {
   return hex;
 }
 
-Result<model::Model::RepackStats> RepackModel(model::Model& model, ThreadPool& pool, bool show_progress,
-                                              double* ms) {
+Result<model::Model::RepackStats> RepackModel(model::Model& model, ThreadPool& pool, bool show_progress, double* ms) {
   const double t0 = NowMs();
   HERD_ASSIGN_OR_RETURN(model::Model::RepackStats stats, model.RepackWeights(pool, show_progress));
   *ms = NowMs() - t0;
@@ -115,8 +121,8 @@ Result<std::unique_ptr<LoadedModel>> LoadModel(const LoadOptions& o) {
     m->tokenizer = std::move(tok).value();
     if (m->tokenizer->vocab_size() > m->model->config().vocab_size) {
       return Corruption("tokenizer has " + std::to_string(m->tokenizer->vocab_size()) +
-                        " tokens but the model's vocabulary has only " +
-                        std::to_string(m->model->config().vocab_size) + " rows");
+                        " tokens but the model's vocabulary has only " + std::to_string(m->model->config().vocab_size) +
+                        " rows");
     }
     m->stop_ids = m->tokenizer->stop_ids();
     // llama2.c's run.c ends a story when the model emits BOS.
@@ -131,8 +137,7 @@ Result<std::unique_ptr<LoadedModel>> LoadModel(const LoadOptions& o) {
 }
 
 Result<GenerateResult> Generate(const LoadedModel& m, model::ModelState& state, ThreadPool& pool,
-                                std::span<const int32_t> prompt, const GenerateOptions& o,
-                                const TextSink& on_text) {
+                                std::span<const int32_t> prompt, const GenerateOptions& o, const TextSink& on_text) {
   HERD_RETURN_IF_ERROR(o.sampling.Validate());
   if (prompt.empty()) return InvalidArgument("the prompt has no tokens");
   if (state.n_past() + static_cast<int64_t>(prompt.size()) > state.n_ctx()) {
@@ -154,22 +159,11 @@ Result<GenerateResult> Generate(const LoadedModel& m, model::ModelState& state, 
   HERD_RETURN_IF_ERROR(m.model->Forward(state, prompt, model::LogitsMode::kLast, logits.data(), pool));
   r.prompt_ms = NowMs() - t;
 
-  std::unique_ptr<tokenizer::StreamDecoder> decoder;
-  if (m.tokenizer) {
-    decoder = std::make_unique<tokenizer::StreamDecoder>(*m.tokenizer);
-    // Feed the prompt first (its text is not emitted) so the continuation is decoded in context: SentencePiece
-    // drops the leading space of the first piece of a text, which must not happen to the first generated token.
-    for (int32_t id : prompt) (void)decoder->Push(id);
-  }
-  size_t max_stop = 0;
-  for (const auto& s : o.stop_strings) max_stop = std::max(max_stop, s.size());
-  size_t emitted = 0;  // bytes of r.text already passed to on_text
-  bool go_on = true;   // what on_text said last
-  auto emit_upto = [&](size_t end) {
-    if (end > emitted && go_on) {
-      if (on_text) go_on = on_text(std::string_view(r.text).substr(emitted, end - emitted));
-      emitted = end;
-    }
+  TextStream stream(m.tokenizer.get(), prompt, o.stop_strings);
+  bool go_on = true;  // what on_text said last
+  auto emit = [&](const std::string& piece) {
+    r.text += piece;
+    if (!piece.empty() && go_on && on_text) go_on = on_text(piece);
   };
 
   r.stop_reason = StopReason::kLength;
@@ -183,28 +177,15 @@ Result<GenerateResult> Generate(const LoadedModel& m, model::ModelState& state, 
     }
     r.tokens.push_back(id);
     history.push_back(id);
-    if (decoder) {
-      r.text += decoder->Push(id);
-      bool stopped = false;
-      for (const auto& s : o.stop_strings) {
-        const size_t at = s.empty() ? std::string::npos : r.text.find(s, emitted > s.size() ? emitted - s.size() : 0);
-        if (at != std::string::npos) {
-          r.text.resize(at);
-          stopped = true;
-        }
-      }
-      if (stopped) {
-        r.stop_reason = StopReason::kStopString;
-        break;
-      }
-      // Hold back a tail that could still become a stop string; never split a UTF-8 character.
-      size_t safe = r.text.size() >= max_stop ? r.text.size() - (max_stop > 0 ? max_stop - 1 : 0) : 0;
-      while (safe > emitted && safe < r.text.size() && (static_cast<uint8_t>(r.text[safe]) & 0xC0) == 0x80) --safe;
-      emit_upto(safe);
-      if (!go_on) {
-        r.stop_reason = StopReason::kCancelled;
-        break;
-      }
+    bool stopped = false;
+    emit(stream.Push(id, &stopped));
+    if (stopped) {
+      r.stop_reason = StopReason::kStopString;
+      break;
+    }
+    if (!go_on) {
+      r.stop_reason = StopReason::kCancelled;
+      break;
     }
     if (i + 1 == o.n_predict) break;
     if (state.n_past() >= state.n_ctx()) {
@@ -215,10 +196,7 @@ Result<GenerateResult> Generate(const LoadedModel& m, model::ModelState& state, 
     HERD_RETURN_IF_ERROR(m.model->Forward(state, next, model::LogitsMode::kLast, logits.data(), pool));
   }
   r.n_uncached = r.stop_reason == StopReason::kEos || r.tokens.empty() ? 0 : 1;
-  if (decoder && r.stop_reason != StopReason::kStopString && r.stop_reason != StopReason::kCancelled) {
-    r.text += decoder->Flush();
-  }
-  emit_upto(r.text.size());
+  if (r.stop_reason != StopReason::kStopString && r.stop_reason != StopReason::kCancelled) emit(stream.Finish());
   r.gen_ms = NowMs() - t;
   return r;
 }

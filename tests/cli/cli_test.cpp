@@ -47,6 +47,21 @@ TEST(CliTest, UsageErrorsExitOne) {
   Outcome o = Herd({"run", "-m", Stories("stories260K.bin"), "-p", "x", "--temp", "-1"});
   EXPECT_EQ(o.exit_code, 1);
   EXPECT_NE(o.err.find("temperature"), std::string::npos) << o.err;
+  // KV types: an unknown one, and q8_0 for heads of 8 dimensions (blocks of 32).
+  EXPECT_EQ(Herd({"run", "-m", Stories("stories260K.bin"), "-p", "x", "--kv-type", "f8"}).exit_code, 1);
+  o = Herd({"run", "-m", Stories("stories260K.bin"), "-p", "x", "--kv-type", "q8_0"});
+  EXPECT_EQ(o.exit_code, 1);
+  EXPECT_NE(o.err.find("multiple of 32"), std::string::npos) << o.err;
+}
+
+// Every KV type that fits the model runs and tells the same story at the start (greedy).
+TEST(CliTest, KvTypesRun) {
+  for (const char* t : {"f32", "f16", "bf16"}) {
+    Outcome o = Herd(
+        {"run", "-m", Stories("stories260K.bin"), "-p", "Once upon a time", "-n", "12", "--temp", "0", "--kv-type", t});
+    ASSERT_EQ(o.exit_code, 0) << t << ": " << o.err;
+    EXPECT_EQ(o.out.rfind("Once upon a time, there was a little", 0), 0u) << t << ": " << o.out;
+  }
 }
 
 TEST(CliTest, RunGreedyStoryFromBothFormats) {

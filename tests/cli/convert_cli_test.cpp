@@ -54,7 +54,8 @@ TEST(ConvertCliTest, ConvertsTheFixtureAndRunsIt) {
 
   // The same logits from the converted file as from the HF directory (within f32 summation-order differences).
   const std::vector<std::string> tokens = {"--tokens", "1,17,300,42,7,99", "--all", "--json", "-t", "2"};
-  std::vector<std::string> a = {"logits", "-m", Fixture("allmoe")}, b = {"logits", "-m", gguf};
+  std::vector<std::string> a = {"logits", "-m", Fixture("allmoe"), "--kv-type", "f32"},
+                           b = {"logits", "-m", gguf, "--kv-type", "f32"};
   a.insert(a.end(), tokens.begin(), tokens.end());
   b.insert(b.end(), tokens.begin(), tokens.end());
   Outcome from_hf = Herd(a), from_gguf = Herd(b);

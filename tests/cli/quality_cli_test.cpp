@@ -60,7 +60,9 @@ TEST_F(QualityCli, Q8_0KeepsGreedyTextIdentical) {
 }
 
 TEST_F(QualityCli, Kld) {
-  Outcome self = Herd("kld -m " + Model() + " --ref " + Model() + " -f " + *dir_ + "/story.txt -c 128 --json");
+  // The same model and the reference's exact f32 KV cache: nothing differs.
+  Outcome self =
+      Herd("kld -m " + Model() + " --ref " + Model() + " -f " + *dir_ + "/story.txt -c 128 --json --kv-type f32");
   ASSERT_EQ(self.exit_code, 0) << self.err;
   const auto sj = nlohmann::json::parse(self.out);
   EXPECT_LT(sj["mean_kld"].get<double>(), 1e-9);
@@ -71,7 +73,7 @@ TEST_F(QualityCli, Kld) {
   for (const char* type : {"q8_0", "q4_0"}) {
     const std::string out = *dir_ + "/s-" + type + "-kld.gguf";
     ASSERT_EQ(Herd("quantize " + Model() + " " + out + " --type " + type + " -q").exit_code, 0);
-    Outcome k = Herd("kld -m " + out + " --ref " + Model() + " -f " + *dir_ + "/story.txt -c 128 --json");
+    Outcome k = Herd("kld -m " + out + " --ref " + Model() + " -f " + *dir_ + "/story.txt -c 128 --json --kv-type f32");
     ASSERT_EQ(k.exit_code, 0) << k.err;
     kld[i++] = nlohmann::json::parse(k.out)["mean_kld"].get<double>();
   }
@@ -113,7 +115,7 @@ std::vector<float> PeerLogits(const std::string& model, const std::vector<int32_
 std::vector<float> HerdLogits(const std::string& model, const std::vector<int32_t>& ids, const std::string& extra) {
   std::string list;
   for (int32_t id : ids) list += (list.empty() ? "" : ",") + std::to_string(id);
-  Outcome o = Herd("logits -m " + Quote(model) + " --tokens " + list + " --all --json " + extra);
+  Outcome o = Herd("logits -m " + Quote(model) + " --tokens " + list + " --all --json --kv-type f32 " + extra);
   if (o.exit_code != 0) {
     ADD_FAILURE() << "herd logits: " << o.err;
     return {};

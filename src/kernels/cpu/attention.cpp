@@ -22,12 +22,18 @@
 #include "hwy/contrib/math/math-inl.h"
 #include "hwy/highway.h"
 #include "kernels/attention.h"
+#include "kernels/quantize.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace herd::kernels::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
 constexpr int64_t kTile = kAttentionKeyTile;
+
+// One cached key or value row of `type` (F16, BF16, Q8_0) decoded exactly to f32.
+HWY_INLINE void DecodeKvRow(DType type, const uint8_t* src, int64_t n, float* dst) {
+  herd::kernels::DequantizeRow(type, src, n, dst);
+}
 
 // s[r * kTile + j0 + i] = scale * dot(q_rows[r], k_i) for r < NR (NR = 1 or 4) and i in {0, 1}: NR x 2 vector
 // accumulators along head_dim, every K load shared by NR rows and every Q load by both keys.
@@ -93,8 +99,7 @@ HWY_INLINE void ScoresBlock(const float* const* q_rows, const float* k0, const f
 // acc_r[c, c + width) += sum_{j < nk} p[r * kTile + j] * v_j[c, c + width) for r < NR (1 or 4), width = W vectors
 // (1 or 2). The accumulators stay in registers over the whole tile.
 template <int NR, int W>
-HWY_INLINE void PvBlock(const float* p, const float* v, int64_t kv_stride, int64_t nk, float* acc, int64_t hd,
-                        int64_t c) {
+HWY_INLINE void PvBlock(const float* p, const float* const* v, int64_t nk, float* acc, int64_t hd, int64_t c) {
   const hn::ScalableTag<float> d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
   float* o0 = acc + c;
@@ -115,7 +120,7 @@ HWY_INLINE void PvBlock(const float* p, const float* v, int64_t kv_stride, int64
     }
   }
   for (int64_t j = 0; j < nk; ++j) {
-    const float* vj = v + j * kv_stride + c;
+    const float* vj = v[j] + c;
     const auto v0 = hn::LoadU(d, vj);
     const auto p0 = hn::Set(d, p[j]);
     a00 = hn::MulAdd(p0, v0, a00);
@@ -152,16 +157,16 @@ HWY_INLINE void PvBlock(const float* p, const float* v, int64_t kv_stride, int64
 }
 
 template <int NR>
-HWY_INLINE void PvRows(const float* p, const float* v, int64_t kv_stride, int64_t nk, float* acc, int64_t hd) {
+HWY_INLINE void PvRows(const float* p, const float* const* v, int64_t nk, float* acc, int64_t hd) {
   const hn::ScalableTag<float> d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
   int64_t c = 0;
-  for (; c + 2 * lanes <= hd; c += 2 * lanes) PvBlock<NR, 2>(p, v, kv_stride, nk, acc, hd, c);
-  for (; c + lanes <= hd; c += lanes) PvBlock<NR, 1>(p, v, kv_stride, nk, acc, hd, c);
+  for (; c + 2 * lanes <= hd; c += 2 * lanes) PvBlock<NR, 2>(p, v, nk, acc, hd, c);
+  for (; c + lanes <= hd; c += lanes) PvBlock<NR, 1>(p, v, nk, acc, hd, c);
   for (; c < hd; ++c) {  // head_dim not a multiple of the lanes
     for (int r = 0; r < NR; ++r) {
       float a = acc[r * hd + c];
-      for (int64_t j = 0; j < nk; ++j) a += p[r * kTile + j] * v[j * kv_stride + c];
+      for (int64_t j = 0; j < nk; ++j) a += p[r * kTile + j] * v[j][c];
       acc[r * hd + c] = a;
     }
   }
@@ -209,16 +214,23 @@ HWY_INLINE void OnlineSoftmaxRow(float* s, int64_t nk, float* m, float* l, float
   *m = m_new;
 }
 
-// One block of rows: tokens [t0, t0 + nt), heads [g0, g0 + ng), nt * ng <= kAttentionMaxRows.
-void AttentionBlock(const float* q, int64_t q_stride, int64_t t0, int64_t nt, int64_t g0, int64_t ng, int64_t hd,
-                    const float* k, const float* v, int64_t kv_stride, const int64_t* key_begin, const int64_t* key_end,
-                    float scale, float* out, int64_t out_stride, float* scratch) {
+// One block of rows: tokens [t0, t0 + nt), heads [g0, g0 + ng), nt * ng <= kAttentionMaxRows. load(tb, nk, krow,
+// vrow, kbuf, vbuf) points krow[j] / vrow[j] at the f32 key / value of index tb + j for j < nk (decoding into
+// kbuf / vbuf, kTile rows of hd floats each, where the cache is not f32).
+template <class Load>
+HWY_INLINE void AttentionBlock(const float* q, int64_t q_stride, int64_t t0, int64_t nt, int64_t g0, int64_t ng,
+                               int64_t hd, const Load& load, const int64_t* key_begin, const int64_t* key_end,
+                               float scale, float* out, int64_t out_stride, float* scratch) {
   const int64_t rows = nt * ng;
   float* acc = scratch;                      // [rows][hd]
   float* s = acc + kAttentionMaxRows * hd;   // [rows][kTile]
   float* m = s + kAttentionMaxRows * kTile;  // [rows]
   float* l = m + kAttentionMaxRows;          // [rows]
+  float* kbuf = l + kAttentionMaxRows;       // [kTile][hd]
+  float* vbuf = kbuf + kTile * hd;           // [kTile][hd]
   const float* q_rows[kAttentionMaxRows];
+  const float* krow[kTile];
+  const float* vrow[kTile];
   int64_t lo = key_begin[t0], hi = key_end[t0];
   for (int64_t t = 0; t < nt; ++t) {
     lo = std::min(lo, key_begin[t0 + t]);
@@ -231,12 +243,12 @@ void AttentionBlock(const float* q, int64_t q_stride, int64_t t0, int64_t nt, in
   // Tiles lie on a fixed grid of key indices (multiples of kTile), clipped to [lo, hi): only named keys are read.
   for (int64_t j0 = lo / kTile * kTile; j0 < hi; j0 += kTile) {
     const int64_t tb = std::max(j0, lo), nk = std::min(j0 + kTile, hi) - tb;  // keys [tb, tb + nk)
+    load(tb, nk, krow, vrow, kbuf, vbuf);
     // 1. Scores of every row for every key of the tile (an odd last key is computed twice, into the unused
     //    column nk < kTile).
-    const float* kt = k + tb * kv_stride;
     for (int64_t j = 0; j < nk; j += 2) {
-      const float* k0 = kt + j * kv_stride;
-      const float* k1 = j + 1 < nk ? k0 + kv_stride : k0;
+      const float* k0 = krow[j];
+      const float* k1 = j + 1 < nk ? krow[j + 1] : k0;
       int64_t r = 0;
       for (; r + 4 <= rows; r += 4) ScoresBlock<4>(q_rows + r, k0, k1, hd, scale, s + r * kTile, j);
       for (; r < rows; ++r) ScoresBlock<1>(q_rows + r, k0, k1, hd, scale, s + r * kTile, j);
@@ -260,10 +272,9 @@ void AttentionBlock(const float* q, int64_t q_stride, int64_t t0, int64_t nt, in
     for (int64_t r = 0; r < rows; ++r) {
       if (m[r] == -HUGE_VALF) std::fill(acc + r * hd, acc + (r + 1) * hd, 0.0f);
     }
-    const float* vt = v + tb * kv_stride;
     int64_t r = 0;
-    for (; r + 4 <= rows; r += 4) PvRows<4>(s + r * kTile, vt, kv_stride, nk, acc + r * hd, hd);
-    for (; r < rows; ++r) PvRows<1>(s + r * kTile, vt, kv_stride, nk, acc + r * hd, hd);
+    for (; r + 4 <= rows; r += 4) PvRows<4>(s + r * kTile, vrow, nk, acc + r * hd, hd);
+    for (; r < rows; ++r) PvRows<1>(s + r * kTile, vrow, nk, acc + r * hd, hd);
   }
 
   for (int64_t t = 0; t < nt; ++t) {
@@ -277,17 +288,54 @@ void AttentionBlock(const float* q, int64_t q_stride, int64_t t0, int64_t nt, in
   }
 }
 
-void AttentionT(const float* q, int64_t q_stride, int64_t n_tokens, int64_t n_heads, int64_t head_dim, const float* k,
-                const float* v, int64_t kv_stride, const int64_t* key_begin, const int64_t* key_end, float scale,
-                float* out, int64_t out_stride, float* scratch) {
+template <class Load>
+HWY_INLINE void AttentionRows(const float* q, int64_t q_stride, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
+                              const Load& load, const int64_t* key_begin, const int64_t* key_end, float scale,
+                              float* out, int64_t out_stride, float* scratch) {
   const int64_t ng = std::min(n_heads, kAttentionMaxRows);
   const int64_t nt = AttentionTokenBlock(n_heads);
   for (int64_t g0 = 0; g0 < n_heads; g0 += ng) {
     for (int64_t t0 = 0; t0 < n_tokens; t0 += nt) {
-      AttentionBlock(q, q_stride, t0, std::min(nt, n_tokens - t0), g0, std::min(ng, n_heads - g0), head_dim, k, v,
-                     kv_stride, key_begin, key_end, scale, out, out_stride, scratch);
+      AttentionBlock(q, q_stride, t0, std::min(nt, n_tokens - t0), g0, std::min(ng, n_heads - g0), head_dim, load,
+                     key_begin, key_end, scale, out, out_stride, scratch);
     }
   }
+}
+
+void AttentionT(const float* q, int64_t q_stride, int64_t n_tokens, int64_t n_heads, int64_t head_dim, const float* k,
+                const float* v, int64_t kv_stride, const int64_t* key_begin, const int64_t* key_end, float scale,
+                float* out, int64_t out_stride, float* scratch) {
+  const auto load = [&](int64_t tb, int64_t nk, const float** krow, const float** vrow, float*, float*) {
+    for (int64_t j = 0; j < nk; ++j) {
+      krow[j] = k + (tb + j) * kv_stride;
+      vrow[j] = v + (tb + j) * kv_stride;
+    }
+  };
+  AttentionRows(q, q_stride, n_tokens, n_heads, head_dim, load, key_begin, key_end, scale, out, out_stride, scratch);
+}
+
+void AttentionPagedT(const float* q, int64_t q_stride, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
+                     const KvView& kv, const int64_t* key_begin, const int64_t* key_end, float scale, float* out,
+                     int64_t out_stride, float* scratch) {
+  if (kv.type == DType::kF32) {
+    const auto load = [&](int64_t tb, int64_t nk, const float** krow, const float** vrow, float*, float*) {
+      for (int64_t j = 0; j < nk; ++j) {
+        krow[j] = reinterpret_cast<const float*>(kv.KeyRow(tb + j));
+        vrow[j] = reinterpret_cast<const float*>(kv.ValueRow(tb + j));
+      }
+    };
+    return AttentionRows(q, q_stride, n_tokens, n_heads, head_dim, load, key_begin, key_end, scale, out, out_stride,
+                         scratch);
+  }
+  const auto load = [&](int64_t tb, int64_t nk, const float** krow, const float** vrow, float* kbuf, float* vbuf) {
+    for (int64_t j = 0; j < nk; ++j) {
+      DecodeKvRow(kv.type, kv.KeyRow(tb + j), head_dim, kbuf + j * head_dim);
+      DecodeKvRow(kv.type, kv.ValueRow(tb + j), head_dim, vbuf + j * head_dim);
+      krow[j] = kbuf + j * head_dim;
+      vrow[j] = vbuf + j * head_dim;
+    }
+  };
+  AttentionRows(q, q_stride, n_tokens, n_heads, head_dim, load, key_begin, key_end, scale, out, out_stride, scratch);
 }
 
 }  // namespace herd::kernels::HWY_NAMESPACE
@@ -297,6 +345,14 @@ HWY_AFTER_NAMESPACE();
 namespace herd::kernels {
 
 HWY_EXPORT(AttentionT);
+HWY_EXPORT(AttentionPagedT);
+
+void AttentionPaged(const float* q, int64_t q_stride, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
+                    const KvView& kv, const int64_t* key_begin, const int64_t* key_end, float scale, float* out,
+                    int64_t out_stride, float* scratch) {
+  HWY_DYNAMIC_DISPATCH(AttentionPagedT)
+  (q, q_stride, n_tokens, n_heads, head_dim, kv, key_begin, key_end, scale, out, out_stride, scratch);
+}
 
 void Attention(const float* q, int64_t q_stride, int64_t n_tokens, int64_t n_heads, int64_t head_dim, const float* k,
                const float* v, int64_t kv_stride, const int64_t* key_begin, const int64_t* key_end, float scale,
