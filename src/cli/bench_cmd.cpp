@@ -4,7 +4,9 @@
 // the kernels read per decoded token next to the analytic active-parameter bytes (style.md section 7).
 #include <algorithm>
 #include <cinttypes>
+#include <condition_variable>
 #include <cstdio>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -14,6 +16,7 @@
 #include "kernels/matmul.h"
 #include "model/model.h"
 #include "runtime/engine.h"
+#include "runtime/serving.h"
 #include "tools/bandwidth.h"
 #include "tools/synthetic.h"
 
@@ -34,18 +37,20 @@ struct BenchOptions {
   std::string save;
   std::optional<uint64_t> seed;  // of the synthetic weights
   tools::SyntheticSpec spec;
+  // Serving: concurrent streams through the serving engine (runtime/serving.h) instead of one sequence.
+  std::vector<int> streams;
+  bool prefix_ttft = false;
 };
 
 // The model under test with what the report needs, whichever way it was made.
 struct BenchModel {
   std::string label;
-  std::unique_ptr<runtime::LoadedModel> loaded;  // -m
-  std::unique_ptr<model::Model> synthetic;       // --synthetic
+  std::unique_ptr<runtime::LoadedModel> loaded;  // -m, or --synthetic's model without files or tokenizer
   model::WeightFootprint footprint;
   double load_ms = 0;  // repacking included
   model::Model::RepackStats repack;
   double repack_ms = 0;
-  const model::Model& model() const { return loaded ? *loaded->model : *synthetic; }
+  const model::Model& model() const { return *loaded->model; }
 };
 
 // The synthetic spec of the options; InvalidArgument for a bad --type.
@@ -82,7 +87,8 @@ Status MakeSynthetic(const BenchOptions& o, ThreadPool& pool, BenchModel* out) {
   out->footprint = model::ComputeFootprint(config, weights.weights);
   auto m = model::CreateModel(config, weights.weights);
   if (!m.ok()) return m.status().WithContext("synthetic model");
-  out->synthetic = std::move(m).value();
+  out->loaded = std::make_unique<runtime::LoadedModel>();
+  out->loaded->model = std::move(m).value();
   out->load_ms = runtime::NowMs() - t0;
   out->label = "synthetic:" + spec.preset;
   std::fprintf(stderr, "herd: synthetic %s (%s, %" PRId64 " layers): %.2f MiB of weights made in %.0f ms\n",
@@ -95,7 +101,7 @@ Status MakeSynthetic(const BenchOptions& o, ThreadPool& pool, BenchModel* out) {
   }
   if (o.common.repack) {  // after --save: the file keeps the GGUF layout
     HERD_ASSIGN_OR_RETURN(out->repack,
-                          runtime::RepackModel(*out->synthetic, pool, /*show_progress=*/true, &out->repack_ms));
+                          runtime::RepackModel(*out->loaded->model, pool, /*show_progress=*/true, &out->repack_ms));
     out->load_ms += out->repack_ms;
   }
   return Status::Ok();
@@ -110,6 +116,184 @@ std::string Count(int64_t n) {
     std::snprintf(buf, sizeof buf, "%.1f M", n / 1e6);
   }
   return buf;
+}
+
+// --streams: aggregate decode speed of N concurrent sequences in the serving engine (continuous batching), beside
+// the bandwidth bound of each N: the weight bytes a step reads (measured by the kernels' byte counter: attention,
+// shared expert, every expert any stream chose, output head) plus the streams' KV bytes, over the probe's read
+// bandwidth. All N sequences get a random prompt of -p tokens and generate -n tokens (end tokens ignored); the
+// decode window runs from the moment the last stream has its first token to the moment the first one finishes,
+// when all N decode in every step.
+Status BenchStreams(const BenchOptions& o, BenchModel& bm, tools::BandwidthProbe* probe) {
+  const model::ModelConfig& c = bm.model().config();
+  HERD_ASSIGN_OR_RETURN(const DType kv_type, model::ParseKvType(o.common.kv_type));
+  if (o.n_gen < 2) return InvalidArgument("--streams needs -n of at least 2 generated tokens");
+  if (o.n_prompt < 1) return InvalidArgument("--streams needs -p of at least 1 prompt token");
+  nlohmann::json rows = nlohmann::json::array();
+  if (!o.json) {
+    std::printf("model %s, %s KV, prompt %" PRId64 ", generation %" PRId64 " tokens per stream\n", bm.label.c_str(),
+                o.common.kv_type.c_str(), o.n_prompt, o.n_gen);
+    std::printf("  %7s %12s %12s %14s %10s %12s %9s\n", "streams", "decode t/s", "per stream", "MiB read/step",
+                "read GB/s", "bound t/s", "fraction");
+  }
+  for (int n : o.streams) {
+    runtime::ServingOptions so;
+    so.parallel = n;
+    so.n_ctx = o.n_prompt + o.n_gen + 1;
+    so.kv_type = o.common.kv_type;
+    so.step_tokens = std::max<int64_t>(o.common.batch, n);
+    so.threads = o.common.threads;
+    so.max_queue = n;
+    HERD_ASSIGN_OR_RETURN(auto engine, runtime::ServingEngine::Create(*bm.loaded, so));
+    std::mt19937 rng(1234);
+    std::vector<std::vector<double>> times(static_cast<size_t>(n));
+    std::mutex mu;
+    std::condition_variable cv;
+    int open = n, started = 0;
+    bool window_open = false, window_closed = false;
+    int64_t bytes0 = 0, bytes1 = 0, steps0 = 0, steps1 = 0;
+    Status failed;
+    kernels::EnableWeightByteCounting(true);
+    for (int i = 0; i < n; ++i) {
+      runtime::ServingRequest r;
+      r.prompt.resize(static_cast<size_t>(o.n_prompt));
+      for (auto& id : r.prompt) id = static_cast<int32_t>(rng() % c.vocab_size);
+      r.max_tokens = o.n_gen;
+      r.sampling = runtime::SamplingParams::Greedy();
+      r.ignore_eos = true;
+      times[i].reserve(static_cast<size_t>(o.n_gen));
+      auto id = engine->Submit(std::move(r), [&, i](const runtime::ServingEvent& e) {
+        // On the engine thread, between steps: counters read here belong to whole steps.
+        std::lock_guard<std::mutex> lock(mu);
+        const double now = runtime::NowMs();
+        for (size_t k = 0; k < e.tokens.size(); ++k) times[i].push_back(now);
+        if (times[i].size() == e.tokens.size() && !e.tokens.empty() && ++started == n) {
+          window_open = true;
+          bytes0 = kernels::WeightBytesRead();
+          steps0 = engine->stats().steps;
+        }
+        if (e.finished) {
+          if (e.finish_reason == runtime::FinishReason::kError) failed = e.error;
+          if (window_open && !window_closed) {
+            window_closed = true;
+            bytes1 = kernels::WeightBytesRead();
+            steps1 = engine->stats().steps;
+          }
+          if (--open == 0) cv.notify_all();
+        }
+        return true;
+      });
+      if (!id.ok()) return id.status();
+    }
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return open == 0; });
+    }
+    kernels::EnableWeightByteCounting(false);
+    HERD_RETURN_IF_ERROR(failed);
+    engine->Shutdown(0);
+    double t_start = 0, t_end = 1e300;
+    for (const auto& t : times) {
+      if (t.empty()) return Internal("a stream produced no token");
+      t_start = std::max(t_start, t.front());
+      t_end = std::min(t_end, t.back());
+    }
+    int64_t window_tokens = 0;
+    for (const auto& t : times) {
+      for (double x : t) window_tokens += x > t_start && x <= t_end;
+    }
+    const double secs = (t_end - t_start) / 1000.0;
+    const double tok_s = secs > 0 ? static_cast<double>(window_tokens) / secs : 0;
+    const int64_t steps = steps1 - steps0;
+    const double weight_step = steps > 0 ? static_cast<double>(bytes1 - bytes0) / static_cast<double>(steps) : 0;
+    const double kv_step = n * model::KvBytesPerToken(c, o.n_prompt, o.n_prompt + o.n_gen, 1) *
+                           static_cast<double>(RowBytes(kv_type, c.head_dim)) / static_cast<double>(c.head_dim);
+    const tools::Bandwidth bw = probe != nullptr ? probe->Measure() : tools::Bandwidth{};
+    const double bound = bw.read_gbs > 0 && weight_step > 0 ? n * bw.read_gbs * 1e9 / (weight_step + kv_step) : 0;
+    rows.push_back({{"streams", n},
+                    {"decode_tok_s", tok_s},
+                    {"per_stream_tok_s", tok_s / n},
+                    {"weight_bytes_per_step", weight_step},
+                    {"kv_bytes_per_step", kv_step},
+                    {"window_steps", steps},
+                    {"bandwidth_gbs", bw.read_gbs},
+                    {"bound_tok_s", bound},
+                    {"bound_fraction", bound > 0 ? tok_s / bound : 0.0}});
+    if (!o.json) {
+      std::printf("  %7d %12.2f %12.2f %14.2f %10.2f %12.2f %8.1f%%\n", n, tok_s, tok_s / n,
+                  (weight_step + kv_step) / (1 << 20), bw.read_gbs, bound, bound > 0 ? 100.0 * tok_s / bound : 0.0);
+      std::fflush(stdout);
+    }
+  }
+  if (o.json) std::printf("%s\n", nlohmann::json({{"model", bm.label}, {"streams", rows}}).dump().c_str());
+  return Status::Ok();
+}
+
+// --prefix-ttft: time to first token of a -p token prompt, then of a second request that shares it and adds 16
+// tokens (served from the prefix cache: only the new tokens and the partial last page are computed).
+Status BenchPrefixTtft(const BenchOptions& o, BenchModel& bm) {
+  const model::ModelConfig& c = bm.model().config();
+  runtime::ServingOptions so;
+  so.parallel = 1;
+  so.n_ctx = o.n_prompt + 32;
+  so.kv_type = o.common.kv_type;
+  so.step_tokens = o.common.batch;
+  so.threads = o.common.threads;
+  so.kv_bytes = 4 * (so.n_ctx + 64) * model::KvRowBytesPerToken(c, *model::ParseKvType(o.common.kv_type));
+  HERD_ASSIGN_OR_RETURN(auto engine, runtime::ServingEngine::Create(*bm.loaded, so));
+  std::mt19937 rng(99);
+  std::vector<int32_t> prompt(static_cast<size_t>(o.n_prompt));
+  for (auto& id : prompt) id = static_cast<int32_t>(rng() % c.vocab_size);
+  auto ttft = [&](std::vector<int32_t> p, int64_t* cached) -> Result<double> {
+    std::mutex mu;
+    std::condition_variable cv;
+    double first = -1;
+    bool done = false;
+    Status err;
+    runtime::ServingRequest r;
+    r.prompt = std::move(p);
+    r.max_tokens = 1;
+    r.sampling = runtime::SamplingParams::Greedy();
+    r.ignore_eos = true;
+    const double t0 = runtime::NowMs();
+    auto id = engine->Submit(std::move(r), [&](const runtime::ServingEvent& e) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (first < 0) first = runtime::NowMs() - t0;
+      if (e.finished) {
+        if (e.finish_reason == runtime::FinishReason::kError) err = e.error;
+        *cached = e.cached_tokens;
+        done = true;
+        cv.notify_all();
+      }
+      return true;
+    });
+    if (!id.ok()) return id.status();
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return done; });
+    HERD_RETURN_IF_ERROR(err);
+    return first;
+  };
+  int64_t cached_a = 0, cached_b = 0;
+  HERD_ASSIGN_OR_RETURN(const double a, ttft(prompt, &cached_a));
+  std::vector<int32_t> longer = prompt;
+  for (int i = 0; i < 16; ++i) longer.push_back(static_cast<int32_t>(rng() % c.vocab_size));
+  HERD_ASSIGN_OR_RETURN(const double b, ttft(longer, &cached_b));
+  if (o.json) {
+    std::printf("%s\n", nlohmann::json({{"model", bm.label},
+                                        {"prefix_tokens", o.n_prompt},
+                                        {"ttft_first_ms", a},
+                                        {"ttft_shared_prefix_ms", b},
+                                        {"cached_tokens", cached_b},
+                                        {"ratio", a > 0 ? b / a : 0.0}})
+                            .dump()
+                            .c_str());
+  } else {
+    std::printf("prefix of %" PRId64 " tokens: first request TTFT %.1f ms; a second sharing it (+16 tokens, %" PRId64
+                " cached) %.1f ms = %.1f%% of the first\n",
+                o.n_prompt, a, cached_b, b, a > 0 ? 100.0 * b / a : 0.0);
+  }
+  engine->Shutdown(0);
+  return Status::Ok();
 }
 
 Status CmdBench(const BenchOptions& o) {
@@ -132,7 +316,15 @@ Status CmdBench(const BenchOptions& o) {
   const model::Model& model = bm.model();
   const model::ModelConfig& c = model.config();
   HERD_RETURN_IF_ERROR(CheckContext(o, c));
-  HERD_ASSIGN_OR_RETURN(auto state, model.NewState(std::max<int64_t>(o.n_prompt + o.n_gen, 1), o.common.batch));
+  if (o.prefix_ttft) return BenchPrefixTtft(o, bm);
+  if (!o.streams.empty()) {
+    std::unique_ptr<tools::BandwidthProbe> probe;
+    if (o.probe_mib > 0) {
+      HERD_ASSIGN_OR_RETURN(probe, tools::BandwidthProbe::Create(pool, o.probe_mib << 20));
+    }
+    return BenchStreams(o, bm, probe.get());
+  }
+  HERD_ASSIGN_OR_RETURN(auto state, NewState(o.common, model, std::max<int64_t>(o.n_prompt + o.n_gen, 1)));
   std::mt19937 rng(1234);
   std::vector<int32_t> prompt(static_cast<size_t>(o.n_prompt));
   for (auto& id : prompt) id = static_cast<int32_t>(rng() % c.vocab_size);
@@ -184,8 +376,13 @@ Status CmdBench(const BenchOptions& o) {
   if (probe && o.n_gen == 0) bw = probe->Measure();
   const model::WeightFootprint& fp = bm.footprint;
   const double gen_gb_s = best_gen * static_cast<double>(fp.active_bytes) / 1e9;
-  // herd's KV cache holds f32 (model/decoder.h); generated tokens sit at positions [n_prompt, n_prompt + n_gen).
-  const double kv_bytes = model::KvBytesPerToken(c, o.n_prompt, o.n_prompt + o.n_gen, sizeof(float));
+  // KV rows of --kv-type (model/kv_cache.h); generated tokens sit at positions [n_prompt, n_prompt + n_gen).
+  HERD_ASSIGN_OR_RETURN(const DType kv_type, model::ParseKvType(o.common.kv_type));
+  const double kv_bytes = model::KvBytesPerToken(c, o.n_prompt, o.n_prompt + o.n_gen, 1) *
+                          static_cast<double>(RowBytes(kv_type, c.head_dim)) / static_cast<double>(c.head_dim);
+  // What one more cached position costs in memory, every layer counted (chunked layers stop growing after their
+  // chunk; llama4.md 2.7).
+  const int64_t kv_stored = model::KvRowBytesPerToken(c, kv_type);
   const double bytes_per_token = static_cast<double>(fp.active_bytes) + kv_bytes;
   const double bound_tok_s = bw.read_gbs > 0 ? bw.read_gbs * 1e9 / bytes_per_token : 0;
   const double bound_fraction = bound_tok_s > 0 ? best_gen / bound_tok_s : 0;
@@ -206,6 +403,8 @@ Status CmdBench(const BenchOptions& o) {
                         {"active_bytes_per_token", fp.active_bytes},
                         {"gen_active_gb_s", gen_gb_s},
                         {"kv_bytes_per_token", kv_bytes},
+                        {"kv_type", o.common.kv_type},
+                        {"kv_cache_bytes_per_position", kv_stored},
                         {"load_ms", bm.load_ms},
                         {"repack", o.common.repack},
                         {"repacked_bytes", bm.repack.bytes},
@@ -231,6 +430,8 @@ Status CmdBench(const BenchOptions& o) {
                 gen_gb_s);
     std::printf("  active weight bytes per token  %.2f MiB (+ %.2f MiB of KV cache read)\n",
                 static_cast<double>(fp.active_bytes) / (1 << 20), kv_bytes / (1 << 20));
+    std::printf("  KV cache (%s)                 %" PRId64 " bytes per position, all layers\n",
+                o.common.kv_type.c_str(), kv_stored);
     if (o.probe_mib > 0) {
       std::printf(
           "  memory bandwidth (after it)    %.2f GB/s read, %.2f GB/s triad -> bound %.2f tokens/s; generation at "
@@ -251,6 +452,7 @@ Command AddBenchCommand(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
   auto* cmd = app.add_subcommand("bench", "measure prompt and generation speed of a model file or a synthetic model");
   AddModelOptions(cmd, &o->common, /*model_required=*/false);
+  AddKvTypeOption(cmd, &o->common.kv_type);
   cmd->add_option("-p,--n-prompt", o->n_prompt, "prompt tokens")->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
   cmd->add_option("-n,--n-gen", o->n_gen, "generated tokens")->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
   cmd->add_option("-r,--reps", o->reps, "repetitions (best is reported)")->check(CLI::Range(1, 1000));
@@ -262,6 +464,13 @@ Command AddBenchCommand(CLI::App& app) {
                   "bandwidth, both of the fastest repetition")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 16));
   cmd->add_flag("--count-bytes", o->count_bytes, "count the weight bytes the kernels read per generated token");
+  cmd->add_option("--streams", o->streams,
+                  "serving: aggregate decode speed of each number of concurrent streams (e.g. 1,4,8,16) through "
+                  "the serving engine, beside the bandwidth bound of the bytes each step reads")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 4096));
+  cmd->add_flag("--prefix-ttft", o->prefix_ttft,
+                "serving: time to first token of a -p token prompt and of a second request sharing it (prefix cache)");
 
   std::string presets;
   for (const std::string& p : tools::SyntheticPresets()) presets += (presets.empty() ? "" : "|") + p;

@@ -68,6 +68,30 @@ int32_t Sampler::Sample(const float* logits, std::span<const int32_t> history) {
   auto by_logit = [](const Candidate& a, const Candidate& b) {
     return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
   };
+  if ((params_.top_k <= 0 || static_cast<size_t>(params_.top_k) >= n) && params_.top_p >= 1.0f && params_.min_p <= 0) {
+    // No truncation (OpenAI's defaults): the temperature softmax over every token, then the same walk in
+    // descending order as below, sorting only as far as the draw needs (a 202k vocabulary costs a full sort per
+    // token otherwise). The normalizer is summed in index order.
+    float mx = -HUGE_VALF;
+    for (size_t i = 0; i < n; ++i) mx = std::max(mx, candidates_[i].logit);
+    double sum = 0;
+    for (size_t i = 0; i < n; ++i) {
+      candidates_[i].p = std::exp((candidates_[i].logit - mx) / params_.temperature);
+      sum += candidates_[i].p;
+    }
+    for (size_t i = 0; i < n; ++i) candidates_[i].p = static_cast<float>(candidates_[i].p / sum);
+    const double r = Uniform();
+    double cum = 0;
+    for (size_t done = 0, chunk = 64; done < n; chunk *= 4) {
+      const size_t end = std::min(n, done + chunk);
+      std::partial_sort(candidates_.begin() + done, candidates_.begin() + end, candidates_.begin() + n, by_logit);
+      for (; done < end; ++done) {
+        cum += candidates_[done].p;
+        if (r < cum) return candidates_[done].id;
+      }
+    }
+    return candidates_[n - 1].id;
+  }
   if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < n) {
     std::partial_sort(candidates_.begin(), candidates_.begin() + params_.top_k, candidates_.begin() + n, by_logit);
     n = static_cast<size_t>(params_.top_k);

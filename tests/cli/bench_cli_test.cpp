@@ -54,8 +54,10 @@ TEST(BenchCliTest, SyntheticJsonHasTheKeys) {
   EXPECT_GT(bw, 0.1);
   EXPECT_GT(j["triad_gbs"].get<double>(), 0.1);
   const double kv = j["kv_bytes_per_token"].get<double>();
-  // Positions 16..19 of 2 layers, 2 KV heads x head_dim 16, K and V in f32: mean keys 18.5 per layer.
-  EXPECT_DOUBLE_EQ(kv, 2 * 18.5 * 2 * 16 * 2 * 4);
+  // Positions 16..19 of 2 layers, 2 KV heads x head_dim 16, K and V in f16 (the default): mean keys 18.5 per layer.
+  EXPECT_DOUBLE_EQ(kv, 2 * 18.5 * 2 * 16 * 2 * 2);
+  EXPECT_EQ(j["kv_type"], "f16");
+  EXPECT_EQ(j["kv_cache_bytes_per_position"], 2 * 2 * 16 * 2 * 2);
   const double bytes = j["active_bytes_per_token"].get<double>() + kv;
   EXPECT_NEAR(j["bound_fraction"].get<double>(), j["gen_tok_s"].get<double>() * bytes / (bw * 1e9),
               1e-9 * j["bound_fraction"].get<double>());
