@@ -11,6 +11,7 @@ PACKAGES=(
   nlohmann-json3-dev               # config.json, safetensors headers, test fixtures
   libcli11-dev                     # command line
   libedit-dev                      # line editing in herd chat (BSD licensed)
+  libcpp-httplib-dev               # herd serve's HTTP server and bench-serve's client (MIT)
   libgtest-dev libgmock-dev        # unit and golden tests
   libbenchmark-dev                 # bench/
 )

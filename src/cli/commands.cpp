@@ -25,6 +25,11 @@
 #include "runtime/engine.h"
 
 namespace herd::cli {
+
+// herd serve and herd bench-serve (serve_cmd.cpp, bench_serve_cmd.cpp).
+Command AddServeCommand(CLI::App& app);
+Command AddBenchServeCommand(CLI::App& app);
+
 namespace {
 
 // ---- run ----
@@ -46,7 +51,7 @@ Status CmdRun(const RunOptions& o) {
   if (prompt.empty()) return InvalidArgument("the prompt encodes to no tokens (use a non-empty prompt or BOS)");
   HERD_ASSIGN_OR_RETURN(int64_t n_ctx,
                         ContextSize(o.common, m.model->config(), static_cast<int64_t>(prompt.size()) + o.n_predict));
-  HERD_ASSIGN_OR_RETURN(auto state, m.model->NewState(n_ctx, o.common.batch));
+  HERD_ASSIGN_OR_RETURN(auto state, NewState(o.common, *m.model, n_ctx));
   HERD_ASSIGN_OR_RETURN(auto pool, MakePool(o.common));
   std::fprintf(stderr,
                "herd: loaded %s in %.1f ms (%s, %.2f MiB weights), %d threads, context %" PRId64 ", seed %" PRIu64 "\n",
@@ -97,7 +102,7 @@ Status CmdLogits(const LogitsOptions& o) {
   const int64_t vocab = m.model->config().vocab_size;
   const int64_t n = static_cast<int64_t>(ids.size());
   HERD_ASSIGN_OR_RETURN(int64_t n_ctx, ContextSize(o.common, m.model->config(), n));
-  HERD_ASSIGN_OR_RETURN(auto state, m.model->NewState(n_ctx, o.common.batch));
+  HERD_ASSIGN_OR_RETURN(auto state, NewState(o.common, *m.model, n_ctx));
   HERD_ASSIGN_OR_RETURN(auto pool, MakePool(o.common));
   const int64_t rows = o.all ? n : 1;
   std::vector<float> logits(static_cast<size_t>(rows * vocab));
@@ -198,6 +203,25 @@ Status CmdInfo(const std::string& path) {
   }
   HERD_ASSIGN_OR_RETURN(model::ModelConfig config, model::ConfigFromMetadata(files.metadata));
   std::printf("\n%s", config.Describe().c_str());
+  // KV cache per cached position, every layer (chunked layers stop growing after their chunk, llama4.md 2.7).
+  std::printf("kv cache per position:");
+  for (const char* t : {"f32", "f16", "bf16", "q8_0"}) {
+    const DType kv = *model::ParseKvType(t);
+    if (model::CheckKvType(kv, config.head_dim).ok()) {
+      std::printf(" %s %" PRId64 " bytes;", t, model::KvRowBytesPerToken(config, kv));
+    }
+  }
+  int64_t chunked = 0, chunk = 0;
+  for (const model::LayerConfig& lc : config.layers) {
+    chunked += lc.attention_chunk_size > 0;
+    chunk = std::max(chunk, lc.attention_chunk_size);
+  }
+  if (chunked > 0) {
+    std::printf(" %" PRId64 " of %" PRId64 " layers chunked (%" PRId64
+                " positions): beyond the chunk only the other %" PRId64 " grow",
+                chunked, config.num_hidden_layers, chunk, config.num_hidden_layers - chunked);
+  }
+  std::printf("\n");
   if (files.gguf) {
     std::printf("\nmetadata:\n");
     for (const auto& [key, value] : files.gguf->metadata()) {
@@ -269,6 +293,7 @@ int Main(int argc, char** argv) {
   RunOptions run;
   auto* run_cmd = app.add_subcommand("run", "generate text from a prompt (streams to stdout; speed to stderr)");
   AddModelOptions(run_cmd, &run.common);
+  AddKvTypeOption(run_cmd, &run.common.kv_type);
   run_cmd->add_option("-p,--prompt", run.prompt, "prompt text")->required();
   run_cmd->add_option("-n,--n-predict", run.n_predict, "tokens to generate")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
@@ -280,6 +305,7 @@ int Main(int argc, char** argv) {
   LogitsOptions lg;
   auto* lg_cmd = app.add_subcommand("logits", "print the logits of the last (or every) position");
   AddModelOptions(lg_cmd, &lg.common);
+  AddKvTypeOption(lg_cmd, &lg.common.kv_type);
   auto* lg_prompt = lg_cmd->add_option("--prompt,-p", lg.prompt, "prompt text");
   auto* lg_tokens = lg_cmd->add_option("--tokens", lg.tokens, "comma-separated token ids (no tokenizer needed)");
   lg_prompt->excludes(lg_tokens);
@@ -302,8 +328,9 @@ int Main(int argc, char** argv) {
   info_cmd->add_option("model", info_path, "model path")->required();
 
   // Commands defined in their own files.
-  std::vector<Command> extra = {AddChatCommand(app),       AddConvertCommand(app), AddQuantizeCommand(app),
-                                AddPerplexityCommand(app), AddKldCommand(app),     AddBenchCommand(app)};
+  std::vector<Command> extra = {AddChatCommand(app),       AddConvertCommand(app),   AddQuantizeCommand(app),
+                                AddPerplexityCommand(app), AddKldCommand(app),       AddBenchCommand(app),
+                                AddServeCommand(app),      AddBenchServeCommand(app)};
 
   // A first word that is no command gets its own message (CLI11 would say "A subcommand is required").
   if (argc < 2) {

@@ -1,0 +1,684 @@
+// OpenAI request parsing and response shaping (server/api.h).
+#include "server/api.h"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+namespace herd::server {
+namespace {
+
+using nlohmann::json;
+
+constexpr int kMaxJsonDepth = 64;
+constexpr int kMaxStopStrings = 4;
+constexpr int kMaxChoices = 128;
+constexpr int kMaxTopLogprobs = 20;
+
+ResponseJson NullOr(const std::string& s) { return s.empty() ? ResponseJson(nullptr) : ResponseJson(s); }
+
+std::string NumberText(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.10g", v);
+  return buf;
+}
+
+// Reads the optional fields of one JSON object; the first error is kept and every later read is skipped.
+class FieldReader {
+ public:
+  explicit FieldReader(const json& body) : body_(body) {}
+
+  // The value of `key`, or null when absent or JSON null.
+  const json* Find(const char* key) const {
+    auto it = body_.find(key);
+    if (it == body_.end() || it->is_null()) return nullptr;
+    return &*it;
+  }
+
+  std::optional<double> Number(const char* key, double lo, double hi, bool lo_open = false) {
+    const json* v = Find(key);
+    if (!v || error_) return std::nullopt;
+    if (!v->is_number()) return Fail(key, "must be a number, got " + std::string(v->type_name()));
+    const double d = v->get<double>();
+    if (!std::isfinite(d) || d > hi || d < lo || (lo_open && d == lo)) {
+      return Fail(key, std::string("must be ") + (lo_open ? "above " : "from ") + NumberText(lo) +
+                           (lo_open ? " and at most " : " to ") + NumberText(hi) + ", got " + NumberText(d));
+    }
+    return d;
+  }
+
+  std::optional<int64_t> Integer(const char* key, int64_t lo, int64_t hi) {
+    const json* v = Find(key);
+    if (!v || error_) return std::nullopt;
+    return IntegerOf(*v, key, lo, hi);
+  }
+
+  // An integer in [lo, hi]: a JSON integer or a float with no fraction (5.0).
+  std::optional<int64_t> IntegerOf(const json& v, const std::string& name, int64_t lo, int64_t hi) {
+    const std::string range = " from " + std::to_string(lo) + " to " + std::to_string(hi);
+    if (v.is_number_unsigned()) {
+      const uint64_t u = v.get<uint64_t>();
+      if (u > static_cast<uint64_t>(hi) || (lo > 0 && u < static_cast<uint64_t>(lo))) {
+        return Fail(name, "must be an integer" + range + ", got " + v.dump());
+      }
+      return static_cast<int64_t>(u);
+    }
+    if (v.is_number_integer()) {
+      const int64_t i = v.get<int64_t>();
+      if (i < lo || i > hi) return Fail(name, "must be an integer" + range + ", got " + v.dump());
+      return i;
+    }
+    if (v.is_number_float()) {
+      const double d = v.get<double>();
+      if (std::isfinite(d) && std::floor(d) == d && d >= static_cast<double>(lo) && d <= static_cast<double>(hi)) {
+        return static_cast<int64_t>(d);
+      }
+      return Fail(name, "must be an integer" + range + ", got " + NumberText(d));
+    }
+    return Fail(name, "must be an integer, got " + std::string(v.type_name()));
+  }
+
+  std::optional<bool> Bool(const char* key) {
+    const json* v = Find(key);
+    if (!v || error_) return std::nullopt;
+    if (!v->is_boolean()) return Fail(key, "must be a boolean, got " + std::string(v->type_name()));
+    return v->get<bool>();
+  }
+
+  std::optional<std::string> String(const char* key) {
+    const json* v = Find(key);
+    if (!v || error_) return std::nullopt;
+    if (!v->is_string()) return Fail(key, "must be a string, got " + std::string(v->type_name()));
+    return v->get<std::string>();
+  }
+
+  // Records an error about `param` ("'param' " + what) and returns nullopt.
+  std::nullopt_t Fail(const std::string& param, const std::string& what) {
+    if (!error_) error_ = BadRequest("'" + param + "' " + what, param);
+    return std::nullopt;
+  }
+  void Set(ApiError e) {
+    if (!error_) error_ = std::move(e);
+  }
+  const std::optional<ApiError>& error() const { return error_; }
+
+ private:
+  const json& body_;
+  std::optional<ApiError> error_;
+};
+
+// The text of a message's content: a string, or a list of {"type": "text", "text": ...} parts (concatenated).
+std::optional<std::string> ContentText(const json& content, const std::string& param, bool null_ok, FieldReader* r) {
+  if (content.is_null()) {
+    if (null_ok) return std::string();
+    return r->Fail(param, "must be a string or a list of content parts, got null");
+  }
+  if (content.is_string()) return content.get<std::string>();
+  if (!content.is_array()) {
+    return r->Fail(param, "must be a string or a list of content parts, got " + std::string(content.type_name()));
+  }
+  std::string text;
+  for (size_t i = 0; i < content.size(); ++i) {
+    const json& part = content[i];
+    const std::string at = param + "[" + std::to_string(i) + "]";
+    if (!part.is_object()) return r->Fail(at, "must be an object, got " + std::string(part.type_name()));
+    auto type = part.find("type");
+    if (type == part.end() || !type->is_string()) return r->Fail(at + ".type", "must be a string");
+    const std::string t = type->get<std::string>();
+    if (t == "image_url" || t == "image" || t == "input_image") {
+      r->Set(BadRequest("this model has no vision encoder (image input is not supported yet)", at + ".type",
+                        "image_input_not_supported"));
+      return std::nullopt;
+    }
+    if (t != "text") {
+      return r->Fail(at + ".type", "'" + t + "' is not a supported content part type (only 'text')");
+    }
+    auto txt = part.find("text");
+    if (txt == part.end() || !txt->is_string()) return r->Fail(at + ".text", "must be a string");
+    text += txt->get<std::string>();
+  }
+  return text;
+}
+
+// The prompt of /v1/completions: a string, a list with one string, token ids, or a list with one list of ids.
+std::optional<std::vector<int32_t>> CompletionPrompt(const json& body, const ModelInfo& model, FieldReader* r) {
+  auto it = body.find("prompt");
+  if (it == body.end() || it->is_null()) return r->Fail("prompt", "is required");
+  const json* p = &*it;
+  auto encode = [&](const std::string& text) {
+    return model.tokenizer->Encode(text, /*add_bos=*/true, /*parse_special=*/false);
+  };
+  if (p->is_string()) return encode(p->get<std::string>());
+  if (!p->is_array()) {
+    return r->Fail("prompt", "must be a string, a list of strings, token ids or a list of token id lists, got " +
+                                 std::string(p->type_name()));
+  }
+  if (p->empty()) return r->Fail("prompt", "must not be empty");
+  if ((*p)[0].is_string() || (*p)[0].is_array()) {
+    if (p->size() != 1) {
+      return r->Fail("prompt", "holds " + std::to_string(p->size()) +
+                                   " prompts; this server takes one prompt per request (use n for several choices)");
+    }
+    if ((*p)[0].is_string()) return encode((*p)[0].get<std::string>());
+    p = &(*p)[0];
+    if (p->empty()) return r->Fail("prompt", "must not be empty");
+  }
+  std::vector<int32_t> ids;
+  ids.reserve(p->size());
+  for (size_t i = 0; i < p->size(); ++i) {
+    const json& v = (*p)[i];
+    const std::string at = "prompt[" + std::to_string(i) + "]";
+    if (v.is_number_integer()) {
+      const bool inside = v.is_number_unsigned() ? v.get<uint64_t>() < static_cast<uint64_t>(model.vocab_size)
+                                                 : v.get<int64_t>() >= 0 && v.get<int64_t>() < model.vocab_size;
+      if (!inside) {
+        r->Set(BadRequest("token id " + v.dump() + " at " + at + " is outside the vocabulary (0 to " +
+                              std::to_string(model.vocab_size - 1) + ")",
+                          "prompt"));
+        return std::nullopt;
+      }
+      ids.push_back(static_cast<int32_t>(v.get<int64_t>()));
+      continue;
+    }
+    auto id = r->IntegerOf(v, at, 0, model.vocab_size - 1);
+    if (!id) return std::nullopt;
+    ids.push_back(static_cast<int32_t>(*id));
+  }
+  return ids;
+}
+
+std::optional<std::vector<int32_t>> ChatPrompt(const json& body, const ModelInfo& model, FieldReader* r) {
+  auto it = body.find("messages");
+  if (it == body.end() || it->is_null()) return r->Fail("messages", "is required");
+  if (!it->is_array()) return r->Fail("messages", "must be a list of messages, got " + std::string(it->type_name()));
+  if (it->empty()) return r->Fail("messages", "must hold at least one message");
+  std::vector<runtime::ChatMessage> messages;
+  for (size_t i = 0; i < it->size(); ++i) {
+    const json& m = (*it)[i];
+    const std::string at = "messages[" + std::to_string(i) + "]";
+    if (!m.is_object()) return r->Fail(at, "must be an object, got " + std::string(m.type_name()));
+    auto role = m.find("role");
+    if (role == m.end() || !role->is_string()) return r->Fail(at + ".role", "must be a string");
+    std::string name = role->get<std::string>();
+    if (name == "developer") name = "system";  // OpenAI's newer name for system instructions
+    if (name != "system" && name != "user" && name != "assistant" && name != "tool" && name != "ipython") {
+      return r->Fail(at + ".role", "'" + name + "' is not a role (system, user, assistant, tool)");
+    }
+    auto content = m.find("content");
+    // An assistant turn that only called tools has no content.
+    auto text = ContentText(content == m.end() ? json(nullptr) : *content, at + ".content", name == "assistant", r);
+    if (!text) return std::nullopt;
+    messages.push_back({name, std::move(*text)});
+  }
+  if (!model.chat_format) {
+    r->Set(
+        BadRequest("this model's tokenizer has no chat template (no Llama 3 or Llama 4 header tokens); use "
+                   "/v1/completions",
+                   "messages", "chat_not_supported"));
+    return std::nullopt;
+  }
+  auto ids = runtime::RenderChat(*model.tokenizer, *model.chat_format, messages, /*add_bos=*/true,
+                                 /*add_generation_prompt=*/true);
+  if (!ids.ok()) {
+    r->Set(BadRequest(ids.status().message(), "messages"));
+    return std::nullopt;
+  }
+  return std::move(ids).value();
+}
+
+// Stop strings: a string or a list of at most 4 (empty strings are ignored).
+std::vector<std::string> StopStrings(FieldReader* r) {
+  std::vector<std::string> out;
+  const json* v = r->Find("stop");
+  if (!v) return out;
+  if (v->is_string()) {
+    if (!v->get<std::string>().empty()) out.push_back(v->get<std::string>());
+    return out;
+  }
+  if (!v->is_array()) {
+    r->Fail("stop", "must be a string or a list of strings, got " + std::string(v->type_name()));
+    return out;
+  }
+  if (v->size() > kMaxStopStrings) {
+    r->Fail("stop", "holds " + std::to_string(v->size()) + " strings; at most " + std::to_string(kMaxStopStrings));
+    return out;
+  }
+  for (size_t i = 0; i < v->size(); ++i) {
+    if (!(*v)[i].is_string()) {
+      r->Fail("stop", "must be a string or a list of strings; entry " + std::to_string(i) + " is a " +
+                          std::string((*v)[i].type_name()));
+      return {};
+    }
+    if (!(*v)[i].get<std::string>().empty()) out.push_back((*v)[i].get<std::string>());
+  }
+  return out;
+}
+
+std::vector<std::pair<int32_t, float>> LogitBias(const ModelInfo& model, FieldReader* r) {
+  std::vector<std::pair<int32_t, float>> out;
+  const json* v = r->Find("logit_bias");
+  if (!v) return out;
+  if (!v->is_object()) {
+    r->Fail("logit_bias", "must be an object mapping token ids to biases, got " + std::string(v->type_name()));
+    return out;
+  }
+  for (auto it = v->begin(); it != v->end(); ++it) {
+    const std::string& key = it.key();
+    int64_t id = -1;
+    bool digits = !key.empty() && key.size() <= 10;
+    for (char c : key) digits = digits && c >= '0' && c <= '9';
+    if (digits) id = std::stoll(key);
+    if (id < 0 || id >= model.vocab_size) {
+      r->Fail("logit_bias", "key '" + key + "' is not a token id of the vocabulary (0 to " +
+                                std::to_string(model.vocab_size - 1) + ")");
+      return {};
+    }
+    if (!it.value().is_number() || !std::isfinite(it.value().get<double>()) || it.value().get<double>() < -100 ||
+        it.value().get<double>() > 100) {
+      r->Fail("logit_bias", "bias of token " + key + " must be a number from -100 to 100, got " + it.value().dump());
+      return {};
+    }
+    out.emplace_back(static_cast<int32_t>(id), it.value().get<float>());
+  }
+  return out;
+}
+
+std::string FinishName(runtime::FinishReason r) {
+  switch (r) {
+    case runtime::FinishReason::kStop:
+      return "stop";
+    case runtime::FinishReason::kLength:
+      return "length";
+    case runtime::FinishReason::kCancelled:
+      return "cancelled";
+    case runtime::FinishReason::kError:
+      return "error";
+  }
+  return "stop";
+}
+
+ResponseJson ByteList(const std::string& s) {
+  ResponseJson out = ResponseJson::array();
+  for (unsigned char c : s) out.push_back(static_cast<int>(c));
+  return out;
+}
+
+}  // namespace
+
+ResponseJson ApiError::ToJson() const {
+  return {{"error", {{"message", message}, {"type", type}, {"param", NullOr(param)}, {"code", NullOr(code)}}}};
+}
+
+ApiError BadRequest(std::string message, std::string param, std::string code) {
+  return ApiError{400, std::move(message), "invalid_request_error", std::move(param), std::move(code)};
+}
+
+ApiError Unavailable(std::string message, std::string code) {
+  return ApiError{503, std::move(message), "server_error", "", std::move(code)};
+}
+
+ApiError FromSubmitStatus(const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kInvalidArgument:
+      return BadRequest(s.message());
+    case StatusCode::kOutOfRange:
+      return BadRequest(s.message(), "", "context_length_exceeded");
+    case StatusCode::kUnavailable:
+      return Unavailable(s.message(), "server_busy");
+    default:
+      return ApiError{500, s.ToString(), "server_error", "", "internal_error"};
+  }
+}
+
+std::string Dump(const ResponseJson& j) { return j.dump(-1, ' ', false, ResponseJson::error_handler_t::replace); }
+
+std::optional<ApiError> ParseJsonBody(std::string_view text, json* out) {
+  // Nesting depth outside strings, before the parser sees the text.
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth) {
+        return BadRequest("the request body nests deeper than " + std::to_string(kMaxJsonDepth) + " levels", "",
+                          "invalid_json");
+      }
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    return BadRequest(
+        text.empty() ? "the request body is empty; expected a JSON object" : "the request body is not valid JSON", "",
+        "invalid_json");
+  }
+  if (!j.is_object()) {
+    return BadRequest("the request body must be a JSON object, got " + std::string(j.type_name()), "", "invalid_json");
+  }
+  *out = std::move(j);
+  return std::nullopt;
+}
+
+std::optional<ApiError> ParseGenerateRequest(const json& body, const ModelInfo& model, ApiKind kind, ApiRequest* out) {
+  FieldReader r(body);
+  ApiRequest req;
+  req.kind = kind;
+  const bool chat = kind == ApiKind::kChatCompletion;
+
+  if (auto name = r.String("model"); name && *name != model.id) {
+    return ApiError{404, "The model '" + *name + "' does not exist (this server serves '" + model.id + "')",
+                    "invalid_request_error", "model", "model_not_found"};
+  }
+  if (r.error()) return r.error();
+
+  // Features this server does not have are refused rather than ignored: they change what the client gets.
+  if (auto echo = r.Bool("echo"); echo && *echo) r.Fail("echo", "is not supported");
+  if (auto suffix = r.String("suffix"); suffix && !suffix->empty()) r.Fail("suffix", "is not supported");
+  if (const json* tools = r.Find("tools"); tools && !(tools->is_array() && tools->empty())) {
+    r.Fail("tools", "are not supported yet (tool calls)");
+  }
+  if (const json* fmt = r.Find("response_format")) {
+    const bool text = fmt->is_object() && fmt->contains("type") && (*fmt)["type"] == "text";
+    if (!text) r.Fail("response_format", "is not supported (only {\"type\": \"text\"})");
+  }
+  if (r.error()) return r.error();
+
+  auto prompt = chat ? ChatPrompt(body, model, &r) : CompletionPrompt(body, model, &r);
+  if (r.error()) return r.error();
+  if (!prompt || prompt->empty()) return BadRequest("the prompt encodes to no tokens", chat ? "messages" : "prompt");
+  req.serving.prompt = std::move(*prompt);
+  if (chat) req.serving.stop_ids = model.chat_stop_ids;
+  const int64_t n_prompt = static_cast<int64_t>(req.serving.prompt.size());
+  if (n_prompt + 1 > model.n_ctx) {
+    return BadRequest("This model's maximum context length is " + std::to_string(model.n_ctx) +
+                          " tokens, but the prompt has " + std::to_string(n_prompt) +
+                          " tokens (and at least one token must be generated)",
+                      chat ? "messages" : "prompt", "context_length_exceeded");
+  }
+
+  const int64_t room = model.n_ctx - n_prompt;
+  std::optional<int64_t> max_tokens = r.Integer("max_tokens", 1, INT32_MAX);
+  if (chat) {
+    if (auto mct = r.Integer("max_completion_tokens", 1, INT32_MAX)) max_tokens = mct;
+  }
+  req.serving.max_tokens = std::min(max_tokens.value_or(room), room);
+
+  runtime::SamplingParams& sp = req.serving.sampling;
+  sp.temperature = static_cast<float>(r.Number("temperature", 0, 2).value_or(1.0));
+  sp.top_p = static_cast<float>(r.Number("top_p", 0, 1).value_or(1.0));
+  sp.top_k = static_cast<int32_t>(r.Integer("top_k", -1, INT32_MAX).value_or(0));
+  if (sp.top_k < 0) sp.top_k = 0;  // vLLM's -1: off
+  if (sp.top_p == 0) {             // the limit of top_p -> 0 is the most likely token alone
+    sp.top_p = 1;
+    sp.top_k = 1;
+  }
+  sp.min_p = static_cast<float>(r.Number("min_p", 0, 1).value_or(0.0));
+  sp.repeat_penalty = static_cast<float>(r.Number("repetition_penalty", 0, 1e6, /*lo_open=*/true).value_or(1.0));
+  req.serving.frequency_penalty = static_cast<float>(r.Number("frequency_penalty", -2, 2).value_or(0.0));
+  req.serving.presence_penalty = static_cast<float>(r.Number("presence_penalty", -2, 2).value_or(0.0));
+  req.serving.logit_bias = LogitBias(model, &r);
+  if (const json* seed = r.Find("seed")) {
+    // Any 64-bit integer, signed or not (a negative seed is taken modulo 2^64).
+    if (seed->is_number_unsigned()) {
+      sp.seed = seed->get<uint64_t>();
+      req.seed_given = true;
+    } else if (seed->is_number_integer()) {
+      sp.seed = static_cast<uint64_t>(seed->get<int64_t>());
+      req.seed_given = true;
+    } else {
+      r.Fail("seed", "must be an integer from -2^63 to 2^64 - 1, got " +
+                         (seed->is_number() ? NumberText(seed->get<double>()) : std::string(seed->type_name())));
+    }
+  }
+  req.serving.stop_strings = StopStrings(&r);
+  req.serving.n = static_cast<int>(r.Integer("n", 1, kMaxChoices).value_or(1));
+  if (auto best_of = r.Integer("best_of", 1, kMaxChoices); best_of && *best_of != req.serving.n) {
+    r.Fail("best_of", "is not supported (other than equal to n)");
+  }
+  req.serving.ignore_eos = r.Bool("ignore_eos").value_or(false);
+  req.stream = r.Bool("stream").value_or(false);
+  if (const json* so = r.Find("stream_options")) {
+    if (!so->is_object()) {
+      r.Fail("stream_options", "must be an object, got " + std::string(so->type_name()));
+    } else if (so->contains("include_usage") && !(*so)["include_usage"].is_null()) {
+      if (!(*so)["include_usage"].is_boolean()) {
+        r.Fail("stream_options.include_usage", "must be a boolean");
+      } else {
+        req.include_usage = (*so)["include_usage"].get<bool>();
+      }
+    }
+  }
+  if (chat) {
+    const bool lp = r.Bool("logprobs").value_or(false);
+    auto top = r.Integer("top_logprobs", 0, kMaxTopLogprobs);
+    if (top && !lp) r.Fail("top_logprobs", "needs logprobs set to true");
+    req.logprobs = lp;
+    req.serving.top_logprobs = lp ? static_cast<int>(top.value_or(0)) : -1;
+  } else {
+    auto lp = r.Integer("logprobs", 0, kMaxTopLogprobs);
+    req.logprobs = lp.has_value();
+    req.serving.top_logprobs = lp ? static_cast<int>(*lp) : -1;
+  }
+  if (auto user = r.Find("user"); user && !user->is_string()) r.Fail("user", "must be a string");
+  if (r.error()) return r.error();
+  if (Status s = sp.Validate(); !s.ok()) return BadRequest(s.message());
+  *out = std::move(req);
+  return std::nullopt;
+}
+
+// ---- responses ----
+
+std::string NewResponseId(ApiKind kind) {
+  static const char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  std::string id = kind == ApiKind::kChatCompletion ? "chatcmpl-" : "cmpl-";
+  for (int i = 0; i < 24; ++i) id += kAlphabet[rng() % (sizeof kAlphabet - 1)];
+  return id;
+}
+
+ResponseShaper::ResponseShaper(const ApiRequest& request, const ModelInfo& model, std::string id, int64_t created)
+    : kind_(request.kind),
+      include_usage_(request.include_usage),
+      logprobs_(request.logprobs),
+      model_id_(model.id),
+      tokenizer_(model.tokenizer),
+      id_(std::move(id)),
+      created_(created),
+      choices_(static_cast<size_t>(std::max(1, request.serving.n))),
+      n_open_(static_cast<int>(choices_.size())),
+      prompt_tokens_(static_cast<int64_t>(request.serving.prompt.size())) {}
+
+std::string ResponseShaper::TokenText(int32_t id) const {
+  if (id < 0 || id >= tokenizer_->vocab_size()) return "";
+  return tokenizer_->TokenBytes(id);
+}
+
+void ResponseShaper::Add(const runtime::ServingEvent& event) { Record(event); }
+
+ResponseJson ResponseShaper::Record(const runtime::ServingEvent& event) {
+  if (event.choice < 0 || event.choice >= static_cast<int>(choices_.size())) return nullptr;
+  Choice& c = choices_[static_cast<size_t>(event.choice)];
+  if (c.finished) return nullptr;
+  c.text += event.text;
+  ResponseJson logprobs = nullptr;
+  if (logprobs_ && !event.logprobs.empty()) logprobs = LogprobsOf(event, c);
+  if (!event.finished) return logprobs;
+  c.finished = true;
+  --n_open_;
+  c.finish_reason = FinishName(event.finish_reason);
+  c.completion_tokens = event.completion_tokens;
+  prompt_tokens_ = event.prompt_tokens > 0 ? event.prompt_tokens : prompt_tokens_;
+  cached_tokens_ = std::min(cached_tokens_.value_or(event.cached_tokens), event.cached_tokens);
+  if (failure_) return logprobs;
+  if (event.finish_reason == runtime::FinishReason::kError) {
+    failure_ = ApiError{500, "generation failed: " + event.error.ToString(), "server_error", "", "internal_error"};
+  } else if (event.finish_reason == runtime::FinishReason::kCancelled) {
+    failure_ = Unavailable("the request was cancelled: the server is shutting down", "shutting_down");
+  }
+  return logprobs;
+}
+
+// Appends the logprobs of `event` to `choice` and returns them in the endpoint's shape for a stream chunk.
+ResponseJson ResponseShaper::LogprobsOf(const runtime::ServingEvent& event, Choice& choice) const {
+  ResponseJson chunk_content = ResponseJson::array();
+  ResponseJson chunk_tokens = ResponseJson::array(), chunk_lp = ResponseJson::array(),
+               chunk_top = ResponseJson::array(), chunk_off = ResponseJson::array();
+  for (const runtime::TokenLogprob& t : event.logprobs) {
+    const std::string text = TokenText(t.id);
+    if (kind_ == ApiKind::kChatCompletion) {
+      ResponseJson top = ResponseJson::array();
+      for (const auto& [id, lp] : t.top) {
+        const std::string alt = TokenText(id);
+        top.push_back({{"token", alt}, {"logprob", lp}, {"bytes", ByteList(alt)}});
+      }
+      ResponseJson entry = {{"token", text}, {"logprob", t.logprob}, {"bytes", ByteList(text)}, {"top_logprobs", top}};
+      chunk_content.push_back(entry);
+      choice.logprobs_content.push_back(std::move(entry));
+    } else {
+      ResponseJson top = ResponseJson::object();
+      for (const auto& [id, lp] : t.top) top[TokenText(id)] = lp;
+      chunk_tokens.push_back(text);
+      chunk_lp.push_back(t.logprob);
+      chunk_top.push_back(top);
+      chunk_off.push_back(choice.token_bytes);
+      choice.tokens.push_back(text);
+      choice.token_logprobs.push_back(t.logprob);
+      choice.top_logprobs.push_back(std::move(top));
+      choice.text_offset.push_back(choice.token_bytes);
+      choice.token_bytes += static_cast<int64_t>(text.size());
+    }
+  }
+  if (kind_ == ApiKind::kChatCompletion) return {{"content", chunk_content}, {"refusal", nullptr}};
+  return {
+      {"tokens", chunk_tokens}, {"token_logprobs", chunk_lp}, {"top_logprobs", chunk_top}, {"text_offset", chunk_off}};
+}
+
+ResponseJson ResponseShaper::ChoiceLogprobs(const Choice& c) const {
+  if (!logprobs_) return nullptr;
+  if (kind_ == ApiKind::kChatCompletion) return {{"content", c.logprobs_content}, {"refusal", nullptr}};
+  return {{"tokens", c.tokens},
+          {"token_logprobs", c.token_logprobs},
+          {"top_logprobs", c.top_logprobs},
+          {"text_offset", c.text_offset}};
+}
+
+ResponseJson ResponseShaper::Usage() const {
+  int64_t completion = 0;
+  for (const Choice& c : choices_) completion += c.completion_tokens;
+  return {{"prompt_tokens", prompt_tokens_},
+          {"completion_tokens", completion},
+          {"total_tokens", prompt_tokens_ + completion},
+          {"prompt_tokens_details", {{"cached_tokens", cached_tokens_.value_or(0)}}}};
+}
+
+ResponseJson ResponseShaper::Body() const {
+  ResponseJson choices = ResponseJson::array();
+  for (size_t i = 0; i < choices_.size(); ++i) {
+    const Choice& c = choices_[i];
+    ResponseJson choice = {{"index", i}};
+    if (kind_ == ApiKind::kChatCompletion) {
+      choice["message"] = {{"role", "assistant"}, {"content", c.text}, {"refusal", nullptr}};
+    } else {
+      choice["text"] = c.text;
+    }
+    choice["logprobs"] = ChoiceLogprobs(c);
+    choice["finish_reason"] = c.finish_reason;
+    choices.push_back(std::move(choice));
+  }
+  return {{"id", id_},           {"object", kind_ == ApiKind::kChatCompletion ? "chat.completion" : "text_completion"},
+          {"created", created_}, {"model", model_id_},
+          {"choices", choices},  {"usage", Usage()}};
+}
+
+ResponseJson ResponseShaper::ChunkBase() const {
+  ResponseJson chunk = {{"id", id_},
+                        {"object", kind_ == ApiKind::kChatCompletion ? "chat.completion.chunk" : "text_completion"},
+                        {"created", created_},
+                        {"model", model_id_}};
+  if (include_usage_) chunk["usage"] = nullptr;
+  return chunk;
+}
+
+std::string ResponseShaper::Sse(const ResponseJson& chunk) { return "data: " + Dump(chunk) + "\n\n"; }
+
+std::string ResponseShaper::StreamHead() const {
+  if (kind_ != ApiKind::kChatCompletion) return "";
+  std::string out;
+  for (size_t i = 0; i < choices_.size(); ++i) {
+    ResponseJson chunk = ChunkBase();
+    chunk["choices"] = ResponseJson::array({{{"index", i},
+                                             {"delta", {{"role", "assistant"}, {"content", ""}}},
+                                             {"logprobs", nullptr},
+                                             {"finish_reason", nullptr}}});
+    out += Sse(chunk);
+  }
+  return out;
+}
+
+std::string ResponseShaper::StreamEvent(const runtime::ServingEvent& event) {
+  if (event.choice < 0 || event.choice >= static_cast<int>(choices_.size())) return "";
+  Choice& c = choices_[static_cast<size_t>(event.choice)];
+  if (c.finished) return "";
+  const bool chat = kind_ == ApiKind::kChatCompletion;
+  const ResponseJson logprobs = Record(event);
+  if (event.finished && (event.finish_reason == runtime::FinishReason::kError ||
+                         event.finish_reason == runtime::FinishReason::kCancelled)) {
+    return "";  // the caller ends the stream with failure()
+  }
+  std::string out;
+  const bool has_content = !event.text.empty() || !logprobs.is_null();
+  if (has_content && (chat || !event.finished)) {
+    ResponseJson chunk = ChunkBase();
+    ResponseJson choice = {{"index", event.choice}};
+    if (chat) {
+      choice["delta"] = {{"content", event.text}};
+    } else {
+      choice["text"] = event.text;
+    }
+    choice["logprobs"] = logprobs;
+    choice["finish_reason"] = nullptr;
+    chunk["choices"] = ResponseJson::array({choice});
+    out += Sse(chunk);
+  }
+  if (event.finished) {
+    ResponseJson chunk = ChunkBase();
+    ResponseJson choice = {{"index", event.choice}};
+    if (chat) {
+      choice["delta"] = ResponseJson::object();
+      choice["logprobs"] = nullptr;
+    } else {
+      // A completion's last chunk carries its last text.
+      choice["text"] = event.text;
+      choice["logprobs"] = logprobs;
+    }
+    choice["finish_reason"] = c.finish_reason;
+    chunk["choices"] = ResponseJson::array({choice});
+    out += Sse(chunk);
+  }
+  return out;
+}
+
+std::string ResponseShaper::StreamTail() const {
+  std::string out;
+  if (include_usage_) {
+    ResponseJson chunk = ChunkBase();
+    chunk["choices"] = ResponseJson::array();
+    chunk["usage"] = Usage();
+    out += Sse(chunk);
+  }
+  return out + "data: [DONE]\n\n";
+}
+
+std::string ResponseShaper::StreamError(const ApiError& error) { return Sse(error.ToJson()); }
+
+}  // namespace herd::server
