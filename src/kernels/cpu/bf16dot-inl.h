@@ -183,6 +183,7 @@ HWY_INLINE void Tile(const uint8_t* const* rows, const uint8_t* const* acts, int
 // The tiles qdot::DotRows (cpu/qdot-inl.h) drives over the rows and tokens: n = the row's inputs.
 struct Tiles {
   static constexpr int kRows = 2, kTokens = 4;
+  static constexpr bool kDecodePrefetch = true;
   static int64_t Length(const TensorView& w) { return w.Cols(); }
   template <int R, int NT>
   static HWY_INLINE void Tile(const uint8_t* const* rows, const uint8_t* const* acts, int64_t n_in, float* y,

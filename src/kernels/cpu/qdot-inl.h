@@ -759,9 +759,12 @@ void QuantizeToken(const float* x, int64_t n_in, uint8_t* dst) {
 
 // Weight prefetch distance. Rows are contiguous, so the rows [o_begin, o_end) are one linear stream; each row
 // prefetches, one cache line per line it consumes, the bytes kPrefetchAhead further on (the union over a tile's
-// rows continues the stream). Without it the hardware prefetcher, which restarts on every short row (Q4_0: 2.3
-// KB for 4096 inputs), left decode at about half the read bandwidth. Prefetching past the end of the weights
-// is harmless: a prefetch never faults. Measured: 2 KB < 4 KB ~ 8 KB (bench/RESULTS.md).
+// rows continues the stream). Prefetching past the end of the weights is harmless: a prefetch never faults.
+// Decode prefetches only for Q4_K and the native BF16 kernel (T::kDecodePrefetch). Prefetching was added when, on an
+// earlier VM, the hardware prefetcher alone left decode at about half the read bandwidth (2 KB < 4 KB ~ 8 KB ahead); on
+// the Zen 4 VM of the batch-invariance change, decode from DRAM ran 1.1-1.7x faster without it for Q8_0, Q4_0, Q5_K and
+// Q6_K, as Q8_0R's kernel had found before, and ~10% slower for Q4_K with one thread (bench/RESULTS.md, "Batch
+// invariance"). Prefill keeps it (the first token tile of each row tile).
 constexpr int64_t kPrefetchAhead = 4096;
 
 // y[t * y_stride + r] = dot(row r, token t) for r < R, t < T; acts[t] = the token's records; prefetches when
@@ -830,6 +833,7 @@ template <class K>
 struct QuantTiles {
   static constexpr bool kQ8 = HWY_TARGET <= HWY_AVX3 && std::is_same_v<K, DotQ8_0Q8>;
   static constexpr int kRows = kQ8 ? 4 : kPrefillRows, kTokens = kQ8 ? 4 : kPrefillTokens;
+  static constexpr bool kDecodePrefetch = std::is_same_v<K, DotQ4KQ8K>;  // see kPrefetchAhead
   static int64_t Length(const TensorView& w) { return w.Cols() / K::kBlockElems; }
   template <int R, int NT>
   static HWY_INLINE void Tile(const uint8_t* const* rows, const uint8_t* const* acts, int64_t n_blocks, float* y,
@@ -849,6 +853,7 @@ struct QuantTiles {
 // (bench/RESULTS.md). Measured, not explained.
 struct RepackedQ8Tiles {
   static constexpr int kRows = kPrefillRows, kTokens = kPrefillTokens;
+  static constexpr bool kDecodePrefetch = false;  // (ignored: Tile never prefetches)
   using K = DotQ8_0Q8;
   static constexpr int64_t kGroupBlocks = 8, kGroupBytes = 272;
   static_assert(K::kBlk == 4 && K::kRecordBytes == 256 && kNI == 16);
@@ -913,15 +918,16 @@ HWY_INLINE void TileUpTo(int64_t nt, const uint8_t* const* rows, const uint8_t* 
   T::template Tile<R, NT>(rows, tok, n, y, y_stride, prefetch);
 }
 
-// Tokens [0, n_tokens) in tiles of up to NT over the R rows at `rows`; y as Tile.
-template <class T, int R, int NT>
+// Tokens [0, n_tokens) in tiles of up to NT over the R rows at `rows`; y as Tile. The first token tile prefetches
+// the rows (the others find them in cache) when kPrefetch.
+template <class T, int R, int NT, bool kPrefetch = true>
 HWY_INLINE void RowTile(const uint8_t* const* rows, const uint8_t* acts, int64_t token_bytes, int64_t n_tokens,
                         int64_t n, float* y, int64_t y_stride) {
   for (int64_t t0 = 0; t0 < n_tokens; t0 += NT) {
     const uint8_t* tok[NT];
     const int64_t nt = std::min<int64_t>(NT, n_tokens - t0);
     for (int64_t t = 0; t < nt; ++t) tok[t] = acts + (t0 + t) * token_bytes;
-    TileUpTo<T, R, NT>(nt, rows, tok, n, y + t0 * y_stride, y_stride, t0 == 0);
+    TileUpTo<T, R, NT>(nt, rows, tok, n, y + t0 * y_stride, y_stride, kPrefetch && t0 == 0);
   }
 }
 
@@ -932,7 +938,7 @@ constexpr int64_t kTokenBlockBytes = int64_t{512} << 10;
 
 // Rows [o_begin, o_end) in tiles of R over tokens [0, n_tokens) in tiles of up to NT. A last partial row tile
 // repeats its final row and keeps only the real outputs.
-template <class T, int R, int NT>
+template <class T, int R, int NT, bool kPrefetch = true>
 HWY_INLINE void RowTiles(const TensorView& w, int64_t n, int64_t stride, const uint8_t* acts, int64_t token_bytes,
                          int64_t n_tokens, float* y, int64_t y_stride, int64_t o_begin, int64_t o_end) {
   for (int64_t o = o_begin; o < o_end; o += R) {
@@ -940,12 +946,12 @@ HWY_INLINE void RowTiles(const TensorView& w, int64_t n, int64_t stride, const u
     const uint8_t* rows[R];
     for (int64_t r = 0; r < R; ++r) rows[r] = w.data + (o + std::min(r, nr - 1)) * stride;
     if (nr == R) {
-      RowTile<T, R, NT>(rows, acts, token_bytes, n_tokens, n, y + o, y_stride);
+      RowTile<T, R, NT, kPrefetch>(rows, acts, token_bytes, n_tokens, n, y + o, y_stride);
     } else {
       float part[NT * R];
       for (int64_t t0 = 0; t0 < n_tokens; t0 += NT) {
         const int64_t nt = std::min<int64_t>(NT, n_tokens - t0);
-        RowTile<T, R, NT>(rows, acts + t0 * token_bytes, token_bytes, nt, n, part, R);
+        RowTile<T, R, NT, kPrefetch>(rows, acts + t0 * token_bytes, token_bytes, nt, n, part, R);
         for (int64_t t = 0; t < nt; ++t) {
           for (int64_t r = 0; r < nr; ++r) y[(t0 + t) * y_stride + o + r] = part[t * R + r];
         }
@@ -963,7 +969,11 @@ template <class T>
 void DotRows(const TensorView& w, const uint8_t* acts, int64_t token_bytes, int64_t n_tokens, float* y,
              int64_t y_stride, int64_t o_begin, int64_t o_end) {
   const int64_t n = T::Length(w), stride = w.RowStride();  // once: RowStride looks up the dtype's traits
-  if (n_tokens == 1) return RowTiles<T, 1, 1>(w, n, stride, acts, token_bytes, 1, y, y_stride, o_begin, o_end);
+  if (n_tokens == 1) {  // decode: software prefetch (kPrefetchAhead) where T::kDecodePrefetch
+    // Tiles of up to 4 tokens, though one is used: GCC then hoists each step's weight loads ahead of the products,
+    // which streams the weights ~10% faster than the code it makes for 1-token tiles (measured on Q8_0R).
+    return RowTiles<T, 1, 4, T::kDecodePrefetch>(w, n, stride, acts, token_bytes, 1, y, y_stride, o_begin, o_end);
+  }
   constexpr int kR = T::kRows, kT = T::kTokens;
   const int64_t block = std::max<int64_t>(kT, kTokenBlockBytes / std::max<int64_t>(1, token_bytes) / kT * kT);
   for (int64_t t0 = 0; t0 < n_tokens; t0 += block) {
