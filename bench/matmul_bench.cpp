@@ -5,7 +5,9 @@
 //              read bandwidth measured in this process with the same thread count (best of 5 streaming passes,
 //              measured once, beside BM_ReadBandwidth). Weights rotate over copies totalling >= kColdBytes so
 //              every call streams them from DRAM, as decode does layer after layer;
-//   BM_Prefill: n_tokens = 64 and 512; GFLOP/s = 2 n_out n_in n_tokens / time.
+//   BM_SmallBatch: n_tokens = 1..16 over cold weights (a serving step); GB/s and xReadBW as BM_MatVec;
+//   BM_Prefill: n_tokens = 8, 64 and 512 on one copy of the weights (cache-resident at 8: the arithmetic ceiling
+//               of a serving step); GFLOP/s = 2 n_out n_in n_tokens / time.
 // Every benchmark takes the thread count as its last argument (1 and 2). Run:
 //   build/release/matmul_bench --benchmark_counters_tabular=true [--benchmark_filter=MatVec]
 #include <benchmark/benchmark.h>
@@ -166,7 +168,7 @@ void NativeBf16MatMul(const TensorView& w, const float* x, int64_t n_tokens, flo
 }
 
 void MatVec(benchmark::State& state, DType t, int64_t n_out, int64_t n_in, int threads, bool cold = true,
-            bool native_bf16 = false) {
+            bool native_bf16 = false, int64_t n_tokens = 1) {
   const double read_bw = MeasuredReadBandwidth(threads);
   ThreadPool pool(threads);
   const int64_t w_bytes = RowBytes(t, n_in) * n_out;
@@ -174,14 +176,14 @@ void MatVec(benchmark::State& state, DType t, int64_t n_out, int64_t n_in, int t
   auto buf = MakeWeightBytes(t, n_in, w_bytes * copies);
   std::vector<TensorView> views;
   for (int64_t c = 0; c < copies; ++c) views.push_back(View(t, n_out, n_in, buf.get() + c * w_bytes));
-  const std::vector<float> x = RandomF32(n_in);
-  std::vector<float> y(static_cast<size_t>(n_out));
+  const std::vector<float> x = RandomF32(n_tokens * n_in);
+  std::vector<float> y(static_cast<size_t>(n_tokens * n_out));
   int64_t c = 0;
   for (auto _ : state) {
     if (native_bf16) {
-      NativeBf16MatMul(views[c], x.data(), 1, y.data(), pool);
+      NativeBf16MatMul(views[c], x.data(), n_tokens, y.data(), pool);
     } else {
-      MatMul(views[c], x.data(), 1, y.data(), pool);
+      MatMul(views[c], x.data(), n_tokens, y.data(), pool);
     }
     benchmark::DoNotOptimize(y.data());
     c = c + 1 == copies ? 0 : c + 1;
@@ -217,6 +219,15 @@ void BM_MatVecBF16(benchmark::State& state) {
   }
   MatVec(state, DType::kBF16, state.range(1), state.range(2), static_cast<int>(state.range(3)), true, native);
   state.SetLabel(native ? "BF16 native (vdpbf16ps)" : "BF16 via f32");
+}
+
+// A step of a few sequences (serving decode, or an expert's few tokens): n_tokens = 1..16 over cold weights, as
+// BM_MatVec. xReadBW near 1 at n_tokens means the product still runs at the speed of its weight bytes; below it, the
+// arithmetic of the extra tokens is what the step waits for.
+void BM_SmallBatch(benchmark::State& state) {
+  const DType t = static_cast<DType>(state.range(0));
+  MatVec(state, t, state.range(1), state.range(2), static_cast<int>(state.range(4)), true, false, state.range(3));
+  state.SetLabel(std::string(DTypeName(t)));
 }
 
 // ---- Prefill ----
@@ -286,10 +297,22 @@ void MatVecHotArgs(benchmark::internal::Benchmark* b) {
   }
 }
 
+void SmallBatchArgs(benchmark::internal::Benchmark* b) {
+  for (int threads : {1, 2}) {
+    for (DType t : {DType::kQ8_0, DType::kQ8_0R, DType::kQ4_0, DType::kQ4_K, DType::kBF16}) {
+      for (int64_t n_tokens : {1, 2, 4, 8, 16}) {
+        for (auto [n_out, n_in] : {std::pair<int64_t, int64_t>{4096, 4096}, {2048, 2048}, {512, 2048}}) {
+          b->Args({static_cast<int64_t>(t), n_out, n_in, n_tokens, threads});
+        }
+      }
+    }
+  }
+}
+
 void PrefillArgs(benchmark::internal::Benchmark* b) {
   for (int threads : {1, 2}) {
     for (DType t : kTypes) {
-      for (int64_t n_tokens : {64, 512}) b->Args({static_cast<int64_t>(t), 4096, 4096, n_tokens, threads});
+      for (int64_t n_tokens : {8, 64, 512}) b->Args({static_cast<int64_t>(t), 4096, 4096, n_tokens, threads});
     }
   }
 }
@@ -304,6 +327,11 @@ BENCHMARK(BM_MatVec)
 BENCHMARK(BM_MatVecHot)
     ->Apply(MatVecHotArgs)
     ->ArgNames({"dtype", "n_out", "n_in", "threads"})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_SmallBatch)
+    ->Apply(SmallBatchArgs)
+    ->ArgNames({"dtype", "n_out", "n_in", "n_tokens", "threads"})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_MatVecBF16)

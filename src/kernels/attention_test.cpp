@@ -9,11 +9,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "core/half.h"
 #include "kernels/kernels_test_util.h"
+#include "kernels/quantize.h"
 #include "kernels/ref/attention.h"
 
 namespace herd::kernels {
@@ -175,6 +178,58 @@ TEST_P(AttentionTest, SplitIntoCallsIsBitIdentical) {
     for (int64_t i = 0; i < p.n_heads * p.hd; ++i) {
       ASSERT_EQ(whole[t * p.q_stride + i], parts[t * p.q_stride + i]) << "token " << t << " element " << i;
     }
+  }
+}
+
+// A paged cache of each row type gives exactly Attention's output on its rows decoded by DequantizeRow: pages in a
+// shuffled order, head_dim 80 (not a multiple of the vector lanes, nor of the Q8_0 block for f16/bf16) or 128, and
+// f16/bf16 rows holding subnormal, zero and large values, so every element of the vector decode is checked.
+TEST_P(AttentionTest, PagedRowsOfEachTypeDecodeExactly) {
+  const uint64_t seed = testing::BaseSeed() + 10;
+  std::mt19937_64 r(seed);
+  SCOPED_TRACE(SeedTrace(seed));
+  for (DType type : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0}) {
+    const int64_t hd = type == DType::kQ8_0 ? 128 : 80;
+    SCOPED_TRACE(std::string(DTypeName(type)));
+    Problem p = Make(r, hd, 4, 9, 70, 0, 2.0f);
+    const float specials[] = {0.0f, -0.0f, 3e-6f, -6e-8f, 1e-38f, 60000.0f, -1.5e38f};
+    for (int64_t j = 0; j < p.n_keys; ++j) {  // a few special values in the rows types other than Q8_0 keep
+      if (type != DType::kQ8_0 && j % 7 == 3) {
+        p.k[j * p.kv_stride + j % hd] = specials[j % 7];
+        p.v[j * p.kv_stride + (j * 5) % hd] = specials[(j / 7) % 7] * 1e-30f;
+      }
+    }
+    constexpr int kShift = 4;  // 16 positions per page
+    const int64_t page_tokens = int64_t{1} << kShift, n_pages = (p.n_keys + page_tokens - 1) / page_tokens;
+    const int64_t row_bytes = RowBytes(type, hd), page_bytes = page_tokens * row_bytes;
+    std::vector<int32_t> pages(static_cast<size_t>(n_pages));
+    for (int64_t i = 0; i < n_pages; ++i) pages[i] = static_cast<int32_t>(n_pages - 1 - i);
+    std::shuffle(pages.begin(), pages.end(), r);
+    std::vector<uint8_t> kbuf(static_cast<size_t>(n_pages * page_bytes)), vbuf(kbuf.size());
+    std::vector<float> kd(static_cast<size_t>(p.n_keys * hd)), vd(kd.size());
+    for (int64_t j = 0; j < p.n_keys; ++j) {
+      const int64_t at = pages[j >> kShift] * page_bytes + (j & (page_tokens - 1)) * row_bytes;
+      QuantizeRow(type, p.k.data() + j * p.kv_stride, hd, kbuf.data() + at);
+      QuantizeRow(type, p.v.data() + j * p.kv_stride, hd, vbuf.data() + at);
+      DequantizeRow(type, kbuf.data() + at, hd, kd.data() + j * hd);
+      DequantizeRow(type, vbuf.data() + at, hd, vd.data() + j * hd);
+    }
+    KvView view;
+    view.k_base = kbuf.data();
+    view.v_base = vbuf.data();
+    view.pages = pages.data();
+    view.page_shift = kShift;
+    view.page_bytes = page_bytes;
+    view.row_bytes = row_bytes;
+    view.type = type;
+    std::vector<float> want(static_cast<size_t>(p.n_q * p.q_stride), -7.0f), got(want.size(), -7.0f);
+    std::vector<float> scratch(static_cast<size_t>(AttentionScratchFloats(hd)));
+    const float scale = 0.09f;
+    Attention(p.q.data(), p.q_stride, p.n_q, p.n_heads, hd, kd.data(), vd.data(), hd, p.begin.data(), p.end.data(),
+              scale, want.data(), p.q_stride, scratch.data());
+    AttentionPaged(p.q.data(), p.q_stride, p.n_q, p.n_heads, hd, view, p.begin.data(), p.end.data(), scale, got.data(),
+                   p.q_stride, scratch.data());
+    ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)));
   }
 }
 

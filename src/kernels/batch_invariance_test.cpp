@@ -65,7 +65,7 @@ constexpr bool kLongRows = true;
 bool IsFloat(DType t) { return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kF8_E4M3; }
 
 // Random weights [rows, cols] of dtype t: F8_E4M3 as random codes (never NaN), Q8_0R as Q8_0 repacked (Q8_0 when
-// cols is not a multiple of 256), the rest quantized from uniform values in [-1, 1].
+// cols is not a multiple of 512), the rest quantized from uniform values in [-1, 1].
 Weights RandomWeights(DType t, int64_t rows, int64_t cols, std::mt19937_64& rng) {
   if (t == DType::kF8_E4M3) {
     std::vector<uint8_t> b(static_cast<size_t>(rows * cols));
@@ -83,7 +83,7 @@ Weights RandomWeights(DType t, int64_t rows, int64_t cols, std::mt19937_64& rng)
   std::vector<uint8_t> bytes(static_cast<size_t>(row_bytes * rows));
   for (int64_t r = 0; r < rows; ++r) QuantizeRow(stored, f.data() + r * cols, cols, bytes.data() + r * row_bytes);
   Weights w = MakeWeights(stored, rows, cols, std::move(bytes));
-  if (t != DType::kQ8_0R || cols % 256 != 0) return w;
+  if (t != DType::kQ8_0R || cols % 512 != 0) return w;
   // PackRowQ8_0R directly (RepackRows keeps Q8_0 on targets without the Q8_0R kernel, and these must be tested too).
   std::vector<uint8_t> packed(w.bytes.size());
   for (int64_t r = 0; r < rows; ++r) PackRowQ8_0R(w.view.Row(r), cols, packed.data() + r * row_bytes);
@@ -154,8 +154,10 @@ std::vector<Shape> ShapesFor(DType t) {
     shapes = {{37, 333}, {101, 45}, {72, 8197}};
   } else if (t == DType::kQ8_0 || t == DType::kQ4_0) {
     shapes = {{101, 288}, {72, 8192}};
+  } else if (t == DType::kQ8_0R) {
+    shapes = {{101, 1024}, {72, 8192}};  // multiples of 512 (two groups in the short one)
   } else {
-    shapes = {{101, 512}, {72, 8192}};  // K-quants and Q8_0R: multiples of 256
+    shapes = {{101, 512}, {72, 8192}};  // K-quants: multiples of 256
   }
   if (!kLongRows) shapes.pop_back();
   return shapes;

@@ -624,20 +624,21 @@ TEST_P(MatMulTest, BatchEqualsOneMatMulPerJob) {
   }
 }
 
-// Q8_0R (kernels/repack.h) is Q8_0 regrouped: packing and unpacking give back the bytes, every row dequantizes to
-// the same values, and every product is bit-identical to the Q8_0 original's on the same target at every n_tokens:
-// the integer dot kernel on AVX3_DL repeats the Q8_0 kernel's operations, and targets without it run the Q8_0
-// kernel on the rows unpacked. Row counts that do not split evenly, 1 to 3 threads, MatMulRows ranges and
-// MatMulBatch.
-TEST_P(MatMulTest, RepackedQ8_0IsQ8_0BitForBit) {
+// Q8_0R (kernels/repack.h) is Q8_0 regrouped: packing and unpacking give back the bytes, and every row dequantizes
+// to the same values. Its products are within the quantized-activation bound of the reference (the same exact
+// integer block sums as Q8_0, scaled and added in the Q8_0R kernel's own f32 order) and, being one arithmetic per
+// output, bit-identical for every thread count, MatMulRows range and MatMulBatch. Targets without the Q8_0R kernel
+// run the Q8_0 kernel on the rows unpacked, so there the products are Q8_0's bit for bit. Row counts that do not
+// split evenly, 1 to 3 threads, n_tokens 1 to 64.
+TEST_P(MatMulTest, RepackedQ8_0IsQ8_0Regrouped) {
   const uint64_t seed = testing::BaseSeed() + 2700;
   std::mt19937_64 rng(seed);
   SCOPED_TRACE(SeedTrace(seed));
   const bool dot = QuantDotSupports(DType::kQ8_0R);
   EXPECT_EQ(RepackedType(DType::kQ8_0, 512), dot ? DType::kQ8_0R : DType::kQ8_0);
-  EXPECT_EQ(RepackedType(DType::kQ8_0, 480), DType::kQ8_0);  // not a multiple of 256: left as it is
+  EXPECT_EQ(RepackedType(DType::kQ8_0, 768), DType::kQ8_0);  // not a multiple of 512: left as it is
   EXPECT_EQ(RepackedType(DType::kQ4_0, 512), DType::kQ4_0);
-  for (auto [n_out, n_in] : {std::pair<int64_t, int64_t>{1, 256}, {37, 768}, {130, 2048}}) {
+  for (auto [n_out, n_in] : {std::pair<int64_t, int64_t>{1, 512}, {37, 1536}, {130, 2048}}) {
     const Weights w = RandomWeights(DType::kQ8_0, n_out, n_in, Fill::kRandom, rng);
     const int64_t row_bytes = RowBytes(DType::kQ8_0, n_in);
     std::vector<uint8_t> packed(static_cast<size_t>(n_out * row_bytes)), back(static_cast<size_t>(row_bytes));
@@ -666,9 +667,14 @@ TEST_P(MatMulTest, RepackedQ8_0IsQ8_0BitForBit) {
       std::vector<float> x(static_cast<size_t>(n_tokens * n_in));
       testing::FillUniform(rng, -1.0f, 1.0f, x.data(), static_cast<int64_t>(x.size()));
       const size_t n_y = static_cast<size_t>(n_tokens * n_out);
-      std::vector<float> want(n_y), ref_y(n_y);
+      std::vector<float> want(n_y), ref_y(n_y), q8(n_y);
       ThreadPool pool1(1);
-      MatMul(w.view, x.data(), n_tokens, want.data(), pool1);
+      MatMul(r.view, x.data(), n_tokens, want.data(), pool1);
+      ExpectWithinQuantizedBound(r.view, x.data(), n_tokens, want.data(), n_out);
+      MatMul(w.view, x.data(), n_tokens, q8.data(), pool1);
+      if (!dot) {
+        EXPECT_EQ(0, std::memcmp(q8.data(), want.data(), n_y * sizeof(float))) << "unpacked to Q8_0";
+      }
       ref::MatMulQuantized(r.view, x.data(), n_tokens, ref_y.data());  // the reference of Q8_0R reads Q8_0 too
       std::vector<float> ref_q8(n_y);
       ref::MatMulQuantized(w.view, x.data(), n_tokens, ref_q8.data());

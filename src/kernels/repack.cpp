@@ -9,10 +9,10 @@
 namespace herd::kernels {
 namespace {
 
-constexpr int64_t kGroupElems = 256, kGroupBytes = 272;
+constexpr int64_t kGroupElems = 512, kGroupBytes = 544, kGroupBlocks = 16;
 
-// Byte offset in a group of block j's (j < 8) code c (c < 32).
-inline int64_t CodeOffset(int64_t j, int64_t c) { return 128 * (j / 4) + 64 * (c / 16) + 16 * (j % 4) + c % 16; }
+// Byte offset in a group of block j's (j < 16) code c (c < 32): code vector c / 4, lane j.
+inline int64_t CodeOffset(int64_t j, int64_t c) { return 64 * (c / 4) + 4 * j + c % 4; }
 
 }  // namespace
 
@@ -27,14 +27,14 @@ void PackRowQ8_0R(const uint8_t* q8_0, int64_t n_in, uint8_t* row) {
   HERD_CHECK(n_in % kGroupElems == 0);
   for (int64_t g = 0; g < n_in / kGroupElems; ++g) {
     uint8_t* out = row + g * kGroupBytes;
-    for (int64_t j = 0; j < 8; ++j) {
-      const uint8_t* blk = q8_0 + (8 * g + j) * 34;
-      std::memcpy(out + 256 + 2 * j, blk, 2);
-      for (int64_t part = 0; part < 4; ++part) {  // 8 contiguous codes at a time, offset by 128 in one xor
-        uint64_t v;
-        std::memcpy(&v, blk + 2 + 8 * part, 8);
-        v ^= 0x8080808080808080u;
-        std::memcpy(out + CodeOffset(j, 8 * part), &v, 8);
+    for (int64_t j = 0; j < kGroupBlocks; ++j) {
+      const uint8_t* blk = q8_0 + (kGroupBlocks * g + j) * 34;
+      std::memcpy(out + 512 + 2 * j, blk, 2);
+      for (int64_t part = 0; part < 8; ++part) {  // 4 contiguous codes at a time, offset by 128 in one xor
+        uint32_t v;
+        std::memcpy(&v, blk + 2 + 4 * part, 4);
+        v ^= 0x80808080u;
+        std::memcpy(out + CodeOffset(j, 4 * part), &v, 4);
       }
     }
   }
@@ -44,14 +44,14 @@ void UnpackRowQ8_0R(const uint8_t* row, int64_t n_in, uint8_t* q8_0) {
   HERD_CHECK(n_in % kGroupElems == 0);
   for (int64_t g = 0; g < n_in / kGroupElems; ++g) {
     const uint8_t* in = row + g * kGroupBytes;
-    for (int64_t j = 0; j < 8; ++j) {
-      uint8_t* blk = q8_0 + (8 * g + j) * 34;
-      std::memcpy(blk, in + 256 + 2 * j, 2);
-      for (int64_t part = 0; part < 4; ++part) {
-        uint64_t v;
-        std::memcpy(&v, in + CodeOffset(j, 8 * part), 8);
-        v ^= 0x8080808080808080u;
-        std::memcpy(blk + 2 + 8 * part, &v, 8);
+    for (int64_t j = 0; j < kGroupBlocks; ++j) {
+      uint8_t* blk = q8_0 + (kGroupBlocks * g + j) * 34;
+      std::memcpy(blk, in + 512 + 2 * j, 2);
+      for (int64_t part = 0; part < 8; ++part) {
+        uint32_t v;
+        std::memcpy(&v, in + CodeOffset(j, 4 * part), 4);
+        v ^= 0x80808080u;
+        std::memcpy(blk + 2 + 4 * part, &v, 4);
       }
     }
   }

@@ -126,7 +126,8 @@ class Model {
   // Q8_0R on AVX-512 VNNI; the stored layout otherwise). Huge pages matter as much as the layout: decode streams
   // every weight once per token, and a file map's 4 KiB pages cost a TLB miss per 4 KiB (bench/RESULTS.md).
   // Costs one more copy of those weights in memory (the file stays mapped; its clean pages may be dropped by the
-  // OS) and the time of the copy. Outputs are bit-identical. Call once, before any NewState/Forward; later calls
+  // OS) and the time of the copy. Outputs equal the map's up to f32 rounding (Q8_0R sums its blocks in another
+  // order; every other type is bit-identical). Call once, before any NewState/Forward; later calls
   // do nothing. ResourceExhausted (naming the size) when the memory cannot be had; the model is then unchanged.
   struct RepackStats {
     int64_t tensors = 0;  // matrices copied

@@ -237,27 +237,20 @@ struct SrcK {
     }
   }
 };
-// Q8_0R (kernels/repack.h): groups of 8 Q8_0 blocks, 256 elements in 272 bytes, decoded whole as a super-block
-// into the values of SrcQ8_0: d * (byte - 128), exact in f32.
+// Q8_0R (kernels/repack.h): groups of 16 Q8_0 blocks, 512 elements in 544 bytes, decoded whole as a super-block
+// into the values of SrcQ8_0: d * (byte - 128), exact in f32. Not a hot path (the integer kernel multiplies Q8_0R;
+// this serves DequantizeRow), so plain scalar code.
 struct SrcQ8_0R {
   static constexpr bool kBlocked = true;
-  static constexpr int64_t kSuperBlock = 256;
-  static constexpr int64_t kGroupBytes = 272;
+  static constexpr int64_t kSuperBlock = 512;
+  static constexpr int64_t kGroupBytes = 544;
 
   static HWY_INLINE void DequantBlock(const uint8_t* grp, float* HWY_RESTRICT dst) {
-    const DW d;
-    const hn::RebindToSigned<DW> di;
-    const hn::Rebind<int8_t, DW> di8;
-    const hn::Rebind<uint8_t, DW> du8;
-    for (int64_t j = 0; j < 8; ++j) {
-      const auto scale = hn::Set(d, LoadF16Scalar(grp + 256 + 2 * j));
-      for (int64_t half = 0; half < 2; ++half) {
-        const uint8_t* codes = grp + 128 * (j / 4) + 64 * half + 16 * (j % 4);
-        for (int64_t l = 0; l < 16; l += kL) {
-          const auto u = hn::Xor(hn::LoadU(du8, codes + l), hn::Set(du8, uint8_t{0x80}));
-          const auto q = hn::ConvertTo(d, hn::PromoteTo(di, hn::BitCast(di8, u)));
-          hn::StoreU(hn::Mul(q, scale), d, dst + 32 * j + 16 * half + l);
-        }
+    for (int64_t j = 0; j < 16; ++j) {
+      const float scale = LoadF16Scalar(grp + 512 + 2 * j);
+      for (int64_t c = 0; c < 32; ++c) {
+        const int8_t q = static_cast<int8_t>(grp[64 * (c / 4) + 4 * j + c % 4] ^ 0x80);
+        dst[32 * j + c] = static_cast<float>(q) * scale;
       }
     }
   }

@@ -843,61 +843,70 @@ struct QuantTiles {
 };
 
 #if HWY_TARGET == HWY_AVX3_DL
-// Q8_0R weights (kernels/repack.h: groups of 8 blocks, codes already offset by 128 and in the order of
-// VbmiStepQ8_0's code vectors, then the 8 f16 scales) x the activation records of DotQ8_0Q8. Per step of 4 blocks
-// two plain loads replace VbmiStepQ8_0's four loads, three byte permutes and two xors; the scales of 8 blocks
-// widen in one vcvtph2ps and reach their lanes by one vpermps per step. The integer sums and the f32 operations
-// are DotQ8_0Q8::Step's, in the same order, so every output is bit-identical to the Q8_0 kernel's.
-// No software prefetch, unlike Tile: the hardware prefetchers follow these rows alone, and Tile's prefetches made
-// Q8_0R 1.4-1.6x slower from DRAM (matmul_bench BM_MatVec, 1 and 2 threads) and in whole-model decode
-// (bench/RESULTS.md). Measured, not explained.
+// Q8_0R weights (kernels/repack.h: groups of 16 blocks, 512 elements in 544 bytes; code vector j holds codes
+// 4j .. 4j + 3 of each of the 16 blocks in its 16 int32 lanes, offset by 128, then the 16 f16 scales) x records
+// of the same shape (QuantizeTokenQ8_0R: 8 code vectors, 16 start values -128 * sum(codes of the block), 16 d_x).
+// Eight vpdpbusd leave block b's whole integer sum in lane b, so the f32 work (convert, scale, add) is done once
+// per 16 blocks instead of once per 4 (DotQ8_0Q8 on Q8_0 spreads a block over 4 lanes), and no byte permute or
+// xor is needed: per group and (row, token) 8 vpdpbusd + 3 f32 operations. The integer sums are exact; the f32
+// operations of an output are acc[lane] += f32(isum) * (d_w * d_x) per group, then one SumOfLanes, whatever the
+// tile, so every output's bits are fixed by its row and token (batch invariance). They differ in rounding from the
+// Q8_0 kernel's, which adds 4 partial lanes per block. No software prefetch: the hardware prefetchers follow
+// these rows alone (Tile's prefetches made the previous layout 1.4-1.6x slower from DRAM; prefetching the next row
+// tile for several tokens gained nothing measurable). Tile shape 4 rows x 3 tokens: the best of 2x4, 3x4, 2x6, 4x3,
+// 1x8, 4x2, 6x2, 5x3, 4x4 and 8x1 (bench/matmul_bench.cpp BM_Prefill at 64 tokens: 1.4x 2x4, and BM_SmallBatch
+// at 8 and 16 tokens); each (row, token) holds an int32 sum and an f32 accumulator in registers.
 struct RepackedQ8Tiles {
-  static constexpr int kRows = kPrefillRows, kTokens = kPrefillTokens;
+  static constexpr int kRows = 4, kTokens = 3;
   static constexpr bool kDecodePrefetch = false;  // (ignored: Tile never prefetches)
-  using K = DotQ8_0Q8;
-  static constexpr int64_t kGroupBlocks = 8, kGroupBytes = 272;
-  static_assert(K::kBlk == 4 && K::kRecordBytes == 256 && kNI == 16);
+  static constexpr int64_t kGroupBytes = 544, kRecordBytes = 640;
+  static_assert(kNI == 16);
 
-  static int64_t Length(const TensorView& w) { return w.Cols() / 32; }
+  static int64_t Length(const TensorView& w) { return w.Cols() / 512; }  // groups per row
 
   template <int R, int NT>
-  static HWY_INLINE void Tile(const uint8_t* const* rows, const uint8_t* const* acts, int64_t n_blocks, float* y,
+  static HWY_INLINE void Tile(const uint8_t* const* rows, const uint8_t* const* acts, int64_t n_groups, float* y,
                               int64_t y_stride, bool /*prefetch*/) {
     const DF df;
     const DS ds;
+    // Small tiles (decode) split each integer sum over two chains (even and odd code vectors), added at the end:
+    // the same exact integer, half the latency of 8 dependent vpdpbusd.
+    constexpr int kChains = R * NT <= 2 ? 2 : 1;
     VF acc[R][NT];
     for (int r = 0; r < R; ++r) {
       for (int t = 0; t < NT; ++t) acc[r][t] = hn::Zero(df);
     }
-    // Lane l of step k takes the scale of block 4k + l / 4 of the group.
-    const __m512i idx0 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-    const __m512i idx1 = _mm512_add_epi32(idx0, _mm512_set1_epi32(4));
-    const int64_t n_groups = n_blocks / kGroupBlocks;
     for (int64_t g = 0; g < n_groups; ++g) {
-      VB u[R][2][2];
-      VF ws[R][2];
-      for (int r = 0; r < R; ++r) {
-        const uint8_t* grp = rows[r] + g * kGroupBytes;
-        // maskz forms with full masks: GCC 12 warns about the undefined pass-through of the plain intrinsics.
-        const __m512 s8 = _mm512_maskz_cvtph_ps(0xFFFF, _mm256_maskz_loadu_epi16(0x00FF, grp + 256));
-        ws[r][0] = VF{_mm512_maskz_permutexvar_ps(0xFFFF, idx0, s8)};
-        ws[r][1] = VF{_mm512_maskz_permutexvar_ps(0xFFFF, idx1, s8)};
-        for (int k = 0; k < 2; ++k) {
-          u[r][k][0] = hn::LoadU(DB(), grp + 128 * k);
-          u[r][k][1] = hn::LoadU(DB(), grp + 128 * k + 64);
+      VI isum[kChains][R][NT];
+      for (int t = 0; t < NT; ++t) {
+        const VI start = hn::LoadU(DI(), reinterpret_cast<const int32_t*>(acts[t] + g * kRecordBytes + 512));
+        for (int r = 0; r < R; ++r) {
+          isum[0][r][t] = start;
+          if constexpr (kChains == 2) isum[1][r][t] = hn::Zero(DI());
         }
       }
+      for (int j = 0; j < 8; ++j) {
+        VS x[NT];
+        for (int t = 0; t < NT; ++t) {
+          x[t] = hn::LoadU(ds, reinterpret_cast<const int8_t*>(acts[t] + g * kRecordBytes + 64 * j));
+        }
+        for (int r = 0; r < R; ++r) {
+          const VB w = hn::LoadU(DB(), rows[r] + g * kGroupBytes + 64 * j);
+          for (int t = 0; t < NT; ++t) isum[j % kChains][r][t] = DotQuads(isum[j % kChains][r][t], w, x[t]);
+        }
+      }
+      VF ws[R];
+      for (int r = 0; r < R; ++r) {
+        // maskz forms with full masks: GCC 12 warns about the undefined pass-through of the plain intrinsics.
+        ws[r] = VF{_mm512_maskz_cvtph_ps(
+            0xFFFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[r] + g * kGroupBytes + 512)))};
+      }
       for (int t = 0; t < NT; ++t) {
-        for (int k = 0; k < 2; ++k) {
-          const uint8_t* rec = acts[t] + (2 * g + k) * K::kRecordBytes;
-          const int8_t* qx = reinterpret_cast<const int8_t*>(rec);
-          const VS x0 = hn::LoadU(ds, qx), x1 = hn::LoadU(ds, qx + 64);
-          const VI start = hn::LoadU(DI(), reinterpret_cast<const int32_t*>(rec + 128));
-          const VF dx = hn::LoadU(df, reinterpret_cast<const float*>(rec + 192));
-          for (int r = 0; r < R; ++r) {
-            const VI isum = DotQuads(DotQuads(start, u[r][k][0], x0), u[r][k][1], x1);
-            acc[r][t] = hn::MulAdd(hn::ConvertTo(df, isum), hn::Mul(ws[r][k], dx), acc[r][t]);
-          }
+        const VF dx = hn::LoadU(df, reinterpret_cast<const float*>(acts[t] + g * kRecordBytes + 576));
+        for (int r = 0; r < R; ++r) {
+          VI s = isum[0][r][t];
+          if constexpr (kChains == 2) s = hn::Add(s, isum[1][r][t]);
+          acc[r][t] = hn::MulAdd(hn::ConvertTo(df, s), hn::Mul(ws[r], dx), acc[r][t]);
         }
       }
     }
@@ -906,6 +915,21 @@ struct RepackedQ8Tiles {
     }
   }
 };
+
+// One token's Q8_0R records (RepackedQ8Tiles): per group of 16 blocks, code vector j's lane b = codes 4j .. 4j + 3
+// of block b (QuantizeBlock's codes, the same as for Q8_0), then the 16 start values and the 16 scales d_x.
+inline void QuantizeTokenQ8_0R(const float* x, int64_t n_in, uint8_t* dst) {
+  alignas(64) int8_t q[32];
+  for (int64_t b = 0; b < n_in / 32; ++b) {
+    uint8_t* rec = dst + b / 16 * RepackedQ8Tiles::kRecordBytes;
+    const int64_t lane = b % 16;
+    const float d = QuantizeBlock<32>(x + 32 * b, q);
+    for (int64_t j = 0; j < 8; ++j) std::memcpy(rec + 64 * j + 4 * lane, q + 4 * j, 4);
+    const int32_t start = -128 * SumCodes(q, 32);
+    std::memcpy(rec + 512 + 4 * lane, &start, 4);
+    std::memcpy(rec + 576 + 4 * lane, &d, 4);
+  }
+}
 #endif
 
 // T::Tile<R, nt> for 1 <= nt <= NT.
@@ -1096,8 +1120,13 @@ inline int64_t QuantTokenBytesT(DType t, int64_t n_in) {
   if (t == DType::kBF16) return bf16dot::TokenBytes(n_in);
 #if HERD_QDOT_SIMD
   switch (t) {
+    case DType::kQ8_0R:  // its own records where it has its kernel (only AVX3_DL claims Q8_0R)
+#if HWY_TARGET == HWY_AVX3_DL
+      return n_in / 512 * qdot::RepackedQ8Tiles::kRecordBytes;
+#else
+      return qdot::TokenBytes<qdot::DotQ8_0Q8>(n_in);
+#endif
     case DType::kQ8_0:
-    case DType::kQ8_0R:  // the same records (only AVX3_DL claims Q8_0R)
       return qdot::TokenBytes<qdot::DotQ8_0Q8>(n_in);
     case DType::kQ4_0:
       return qdot::TokenBytes<qdot::DotQ4_0Q8>(n_in);
@@ -1127,8 +1156,14 @@ inline void QuantizeActivationsT(DType t, const float* x, int64_t n_tokens, int6
     }
 #if HERD_QDOT_SIMD
     switch (t) {
-      case DType::kQ8_0:
       case DType::kQ8_0R:
+#if HWY_TARGET == HWY_AVX3_DL
+        qdot::QuantizeTokenQ8_0R(xt, n_in, out);
+#else
+        qdot::QuantizeToken<qdot::DotQ8_0Q8>(xt, n_in, out);
+#endif
+        break;
+      case DType::kQ8_0:
         qdot::QuantizeToken<qdot::DotQ8_0Q8>(xt, n_in, out);
         break;
       case DType::kQ4_0:
