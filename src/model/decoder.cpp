@@ -243,12 +243,7 @@ Status DecoderModel::Step(KvCache& cache, std::span<const StepInput> batch, Work
     if (!cache.Holds(*in.seq, in.seq->n_past() + nt)) {
       return Internal("a step's sequence has no KV pages reserved for its tokens");
     }
-    for (int64_t t = 0; t < nt; ++t) {
-      if (in.tokens[t] < 0 || in.tokens[t] >= c.vocab_size) {
-        return InvalidArgument("token id " + std::to_string(in.tokens[t]) + " at index " + std::to_string(t) +
-                               " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
-      }
-    }
+    HERD_RETURN_IF_ERROR(CheckTokenIds(in.tokens, c.vocab_size));
     n += nt;
   }
   if (n > s.max_tokens()) {

@@ -146,4 +146,8 @@ class Model {
 // keeps what `weights` keeps alive (the file maps or the buffers).
 Result<std::unique_ptr<Model>> CreateModel(ModelConfig config, const WeightMap& weights);
 
+// InvalidArgument naming the first token id outside [0, vocab) and its index; Ok otherwise. Step checks its inputs
+// with it; Forward checks a whole prompt before its first batch, so that a bad id leaves the state untouched.
+Status CheckTokenIds(std::span<const int32_t> tokens, int64_t vocab);
+
 }  // namespace herd::model

@@ -126,6 +126,16 @@ Result<std::unique_ptr<ModelState>> Model::NewState(int64_t n_ctx, int64_t n_bat
   return std::make_unique<ModelState>(std::move(cache), std::move(ws), n_ctx);
 }
 
+Status CheckTokenIds(std::span<const int32_t> tokens, int64_t vocab) {
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] < 0 || tokens[i] >= vocab) {
+      return InvalidArgument("token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
+                             " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+    }
+  }
+  return Status::Ok();
+}
+
 Status Model::Forward(ModelState& state, std::span<const int32_t> tokens, LogitsMode mode, float* logits,
                       ThreadPool& pool) const {
   const int64_t n = static_cast<int64_t>(tokens.size());
@@ -135,12 +145,7 @@ Status Model::Forward(ModelState& state, std::span<const int32_t> tokens, Logits
                       " new tokens > context size " + std::to_string(state.n_ctx()));
   }
   const int64_t vocab = config().vocab_size;
-  for (int64_t i = 0; i < n; ++i) {
-    if (tokens[i] < 0 || tokens[i] >= vocab) {
-      return InvalidArgument("token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
-                             " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
-    }
-  }
+  HERD_RETURN_IF_ERROR(CheckTokenIds(tokens, vocab));
   KvCache& cache = state.cache();
   KvSequence& seq = state.seq();
   for (int64_t b = 0; b < n;) {

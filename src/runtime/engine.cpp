@@ -170,7 +170,7 @@ Result<GenerateResult> Generate(const LoadedModel& m, model::ModelState& state, 
   t = NowMs();
   for (int64_t i = 0; i < o.n_predict; ++i) {
     const int32_t id = sampler.Sample(logits.data(), history);
-    if (std::find(m.stop_ids.begin(), m.stop_ids.end(), id) != m.stop_ids.end()) {
+    if (m.IsStopToken(id)) {
       r.stop_reason = StopReason::kEos;
       r.stop_token = id;
       break;

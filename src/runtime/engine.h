@@ -39,6 +39,8 @@ struct LoadedModel {
   double load_ms = 0;                               // everything, repacking included
   model::Model::RepackStats repack;                 // what --repack copied (zero without it)
   double repack_ms = 0;
+
+  bool IsStopToken(int32_t id) const { return std::find(stop_ids.begin(), stop_ids.end(), id) != stop_ids.end(); }
 };
 
 // Errors: IOError/Corruption/NotSupported from the files, with the path in the message; ResourceExhausted when
@@ -52,8 +54,7 @@ std::string ModelFingerprint(const LoadedModel& m);
 
 // model.RepackWeights, timed into *ms; with show_progress, its bar and "herd: repacked N matrices (X MiB) into
 // huge-page memory in Y ms, M of them Q8_0 -> Q8_0R" on stderr.
-Result<model::Model::RepackStats> RepackModel(model::Model& model, ThreadPool& pool, bool show_progress,
-                                              double* ms);
+Result<model::Model::RepackStats> RepackModel(model::Model& model, ThreadPool& pool, bool show_progress, double* ms);
 
 struct GenerateOptions {
   int64_t n_predict = 256;  // tokens to generate at most

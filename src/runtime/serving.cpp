@@ -109,10 +109,10 @@ class Engine final : public ServingEngine {
     int64_t want_bytes = 0;
     for (size_t g = 0; g < groups.size(); ++g) want_bytes += want[g] * groups[g].page_bytes;
     if (bytes <= 0) bytes = std::min<int64_t>(want_bytes, AvailableMemoryBytes().value_or(int64_t{4} << 30) / 4);
-    std::vector<int64_t> pages = bytes >= want_bytes ? want : model::KvCache::PagesForBytes(groups, bytes, o_.n_ctx);
-    if (bytes > want_bytes) {  // more memory than parallel full contexts: room for the prefix cache
-      pages = model::KvCache::PagesForBytes(groups, bytes, o_.n_ctx);
-    }
+    // Exactly `parallel` full contexts, or as many pages as the bytes hold: fewer (admission waits for pages), or
+    // more (room for the prefix cache).
+    const std::vector<int64_t> pages =
+        bytes == want_bytes ? want : model::KvCache::PagesForBytes(groups, bytes, o_.n_ctx);
     HERD_ASSIGN_OR_RETURN(cache_, model::KvCache::Create(c, ko, pages));
     HERD_ASSIGN_OR_RETURN(ws_, m_.model->NewWorkspace(o_.step_tokens, o_.parallel));
     HERD_ASSIGN_OR_RETURN(pool_, ThreadPool::Create(o_.threads));
@@ -267,13 +267,11 @@ class Engine final : public ServingEngine {
     Request* r = it->second.get();
     for (auto& ch : r->choices) {
       if (ch->finished) continue;
-      if (notify && !r->dead) {
+      if (notify) {
         ServingEvent e;
-        e.choice = ch->index;
         e.finished = true;
         e.finish_reason = FinishReason::kCancelled;
-        FillUsage(*ch, &e);
-        if (!r->sink(e)) r->dead = true;
+        Emit(*ch, std::move(e));
       }
       EndChoice(*ch);
     }
@@ -295,6 +293,19 @@ class Engine final : public ServingEngine {
     e->prompt_tokens = ch.n_prompt;
     e->cached_tokens = ch.request->cached_tokens;
     e->completion_tokens = ch.n_generated;
+  }
+
+  // Sends e, for choice ch (finishing events with the usage), unless the request's sink has stopped listening. When
+  // the sink says stop, the request is dead: every choice of it ends at once, its pages freed, and it is counted
+  // as cancelled when it is reaped.
+  void Emit(Choice& ch, ServingEvent e) {
+    Request& r = *ch.request;
+    if (r.dead) return;
+    e.choice = ch.index;
+    if (e.finished) FillUsage(ch, &e);
+    if (r.sink(e)) return;
+    r.dead = true;
+    for (auto& other : r.choices) EndChoice(*other);
   }
 
   // Frees a running choice's pages and puts it back at the head of the queue; it recomputes its tokens later.
@@ -403,7 +414,7 @@ class Engine final : public ServingEngine {
     // Requests whose choices are all finished are done.
     for (auto it = requests_.begin(); it != requests_.end();) {
       if (it->second->open == 0) {
-        ++stats_local_.requests_finished;
+        ++(it->second->dead ? stats_local_.requests_cancelled : stats_local_.requests_finished);
         it = requests_.erase(it);
       } else {
         ++it;
@@ -442,35 +453,24 @@ class Engine final : public ServingEngine {
         FailChoice(*other, s);
       }
     }
-    if (!r.dead) {
-      ServingEvent e;
-      e.choice = ch.index;
-      e.finished = true;
-      e.finish_reason = FinishReason::kError;
-      e.error = s;
-      FillUsage(ch, &e);
-      if (!r.sink(e)) r.dead = true;
-    }
+    if (ch.finished) return;
+    ServingEvent e;
+    e.finished = true;
+    e.finish_reason = FinishReason::kError;
+    e.error = s;
+    Emit(ch, std::move(e));
     ++stats_local_.requests_failed;
     EndChoice(ch);
   }
 
-  void FinishChoice(Choice& ch, FinishReason reason, std::string text = {}) {
-    Request& r = *ch.request;
-    if (reason != FinishReason::kStop || text.empty()) text += ch.text->Finish();
-    if (!r.dead) {
-      ServingEvent e;
-      e.choice = ch.index;
-      e.text = std::move(text);
-      e.finished = true;
-      e.finish_reason = reason;
-      FillUsage(ch, &e);
-      if (!r.sink(e)) r.dead = true;
-    }
+  // Ends a choice with `reason`; its last event carries e's text, tokens and logprobs, and what the text stream
+  // still holds (except after a stop string: the text held back then is the stop string's start, dropped).
+  void FinishChoice(Choice& ch, FinishReason reason, ServingEvent e = {}) {
+    if (reason != FinishReason::kStop || e.text.empty()) e.text += ch.text->Finish();
+    e.finished = true;
+    e.finish_reason = reason;
+    Emit(ch, std::move(e));
     EndChoice(ch);
-    if (r.dead && r.open > 0) {  // the sink said stop: the other choices end too
-      for (auto& other : r.choices) EndChoice(*other);
-    }
   }
 
   void SampleNext(Choice& ch) {
@@ -503,8 +503,8 @@ class Engine final : public ServingEngine {
       Observe(stats_local_.itl, (now - ch.last_token_ms) / 1000.0);
     }
     ch.last_token_ms = now;
-    const bool eos = !q.ignore_eos && (std::find(m_.stop_ids.begin(), m_.stop_ids.end(), id) != m_.stop_ids.end() ||
-                                       std::find(q.stop_ids.begin(), q.stop_ids.end(), id) != q.stop_ids.end());
+    const bool eos = !q.ignore_eos &&
+                     (m_.IsStopToken(id) || std::find(q.stop_ids.begin(), q.stop_ids.end(), id) != q.stop_ids.end());
     if (eos) {
       FinishChoice(ch, FinishReason::kStop);
       return;
@@ -514,48 +514,22 @@ class Engine final : public ServingEngine {
     ++ch.counts[id];
     ch.tokens.push_back(id);
     bool stopped = false;
-    std::string piece = ch.text->Push(id, &stopped);
+    ServingEvent e;
+    e.text = ch.text->Push(id, &stopped);
     if (stopped) {
-      FinishChoice(ch, FinishReason::kStop, std::move(piece));
+      FinishChoice(ch, FinishReason::kStop, std::move(e));
       return;
     }
-    const bool at_length = ch.n_generated >= q.max_tokens || static_cast<int64_t>(ch.tokens.size()) >= o_.n_ctx;
-    if (at_length) {
-      // The last token's text rides on the finishing event.
-      std::string rest = std::move(piece);
-      rest += ch.text->Finish();
-      if (!r.dead) {
-        ServingEvent e;
-        e.choice = ch.index;
-        e.text = std::move(rest);
-        e.tokens = {id};
-        if (q.top_logprobs >= 0) e.logprobs.push_back(std::move(lp));
-        e.finished = true;
-        e.finish_reason = FinishReason::kLength;
-        FillUsage(ch, &e);
-        if (!r.sink(e)) r.dead = true;
-      }
-      EndChoice(ch);
-      if (r.dead) {
-        for (auto& other : r.choices) EndChoice(*other);
-      }
+    e.tokens = {id};
+    if (q.top_logprobs >= 0) e.logprobs.push_back(std::move(lp));
+    if (ch.n_generated >= q.max_tokens || static_cast<int64_t>(ch.tokens.size()) >= o_.n_ctx) {
+      FinishChoice(ch, FinishReason::kLength, std::move(e));  // the last token's text rides on the finishing event
       return;
     }
-    if (!r.dead) {
-      ServingEvent e;
-      e.choice = ch.index;
-      e.text = std::move(piece);
-      e.tokens = {id};
-      if (q.top_logprobs >= 0) e.logprobs.push_back(std::move(lp));
-      if (!r.sink(e)) {
-        r.dead = true;
-        for (auto& other : r.choices) EndChoice(*other);
-        ++stats_local_.requests_cancelled;
-      }
-    }
+    Emit(ch, std::move(e));
   }
 
-  TokenLogprob Logprobs(const float* logits, int top) const {
+  TokenLogprob Logprobs(const float* logits, int top) {
     const int64_t vocab = m_.model->config().vocab_size;
     float mx = -HUGE_VALF;
     for (int64_t i = 0; i < vocab; ++i) mx = std::max(mx, logits[i]);
@@ -565,17 +539,24 @@ class Engine final : public ServingEngine {
     TokenLogprob lp;
     lp.logprob = lse;  // the normalizer until the caller knows the sampled token
     if (top > 0) {
-      std::vector<std::pair<float, int32_t>> best;
-      best.reserve(static_cast<size_t>(top) + 1);
+      // The `top` best (highest logit, lowest id on ties) in a heap whose front is the worst of them.
+      const auto better = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+        return a.first > b.first || (a.first == b.first && a.second < b.second);
+      };
+      std::vector<std::pair<float, int32_t>>& best = top_scratch_;
+      best.clear();
       for (int64_t i = 0; i < vocab; ++i) {
-        if (static_cast<int>(best.size()) < top || logits[i] > best.back().first) {
-          best.emplace_back(logits[i], static_cast<int32_t>(i));
-          std::sort(best.begin(), best.end(), [](const auto& a, const auto& b) {
-            return a.first > b.first || (a.first == b.first && a.second < b.second);
-          });
-          if (static_cast<int>(best.size()) > top) best.pop_back();
+        const std::pair<float, int32_t> c(logits[i], static_cast<int32_t>(i));
+        if (static_cast<int>(best.size()) < top) {
+          best.push_back(c);
+          std::push_heap(best.begin(), best.end(), better);
+        } else if (better(c, best.front())) {
+          std::pop_heap(best.begin(), best.end(), better);
+          best.back() = c;
+          std::push_heap(best.begin(), best.end(), better);
         }
       }
+      std::sort_heap(best.begin(), best.end(), better);
       for (const auto& [v, id] : best) lp.top.emplace_back(id, v - lse);
     }
     return lp;
@@ -624,6 +605,7 @@ class Engine final : public ServingEngine {
   std::vector<Choice*> running_;
   std::deque<Choice*> waiting_;
   std::vector<Planned> planned_;
+  std::vector<std::pair<float, int32_t>> top_scratch_;  // Logprobs' heap
   std::vector<model::StepInput> inputs_;
   int64_t admissions_ = 0;
   ServingStats stats_local_;

@@ -296,7 +296,10 @@ TEST(ServingEngineTest, RefusalsAndCancellation) {
   EXPECT_EQ(col.Get(3).tokens.size(), 5u);
   EXPECT_EQ(col.Get(3).events_after_finish, 0);
   EXPECT_EQ(col.Get(4).reason, FinishReason::kCancelled);
-  EXPECT_EQ(Settled(**engine).kv_pages_used, 0);
+  const ServingStats st = Settled(**engine);
+  EXPECT_EQ(st.kv_pages_used, 0);
+  EXPECT_EQ(st.requests_cancelled, 2);  // the client that went away and the one cancelled by id, each once
+  EXPECT_EQ(st.requests_finished, 20 - refused);
   (*engine)->Shutdown(0);
   EXPECT_EQ((*engine)->Submit(r, col.Sink(99, 1)).status().code(), StatusCode::kUnavailable);
 }
