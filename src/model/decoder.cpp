@@ -244,6 +244,7 @@ Status DecoderModel::Step(KvCache& cache, std::span<const StepInput> batch, Work
       return Internal("a step's sequence has no KV pages reserved for its tokens");
     }
     HERD_RETURN_IF_ERROR(CheckTokenIds(in.tokens, c.vocab_size));
+    HERD_RETURN_IF_ERROR(CheckEmbeddingOverride(in.embed_at, in.embed_rows, in.cache_keys, nt));
     n += nt;
   }
   if (n > s.max_tokens()) {
@@ -253,7 +254,7 @@ Status DecoderModel::Step(KvCache& cache, std::span<const StepInput> batch, Work
   const size_t scratch = static_cast<size_t>(pool.size() * kernels::AttentionScratchFloats(c.head_dim));
   if (s.attn_scratch.size() < scratch) s.attn_scratch.resize(scratch);
   StepTokens(cache, batch, s, n, pool);
-  for (const StepInput& in : batch) cache.Commit(*in.seq, in.tokens);
+  for (const StepInput& in : batch) cache.Commit(*in.seq, in.cache_keys.empty() ? in.tokens : in.cache_keys);
   return Status::Ok();
 }
 
@@ -269,11 +270,16 @@ void DecoderModel::StepTokens(KvCache& cache, std::span<const StepInput> batch, 
 
   for (int64_t i = 0, t = 0; i < static_cast<int64_t>(batch.size()); ++i) {
     const StepInput& in = batch[i];
+    const int64_t t0 = t;
     for (int64_t j = 0; j < static_cast<int64_t>(in.tokens.size()); ++j, ++t) {
       s.pos[t] = in.seq->n_past() + j;
       s.seq_of[t] = static_cast<int32_t>(i);
       kernels::DequantizeRowScaled(token_embd_.w, token_embd_.scale_data(), in.tokens[j], s.x.data() + t * d);
       kernels::RopeCosSin(inv_freq_.data(), half, s.pos[t], s.cos.data() + t * half, s.sin.data() + t * half);
+    }
+    for (size_t k = 0; k < in.embed_at.size(); ++k) {  // early fusion: these rows replace the table's
+      std::memcpy(s.x.data() + (t0 + in.embed_at[k]) * d, in.embed_rows + static_cast<int64_t>(k) * d,
+                  static_cast<size_t>(d) * sizeof(float));
     }
   }
   trace_hidden(s.x.data());

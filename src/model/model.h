@@ -50,7 +50,29 @@ struct StepInput {
   std::span<const int32_t> tokens;
   LogitsMode mode = LogitsMode::kLast;
   float* logits = nullptr;
+  // Early fusion (llama4.md 9.7): rows that replace the token table's embeddings of some of `tokens` (an image's
+  // projected features at its <|patch|> positions). Row k, hidden_size floats at embed_rows + k * hidden_size,
+  // replaces the embedding of tokens[embed_at[k]]; embed_at strictly ascending, inside tokens.
+  std::span<const int32_t> embed_at;
+  const float* embed_rows = nullptr;
+  // What the KV cache records for each of `tokens`, the keys of its prefix cache; empty: the tokens themselves.
+  // Positions whose embeddings were replaced need keys derived from what replaced them (ImageCacheKeys), or a
+  // later prompt with the same token ids but another image would reuse their pages.
+  std::span<const int32_t> cache_keys;
 };
+
+// Embedding rows for Model::Forward: as StepInput's embed_at / embed_rows / cache_keys, with indices into the whole
+// `tokens` of the call (Forward cuts them per batch).
+struct EmbeddingOverride {
+  std::span<const int32_t> at;
+  const float* rows = nullptr;
+  std::span<const int32_t> cache_keys;
+};
+
+// Prefix-cache keys for n positions filled from content with the 64-bit hash `content` (e.g. of an image's
+// pixels): numbers below -1, so never a token id (nor -1, KvCache::Restore's unknown token), that differ by
+// position and by content.
+void ImageCacheKeys(uint64_t content, int64_t n, int32_t* keys);
 
 class Model;
 
@@ -113,10 +135,10 @@ class Model {
 
   // Runs `tokens` at positions state.n_past() ... and appends them to the cache, through Step, in batches of at
   // most n_batch tokens that never cross a chunk boundary. logits receives [1 or n_tokens, vocab_size] f32 per
-  // `mode`. InvalidArgument for a token id outside the vocabulary, OutOfRange when the cache would overflow; the
-  // state is unchanged on error.
-  Status Forward(ModelState& state, std::span<const int32_t> tokens, LogitsMode mode, float* logits,
-                 ThreadPool& pool) const;
+  // `mode`. InvalidArgument for a token id outside the vocabulary or a bad override, OutOfRange when the cache
+  // would overflow; the state is unchanged on error. `embeds` (optional) replaces embedding rows (early fusion).
+  Status Forward(ModelState& state, std::span<const int32_t> tokens, LogitsMode mode, float* logits, ThreadPool& pool,
+                 const EmbeddingOverride* embeds = nullptr) const;
 
   // Total bytes of bound weights.
   virtual int64_t WeightBytes() const = 0;
@@ -145,6 +167,11 @@ class Model {
 // presence, dtype and shape against the config first (Corruption / NotSupported naming the tensor). The model
 // keeps what `weights` keeps alive (the file maps or the buffers).
 Result<std::unique_ptr<Model>> CreateModel(ModelConfig config, const WeightMap& weights);
+
+// InvalidArgument unless `at` is strictly ascending inside [0, n_tokens), rows is given when at is not empty, and
+// cache_keys is empty or holds n_tokens keys (StepInput's and EmbeddingOverride's rules).
+Status CheckEmbeddingOverride(std::span<const int32_t> at, const float* rows, std::span<const int32_t> cache_keys,
+                              int64_t n_tokens);
 
 // InvalidArgument naming the first token id outside [0, vocab) and its index; Ok otherwise. Step checks its inputs
 // with it; Forward checks a whole prompt before its first batch, so that a bad id leaves the state untouched.

@@ -136,8 +136,34 @@ Status CheckTokenIds(std::span<const int32_t> tokens, int64_t vocab) {
   return Status::Ok();
 }
 
+void ImageCacheKeys(uint64_t content, int64_t n, int32_t* keys) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint64_t h = content + 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(i + 1);  // splitmix64's finaliser
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+    h ^= h >> 31;
+    keys[i] = -2 - static_cast<int32_t>(h & 0x3fffffffu);  // -1 is KvCache::Restore's "unknown"
+  }
+}
+
+Status CheckEmbeddingOverride(std::span<const int32_t> at, const float* rows, std::span<const int32_t> cache_keys,
+                              int64_t n_tokens) {
+  if (!at.empty() && rows == nullptr) return InvalidArgument("embedding rows are missing for the positions given");
+  for (size_t k = 0; k < at.size(); ++k) {
+    if (at[k] < 0 || at[k] >= n_tokens || (k > 0 && at[k] <= at[k - 1])) {
+      return InvalidArgument("embedding position " + std::to_string(at[k]) + " (entry " + std::to_string(k) +
+                             ") is outside the " + std::to_string(n_tokens) + " tokens or out of order");
+    }
+  }
+  if (!cache_keys.empty() && static_cast<int64_t>(cache_keys.size()) != n_tokens) {
+    return InvalidArgument("there are " + std::to_string(cache_keys.size()) + " cache keys for " +
+                           std::to_string(n_tokens) + " tokens");
+  }
+  return Status::Ok();
+}
+
 Status Model::Forward(ModelState& state, std::span<const int32_t> tokens, LogitsMode mode, float* logits,
-                      ThreadPool& pool) const {
+                      ThreadPool& pool, const EmbeddingOverride* embeds) const {
   const int64_t n = static_cast<int64_t>(tokens.size());
   if (n == 0) return InvalidArgument("no tokens to process");
   if (state.n_past() + n > state.n_ctx()) {
@@ -146,6 +172,9 @@ Status Model::Forward(ModelState& state, std::span<const int32_t> tokens, Logits
   }
   const int64_t vocab = config().vocab_size;
   HERD_RETURN_IF_ERROR(CheckTokenIds(tokens, vocab));
+  if (embeds != nullptr) HERD_RETURN_IF_ERROR(CheckEmbeddingOverride(embeds->at, embeds->rows, embeds->cache_keys, n));
+  std::vector<int32_t> local_at;  // this batch's override positions, relative to the batch
+  size_t next = 0;                // the first override not yet passed
   KvCache& cache = state.cache();
   KvSequence& seq = state.seq();
   for (int64_t b = 0; b < n;) {
@@ -156,6 +185,16 @@ Status Model::Forward(ModelState& state, std::span<const int32_t> tokens, Logits
     in.tokens = tokens.subspan(static_cast<size_t>(b), static_cast<size_t>(nb));
     in.mode = mode == LogitsMode::kAll ? LogitsMode::kAll : (last_batch ? mode : LogitsMode::kNone);
     in.logits = mode == LogitsMode::kAll ? logits + b * vocab : logits;
+    if (embeds != nullptr) {
+      local_at.clear();
+      const size_t first = next;
+      while (next < embeds->at.size() && embeds->at[next] < b + nb) local_at.push_back(embeds->at[next++] - b);
+      in.embed_at = local_at;
+      in.embed_rows = embeds->rows + static_cast<int64_t>(first) * config().hidden_size;
+      if (!embeds->cache_keys.empty()) {
+        in.cache_keys = embeds->cache_keys.subspan(static_cast<size_t>(b), static_cast<size_t>(nb));
+      }
+    }
     HERD_RETURN_IF_ERROR(cache.Reserve(seq, seq.n_past() + nb));
     HERD_RETURN_IF_ERROR(Step(cache, std::span<const StepInput>(&in, 1), state.workspace(), pool));
     b += nb;

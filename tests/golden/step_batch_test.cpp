@@ -9,6 +9,7 @@
 #include <random>
 
 #include "core/thread_pool.h"
+#include "model/decoder.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
 #include "runtime/engine.h"
@@ -119,6 +120,113 @@ TEST_P(BatchInvariance, SequencesInOneStepEqualTheirRunsAlone) {
     for (auto& s : seqs) (*cache)->Release(s);
     EXPECT_EQ((*cache)->used_pages(), 0) << "pages leaked";
   }
+}
+
+// Early fusion (StepInput::embed_at / embed_rows, Forward's EmbeddingOverride): replacing the embedding rows of
+// some positions of prompt P with the token-table rows of prompt Q's tokens there gives Q's logits bit for bit,
+// whatever the batch split; other rows change the logits; and positions keyed by content (ImageCacheKeys) are
+// reused by the prefix cache only for the same content.
+TEST_P(BatchInvariance, EmbeddingRowsReplaceTokens) {
+  auto lm = Load(GetParam());
+  ASSERT_NE(lm, nullptr);
+  const model::Model& m = *lm->model;
+  const int64_t vocab = m.config().vocab_size, d = m.config().hidden_size;
+  auto pool = ThreadPool::Create(2);
+  ASSERT_TRUE(pool.ok());
+  std::mt19937_64 rng(20261207);
+  std::vector<int32_t> p(37);
+  for (int32_t& t : p) t = static_cast<int32_t>(rng() % static_cast<uint64_t>(vocab));
+  std::vector<int32_t> q = p;
+  const std::vector<int32_t> at = {2, 3, 4, 5, 17, 18, 30, 36};
+  for (int32_t i : at) q[i] = static_cast<int32_t>((q[i] + 1 + rng() % static_cast<uint64_t>(vocab - 1)) % vocab);
+  // Q's embeddings: the first hidden state a trace records.
+  model::ForwardTrace trace;
+  auto traced = m.NewState(256, 256, DType::kF32);
+  ASSERT_TRUE(traced.ok());
+  (*traced)->workspace().trace = &trace;
+  std::vector<float> want(q.size() * static_cast<size_t>(vocab));
+  ASSERT_TRUE(m.Forward(**traced, q, model::LogitsMode::kAll, want.data(), **pool).ok());
+  // Each step (Forward cuts at chunk boundaries) traces [n_layers + 2] states; the first is the embeddings.
+  const size_t per_step = static_cast<size_t>(m.config().num_hidden_layers + 2);
+  ASSERT_EQ(trace.hidden.size() % per_step, 0u);
+  std::vector<float> embedded;
+  for (size_t i = 0; i < trace.hidden.size(); i += per_step) {
+    embedded.insert(embedded.end(), trace.hidden[i].begin(), trace.hidden[i].end());
+  }
+  ASSERT_EQ(embedded.size(), q.size() * static_cast<size_t>(d));
+  std::vector<float> rows;
+  for (int32_t i : at) rows.insert(rows.end(), embedded.begin() + i * d, embedded.begin() + (i + 1) * d);
+  for (int64_t n_batch : {int64_t{256}, int64_t{3}, int64_t{16}}) {
+    SCOPED_TRACE("batches of " + std::to_string(n_batch));
+    auto st = m.NewState(256, n_batch, DType::kF32);
+    ASSERT_TRUE(st.ok());
+    std::vector<float> got(want.size());
+    const model::EmbeddingOverride o{at, rows.data(), {}};
+    ASSERT_TRUE(m.Forward(**st, p, model::LogitsMode::kAll, got.data(), **pool, &o).ok());
+    ASSERT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * sizeof(float)));
+  }
+  {  // other rows give other logits; bad overrides are refused and leave the state as it was
+    std::vector<float> other = rows;
+    for (float& v : other) v = -v;
+    auto st = m.NewState(256, 256, DType::kF32);
+    ASSERT_TRUE(st.ok());
+    std::vector<float> got(want.size());
+    const model::EmbeddingOverride o{at, other.data(), {}};
+    ASSERT_TRUE(m.Forward(**st, p, model::LogitsMode::kAll, got.data(), **pool, &o).ok());
+    EXPECT_NE(0, std::memcmp(got.data(), want.data(), want.size() * sizeof(float)));
+    const std::vector<int32_t> unordered = {5, 4};
+    const model::EmbeddingOverride bad{unordered, rows.data(), {}};
+    auto fresh = m.NewState(256, 256, DType::kF32);
+    ASSERT_TRUE(fresh.ok());
+    EXPECT_EQ(m.Forward(**fresh, p, model::LogitsMode::kLast, got.data(), **pool, &bad).code(),
+              StatusCode::kInvalidArgument);
+    EXPECT_EQ((*fresh)->n_past(), 0);
+    const std::vector<int32_t> outside = {37};
+    const model::EmbeddingOverride bad2{outside, rows.data(), {}};
+    EXPECT_EQ(m.Forward(**fresh, p, model::LogitsMode::kLast, got.data(), **pool, &bad2).code(),
+              StatusCode::kInvalidArgument);
+  }
+  // The prefix cache: the same tokens with the same content keys reuse pages; with another content's keys, only
+  // the pages before the first replaced position.
+  model::KvCache::Options ko;
+  ko.page_tokens = 2;
+  ko.prefix_cache = true;
+  auto groups = model::KvCache::Layout(m.config(), ko);
+  ASSERT_TRUE(groups.ok());
+  auto cache = model::KvCache::Create(m.config(), ko, model::KvCache::PagesFor(*groups, 64, 3));
+  ASSERT_TRUE(cache.ok());
+  auto ws = m.NewWorkspace(64, 1);
+  ASSERT_TRUE(ws.ok());
+  auto keys_for = [&](uint64_t content) {
+    std::vector<int32_t> keys = p, image(at.size());
+    model::ImageCacheKeys(content, static_cast<int64_t>(at.size()), image.data());
+    for (size_t k = 0; k < at.size(); ++k) keys[at[k]] = image[k];
+    return keys;
+  };
+  const std::vector<int32_t> keys_a = keys_for(1111), keys_b = keys_for(2222);
+  EXPECT_NE(keys_a, keys_b);
+  for (int32_t k : keys_a) EXPECT_NE(k, -1);
+  model::KvSequence first;
+  const int64_t chunk_room = (*cache)->TokensToChunkEnd(0);
+  const int64_t n = std::min<int64_t>(static_cast<int64_t>(p.size()), chunk_room);
+  ASSERT_TRUE((*cache)->Reserve(first, n).ok());
+  std::vector<float> last(static_cast<size_t>(vocab));
+  std::vector<int32_t> local_at;
+  for (int32_t i : at) {
+    if (i < n) local_at.push_back(i);
+  }
+  model::StepInput in{&first, std::span<const int32_t>(p.data(), static_cast<size_t>(n)), model::LogitsMode::kLast,
+                      last.data()};
+  in.embed_at = local_at;
+  in.embed_rows = rows.data();
+  in.cache_keys = std::span<const int32_t>(keys_a.data(), static_cast<size_t>(n));
+  ASSERT_TRUE(m.Step(**cache, std::span<const model::StepInput>(&in, 1), **ws, **pool).ok());
+  model::KvSequence same, other;
+  const std::span<const int32_t> ka(keys_a.data(), static_cast<size_t>(n)), kb(keys_b.data(), static_cast<size_t>(n));
+  EXPECT_GE((*cache)->AttachPrefix(same, ka), n / 2 * 2 - 2);
+  EXPECT_LE((*cache)->AttachPrefix(other, kb), at[0]);
+  for (model::KvSequence* s : {&first, &same, &other}) (*cache)->Release(*s);
+  EXPECT_EQ((*cache)->used_pages(), 0);
 }
 
 TEST_P(BatchInvariance, EveryKvTypeRunsAndStaysClose) {
