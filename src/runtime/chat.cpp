@@ -61,7 +61,25 @@ Result<std::vector<int32_t>> RenderChat(const tokenizer::Tokenizer& tok, ChatFor
       return InvalidArgument("unknown chat role '" + m.role + "' (expected system, user, assistant, tool, ipython)");
     }
     header(role);
-    append_text(m.content);
+    // Images at their markers, the others first; the text between markers encoded piece by piece.
+    std::vector<std::string_view> pieces;
+    std::string_view rest = m.content;
+    for (size_t at; (at = rest.find(kImageMarker)) != std::string_view::npos;) {
+      pieces.push_back(rest.substr(0, at));
+      rest.remove_prefix(at + kImageMarker.size());
+    }
+    pieces.push_back(rest);
+    const size_t markers = pieces.size() - 1;
+    if (markers > m.images.size()) {
+      return InvalidArgument("a " + m.role + " message has " + std::to_string(markers) + " image markers (" +
+                             std::string(kImageMarker) + ") but " + std::to_string(m.images.size()) + " images");
+    }
+    const size_t leading = m.images.size() - markers;
+    for (size_t k = 0; k < leading; ++k) ids.insert(ids.end(), m.images[k].begin(), m.images[k].end());
+    for (size_t k = 0; k < pieces.size(); ++k) {
+      if (!pieces[k].empty()) append_text(std::string(pieces[k]));
+      if (k < markers) ids.insert(ids.end(), m.images[leading + k].begin(), m.images[leading + k].end());
+    }
     ids.push_back(end_of_turn);
   }
   if (add_generation_prompt) header("assistant");

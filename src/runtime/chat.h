@@ -5,6 +5,7 @@
 
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/status.h"
@@ -20,14 +21,21 @@ enum class ChatFormat {
 struct ChatMessage {
   std::string role;  // system, user, assistant, tool / ipython
   std::string content;
+  // Token layouts of the message's images (vision::ImageTokens), in order. Image k goes where the k-th
+  // kImageMarker stands in content; images without a marker go before the text (Meta's order for an image
+  // attached to a message).
+  std::vector<std::vector<int32_t>> images;
 };
+
+// Where an image goes in a message's text: llama.cpp's default media marker.
+inline constexpr std::string_view kImageMarker = "<__media__>";
 
 // The chat format a tokenizer supports, from its special tokens; NotSupported when it has none.
 Result<ChatFormat> DetectChatFormat(const tokenizer::Tokenizer& tok);
 
 // Tokens of `messages`: BOS (when add_bos) + each message + (when add_generation_prompt) the open assistant
-// header. Role "tool" is rendered as "ipython". InvalidArgument for an unknown role or a role that contains
-// control text.
+// header. Role "tool" is rendered as "ipython". InvalidArgument for an unknown role, or for more image markers in
+// a message than it has images.
 Result<std::vector<int32_t>> RenderChat(const tokenizer::Tokenizer& tok, ChatFormat format,
                                         std::span<const ChatMessage> messages, bool add_bos,
                                         bool add_generation_prompt);

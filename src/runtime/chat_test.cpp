@@ -69,5 +69,44 @@ TEST(Chat, ToolRoleAndNoInjection) {
   EXPECT_FALSE(RenderChat(*tok, ChatFormat::kLlama4, bad, true, true).ok());
 }
 
+// Images go where the message's markers are, the ones without a marker before the text; the text around the
+// markers is encoded as it reads; more markers than images is an error.
+TEST(Chat, ImagesAtMarkersAndBeforeTheText) {
+  auto tok = Load("llama4-tokenizer");
+  ASSERT_TRUE(tok);
+  auto id = [&](const char* t) {
+    auto v = tok->TokenId(t);
+    EXPECT_TRUE(v.has_value()) << t;
+    return v.value_or(0);
+  };
+  const int32_t start = id("<|image_start|>"), image = id("<|image|>"), patch = id("<|patch|>"),
+                end = id("<|image_end|>");
+  const std::vector<int32_t> a = {start, image, patch, end}, b = {start, image, patch, patch, end},
+                             c = {start, image, patch, patch, patch, end};
+  ChatMessage m{"user", "Compare " + std::string(kImageMarker) + " with" + std::string(kImageMarker) + ".", {a, b, c}};
+  auto ids = RenderChat(*tok, ChatFormat::kLlama4, std::span<const ChatMessage>(&m, 1), false, false);
+  ASSERT_TRUE(ids.ok()) << ids.status().ToString();
+  std::vector<int32_t> want = {id("<|header_start|>")};
+  auto text = [&](const std::string& s) {
+    const std::vector<int32_t> t = tok->Encode(s, false, false);
+    want.insert(want.end(), t.begin(), t.end());
+  };
+  text("user");
+  want.push_back(id("<|header_end|>"));
+  text("\n\n");
+  want.insert(want.end(), a.begin(), a.end());
+  text("Compare ");
+  want.insert(want.end(), b.begin(), b.end());
+  text(" with");
+  want.insert(want.end(), c.begin(), c.end());
+  text(".");
+  want.push_back(id("<|eot|>"));
+  EXPECT_EQ(*ids, want);
+  m.images.resize(1);
+  auto too_few = RenderChat(*tok, ChatFormat::kLlama4, std::span<const ChatMessage>(&m, 1), false, false);
+  ASSERT_FALSE(too_few.ok());
+  EXPECT_NE(too_few.status().message().find("2 image markers"), std::string::npos) << too_few.status().ToString();
+}
+
 }  // namespace
 }  // namespace herd::runtime
