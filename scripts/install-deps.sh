@@ -12,6 +12,8 @@ PACKAGES=(
   libcli11-dev                     # command line
   libedit-dev                      # line editing in herd chat (BSD licensed)
   libcpp-httplib-dev               # herd serve's HTTP server and bench-serve's client (MIT)
+  libpng-dev libjpeg-dev           # image input for Llama 4 vision (src/vision): PNG and JPEG decoders
+  python3-pil                      # Pillow 9.4, the vision fixture's version: test oracle only (src/vision tests)
   libgtest-dev libgmock-dev        # unit and golden tests
   libbenchmark-dev                 # bench/
 )
