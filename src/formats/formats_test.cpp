@@ -1,9 +1,13 @@
 // Tests of the file-format readers: GGUF (via the writer and the real stories260K file), safetensors (in-memory
-// files, sharded directories), llama2.c checkpoints, HF name mapping and OpenModelFiles. Every malformed input
+// files, sharded directories), llama2.c checkpoints, HF name mapping, OpenModelFiles, and the vision tower's files
+// (the fixture's vision_config and tensors, mmproj keys read, written and damaged). Every malformed input
 // must produce an error that names the problem, never a crash (the asan preset runs this too).
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <optional>
 #include <random>
 
 #include <gtest/gtest.h>
@@ -16,6 +20,7 @@
 #include "formats/llama2c.h"
 #include "formats/model_files.h"
 #include "formats/safetensors.h"
+#include "formats/vision_files.h"
 #include "test_util.h"
 
 namespace herd::formats {
@@ -548,6 +553,292 @@ TEST(ModelFiles, ErrorsNameThePath) {
   auto unknown = OpenModelFiles(dir);
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.status().message().find("gpt_neox"), std::string::npos);
+}
+
+// ---- the vision tower's files (llama4.md 4.2, 4.5) ----------------------------------------------------------
+
+TEST(HfNames, Llama4Vision) {
+  const std::pair<const char*, const char*> names[] = {
+      {"vision_model.patch_embedding.linear.weight", "v.patch_embd.weight"},
+      {"vision_model.class_embedding", "v.class_embd"},
+      {"vision_model.positional_embedding_vlm", "v.position_embd.weight"},
+      {"vision_model.layernorm_pre.weight", "v.pre_ln.weight"},
+      {"vision_model.layernorm_post.bias", "v.post_ln.bias"},
+      {"vision_model.model.layers.0.self_attn.q_proj.weight", "v.blk.0.attn_q.weight"},
+      {"vision_model.model.layers.33.self_attn.k_proj.bias", "v.blk.33.attn_k.bias"},
+      {"vision_model.model.layers.2.self_attn.v_proj.weight", "v.blk.2.attn_v.weight"},
+      {"vision_model.model.layers.2.self_attn.o_proj.bias", "v.blk.2.attn_out.bias"},
+      {"vision_model.model.layers.1.input_layernorm.weight", "v.blk.1.ln1.weight"},
+      {"vision_model.model.layers.1.post_attention_layernorm.bias", "v.blk.1.ln2.bias"},
+      {"vision_model.model.layers.1.mlp.fc1.weight", "v.blk.1.ffn_up.weight"},
+      {"vision_model.model.layers.1.mlp.fc2.bias", "v.blk.1.ffn_down.bias"},
+      {"vision_model.vision_adapter.mlp.fc1.weight", "mm.model.mlp.1.weight"},
+      {"vision_model.vision_adapter.mlp.fc2.weight", "mm.model.mlp.2.weight"},
+      {"multi_modal_projector.linear_1.weight", "mm.model.fc.weight"},
+      {"model.vision_model.model.layers.4.mlp.fc1.bias", "v.blk.4.ffn_up.bias"},  // transformers >= 4.52
+      {"model.multi_modal_projector.linear_1.weight", "mm.model.fc.weight"},
+  };
+  for (const auto& [hf, canon] : names) {
+    auto c = HfLlama4VisionToCanonical(hf);
+    ASSERT_TRUE(c.ok()) << hf << ": " << c.status().ToString();
+    ASSERT_TRUE(c->has_value()) << hf;
+    EXPECT_EQ(**c, canon) << hf;
+    EXPECT_FALSE(HfLlama4ToCanonical(hf)->has_value()) << hf << ": a text load skips vision tensors";
+  }
+  for (const char* text : {"language_model.model.layers.0.self_attn.q_proj.weight", "language_model.lm_head.weight",
+                           "model.language_model.embed_tokens.weight"}) {
+    auto c = HfLlama4VisionToCanonical(text);
+    ASSERT_TRUE(c.ok()) << text;
+    EXPECT_FALSE(c->has_value()) << text;
+  }
+  for (const char* bad : {"vision_model.model.layers.0.mlp.fc3.weight", "vision_model.model.layers.x.mlp.fc1.weight",
+                          "vision_model.class_embedding.weight", "multi_modal_projector.linear_1.bias",
+                          "vision_model.model.layers.0.self_attn.q_proj.weight_scale"}) {
+    auto c = HfLlama4VisionToCanonical(bad);
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_EQ(c.status().code(), StatusCode::kNotSupported);
+    EXPECT_NE(c.status().message().find(bad), std::string::npos) << c.status().ToString();
+  }
+}
+
+TEST(VisionFiles, HfFixtureDirectory) {
+  const std::string dir = SharedPath("fixtures/llama4-tiny-vision");
+  auto f = OpenVisionFiles(dir);
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  const ModelMetadata& md = f->metadata;
+  EXPECT_EQ(*md.String("model_type").value(), "llama4_vision_model");
+  EXPECT_EQ(*md.Int("image_size").value(), 48);
+  EXPECT_EQ(md.Find("image_size")->origin, "vision_config.image_size");
+  EXPECT_EQ(*md.Number("pixel_shuffle_ratio").value(), 0.5);
+  EXPECT_EQ(*md.Int("text_hidden_size").value(), 64);
+  EXPECT_EQ(md.Find("text_hidden_size")->origin, "text_config.hidden_size");
+  // Only the vision tower: 2 layers x 16 tensors + 10 others, none of the text model's.
+  EXPECT_EQ(f->weights.size(), 42u);
+  EXPECT_TRUE(f->weights.Contains("v.blk.1.ffn_down.bias"));
+  EXPECT_TRUE(f->weights.Contains("mm.model.fc.weight"));
+  EXPECT_FALSE(f->weights.Contains("token_embd.weight"));
+  EXPECT_EQ(f->gguf, nullptr);
+  EXPECT_FALSE(f->sources.empty());
+}
+
+TEST(VisionFiles, HfConfigsWithoutAVisionTower) {
+  auto text_only = VisionMetadataFromHfConfig(nlohmann::json{{"model_type", "llama4_text"}}, "c.json");
+  ASSERT_FALSE(text_only.ok());
+  EXPECT_EQ(text_only.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(text_only.status().message().find("llama4_text"), std::string::npos);
+  auto no_vision = VisionMetadataFromHfConfig(nlohmann::json{{"model_type", "llama4"}, {"text_config", {}}}, "c.json");
+  ASSERT_FALSE(no_vision.ok());
+  EXPECT_EQ(no_vision.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(no_vision.status().message().find("no vision encoder"), std::string::npos);
+  auto not_object =
+      VisionMetadataFromHfConfig(nlohmann::json{{"model_type", "llama4"}, {"vision_config", 3}}, "c.json");
+  ASSERT_FALSE(not_object.ok());
+  EXPECT_EQ(not_object.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(not_object.status().message().find("vision_config"), std::string::npos);
+}
+
+GgufValue Str(std::string s) {
+  GgufValue v;
+  v.type = GgufType::kString;
+  v.s = std::move(s);
+  return v;
+}
+GgufValue F32(double f) {
+  GgufValue v;
+  v.type = GgufType::kFloat32;
+  v.f = f;
+  return v;
+}
+GgufValue Bool(bool b) {
+  GgufValue v;
+  v.type = GgufType::kBool;
+  v.b = b;
+  return v;
+}
+GgufValue F32s(std::vector<double> fs) {
+  GgufValue v;
+  v.type = GgufType::kArray;
+  v.elem_type = GgufType::kFloat32;
+  for (double f : fs) v.array.push_back(F32(f));
+  return v;
+}
+
+// An mmproj of the fixture's sizes (llama4.md 4.5 keys; the adapter and projector tensors, zero), with the keys in
+// `change` replaced (nullopt: left out) and the tensor `skip` left out.
+std::vector<uint8_t> Mmproj(const std::map<std::string, std::optional<GgufValue>>& change,
+                            const std::string& skip = "") {
+  std::vector<std::pair<std::string, GgufValue>> keys = {
+      {"general.architecture", Str("clip")},
+      {"clip.projector_type", Str("llama4")},
+      {"clip.has_vision_encoder", Bool(true)},
+      {"clip.use_gelu", Bool(true)},
+      {"clip.vision.image_size", IntValue(GgufType::kUint32, 48)},
+      {"clip.vision.patch_size", IntValue(GgufType::kUint32, 8)},
+      {"clip.vision.embedding_length", IntValue(GgufType::kUint32, 32)},
+      {"clip.vision.feed_forward_length", IntValue(GgufType::kUint32, 128)},
+      {"clip.vision.block_count", IntValue(GgufType::kUint32, 2)},
+      {"clip.vision.attention.head_count", IntValue(GgufType::kUint32, 2)},
+      {"clip.vision.attention.layer_norm_epsilon", F32(1e-5)},
+      {"clip.vision.projection_dim", IntValue(GgufType::kUint32, 64)},
+      {"clip.vision.projector.scale_factor", IntValue(GgufType::kUint32, 2)},
+      {"clip.vision.image_mean", F32s({0.5, 0.5, 0.5})},
+      {"clip.vision.image_std", F32s({0.5, 0.5, 0.5})},
+  };
+  GgufWriter w;
+  for (auto& [key, value] : keys) {
+    auto it = change.find(key);
+    if (it == change.end()) {
+      w.Add(key, value);
+    } else if (it->second) {
+      w.Add(key, *it->second);
+    }
+  }
+  for (const auto& added : change) {  // keys the base list does not have
+    const auto same = [&](const auto& k) { return k.first == added.first; };
+    if (added.second && std::none_of(keys.begin(), keys.end(), same)) w.Add(added.first, *added.second);
+  }
+  const std::pair<const char*, std::vector<int64_t>> tensors[] = {
+      {"mm.model.mlp.1.weight", {48, 128}}, {"mm.model.mlp.2.weight", {48, 48}}, {"mm.model.fc.weight", {64, 48}}};
+  for (const auto& [name, shape] : tensors) {
+    if (name == skip) continue;
+    const size_t bytes = static_cast<size_t>(shape[0] * shape[1] * 4);
+    EXPECT_TRUE(w.AddTensor(name, DType::kF32, shape, [bytes](uint8_t* dst) {
+                   std::memset(dst, 0, bytes);
+                   return Status::Ok();
+                 }).ok());
+  }
+  auto out = w.Serialize();
+  EXPECT_TRUE(out.ok()) << out.status().ToString();
+  return *out;
+}
+
+Result<ModelMetadata> ReadMmproj(const std::vector<uint8_t>& bytes) {
+  auto g = GgufFile::Parse(bytes.data(), bytes.size(), "mm.gguf");
+  if (!g.ok()) return g.status();
+  return VisionMetadataFromGguf(**g);
+}
+
+TEST(VisionFiles, MmprojKeys) {
+  const std::vector<uint8_t> bytes = Mmproj({});
+  auto md = ReadMmproj(bytes);
+  ASSERT_TRUE(md.ok()) << md.status().ToString();
+  EXPECT_EQ(*md->String("model_type").value(), "llama4_vision_model");
+  EXPECT_EQ(*md->Int("hidden_size").value(), 32);
+  EXPECT_EQ(md->Find("hidden_size")->origin, "clip.vision.embedding_length");
+  EXPECT_EQ(*md->Int("text_hidden_size").value(), 64);
+  EXPECT_EQ(*md->Number("pixel_shuffle_ratio").value(), 0.5);
+  EXPECT_EQ(*md->Number("norm_eps").value(), static_cast<double>(1e-5f));
+  EXPECT_EQ(*md->Number("rope_theta").value(), 10000.0);
+  EXPECT_NE(md->Find("rope_theta")->origin.find("llama.cpp"), std::string::npos);
+  EXPECT_EQ(*md->Int("projector_input_dim").value(), 48);
+  EXPECT_EQ(md->Find("projector_input_dim")->origin, "the rows of mm.model.mlp.1.weight");
+  EXPECT_EQ(*md->Int("vision_output_dim").value(), 48);
+  EXPECT_EQ(*md->String("hidden_act").value(), "gelu");
+  auto herd_theta = ReadMmproj(Mmproj({{"herd.vision.rope_theta", F32(500.0)}}));
+  ASSERT_TRUE(herd_theta.ok()) << herd_theta.status().ToString();
+  EXPECT_EQ(*herd_theta->Number("rope_theta").value(), 500.0);
+}
+
+TEST(VisionFiles, DamagedMmprojKeysAreNamed) {
+  struct Damage {
+    std::map<std::string, std::optional<GgufValue>> change;
+    std::string skip;
+    StatusCode code;
+    std::string want;
+  };
+  const Damage cases[] = {
+      {{{"general.architecture", Str("llama4")}}, "", StatusCode::kInvalidArgument, "not 'clip'"},
+      {{{"clip.has_vision_encoder", Bool(false)}}, "", StatusCode::kInvalidArgument, "clip.has_vision_encoder"},
+      {{{"clip.projector_type", Str("mlp")}}, "", StatusCode::kNotSupported, "'mlp'"},
+      {{{"clip.projector_type", std::nullopt}}, "", StatusCode::kCorruption, "clip.projector_type"},
+      {{{"clip.vision.projector_type", Str("idefics3")}}, "", StatusCode::kNotSupported, "clip.vision.projector_type"},
+      {{{"clip.vision.block_count", std::nullopt}}, "", StatusCode::kCorruption, "clip.vision.block_count"},
+      {{{"clip.vision.patch_size", Str("8")}}, "", StatusCode::kCorruption, "clip.vision.patch_size"},
+      {{{"clip.vision.attention.layer_norm_epsilon", std::nullopt}},
+       "",
+       StatusCode::kCorruption,
+       "clip.vision.attention.layer_norm_epsilon"},
+      {{{"clip.vision.projector.scale_factor", IntValue(GgufType::kUint32, 0)}},
+       "",
+       StatusCode::kCorruption,
+       "clip.vision.projector.scale_factor"},
+      {{{"clip.use_gelu", Bool(false)}}, "", StatusCode::kNotSupported, "clip.use_gelu"},
+      {{{"clip.vision.image_mean", F32s({0.48, 0.46, 0.41})}}, "", StatusCode::kNotSupported, "clip.vision.image_mean"},
+      {{{"clip.vision.image_std", F32s({0.5, 0.5})}}, "", StatusCode::kNotSupported, "clip.vision.image_std"},
+      {{}, "mm.model.mlp.2.weight", StatusCode::kCorruption, "mm.model.mlp.2.weight"},
+  };
+  for (const Damage& d : cases) {
+    SCOPED_TRACE(d.want);
+    auto md = ReadMmproj(Mmproj(d.change, d.skip));
+    ASSERT_FALSE(md.ok());
+    EXPECT_EQ(md.status().code(), d.code) << md.status().ToString();
+    EXPECT_NE(md.status().message().find(d.want), std::string::npos) << md.status().ToString();
+  }
+}
+
+// The fixture's tower written as an mmproj and read back: the same keys' values, the same tensor bytes.
+TEST(VisionFiles, MmprojRoundTrip) {
+  auto hf = OpenVisionFiles(SharedPath("fixtures/llama4-tiny-vision"));
+  ASSERT_TRUE(hf.ok()) << hf.status().ToString();
+  const std::string path = TempDir("mmproj_round_trip") + "/mmproj.gguf";
+  const Status written = WriteMmproj(hf->metadata, hf->weights, path, hf->sources);
+  ASSERT_TRUE(written.ok()) << written.ToString();
+  auto back = OpenVisionFiles(path);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  ASSERT_NE(back->gguf, nullptr);
+  EXPECT_EQ(*back->gguf->GetString("general.architecture"), "clip");
+  for (const char* field :
+       {"image_size", "patch_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+        "projector_input_dim", "projector_output_dim", "vision_output_dim", "text_hidden_size"}) {
+    EXPECT_EQ(*back->metadata.Int(field).value(), *hf->metadata.Int(field).value()) << field;
+  }
+  for (const char* field : {"norm_eps", "rope_theta", "pixel_shuffle_ratio"}) {
+    EXPECT_EQ(static_cast<float>(*back->metadata.Number(field).value()),
+              static_cast<float>(*hf->metadata.Number(field).value()))
+        << field;
+  }
+  EXPECT_EQ(back->metadata.Find("rope_theta")->origin, "herd.vision.rope_theta");
+  ASSERT_EQ(back->weights.size(), hf->weights.size());
+  for (const auto& [name, view] : hf->weights.tensors()) {
+    const TensorView* b = back->weights.Find(name);
+    ASSERT_NE(b, nullptr) << name;
+    EXPECT_EQ(b->dtype, view.dtype) << name;
+    EXPECT_EQ(b->Describe(), view.Describe()) << name;
+    ASSERT_EQ(b->size_bytes, view.size_bytes) << name;
+    EXPECT_EQ(std::memcmp(b->data, view.data, static_cast<size_t>(view.size_bytes)), 0) << name;
+  }
+  // Refusals: an input as output, a text tensor, metadata of another tower.
+  const Status over_input = WriteMmproj(hf->metadata, hf->weights, hf->sources.front(), hf->sources);
+  EXPECT_EQ(over_input.code(), StatusCode::kInvalidArgument) << over_input.ToString();
+  WeightMap with_text;
+  ASSERT_TRUE(with_text.Add("token_embd.weight", hf->weights.tensors().begin()->second).ok());
+  const Status text = WriteMmproj(hf->metadata, with_text, path);
+  EXPECT_EQ(text.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(text.message().find("token_embd.weight"), std::string::npos) << text.ToString();
+  ModelMetadata other = hf->metadata;
+  other.Set("model_type", std::string("siglip_vision_model"));
+  EXPECT_EQ(WriteMmproj(other, hf->weights, path).code(), StatusCode::kInvalidArgument);
+  other = hf->metadata;
+  other.Set("pixel_shuffle_ratio", 0.3);
+  EXPECT_EQ(WriteMmproj(other, hf->weights, path).code(), StatusCode::kInvalidArgument);
+}
+
+TEST(VisionFiles, PathsWithoutAVisionTower) {
+  auto text_gguf = OpenVisionFiles(SharedPath("models/stories260K/stories260K.gguf"));
+  ASSERT_FALSE(text_gguf.ok());
+  EXPECT_EQ(text_gguf.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(text_gguf.status().message().find("mmproj"), std::string::npos) << text_gguf.status().ToString();
+  const std::string dir = TempDir("vision_junk");
+  WriteFile(dir + "/config.json", R"({"model_type": "llama4_text", "hidden_size": 64})");
+  auto text_dir = OpenVisionFiles(dir);
+  ASSERT_FALSE(text_dir.ok());
+  EXPECT_EQ(text_dir.status().code(), StatusCode::kInvalidArgument) << text_dir.status().ToString();
+  EXPECT_NE(text_dir.status().message().find("config.json"), std::string::npos) << text_dir.status().ToString();
+  WriteFile(dir + "/junk.bin", "not a model");
+  auto junk = OpenVisionFiles(dir + "/junk.bin");
+  ASSERT_FALSE(junk.ok());
+  EXPECT_NE(junk.status().message().find("junk.bin"), std::string::npos);
+  EXPECT_EQ(OpenVisionFiles(dir + "/missing.gguf").status().code(), StatusCode::kIOError);
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-// Hugging Face -> canonical tensor names (llama4.md 4.1, 4.3; FP8 scales 6.3).
+// Hugging Face -> canonical tensor names (llama4.md 4.1, 4.3; FP8 scales 6.3; vision tower and projector 4.2).
 #include "formats/hf_names.h"
 
 #include <charconv>
@@ -142,6 +142,35 @@ Result<std::optional<std::string>> HfLlama4Weight(std::string_view name) {
   return Unknown(name, "Llama 4");
 }
 
+// Vision tower (after "vision_model."), llama4.md 4.2. Layer suffixes keep their ".weight" / ".bias".
+constexpr Pair kVisionTop[] = {
+    {"patch_embedding.linear.weight", "v.patch_embd.weight"},
+    {"class_embedding", "v.class_embd"},
+    {"positional_embedding_vlm", "v.position_embd.weight"},
+    {"layernorm_pre.weight", "v.pre_ln.weight"},
+    {"layernorm_pre.bias", "v.pre_ln.bias"},
+    {"layernorm_post.weight", "v.post_ln.weight"},
+    {"layernorm_post.bias", "v.post_ln.bias"},
+    {"vision_adapter.mlp.fc1.weight", "mm.model.mlp.1.weight"},
+    {"vision_adapter.mlp.fc2.weight", "mm.model.mlp.2.weight"},
+};
+constexpr Pair kVisionLayer[] = {
+    {"self_attn.q_proj.", "attn_q."}, {"self_attn.k_proj.", "attn_k."},
+    {"self_attn.v_proj.", "attn_v."}, {"self_attn.o_proj.", "attn_out."},
+    {"input_layernorm.", "ln1."},     {"post_attention_layernorm.", "ln2."},
+    {"mlp.fc1.", "ffn_up."},          {"mlp.fc2.", "ffn_down."},
+};
+
+std::optional<std::string> VisionLayer(std::string_view rest, int layer) {
+  for (const Pair& p : kVisionLayer) {
+    std::string_view s = rest;
+    if (Consume(s, p.hf) && (s == "weight" || s == "bias")) {
+      return "v.blk." + std::to_string(layer) + "." + std::string(p.canon) + std::string(s);
+    }
+  }
+  return std::nullopt;
+}
+
 Result<std::optional<std::string>> WithScales(std::string_view name, NameMap weight_name) {
   if (auto scale = ScaleName(name, weight_name)) return *scale;
   return weight_name(name);
@@ -153,6 +182,24 @@ Result<std::optional<std::string>> HfLlamaToCanonical(std::string_view name) { r
 
 Result<std::optional<std::string>> HfLlama4ToCanonical(std::string_view name) {
   return WithScales(name, HfLlama4Weight);
+}
+
+Result<std::optional<std::string>> HfLlama4VisionToCanonical(std::string_view name) {
+  std::string_view s = name;
+  Consume(s, "model.");
+  if (Consume(s, "multi_modal_projector.")) {
+    if (s == "linear_1.weight") return std::optional<std::string>("mm.model.fc.weight");
+    return Unknown(name, "Llama 4 vision");
+  }
+  if (!Consume(s, "vision_model.")) return std::optional<std::string>();  // the text model's
+  for (const Pair& p : kVisionTop) {
+    if (s == p.hf) return std::optional<std::string>(std::string(p.canon));
+  }
+  int layer = 0;
+  if (Consume(s, "model.") && ConsumeLayer(s, &layer)) {
+    if (auto c = VisionLayer(s, layer)) return c;
+  }
+  return Unknown(name, "Llama 4 vision");
 }
 
 }  // namespace herd::formats
