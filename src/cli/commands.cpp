@@ -22,6 +22,9 @@
 #include "cli/common.h"
 #include "core/file.h"
 #include "formats/gguf.h"
+#include "formats/vision_files.h"
+#include "model/vision.h"
+#include "runtime/chat.h"
 #include "runtime/engine.h"
 
 namespace herd::cli {
@@ -36,6 +39,8 @@ namespace {
 struct RunOptions {
   CommonOptions common;
   std::string prompt;
+  std::string tokens;
+  ImageOptions images;
   int64_t n_predict = 256;
   SamplingOptions sampling;
   std::vector<std::string> stop;
@@ -43,16 +48,44 @@ struct RunOptions {
   bool special = false;
 };
 
+// The prompt of `herd run`: the ids of --tokens as given; text with images in a user turn of the chat template
+// (the images where the text has <__media__>, else before it); plain text encoded as it is.
+Result<std::vector<int32_t>> RunPrompt(const RunOptions& o, const runtime::LoadedModel& m,
+                                       const runtime::EncodedImages& enc) {
+  if (!o.tokens.empty()) return ParseTokenList(o.tokens);
+  if (enc.patch_rows.empty()) return m.tokenizer->Encode(o.prompt, !o.no_bos, o.special);
+  HERD_ASSIGN_OR_RETURN(runtime::ChatFormat format, runtime::DetectChatFormat(*m.tokenizer));
+  for (const auto& layout : enc.layouts) {
+    if (layout.empty()) {
+      return NotSupported(
+          "the tokenizer lacks Llama 4's image tokens (<|image_start|>, <|image|>, <|patch|>, "
+          "<|tile_x_separator|>, <|tile_y_separator|>, <|image_end|>); give the ids with --tokens");
+    }
+  }
+  runtime::ChatMessage user{"user", o.prompt, enc.layouts};
+  return runtime::RenderChat(*m.tokenizer, format, std::span<const runtime::ChatMessage>(&user, 1), !o.no_bos, true);
+}
+
 Status CmdRun(const RunOptions& o) {
+  if (o.prompt.empty() == o.tokens.empty()) return InvalidArgument("run: give one of -p/--prompt or --tokens");
   HERD_ASSIGN_OR_RETURN(runtime::SamplingParams sp, o.sampling.Resolve());
-  HERD_ASSIGN_OR_RETURN(auto loaded, Load(o.common, true));
+  HERD_ASSIGN_OR_RETURN(auto loaded, Load(o.common, o.tokens.empty()));
   runtime::LoadedModel& m = *loaded;
-  std::vector<int32_t> prompt = m.tokenizer->Encode(o.prompt, !o.no_bos, o.special);
+  HERD_ASSIGN_OR_RETURN(auto pool, MakePool(o.common));
+  HERD_ASSIGN_OR_RETURN(runtime::EncodedImages enc, EncodeImageFiles(o.images, m, *pool));
+  HERD_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, RunPrompt(o, m, enc));
   if (prompt.empty()) return InvalidArgument("the prompt encodes to no tokens (use a non-empty prompt or BOS)");
+  runtime::ImageFusion fusion;
+  model::EmbeddingOverride embeds;
+  if (!enc.patch_rows.empty()) {
+    const runtime::ImageTokenIdsOf ids = runtime::ImageTokenIdsFor(m);
+    if (!ids.patch) return NotSupported("neither the model's config nor its tokenizer names the <|patch|> token");
+    HERD_ASSIGN_OR_RETURN(fusion, runtime::FuseImages(prompt, *ids.patch, enc));
+    embeds = fusion.Override();
+  }
   HERD_ASSIGN_OR_RETURN(int64_t n_ctx,
                         ContextSize(o.common, m.model->config(), static_cast<int64_t>(prompt.size()) + o.n_predict));
   HERD_ASSIGN_OR_RETURN(auto state, NewState(o.common, *m.model, n_ctx));
-  HERD_ASSIGN_OR_RETURN(auto pool, MakePool(o.common));
   std::fprintf(stderr,
                "herd: loaded %s in %.1f ms (%s, %.2f MiB weights), %d threads, context %" PRId64 ", seed %" PRIu64 "\n",
                o.common.model.c_str(), m.load_ms, m.model->config().architecture_name.c_str(),
@@ -61,10 +94,20 @@ Status CmdRun(const RunOptions& o) {
   go.n_predict = o.n_predict;
   go.sampling = sp;
   go.stop_strings = o.stop;
+  go.prompt_embeds = enc.patch_rows.empty() ? nullptr : &embeds;
   // Echo the prompt text as the model saw it, then stream the continuation; a failed write ends generation.
-  if (!WriteStdout(m.tokenizer->Decode(prompt, /*skip_special=*/true))) return FinishOutput();
+  // Without a tokenizer (--tokens), the generated ids, comma-separated.
+  if (m.tokenizer != nullptr && !WriteStdout(m.tokenizer->Decode(prompt, /*skip_special=*/true))) {
+    return FinishOutput();
+  }
   HERD_ASSIGN_OR_RETURN(runtime::GenerateResult r, runtime::Generate(m, *state, *pool, prompt, go, WriteStdout));
-  if (r.stop_reason == runtime::StopReason::kCancelled || !WriteStdout("\n")) return FinishOutput();
+  if (r.stop_reason == runtime::StopReason::kCancelled) return FinishOutput();
+  if (m.tokenizer == nullptr) {
+    std::string ids;
+    for (int32_t id : r.tokens) ids += (ids.empty() ? "" : ",") + std::to_string(id);
+    if (!WriteStdout(ids)) return FinishOutput();
+  }
+  if (!WriteStdout("\n")) return FinishOutput();
   const double prompt_tps = r.prompt_ms > 0 ? 1000.0 * r.n_prompt / r.prompt_ms : 0;
   const double gen_tps = r.gen_ms > 0 ? 1000.0 * static_cast<double>(r.tokens.size()) / r.gen_ms : 0;
   std::fprintf(stderr,
@@ -80,6 +123,7 @@ struct LogitsOptions {
   CommonOptions common;
   std::string prompt;
   std::string tokens;
+  ImageOptions images;
   bool all = false;
   int top = 0;
   bool json = false;
@@ -106,8 +150,19 @@ Status CmdLogits(const LogitsOptions& o) {
   HERD_ASSIGN_OR_RETURN(auto pool, MakePool(o.common));
   const int64_t rows = o.all ? n : 1;
   std::vector<float> logits(static_cast<size_t>(rows * vocab));
-  HERD_RETURN_IF_ERROR(
-      m.model->Forward(*state, ids, o.all ? model::LogitsMode::kAll : model::LogitsMode::kLast, logits.data(), *pool));
+  // Images fill the <|patch|> rows of the ids in order (the ids must hold their layouts: --tokens, or --special
+  // text that spells them).
+  HERD_ASSIGN_OR_RETURN(runtime::EncodedImages enc, EncodeImageFiles(o.images, m, *pool));
+  runtime::ImageFusion fusion;
+  model::EmbeddingOverride embeds;
+  if (!enc.patch_rows.empty()) {
+    const runtime::ImageTokenIdsOf image_ids = runtime::ImageTokenIdsFor(m);
+    if (!image_ids.patch) return NotSupported("neither the model's config nor its tokenizer names the <|patch|> token");
+    HERD_ASSIGN_OR_RETURN(fusion, runtime::FuseImages(ids, *image_ids.patch, enc));
+    embeds = fusion.Override();
+  }
+  HERD_RETURN_IF_ERROR(m.model->Forward(*state, ids, o.all ? model::LogitsMode::kAll : model::LogitsMode::kLast,
+                                        logits.data(), *pool, enc.patch_rows.empty() ? nullptr : &embeds));
 
   auto top_of = [&](const float* row) {
     std::vector<int32_t> idx(static_cast<size_t>(vocab));
@@ -191,6 +246,18 @@ Status CmdTokenize(const TokenizeOptions& o) {
 }
 
 // ---- info ----
+// The vision tower of an HF directory or an mmproj file: its hyperparameters, tensors and bytes, and whether it binds.
+Status PrintVision(const formats::VisionFiles& vf) {
+  HERD_ASSIGN_OR_RETURN(model::VisionConfig vc, model::VisionConfigFromMetadata(vf.metadata));
+  int64_t total = 0;
+  for (const auto& [name, view] : vf.weights.tensors()) total += view.size_bytes;
+  std::printf("\nvision tower (%s):\n%s", vf.gguf ? "projector GGUF" : "HF vision_config", vc.Describe().c_str());
+  std::printf("tokens per tile: %" PRId64 "; %zu tensors, %" PRId64 " bytes (%.2f MiB)\n", vc.TokensPerTile(),
+              vf.weights.size(), total, static_cast<double>(total) / (1 << 20));
+  std::fflush(stdout);
+  return model::VisionTower::Create(vc, vf.weights).status().WithContext("the vision tower cannot run");
+}
+
 Status CmdInfo(const std::string& path) {
   HERD_ASSIGN_OR_RETURN(formats::ModelFiles files, formats::OpenModelFiles(path));
   const char* fmt = files.format == formats::ModelFormat::kGguf             ? "GGUF"
@@ -200,6 +267,13 @@ Status CmdInfo(const std::string& path) {
   if (files.gguf) {
     std::printf("gguf      version %u, %zu metadata keys, %zu tensors\n", files.gguf->version(),
                 files.gguf->metadata().size(), files.gguf->tensor_infos().size());
+  }
+  if (files.gguf) {
+    auto arch = files.gguf->GetString("general.architecture");
+    if (arch.ok() && *arch == "clip") {  // a vision projector (mmproj) alone
+      HERD_ASSIGN_OR_RETURN(formats::VisionFiles vf, formats::OpenVisionFiles(path));
+      return PrintVision(vf);
+    }
   }
   HERD_ASSIGN_OR_RETURN(model::ModelConfig config, model::ConfigFromMetadata(files.metadata));
   std::printf("\n%s", config.Describe().c_str());
@@ -241,7 +315,12 @@ Status CmdInfo(const std::string& path) {
     std::printf(", %s %.2f MiB", dt.c_str(), static_cast<double>(bytes) / (1 << 20));
   std::printf("\n");
   std::fflush(stdout);
-  return model::CreateModel(std::move(config), files.weights).status().WithContext("the model cannot run");
+  HERD_RETURN_IF_ERROR(
+      model::CreateModel(std::move(config), files.weights).status().WithContext("the model cannot run"));
+  if (files.format != formats::ModelFormat::kSafetensorsDir) return Status::Ok();
+  auto vf = formats::OpenVisionFiles(path);
+  if (!vf.ok()) return vf.status().code() == StatusCode::kInvalidArgument ? Status::Ok() : vf.status();
+  return PrintVision(*vf);
 }
 
 // The command names, for messages.
@@ -294,7 +373,14 @@ int Main(int argc, char** argv) {
   auto* run_cmd = app.add_subcommand("run", "generate text from a prompt (streams to stdout; speed to stderr)");
   AddModelOptions(run_cmd, &run.common);
   AddKvTypeOption(run_cmd, &run.common.kv_type);
-  run_cmd->add_option("-p,--prompt", run.prompt, "prompt text")->required();
+  auto* run_prompt = run_cmd->add_option("-p,--prompt", run.prompt,
+                                         "prompt text (with --image: a user turn of the "
+                                         "chat template, the images where it says <__media__>, else before it)");
+  auto* run_tokens = run_cmd->add_option("--tokens", run.tokens,
+                                         "comma-separated prompt token ids instead of text (image layouts included; "
+                                         "no tokenizer needed: the generated ids are printed)");
+  run_prompt->excludes(run_tokens);
+  AddImageOptions(run_cmd, &run.images);
   run_cmd->add_option("-n,--n-predict", run.n_predict, "tokens to generate")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   AddSamplingOptions(run_cmd, &run.sampling);
@@ -309,6 +395,7 @@ int Main(int argc, char** argv) {
   auto* lg_prompt = lg_cmd->add_option("--prompt,-p", lg.prompt, "prompt text");
   auto* lg_tokens = lg_cmd->add_option("--tokens", lg.tokens, "comma-separated token ids (no tokenizer needed)");
   lg_prompt->excludes(lg_tokens);
+  AddImageOptions(lg_cmd, &lg.images);
   lg_cmd->add_flag("--all", lg.all, "every position, not only the last");
   lg_cmd->add_option("--top", lg.top, "print only the K largest logits per position")->check(CLI::Range(0, 1 << 30));
   lg_cmd->add_flag("--json", lg.json, "JSON output");

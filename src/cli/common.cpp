@@ -24,8 +24,31 @@ void AddModelOptions(CLI::App* cmd, CommonOptions* o, bool model_required) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   cmd->add_flag("--repack", o->repack,
                 "copy the weight matrices at load into huge-page memory, Q8_0 regrouped for the AVX-512 VNNI "
-                "kernels (faster decode, same outputs; costs a second copy of the weights in RAM and the time "
-                "it takes, which is reported)");
+                "kernels (faster decode and prefill, the same values rounded in another order; costs a second copy "
+                "of the weights in RAM and the time it takes, which is reported)");
+  cmd->add_option("--mmproj", o->mmproj,
+                  "the vision tower (llama.cpp's projector GGUF; an HF directory's own is found without it)");
+}
+
+void AddImageOptions(CLI::App* cmd, ImageOptions* o) {
+  cmd->add_option("--image", o->files, "image file, PNG or JPEG (repeatable; in the prompt's order)");
+  cmd->add_option("--max-tiles", o->max_tiles, "tiles per image at most (Meta's max_num_chunks)")
+      ->check(CLI::Range(int64_t{1}, int64_t{64}));
+}
+
+Result<runtime::EncodedImages> EncodeImageFiles(const ImageOptions& o, const runtime::LoadedModel& m,
+                                                ThreadPool& pool) {
+  std::vector<vision::Image> images;
+  for (const std::string& f : o.files) {
+    auto image = vision::ReadImageFile(f);
+    if (!image.ok()) return image.status().WithContext("--image " + f);
+    images.push_back(std::move(image).value());
+  }
+  if (images.empty()) return runtime::EncodedImages{};
+  HERD_ASSIGN_OR_RETURN(runtime::EncodedImages enc, runtime::EncodeImages(m, images, o.max_tiles, pool));
+  std::fprintf(stderr, "herd: encoded %zu image(s), %lld tiles, in %.1f ms\n", images.size(),
+               static_cast<long long>(enc.n_tiles), enc.encode_ms);
+  return enc;
 }
 
 void AddKvTypeOption(CLI::App* cmd, std::string* kv_type) {
@@ -138,6 +161,7 @@ Result<std::unique_ptr<runtime::LoadedModel>> Load(const CommonOptions& o, bool 
   lo.require_tokenizer = require_tokenizer;
   lo.repack = o.repack;
   lo.threads = o.threads;
+  lo.mmproj_path = o.mmproj;
   return runtime::LoadModel(lo);
 }
 

@@ -17,6 +17,7 @@
 #include "core/thread_pool.h"
 #include "model/config.h"
 #include "runtime/engine.h"
+#include "runtime/images.h"
 #include "runtime/sampler.h"
 
 namespace herd::cli {
@@ -29,10 +30,20 @@ struct CommonOptions {
   int64_t batch = 512;
   bool repack = false;          // --repack: model::Model::RepackWeights at load
   std::string kv_type = "f16";  // --kv-type (commands that keep a KV cache)
+  std::string mmproj;           // --mmproj: the vision tower's GGUF
 };
 
-// -m/--model (required unless model_required is false), --tokenizer, -t, -c, -b, --repack.
+// -m/--model (required unless model_required is false), --tokenizer, --mmproj, -t, -c, -b, --repack.
 void AddModelOptions(CLI::App* cmd, CommonOptions* o, bool model_required = true);
+
+// --image FILE (repeatable) and --max-tiles N, for the commands that take images.
+struct ImageOptions {
+  std::vector<std::string> files;
+  int64_t max_tiles = 16;
+};
+void AddImageOptions(CLI::App* cmd, ImageOptions* o);
+// The images of `o` decoded and encoded by the model's vision tower (none: an empty result).
+Result<runtime::EncodedImages> EncodeImageFiles(const ImageOptions& o, const runtime::LoadedModel& m, ThreadPool& pool);
 
 // --kv-type f32|f16|bf16|q8_0 (default f16, as llama.cpp).
 void AddKvTypeOption(CLI::App* cmd, std::string* kv_type);

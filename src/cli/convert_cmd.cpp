@@ -8,6 +8,8 @@
 
 #include "cli/common.h"
 #include "formats/gguf.h"
+#include "formats/vision_files.h"
+#include "model/vision.h"
 #include "tools/convert.h"
 
 namespace herd::cli {
@@ -18,6 +20,7 @@ struct ConvertCliOptions {
   std::string output;
   std::string type;  // empty: keep the source dtype
   std::string name;
+  std::string mmproj_out;  // the vision tower's projector GGUF, when the directory has one
   bool quiet = false;
 };
 
@@ -39,6 +42,17 @@ Status CmdConvert(const ConvertCliOptions& o) {
                std::string(*(*g)->GetString("general.architecture")).c_str(), (*g)->tensor_infos().size(),
                static_cast<double>(bytes) / (1 << 20),
                (*g)->Find("tokenizer.ggml.model") != nullptr ? ", with vocabulary" : ", no vocabulary");
+  if (o.mmproj_out.empty()) return Status::Ok();
+  // The vision tower in llama.cpp's separate projector file, its tensors in their stored dtypes (--type applies to
+  // the text model), checked by binding it before anything is written.
+  HERD_ASSIGN_OR_RETURN(formats::VisionFiles vf, formats::OpenVisionFiles(o.input, !o.quiet));
+  HERD_ASSIGN_OR_RETURN(auto tower, model::LoadVisionTower(vf.metadata, vf.weights));
+  std::vector<std::string> inputs = vf.sources;
+  inputs.push_back(o.output);
+  HERD_RETURN_IF_ERROR(
+      formats::WriteMmproj(model::MetadataFromVisionConfig(tower->config()), tower->weights(), o.mmproj_out, inputs));
+  std::fprintf(stderr, "herd: wrote %s (the vision tower: %zu tensors, %.2f MiB)\n", o.mmproj_out.c_str(),
+               tower->weights().size(), static_cast<double>(tower->WeightBytes()) / (1 << 20));
   return Status::Ok();
 }
 
@@ -55,6 +69,8 @@ Command AddConvertCommand(CLI::App& app) {
       "type of the weight matrices: f32, f16, bf16, q8_0, q4_0, q4_k, q5_k or q6_k (default: keep the source dtype; "
       "norms and the router stay f32)");
   cmd->add_option("--name", o->name, "general.name (default: the directory name)");
+  cmd->add_option("--mmproj-out", o->mmproj_out,
+                  "also write the vision tower (Llama4ForConditionalGeneration) as llama.cpp's projector GGUF");
   cmd->add_flag("-q,--quiet", o->quiet, "no progress bar");
   return Command{cmd, [o] { return CmdConvert(*o); }};
 }

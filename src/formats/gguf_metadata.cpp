@@ -42,6 +42,7 @@ constexpr const char* kHerdKeys[][2] = {
     {"attn_scale", "herd.attn_scale"},
     {"no_rope_layers", "herd.no_rope_layers"},
     {"moe_layers", "herd.moe_layers"},
+    {"image_token_index", "herd.image_token_index"},
 };
 
 // Copies a GGUF value to a metadata field of the type the field has (integer, number, bool, integer list).

@@ -118,6 +118,10 @@ Result<ModelMetadata> MetadataFromHfConfig(const nlohmann::json& j, const std::s
     if (auto top = j.find("eos_token_id"); top != j.end() && !top->is_null() && !md.Contains("eos_token_id")) {
       md.Set("eos_token_id", ToValue(*top), "eos_token_id");
     }
+    // The <|patch|> id whose embedding rows an image's features replace (llama4.md 9.7).
+    if (auto top = j.find("image_token_index"); top != j.end() && !top->is_null()) {
+      md.Set("image_token_index", ToValue(*top), "image_token_index");
+    }
   } else if (model_type == "llama4_text" || model_type == "llama") {
     HERD_RETURN_IF_ERROR(CopyFields(j, "", source, &md));
   } else {

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "formats/vision_files.h"
 #include "runtime/text_stream.h"
 
 namespace herd::runtime {
@@ -106,6 +107,36 @@ Result<model::Model::RepackStats> RepackModel(model::Model& model, ThreadPool& p
   return stats;
 }
 
+namespace {
+
+// The vision tower of --mmproj, or of the HF directory itself; its projector must feed the text model's width. A
+// tower found in the directory that cannot be loaded (a config with a vision_config but no vision tensors) leaves
+// the model text-only, its reason kept for the first image; an --mmproj that fails is an error.
+Status LoadVision(const LoadOptions& o, LoadedModel& m) {
+  const bool asked = !o.mmproj_path.empty();
+  if (!asked && m.files.format != formats::ModelFormat::kSafetensorsDir) return Status::Ok();
+  const std::string path = asked ? o.mmproj_path : o.model_path;
+  auto load = [&]() -> Status {
+    HERD_ASSIGN_OR_RETURN(formats::VisionFiles files, formats::OpenVisionFiles(path, o.show_progress));
+    HERD_ASSIGN_OR_RETURN(m.vision, model::LoadVisionTower(files.metadata, files.weights));
+    const int64_t text = m.model->config().hidden_size, out = m.vision->OutputDim();
+    if (out != text) {
+      m.vision.reset();
+      return InvalidArgument("the vision projector of " + path + " outputs " + std::to_string(out) +
+                             " features but the text model's hidden size is " + std::to_string(text) +
+                             " (a projector of another model?)");
+    }
+    return Status::Ok();
+  };
+  const Status s = load();
+  if (s.ok() || asked) return s.WithContext("--mmproj");
+  // An HF directory without a vision_config is simply a text model.
+  if (s.code() != StatusCode::kInvalidArgument) m.vision_error = s.WithContext("the vision tower of " + path);
+  return Status::Ok();
+}
+
+}  // namespace
+
 Result<std::unique_ptr<LoadedModel>> LoadModel(const LoadOptions& o) {
   const double t0 = NowMs();
   auto m = std::make_unique<LoadedModel>();
@@ -116,6 +147,7 @@ Result<std::unique_ptr<LoadedModel>> LoadModel(const LoadOptions& o) {
     HERD_ASSIGN_OR_RETURN(std::unique_ptr<ThreadPool> pool, ThreadPool::Create(o.threads));
     HERD_ASSIGN_OR_RETURN(m->repack, RepackModel(*m->model, *pool, o.show_progress, &m->repack_ms));
   }
+  HERD_RETURN_IF_ERROR(LoadVision(o, *m));
   auto tok = OpenTokenizer(m->files, m->model->config(), o);
   if (tok.ok()) {
     m->tokenizer = std::move(tok).value();
@@ -156,7 +188,7 @@ Result<GenerateResult> Generate(const LoadedModel& m, model::ModelState& state, 
   r.n_prompt = static_cast<int64_t>(prompt.size());
 
   double t = NowMs();
-  HERD_RETURN_IF_ERROR(m.model->Forward(state, prompt, model::LogitsMode::kLast, logits.data(), pool));
+  HERD_RETURN_IF_ERROR(m.model->Forward(state, prompt, model::LogitsMode::kLast, logits.data(), pool, o.prompt_embeds));
   r.prompt_ms = NowMs() - t;
 
   TextStream stream(m.tokenizer.get(), prompt, o.stop_strings);

@@ -14,6 +14,7 @@
 #include "core/thread_pool.h"
 #include "formats/model_files.h"
 #include "model/model.h"
+#include "model/vision.h"
 #include "runtime/sampler.h"
 #include "tokenizer/tokenizer.h"
 
@@ -29,6 +30,9 @@ struct LoadOptions {
   // Repack weights at load into faster layouts (model::Model::RepackWeights) on `threads` threads (0: all).
   bool repack = false;
   int threads = 0;
+  // The vision tower: an mmproj GGUF (--mmproj); without it, an HF directory's own when its config.json has a
+  // vision_config.
+  std::string mmproj_path;
 };
 
 struct LoadedModel {
@@ -39,6 +43,8 @@ struct LoadedModel {
   double load_ms = 0;                               // everything, repacking included
   model::Model::RepackStats repack;                 // what --repack copied (zero without it)
   double repack_ms = 0;
+  std::unique_ptr<model::VisionTower> vision;  // null for a text-only model
+  Status vision_error;  // why the HF directory's own tower could not be loaded (images then fail with it)
 
   bool IsStopToken(int32_t id) const { return std::find(stop_ids.begin(), stop_ids.end(), id) != stop_ids.end(); }
 };
@@ -60,6 +66,8 @@ struct GenerateOptions {
   int64_t n_predict = 256;  // tokens to generate at most
   SamplingParams sampling;
   std::vector<std::string> stop_strings;
+  // Rows that replace some of the prompt's embeddings (images: runtime/images.h FuseImages), or null.
+  const model::EmbeddingOverride* prompt_embeds = nullptr;
 };
 
 // Why generation ended.

@@ -23,8 +23,8 @@
 #include "kernels/quantize.h"
 #include "model/config.h"
 #include "model/model.h"
-#include "tools/gguf_model.h"
 #include "tokenizer/tokenizer.h"
+#include "tools/gguf_model.h"
 
 namespace herd::tools {
 namespace {
@@ -430,6 +430,16 @@ Status ConvertToGguf(const ConvertOptions& options) {
   written.name = options.name.empty() ? DirName(options.input) : options.name;
   written.rope_style = kernels::RopeStyle::kInterleaved;  // the Q/K rows are unpermuted below
   HERD_RETURN_IF_ERROR(AddModelToGguf(written, main_type, w, note));
+  // The <|patch|> id of a multimodal checkpoint (llama4.md 9.7), for files without a vocabulary (llama.cpp finds
+  // the token by name).
+  HERD_ASSIGN_OR_RETURN(std::optional<int64_t> image_token, files.metadata.Int("image_token_index"));
+  if (image_token) {
+    if (*image_token < 0 || *image_token >= c.vocab_size) {
+      return Corruption(files.metadata.Where("image_token_index") + ": image_token_index " +
+                        std::to_string(*image_token) + " is outside the vocabulary");
+    }
+    w.AddUint32("herd.image_token_index", static_cast<uint32_t>(*image_token));
+  }
   HERD_RETURN_IF_ERROR(AddTokenizer(options.input, files.metadata, c, w, note));
   for (OutTensor& t : out) {
     t.dtype = ChooseType(t.name, t.shape, t.source.dtype, options.type, note);
