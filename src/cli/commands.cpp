@@ -75,14 +75,8 @@ Status CmdRun(const RunOptions& o) {
   HERD_ASSIGN_OR_RETURN(runtime::EncodedImages enc, EncodeImageFiles(o.images, m, *pool));
   HERD_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, RunPrompt(o, m, enc));
   if (prompt.empty()) return InvalidArgument("the prompt encodes to no tokens (use a non-empty prompt or BOS)");
-  runtime::ImageFusion fusion;
-  model::EmbeddingOverride embeds;
-  if (!enc.patch_rows.empty()) {
-    const runtime::ImageTokenIdsOf ids = runtime::ImageTokenIdsFor(m);
-    if (!ids.patch) return NotSupported("neither the model's config nor its tokenizer names the <|patch|> token");
-    HERD_ASSIGN_OR_RETURN(fusion, runtime::FuseImages(prompt, *ids.patch, enc));
-    embeds = fusion.Override();
-  }
+  HERD_ASSIGN_OR_RETURN(runtime::ImageFusion fusion, runtime::FuseImagesFor(m, prompt, enc));
+  const model::EmbeddingOverride embeds = fusion.Override();
   HERD_ASSIGN_OR_RETURN(int64_t n_ctx,
                         ContextSize(o.common, m.model->config(), static_cast<int64_t>(prompt.size()) + o.n_predict));
   HERD_ASSIGN_OR_RETURN(auto state, NewState(o.common, *m.model, n_ctx));
@@ -94,7 +88,7 @@ Status CmdRun(const RunOptions& o) {
   go.n_predict = o.n_predict;
   go.sampling = sp;
   go.stop_strings = o.stop;
-  go.prompt_embeds = enc.patch_rows.empty() ? nullptr : &embeds;
+  go.prompt_embeds = fusion.empty() ? nullptr : &embeds;
   // Echo the prompt text as the model saw it, then stream the continuation; a failed write ends generation.
   // Without a tokenizer (--tokens), the generated ids, comma-separated.
   if (m.tokenizer != nullptr && !WriteStdout(m.tokenizer->Decode(prompt, /*skip_special=*/true))) {
@@ -153,16 +147,10 @@ Status CmdLogits(const LogitsOptions& o) {
   // Images fill the <|patch|> rows of the ids in order (the ids must hold their layouts: --tokens, or --special
   // text that spells them).
   HERD_ASSIGN_OR_RETURN(runtime::EncodedImages enc, EncodeImageFiles(o.images, m, *pool));
-  runtime::ImageFusion fusion;
-  model::EmbeddingOverride embeds;
-  if (!enc.patch_rows.empty()) {
-    const runtime::ImageTokenIdsOf image_ids = runtime::ImageTokenIdsFor(m);
-    if (!image_ids.patch) return NotSupported("neither the model's config nor its tokenizer names the <|patch|> token");
-    HERD_ASSIGN_OR_RETURN(fusion, runtime::FuseImages(ids, *image_ids.patch, enc));
-    embeds = fusion.Override();
-  }
+  HERD_ASSIGN_OR_RETURN(runtime::ImageFusion fusion, runtime::FuseImagesFor(m, ids, enc));
+  const model::EmbeddingOverride embeds = fusion.Override();
   HERD_RETURN_IF_ERROR(m.model->Forward(*state, ids, o.all ? model::LogitsMode::kAll : model::LogitsMode::kLast,
-                                        logits.data(), *pool, enc.patch_rows.empty() ? nullptr : &embeds));
+                                        logits.data(), *pool, fusion.empty() ? nullptr : &embeds));
 
   auto top_of = [&](const float* row) {
     std::vector<int32_t> idx(static_cast<size_t>(vocab));

@@ -118,4 +118,11 @@ Result<ImageFusion> FuseImages(std::span<const int32_t> prompt, int32_t patch_id
   return f;
 }
 
+Result<ImageFusion> FuseImagesFor(const LoadedModel& m, std::span<const int32_t> prompt, const EncodedImages& enc) {
+  if (enc.patch_rows.empty()) return ImageFusion{};
+  const ImageTokenIdsOf ids = ImageTokenIdsFor(m);
+  if (!ids.patch) return NotSupported("neither the model's config nor its tokenizer names the <|patch|> token");
+  return FuseImages(prompt, *ids.patch, enc);
+}
+
 }  // namespace herd::runtime

@@ -59,8 +59,12 @@ struct ImageFusion {
   std::vector<int32_t> cache_keys;
   const float* rows = nullptr;
   model::EmbeddingOverride Override() const { return {at, rows, cache_keys}; }
+  bool empty() const { return at.empty(); }
 };
 Result<ImageFusion> FuseImages(std::span<const int32_t> prompt, int32_t patch_id, const EncodedImages& enc);
+// FuseImages with the model's <|patch|> id (ImageTokenIdsFor); an empty fusion when `enc` holds no image.
+// NotSupported when neither the config nor the tokenizer names the id.
+Result<ImageFusion> FuseImagesFor(const LoadedModel& m, std::span<const int32_t> prompt, const EncodedImages& enc);
 
 // 64-bit FNV-1a of an image's size and pixels.
 uint64_t ImageHash(const vision::Image& image);
