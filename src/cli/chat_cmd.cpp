@@ -32,6 +32,7 @@ struct ChatOptions {
   int64_t n_predict = 512;  // per reply
   SamplingOptions sampling;
   bool tokens_mode = false;
+  int64_t max_tiles = runtime::kDefaultMaxTiles;  // per /image
 };
 
 class ChatSession {
@@ -59,6 +60,14 @@ class ChatSession {
   // One user turn: renders only what the cache does not hold yet, generates the reply and streams it.
   Status Turn(const std::string& line) {
     std::vector<int32_t> fresh = pending_;
+    // The queued images, encoded in one batch; they are used by this turn whether or not it succeeds.
+    runtime::EncodedImages enc;
+    if (!images_.empty()) {
+      auto encoded = runtime::EncodeImages(m_, images_, o_.max_tiles, pool_);
+      images_.clear();
+      HERD_RETURN_IF_ERROR(encoded.status());
+      enc = std::move(encoded).value();
+    }
     if (o_.tokens_mode) {
       HERD_ASSIGN_OR_RETURN(std::vector<int32_t> ids, ParseTokenList(line));
       fresh.insert(fresh.end(), ids.begin(), ids.end());
@@ -66,7 +75,7 @@ class ChatSession {
       std::vector<runtime::ChatMessage> msgs;
       const bool first = state_->n_past() == 0;
       if (first && !o_.system.empty()) msgs.push_back({"system", o_.system});
-      msgs.push_back({"user", line});
+      msgs.push_back({"user", line, enc.layouts});
       HERD_ASSIGN_OR_RETURN(std::vector<int32_t> ids,
                             runtime::RenderChat(*m_.tokenizer, format_, msgs, /*add_bos=*/first, true));
       fresh.insert(fresh.end(), ids.begin(), ids.end());
@@ -76,9 +85,12 @@ class ChatSession {
                         std::to_string(fresh.size()) + " tokens, context " + std::to_string(state_->n_ctx()) +
                         "): /reset, or restart with a larger -c");
     }
+    HERD_ASSIGN_OR_RETURN(runtime::ImageFusion fusion, runtime::FuseImagesFor(m_, fresh, enc));
+    const model::EmbeddingOverride embeds = fusion.Override();
     runtime::GenerateOptions go;
     go.n_predict =
         std::min<int64_t>(o_.n_predict, state_->n_ctx() - state_->n_past() - static_cast<int64_t>(fresh.size()));
+    go.prompt_embeds = fusion.empty() ? nullptr : &embeds;
     go.sampling = sampling_;
     go.sampling.seed = sampling_.seed + static_cast<uint64_t>(turns_);
     const bool tokens_mode = o_.tokens_mode;
@@ -119,7 +131,23 @@ class ChatSession {
     cached_.clear();
     pending_.clear();
     transcript_.clear();
+    images_.clear();
     turns_ = 0;
+  }
+
+  // /image FILE: decoded now (a bad file is reported at once), encoded with the next turn, whose user message
+  // shows it where the text says <__media__>, else before the text.
+  Status AddImage(const std::string& path) {
+    if (m_.vision == nullptr && m_.vision_error.ok()) {
+      return NotSupported("this model has no vision tower: restart with --mmproj FILE");
+    }
+    if (!m_.vision_error.ok()) return m_.vision_error;
+    auto image = vision::ReadImageFile(path);
+    if (!image.ok()) return image.status().WithContext("/image " + path);
+    images_.push_back(std::move(image).value());
+    std::fprintf(stderr, "[image %zu queued for the next message: %lldx%lld]\n", images_.size(),
+                 static_cast<long long>(images_.back().width), static_cast<long long>(images_.back().height));
+    return Status::Ok();
   }
 
   // The save file: kSaveMagic, a u64 header length, the JSON header (model fingerprint, mode, tokens,
@@ -235,6 +263,7 @@ class ChatSession {
   std::vector<int32_t> cached_;   // tokens in the KV cache, in order
   std::vector<int32_t> pending_;  // tokens the next turn must process before its own
   std::vector<runtime::ChatMessage> transcript_;
+  std::vector<vision::Image> images_;  // /image FILE, for the next turn
   int turns_ = 0;
   int64_t processed_total_ = 0;
   const std::string fingerprint_;
@@ -263,7 +292,8 @@ Status CmdChat(const ChatOptions& o) {
   ChatSession session(o, sampling, m, std::move(state), *pool);
   HERD_RETURN_IF_ERROR(session.Init());
   const bool tty = isatty(STDIN_FILENO) != 0;
-  std::fprintf(stderr, "herd chat: %s, context %" PRId64 ", %d threads. /reset, /save FILE, /load FILE, /exit\n",
+  std::fprintf(stderr,
+               "herd chat: %s, context %" PRId64 ", %d threads. /reset, /save FILE, /load FILE, /image FILE, /exit\n",
                o.common.model.c_str(), n_ctx, pool->size());
   std::string line;
   int n_lines = 0, n_failed = 0;
@@ -282,10 +312,13 @@ Status CmdChat(const ChatOptions& o) {
     if (line == "/help") {
       std::fprintf(stderr,
                    "/reset  forget the conversation\n/save FILE  save it with its KV cache\n"
-                   "/load FILE  continue a saved conversation\n/exit  quit\n");
+                   "/load FILE  continue a saved conversation\n/image FILE  show an image with the next message\n"
+                   "/exit  quit\n");
       continue;
     }
-    if (line.rfind("/save ", 0) == 0) {
+    if (line.rfind("/image ", 0) == 0) {
+      s = session.AddImage(line.substr(7));
+    } else if (line.rfind("/save ", 0) == 0) {
       s = session.Save(line.substr(6));
     } else if (line.rfind("/load ", 0) == 0) {
       s = session.Load(line.substr(6));
@@ -321,6 +354,8 @@ Command AddChatCommand(CLI::App& app) {
   cmd->add_option("-n,--n-predict", o->n_predict, "maximum tokens per reply")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
   AddSamplingOptions(cmd, &o->sampling);
+  cmd->add_option("--max-tiles", o->max_tiles, "tiles per /image at most (Meta's max_num_chunks)")
+      ->check(CLI::Range(int64_t{1}, int64_t{64}));
   cmd->add_flag("--tokens", o->tokens_mode,
                 "input lines are comma-separated token ids, replies are printed as ids (no tokenizer needed)");
   return {cmd, [o] { return CmdChat(*o); }};

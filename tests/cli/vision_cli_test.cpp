@@ -103,6 +103,22 @@ TEST(VisionCliTest, ConvertInfoRunAndLogits) {
   EXPECT_LE(worst, 1e-4);
 }
 
+// herd chat: /image FILE shows the image with the next message; a file that cannot be read fails that line only.
+TEST(VisionCliTest, ChatImageCommand) {
+  const std::string dir = testing::TempDir("vision-cli-chat");
+  {
+    std::ofstream in(dir + "/in.txt");
+    in << "/image " << Fixture() << "/image_a_80x40.png\n" << Ids("img_a") << "\n/image " << dir << "/missing.png\n";
+  }
+  Outcome chat = Herd({"chat", "-m", Fixture(), "--tokens", "-n", "8", "--temp", "0", "--kv-type", "f32", "--max-tiles",
+                       "4", "-t", "2"},
+                      dir + "/in.txt");
+  EXPECT_EQ(chat.out, Greedy("img_a"));
+  EXPECT_NE(chat.err.find("image 1 queued"), std::string::npos) << chat.err;
+  EXPECT_NE(chat.err.find("missing.png"), std::string::npos) << chat.err;
+  EXPECT_NE(chat.exit_code, 0);  // one line failed
+}
+
 TEST(VisionCliTest, WrongImagesFailWithTheReason) {
   // img_b's ids hold 9 patches; image_a needs 27.
   std::vector<std::string> a = RunArgs({"-m", Fixture()}, "img_b");
