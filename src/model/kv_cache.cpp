@@ -609,4 +609,11 @@ int64_t KvCache::FirstKey(int layer, int64_t pos) const {
   return chunk > 0 ? pos / chunk * chunk : 0;
 }
 
+void ImageCacheKeys(uint64_t content, int64_t n, int32_t* keys) {
+  for (int64_t i = 0; i < n; ++i) {
+    const uint64_t h = Mix(content + 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(i + 1));
+    keys[i] = -2 - static_cast<int32_t>(h & 0x3fffffffu);  // -1 is Restore's "unknown"
+  }
+}
+
 }  // namespace herd::model

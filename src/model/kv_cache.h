@@ -186,4 +186,9 @@ class KvCache {
   std::unordered_map<uint64_t, Entry> entries_;
 };
 
+// Prefix-cache keys for n positions filled from content with the 64-bit hash `content` (e.g. of an image's
+// pixels; StepInput::cache_keys): numbers below -1, so never a token id (nor -1, KvCache::Restore's unknown
+// token), that differ by position and by content.
+void ImageCacheKeys(uint64_t content, int64_t n, int32_t* keys);
+
 }  // namespace herd::model

@@ -56,8 +56,8 @@ struct StepInput {
   std::span<const int32_t> embed_at;
   const float* embed_rows = nullptr;
   // What the KV cache records for each of `tokens`, the keys of its prefix cache; empty: the tokens themselves.
-  // Positions whose embeddings were replaced need keys derived from what replaced them (ImageCacheKeys), or a
-  // later prompt with the same token ids but another image would reuse their pages.
+  // Positions whose embeddings were replaced need keys derived from what replaced them (kv_cache.h ImageCacheKeys), or
+  // a later prompt with the same token ids but another image would reuse their pages.
   std::span<const int32_t> cache_keys;
 };
 
@@ -68,11 +68,6 @@ struct EmbeddingOverride {
   const float* rows = nullptr;
   std::span<const int32_t> cache_keys;
 };
-
-// Prefix-cache keys for n positions filled from content with the 64-bit hash `content` (e.g. of an image's
-// pixels): numbers below -1, so never a token id (nor -1, KvCache::Restore's unknown token), that differ by
-// position and by content.
-void ImageCacheKeys(uint64_t content, int64_t n, int32_t* keys);
 
 class Model;
 

@@ -136,16 +136,6 @@ Status CheckTokenIds(std::span<const int32_t> tokens, int64_t vocab) {
   return Status::Ok();
 }
 
-void ImageCacheKeys(uint64_t content, int64_t n, int32_t* keys) {
-  for (int64_t i = 0; i < n; ++i) {
-    uint64_t h = content + 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(i + 1);  // splitmix64's finaliser
-    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
-    h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
-    h ^= h >> 31;
-    keys[i] = -2 - static_cast<int32_t>(h & 0x3fffffffu);  // -1 is KvCache::Restore's "unknown"
-  }
-}
-
 Status CheckEmbeddingOverride(std::span<const int32_t> at, const float* rows, std::span<const int32_t> cache_keys,
                               int64_t n_tokens) {
   if (!at.empty() && rows == nullptr) return InvalidArgument("embedding rows are missing for the positions given");

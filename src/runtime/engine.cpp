@@ -72,15 +72,21 @@ Result<std::unique_ptr<tokenizer::Tokenizer>> OpenTokenizer(const formats::Model
 
 }  // namespace
 
+uint64_t Fnv1a(std::span<const uint8_t> bytes, uint64_t h) {
+  for (uint8_t b : bytes) h = (h ^ b) * 0x100000001b3ull;
+  return h;
+}
+
+uint64_t Fnv1aInt(uint64_t v, uint64_t h) {
+  uint8_t b[8];
+  for (int i = 0; i < 8; ++i) b[i] = static_cast<uint8_t>(v >> (8 * i));
+  return Fnv1a(b, h);
+}
+
 std::string ModelFingerprint(const LoadedModel& m) {
-  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a 64 (Fowler, Noll, Vo)
-  auto byte = [&h](uint8_t b) {
-    h ^= b;
-    h *= 0x100000001b3ull;
-  };
+  uint64_t h = kFnv1aBasis;
   auto mix = [&](std::string_view s) {  // the length first, so that fields cannot run into each other
-    for (int i = 0; i < 8; ++i) byte(static_cast<uint8_t>(static_cast<uint64_t>(s.size()) >> (8 * i)));
-    for (char c : s) byte(static_cast<uint8_t>(c));
+    h = Fnv1a(std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size()), Fnv1aInt(s.size(), h));
   };
   const model::ModelConfig& c = m.model->config();
   mix(c.Describe());  // every field, rope_style and the layer table included

@@ -53,6 +53,13 @@ struct LoadedModel {
 // options.repack cannot allocate the repacked copy.
 Result<std::unique_ptr<LoadedModel>> LoadModel(const LoadOptions& options);
 
+// FNV-1a 64 (Fowler, Noll, Vo) of `bytes`, continuing from `h` (kFnv1aBasis to start): ModelFingerprint's and
+// runtime/images.h ImageHash's hash.
+inline constexpr uint64_t kFnv1aBasis = 0xcbf29ce484222325ull;
+uint64_t Fnv1a(std::span<const uint8_t> bytes, uint64_t h = kFnv1aBasis);
+// The 8 bytes of v, little-endian first, into the hash (a length or a size, so that fields cannot run together).
+uint64_t Fnv1aInt(uint64_t v, uint64_t h);
+
 // A fingerprint of the network `m` computes, as 16 hex digits (FNV-1a 64): its config (every field, the layer table)
 // and its tensor table (names, dtypes, shapes), not the weight values (that would read the whole model). The same
 // files give the same fingerprint; other hyperparameters or other tensors another. Chat saves carry it.

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "model/kv_cache.h"
 #include "model/vision.h"
 #include "runtime/engine.h"
 
@@ -33,13 +34,9 @@ ImageTokenIdsOf ImageTokenIdsFor(const LoadedModel& m) {
 }
 
 uint64_t ImageHash(const vision::Image& image) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  auto mix = [&](uint8_t b) { h = (h ^ b) * 0x100000001b3ull; };
-  for (int64_t v : {image.width, image.height}) {
-    for (int i = 0; i < 8; ++i) mix(static_cast<uint8_t>(static_cast<uint64_t>(v) >> (8 * i)));
-  }
-  for (uint8_t b : image.rgb) mix(b);
-  return h;
+  const uint64_t size =
+      Fnv1aInt(static_cast<uint64_t>(image.height), Fnv1aInt(static_cast<uint64_t>(image.width), kFnv1aBasis));
+  return Fnv1a(image.rgb, size);
 }
 
 Result<EncodedImages> EncodeImages(const LoadedModel& m, std::span<const vision::Image> images, int64_t max_tiles,

@@ -48,6 +48,20 @@ std::vector<float> Alone(const model::Model& m, const std::vector<int32_t>& p, T
   return all;
 }
 
+// A paged KV cache (f32 rows) for `m`: pages of page_tokens positions, room for n_seqs sequences of n_ctx.
+std::unique_ptr<model::KvCache> MakeCache(const model::Model& m, int64_t page_tokens, bool prefix_cache, int64_t n_ctx,
+                                          int64_t n_seqs) {
+  model::KvCache::Options ko;
+  ko.page_tokens = page_tokens;
+  ko.prefix_cache = prefix_cache;
+  auto groups = model::KvCache::Layout(m.config(), ko);
+  EXPECT_TRUE(groups.ok()) << groups.status().ToString();
+  if (!groups.ok()) return nullptr;
+  auto cache = model::KvCache::Create(m.config(), ko, model::KvCache::PagesFor(*groups, n_ctx, n_seqs));
+  EXPECT_TRUE(cache.ok()) << cache.status().ToString();
+  return cache.ok() ? std::move(cache).value() : nullptr;
+}
+
 class BatchInvariance : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(BatchInvariance, SequencesInOneStepEqualTheirRunsAlone) {
@@ -70,13 +84,8 @@ TEST_P(BatchInvariance, SequencesInOneStepEqualTheirRunsAlone) {
 
   for (bool prefix_cache : {false, true}) {
     SCOPED_TRACE(prefix_cache ? "prefix cache on" : "prefix cache off");
-    model::KvCache::Options ko;
-    ko.page_tokens = 4;
-    ko.prefix_cache = prefix_cache;
-    auto groups = model::KvCache::Layout(m.config(), ko);
-    ASSERT_TRUE(groups.ok());
-    auto cache = model::KvCache::Create(m.config(), ko, model::KvCache::PagesFor(*groups, 64, 17));
-    ASSERT_TRUE(cache.ok());
+    auto cache = MakeCache(m, 4, prefix_cache, 64, 17);
+    ASSERT_NE(cache, nullptr);
     auto ws = m.NewWorkspace(17 * 40, 17);
     ASSERT_TRUE(ws.ok());
     std::vector<model::KvSequence> seqs(prompts.size());
@@ -89,11 +98,11 @@ TEST_P(BatchInvariance, SequencesInOneStepEqualTheirRunsAlone) {
         model::KvSequence& s = seqs[i];
         const int64_t left = static_cast<int64_t>(prompts[i].size()) - s.n_past();
         if (left == 0 || rng() % 4 == 0) continue;  // some sequences sit some steps out
-        if (s.n_past() == 0 && prefix_cache) attached += (*cache)->AttachPrefix(s, prompts[i]);
+        if (s.n_past() == 0 && prefix_cache) attached += cache->AttachPrefix(s, prompts[i]);
         const int64_t room =
-            std::min(static_cast<int64_t>(prompts[i].size()) - s.n_past(), (*cache)->TokensToChunkEnd(s.n_past()));
+            std::min(static_cast<int64_t>(prompts[i].size()) - s.n_past(), cache->TokensToChunkEnd(s.n_past()));
         const int64_t k = std::uniform_int_distribution<int64_t>(1, room)(rng);
-        ASSERT_TRUE((*cache)->Reserve(s, s.n_past() + k).ok());
+        ASSERT_TRUE(cache->Reserve(s, s.n_past() + k).ok());
         inputs.push_back({&s, std::span<const int32_t>(prompts[i].data() + s.n_past(), static_cast<size_t>(k)),
                           model::LogitsMode::kLast, logits[i].data()});
         who.push_back(i);
@@ -104,7 +113,7 @@ TEST_P(BatchInvariance, SequencesInOneStepEqualTheirRunsAlone) {
         if (done) break;
         continue;
       }
-      ASSERT_TRUE(m.Step(**cache, inputs, **ws, **pool).ok());
+      ASSERT_TRUE(m.Step(*cache, inputs, **ws, **pool).ok());
       for (size_t j = 0; j < who.size(); ++j) {
         const size_t i = who[j];
         const int64_t pos = seqs[i].n_past() - 1;
@@ -117,8 +126,8 @@ TEST_P(BatchInvariance, SequencesInOneStepEqualTheirRunsAlone) {
     if (prefix_cache) {
       EXPECT_GT(attached, 0) << "no prompt reused a cached prefix";
     }
-    for (auto& s : seqs) (*cache)->Release(s);
-    EXPECT_EQ((*cache)->used_pages(), 0) << "pages leaked";
+    for (auto& s : seqs) cache->Release(s);
+    EXPECT_EQ(cache->used_pages(), 0) << "pages leaked";
   }
 }
 
@@ -188,13 +197,8 @@ TEST_P(BatchInvariance, EmbeddingRowsReplaceTokens) {
   }
   // The prefix cache: the same tokens with the same content keys reuse pages; with another content's keys, only
   // the pages before the first replaced position.
-  model::KvCache::Options ko;
-  ko.page_tokens = 2;
-  ko.prefix_cache = true;
-  auto groups = model::KvCache::Layout(m.config(), ko);
-  ASSERT_TRUE(groups.ok());
-  auto cache = model::KvCache::Create(m.config(), ko, model::KvCache::PagesFor(*groups, 64, 3));
-  ASSERT_TRUE(cache.ok());
+  auto cache = MakeCache(m, 2, true, 64, 3);
+  ASSERT_NE(cache, nullptr);
   auto ws = m.NewWorkspace(64, 1);
   ASSERT_TRUE(ws.ok());
   auto keys_for = [&](uint64_t content) {
@@ -207,9 +211,9 @@ TEST_P(BatchInvariance, EmbeddingRowsReplaceTokens) {
   EXPECT_NE(keys_a, keys_b);
   for (int32_t k : keys_a) EXPECT_NE(k, -1);
   model::KvSequence first;
-  const int64_t chunk_room = (*cache)->TokensToChunkEnd(0);
+  const int64_t chunk_room = cache->TokensToChunkEnd(0);
   const int64_t n = std::min<int64_t>(static_cast<int64_t>(p.size()), chunk_room);
-  ASSERT_TRUE((*cache)->Reserve(first, n).ok());
+  ASSERT_TRUE(cache->Reserve(first, n).ok());
   std::vector<float> last(static_cast<size_t>(vocab));
   std::vector<int32_t> local_at;
   for (int32_t i : at) {
@@ -220,13 +224,13 @@ TEST_P(BatchInvariance, EmbeddingRowsReplaceTokens) {
   in.embed_at = local_at;
   in.embed_rows = rows.data();
   in.cache_keys = std::span<const int32_t>(keys_a.data(), static_cast<size_t>(n));
-  ASSERT_TRUE(m.Step(**cache, std::span<const model::StepInput>(&in, 1), **ws, **pool).ok());
+  ASSERT_TRUE(m.Step(*cache, std::span<const model::StepInput>(&in, 1), **ws, **pool).ok());
   model::KvSequence same, other;
   const std::span<const int32_t> ka(keys_a.data(), static_cast<size_t>(n)), kb(keys_b.data(), static_cast<size_t>(n));
-  EXPECT_GE((*cache)->AttachPrefix(same, ka), n / 2 * 2 - 2);
-  EXPECT_LE((*cache)->AttachPrefix(other, kb), at[0]);
-  for (model::KvSequence* s : {&first, &same, &other}) (*cache)->Release(*s);
-  EXPECT_EQ((*cache)->used_pages(), 0);
+  EXPECT_GE(cache->AttachPrefix(same, ka), n / 2 * 2 - 2);
+  EXPECT_LE(cache->AttachPrefix(other, kb), at[0]);
+  for (model::KvSequence* s : {&first, &same, &other}) cache->Release(*s);
+  EXPECT_EQ(cache->used_pages(), 0);
 }
 
 TEST_P(BatchInvariance, EveryKvTypeRunsAndStaysClose) {
