@@ -7,6 +7,7 @@
 #include <numeric>
 #include <vector>
 
+#include "core/base64.h"
 #include "core/dtype.h"
 #include "core/half.h"
 #include "core/mapped_file.h"
@@ -59,7 +60,7 @@ TEST(HalfTest, F16RoundTripsEveryHalf) {
   }
   EXPECT_EQ(F16ToF32(0x3c00), 1.0f);
   EXPECT_EQ(F16ToF32(0x0001), std::ldexp(1.0f, -24));
-  EXPECT_EQ(F32ToF16(65520.0f), 0x7c00);  // overflow to inf
+  EXPECT_EQ(F32ToF16(65520.0f), 0x7c00);                      // overflow to inf
   EXPECT_EQ(F32ToF16(1.0f + std::ldexp(1.0f, -11)), 0x3c00);  // tie to even
 }
 
@@ -110,10 +111,13 @@ TEST(ThreadPoolTest, ParallelForCoversRangeOnce) {
     for (int64_t n : {0, 1, 2, 7, 100, 1001}) {
       for (int64_t grain : {1, 4, 32}) {
         std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
-        pool.ParallelFor(n, [&](int64_t b, int64_t e) {
-          EXPECT_EQ(b % grain, 0);
-          for (int64_t i = b; i < e; ++i) hits[i]++;
-        }, grain);
+        pool.ParallelFor(
+            n,
+            [&](int64_t b, int64_t e) {
+              EXPECT_EQ(b % grain, 0);
+              for (int64_t i = b; i < e; ++i) hits[i]++;
+            },
+            grain);
         for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "n=" << n << " i=" << i;
       }
     }
@@ -140,6 +144,28 @@ TEST(ThreadPoolTest, ManySmallJobs) {
   std::atomic<int64_t> sum{0};
   for (int rep = 0; rep < 2000; ++rep) pool.Run([&](int idx) { sum += idx; });
   EXPECT_EQ(sum.load(), 2000 * (0 + 1 + 2 + 3));
+}
+
+TEST(Base64Test, DecodesPaddedStandardAlphabetOnly) {
+  std::string out;
+  ASSERT_TRUE(DecodeBase64("aGVyZA==", &out));
+  EXPECT_EQ(out, "herd");
+  ASSERT_TRUE(DecodeBase64("aGVyZHM=", &out));
+  EXPECT_EQ(out, "herds");
+  ASSERT_TRUE(DecodeBase64("+/+/", &out));
+  EXPECT_EQ(out, std::string("\xfb\xff\xbf"));
+  for (const char* bad : {"", "aGVyZA", "aGVy ZA==", "aGVy\nZA==", "aG=yZA==", "a===", "aGVyZA-_", "=AAA"}) {
+    EXPECT_FALSE(DecodeBase64(bad, &out)) << bad;
+  }
+  EXPECT_EQ(EncodeBase64("herd"), "aGVyZA==");
+  EXPECT_EQ(EncodeBase64("herds"), "aGVyZHM=");
+  EXPECT_EQ(EncodeBase64(""), "");
+  std::string bytes;
+  for (int i = 0; i < 1000; ++i) bytes.push_back(static_cast<char>((i * 7919) & 0xFF));
+  for (size_t n : {1u, 2u, 3u, 4u, 999u, 1000u}) {
+    ASSERT_TRUE(DecodeBase64(EncodeBase64(bytes.substr(0, n)), &out));
+    EXPECT_EQ(out, bytes.substr(0, n));
+  }
 }
 
 }  // namespace

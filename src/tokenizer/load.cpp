@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/base64.h"
 #include "core/file.h"
 #include "core/mapped_file.h"
 #include "formats/gguf.h"
@@ -64,37 +65,6 @@ std::vector<std::string> Llama4Specials() {
   s.push_back("<|reasoning_thinking_end|>");
   for (int i = 0; s.size() < 2048; ++i) s.push_back(Reserved("", i));
   return s;
-}
-
-int Base64Value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
-// Standard alphabet with '=' padding to a multiple of 4 (Python's b64decode, which Meta's loader uses).
-bool DecodeBase64(std::string_view in, std::string* out) {
-  out->clear();
-  if (in.empty() || in.size() % 4 != 0) return false;
-  size_t pad = 0;
-  if (in.back() == '=') pad = (in[in.size() - 2] == '=') ? 2 : 1;
-  const size_t body = in.size() - pad;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (size_t i = 0; i < body; ++i) {
-    const int v = Base64Value(in[i]);
-    if (v < 0) return false;
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out->push_back(static_cast<char>((acc >> bits) & 0xFF));
-    }
-  }
-  return true;
 }
 
 bool ParseDecimal(std::string_view s, int64_t* v) {
