@@ -61,24 +61,44 @@ Result<std::vector<int32_t>> RenderChat(const tokenizer::Tokenizer& tok, ChatFor
       return InvalidArgument("unknown chat role '" + m.role + "' (expected system, user, assistant, tool, ipython)");
     }
     header(role);
-    // Images at their markers, the others first; the text between markers encoded piece by piece.
+    // The text pieces between the images, and how many images go before the first piece.
     std::vector<std::string_view> pieces;
+    size_t leading = 0;
     std::string_view rest = m.content;
-    for (size_t at; (at = rest.find(kImageMarker)) != std::string_view::npos;) {
-      pieces.push_back(rest.substr(0, at));
-      rest.remove_prefix(at + kImageMarker.size());
+    if (m.images.empty()) {
+      pieces.push_back(rest);
+    } else if (!m.image_at.empty()) {
+      if (m.image_at.size() != m.images.size()) {
+        return InvalidArgument("a " + m.role + " message has " + std::to_string(m.images.size()) + " images but " +
+                               std::to_string(m.image_at.size()) + " image offsets");
+      }
+      size_t from = 0;
+      for (size_t at : m.image_at) {
+        if (at < from || at > m.content.size()) {
+          return InvalidArgument("a " + m.role + " message's image offsets are out of order or past its text");
+        }
+        pieces.push_back(rest.substr(from, at - from));
+        from = at;
+      }
+      pieces.push_back(rest.substr(from));
+    } else {  // images at their markers, the others first
+      for (size_t at; (at = rest.find(kImageMarker)) != std::string_view::npos;) {
+        pieces.push_back(rest.substr(0, at));
+        rest.remove_prefix(at + kImageMarker.size());
+      }
+      pieces.push_back(rest);
+      const size_t markers = pieces.size() - 1;
+      if (markers > m.images.size()) {
+        return InvalidArgument("a " + m.role + " message has " + std::to_string(markers) + " image markers (" +
+                               std::string(kImageMarker) + ") but " + std::to_string(m.images.size()) + " images");
+      }
+      leading = m.images.size() - markers;
     }
-    pieces.push_back(rest);
-    const size_t markers = pieces.size() - 1;
-    if (markers > m.images.size()) {
-      return InvalidArgument("a " + m.role + " message has " + std::to_string(markers) + " image markers (" +
-                             std::string(kImageMarker) + ") but " + std::to_string(m.images.size()) + " images");
-    }
-    const size_t leading = m.images.size() - markers;
     for (size_t k = 0; k < leading; ++k) ids.insert(ids.end(), m.images[k].begin(), m.images[k].end());
+    // The text between images encoded piece by piece.
     for (size_t k = 0; k < pieces.size(); ++k) {
       if (!pieces[k].empty()) append_text(std::string(pieces[k]));
-      if (k < markers) ids.insert(ids.end(), m.images[leading + k].begin(), m.images[leading + k].end());
+      if (k + 1 < pieces.size()) ids.insert(ids.end(), m.images[leading + k].begin(), m.images[leading + k].end());
     }
     ids.push_back(end_of_turn);
   }

@@ -21,10 +21,13 @@ enum class ChatFormat {
 struct ChatMessage {
   std::string role;  // system, user, assistant, tool / ipython
   std::string content;
-  // Token layouts of the message's images (vision::ImageTokens), in order. Image k goes where the k-th
-  // kImageMarker stands in content; images without a marker go before the text (Meta's order for an image
-  // attached to a message).
+  // Token layouts of the message's images (vision::ImageTokens), in order. Where they go: at image_at's byte offsets
+  // into content when it is given (one per image, ascending; content is then plain text, markers included: the
+  // server's content parts); otherwise image k goes where the k-th kImageMarker stands in content and images
+  // without a marker go before the text (Meta's order for an image attached to a message). A message without
+  // images is plain text.
   std::vector<std::vector<int32_t>> images;
+  std::vector<size_t> image_at;
 };
 
 // Where an image goes in a message's text: llama.cpp's default media marker.
@@ -34,8 +37,8 @@ inline constexpr std::string_view kImageMarker = "<__media__>";
 Result<ChatFormat> DetectChatFormat(const tokenizer::Tokenizer& tok);
 
 // Tokens of `messages`: BOS (when add_bos) + each message + (when add_generation_prompt) the open assistant
-// header. Role "tool" is rendered as "ipython". InvalidArgument for an unknown role, or for more image markers in
-// a message than it has images.
+// header. Role "tool" is rendered as "ipython". InvalidArgument for an unknown role, for more image markers in a
+// message than it has images, or for image_at of the wrong size, out of order or past the content.
 Result<std::vector<int32_t>> RenderChat(const tokenizer::Tokenizer& tok, ChatFormat format,
                                         std::span<const ChatMessage> messages, bool add_bos,
                                         bool add_generation_prompt);

@@ -106,6 +106,29 @@ TEST(Chat, ImagesAtMarkersAndBeforeTheText) {
   auto too_few = RenderChat(*tok, ChatFormat::kLlama4, std::span<const ChatMessage>(&m, 1), false, false);
   ASSERT_FALSE(too_few.ok());
   EXPECT_NE(too_few.status().message().find("2 image markers"), std::string::npos) << too_few.status().ToString();
+
+  // Offsets (the server's content parts) place the images; markers are then text, as in a message without images.
+  ChatMessage parts{"user", "Compare " + std::string(kImageMarker) + " with", {a, b}, {0, 8}};
+  auto by_offset = RenderChat(*tok, ChatFormat::kLlama4, std::span<const ChatMessage>(&parts, 1), false, false);
+  ASSERT_TRUE(by_offset.ok()) << by_offset.status().ToString();
+  want = {id("<|header_start|>")};
+  text("user");
+  want.push_back(id("<|header_end|>"));
+  text("\n\n");
+  want.insert(want.end(), a.begin(), a.end());
+  text("Compare ");
+  want.insert(want.end(), b.begin(), b.end());
+  text(std::string(kImageMarker) + " with");
+  want.push_back(id("<|eot|>"));
+  EXPECT_EQ(*by_offset, want);
+  ChatMessage plain{"user", std::string(kImageMarker)};
+  auto literal = RenderChat(*tok, ChatFormat::kLlama4, std::span<const ChatMessage>(&plain, 1), false, false);
+  ASSERT_TRUE(literal.ok()) << literal.status().ToString();
+  EXPECT_EQ(tok->Decode(*literal, /*skip_special=*/false).find(kImageMarker) != std::string::npos, true);
+  parts.image_at = {8, 0};
+  EXPECT_FALSE(RenderChat(*tok, ChatFormat::kLlama4, std::span<const ChatMessage>(&parts, 1), false, false).ok());
+  parts.image_at = {0};
+  EXPECT_FALSE(RenderChat(*tok, ChatFormat::kLlama4, std::span<const ChatMessage>(&parts, 1), false, false).ok());
 }
 
 }  // namespace
