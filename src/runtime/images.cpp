@@ -122,4 +122,14 @@ Result<ImageFusion> FuseImagesFor(const LoadedModel& m, std::span<const int32_t>
   return FuseImages(prompt, *ids.patch, enc);
 }
 
+Result<PromptEmbeds> ImageEmbeds(const LoadedModel& m, std::span<const int32_t> prompt, EncodedImages enc) {
+  HERD_ASSIGN_OR_RETURN(ImageFusion f, FuseImagesFor(m, prompt, enc));
+  PromptEmbeds e;
+  e.at = std::move(f.at);
+  e.cache_keys = std::move(f.cache_keys);
+  e.rows = std::move(enc.rows);
+  if (e.cache_keys.empty()) e.cache_keys.assign(prompt.begin(), prompt.end());
+  return e;
+}
+
 }  // namespace herd::runtime

@@ -13,6 +13,7 @@
 #include "core/status.h"
 #include "core/thread_pool.h"
 #include "model/model.h"
+#include "runtime/serving.h"
 #include "vision/image.h"
 #include "vision/preprocess.h"
 
@@ -65,6 +66,10 @@ Result<ImageFusion> FuseImages(std::span<const int32_t> prompt, int32_t patch_id
 // FuseImages with the model's <|patch|> id (ImageTokenIdsFor); an empty fusion when `enc` holds no image.
 // NotSupported when neither the config nor the tokenizer names the id.
 Result<ImageFusion> FuseImagesFor(const LoadedModel& m, std::span<const int32_t> prompt, const EncodedImages& enc);
+
+// The serving engine's form of a prompt's images (ServingRequest::embeds): FuseImagesFor's placement, checks and
+// cache keys, with enc's rows moved in.
+Result<PromptEmbeds> ImageEmbeds(const LoadedModel& m, std::span<const int32_t> prompt, EncodedImages enc);
 
 // 64-bit FNV-1a of an image's size and pixels.
 uint64_t ImageHash(const vision::Image& image);

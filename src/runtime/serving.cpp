@@ -59,6 +59,7 @@ struct Choice {
   int index = 0;
   model::KvSequence seq;
   std::vector<int32_t> tokens;  // prompt + generated; positions [seq.n_past(), tokens.size()) are pending
+  std::vector<int32_t> keys;    // prefix-cache keys of tokens when the prompt has embeds (empty: the tokens)
   int64_t n_prompt = 0;
   int64_t n_generated = 0;
   std::unique_ptr<Sampler> sampler;
@@ -147,6 +148,17 @@ class Engine final : public ServingEngine {
     }
     for (int32_t id : r.stop_ids) {
       if (id < 0 || id >= c.vocab_size) return InvalidArgument("a stop token id is outside the vocabulary");
+    }
+    if (r.embeds) {
+      const PromptEmbeds& e = *r.embeds;
+      HERD_RETURN_IF_ERROR(
+          model::CheckEmbeddingOverride(e.at, e.rows.data(), e.cache_keys, static_cast<int64_t>(r.prompt.size()))
+              .WithContext("the prompt's embeddings"));
+      if (e.rows.size() != e.at.size() * static_cast<size_t>(c.hidden_size) || e.cache_keys.empty()) {
+        return InvalidArgument("the prompt's embeddings hold " + std::to_string(e.rows.size()) + " values for " +
+                               std::to_string(e.at.size()) + " positions of " + std::to_string(c.hidden_size) +
+                               " (and need one cache key per prompt token)");
+      }
     }
     const int64_t len = static_cast<int64_t>(r.prompt.size());
     if (len + 1 > o_.n_ctx) {
@@ -246,6 +258,7 @@ class Engine final : public ServingEngine {
       ch->request = req;
       ch->index = i;
       ch->tokens = req->req.prompt;
+      if (req->req.embeds) ch->keys = req->req.embeds->cache_keys;
       ch->n_prompt = static_cast<int64_t>(req->req.prompt.size());
       SamplingParams sp = req->req.sampling;
       sp.seed += static_cast<uint64_t>(i);
@@ -355,7 +368,7 @@ class Engine final : public ServingEngine {
     while (!waiting_.empty() && budget > 0 && static_cast<int64_t>(running_.size()) < o_.parallel) {
       Choice* ch = waiting_.front();
       if (ch->seq.n_past() == 0) {
-        const int64_t hit = cache_->AttachPrefix(ch->seq, ch->tokens);
+        const int64_t hit = cache_->AttachPrefix(ch->seq, ch->keys.empty() ? ch->tokens : ch->keys);
         stats_local_.prefix_cache_queries += static_cast<int64_t>(ch->tokens.size());
         stats_local_.prefix_cache_hits += hit;
         if (ch->index == 0 && ch->n_generated == 0) ch->request->cached_tokens = hit;
@@ -378,11 +391,24 @@ class Engine final : public ServingEngine {
       return;
     }
     inputs_.clear();
-    for (const Planned& p : planned_) {
+    if (embed_at_.size() < planned_.size()) embed_at_.resize(planned_.size());
+    for (size_t i = 0; i < planned_.size(); ++i) {
+      const Planned& p = planned_[i];
       model::StepInput in;
       in.seq = &p.ch->seq;
       const int64_t from = p.ch->seq.n_past();
       in.tokens = std::span<const int32_t>(p.ch->tokens.data() + from, static_cast<size_t>(p.k));
+      if (const PromptEmbeds* e = p.ch->request->req.embeds.get()) {
+        // This chunk's share of the replaced rows, its positions counted from the chunk's start.
+        const auto lo = std::lower_bound(e->at.begin(), e->at.end(), from);
+        const auto hi = std::lower_bound(lo, e->at.end(), from + p.k);
+        std::vector<int32_t>& at = embed_at_[i];
+        at.clear();
+        for (auto it = lo; it != hi; ++it) at.push_back(static_cast<int32_t>(*it - from));
+        in.embed_at = at;
+        in.embed_rows = e->rows.data() + (lo - e->at.begin()) * m_.model->config().hidden_size;
+        in.cache_keys = std::span<const int32_t>(p.ch->keys.data() + from, static_cast<size_t>(p.k));
+      }
       const bool last = from + p.k == static_cast<int64_t>(p.ch->tokens.size());
       in.mode = last ? model::LogitsMode::kLast : model::LogitsMode::kNone;
       in.logits = p.ch->logits.data();
@@ -513,6 +539,7 @@ class Engine final : public ServingEngine {
     ++stats_local_.generated_tokens;
     ++ch.counts[id];
     ch.tokens.push_back(id);
+    if (!ch.keys.empty()) ch.keys.push_back(id);
     bool stopped = false;
     ServingEvent e;
     e.text = ch.text->Push(id, &stopped);
@@ -607,6 +634,7 @@ class Engine final : public ServingEngine {
   std::vector<Planned> planned_;
   std::vector<std::pair<float, int32_t>> top_scratch_;  // Logprobs' heap
   std::vector<model::StepInput> inputs_;
+  std::vector<std::vector<int32_t>> embed_at_;  // per planned input: its embed positions within the chunk
   int64_t admissions_ = 0;
   ServingStats stats_local_;
 };

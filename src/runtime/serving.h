@@ -25,9 +25,19 @@
 
 namespace herd::runtime {
 
+// Embedding rows that replace prompt positions (early fusion: the projected image rows at the prompt's <|patch|>
+// positions, runtime/images.h ImageEmbeds), and the keys the prefix cache records for the prompt (those positions
+// keyed by their image's content; model/model.h StepInput).
+struct PromptEmbeds {
+  std::vector<int32_t> at;          // prompt positions, strictly ascending
+  std::vector<float> rows;          // [at.size(), the model's hidden size]
+  std::vector<int32_t> cache_keys;  // one per prompt token
+};
+
 // What a request asks for. The prompt is already tokenized (chat template applied by the caller).
 struct ServingRequest {
-  std::vector<int32_t> prompt;     // at least one token, every id < the model's vocabulary
+  std::vector<int32_t> prompt;                 // at least one token, every id < the model's vocabulary
+  std::shared_ptr<const PromptEmbeds> embeds;  // null: the prompt's own embeddings (text only)
   int64_t max_tokens = 256;        // generated tokens at most per choice (the context may end a choice earlier)
   SamplingParams sampling;         // seed: choice i samples with seed + i
   float frequency_penalty = 0.0f;  // OpenAI's: logit -= frequency * count + presence * (count > 0), over the
@@ -106,7 +116,8 @@ class ServingEngine {
   virtual ~ServingEngine() = default;
 
   // Queues a request. Errors (nothing is queued and the sink is never called): InvalidArgument for a bad request
-  // (empty prompt, token outside the vocabulary, sampling parameter out of range, n < 1); OutOfRange when the
+  // (empty prompt, token outside the vocabulary, sampling parameter out of range, n < 1, embeds that do not fit the
+  // prompt or the model); OutOfRange when the
   // prompt plus one token can never fit (longer than n_ctx, or more pages than the whole pool);
   // Unavailable when the queue is full or the engine is shutting down.
   virtual Result<uint64_t> Submit(ServingRequest request, ServingSink sink) = 0;

@@ -6,9 +6,12 @@
 // <|patch|> id comes from the config (image_token_index; herd.image_token_index in the GGUF), never a constant.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <filesystem>
 #include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -17,6 +20,7 @@
 #include "model/vision.h"
 #include "runtime/engine.h"
 #include "runtime/images.h"
+#include "runtime/serving.h"
 #include "test_util.h"
 #include "tools/convert.h"
 #include "vision/image.h"
@@ -195,6 +199,139 @@ TEST_P(Llama4VisionTest, MismatchedImagesAreRefused) {
   auto refused = runtime::EncodeImages(**text_only, std::span<const vision::Image>(&*img, 1), 4, *pool_);
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find("--mmproj"), std::string::npos) << refused.status().ToString();
+}
+
+// Each choice's tokens and usage, from the serving engine's events.
+class Results {
+ public:
+  struct Choice {
+    std::vector<int32_t> tokens;
+    bool finished = false;
+    runtime::FinishReason reason = runtime::FinishReason::kStop;
+    int64_t cached_tokens = 0;
+    std::string error;
+  };
+  runtime::ServingSink Sink(const std::string& key, int n) {
+    std::lock_guard lock(mu_);
+    choices_[key].resize(static_cast<size_t>(n));
+    open_ += n;
+    return [this, key](const runtime::ServingEvent& e) {
+      std::lock_guard event_lock(mu_);
+      Choice& c = choices_[key][static_cast<size_t>(e.choice)];
+      c.tokens.insert(c.tokens.end(), e.tokens.begin(), e.tokens.end());
+      if (e.finished) {
+        c.finished = true;
+        c.reason = e.finish_reason;
+        c.cached_tokens = e.cached_tokens;
+        c.error = e.error.ToString();
+        --open_;
+        cv_.notify_all();
+      }
+      return true;
+    };
+  }
+  bool Wait() {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(120), [&] { return open_ == 0; });
+  }
+  std::vector<Choice> operator[](const std::string& key) {
+    std::lock_guard lock(mu_);
+    return choices_[key];
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, std::vector<Choice>> choices_;
+  int open_ = 0;
+};
+
+// Images through the serving engine (what herd serve runs): the three prompts at once, in prefill chunks of at most
+// 16 tokens that cut through the images, with n = 2 on img_ab, give the fixture's greedy tokens; the same prompt again
+// takes its leading pages from the prefix cache, while the same ids with other pixels take none of the pages that
+// hold image positions; a KV pool too small for all at once (preemption, recompute from the embeds) changes nothing.
+TEST_P(Llama4VisionTest, ServingEngineWithImages) {
+  std::map<std::string, std::vector<int32_t>> ids;
+  std::map<std::string, std::shared_ptr<const runtime::PromptEmbeds>> embeds;
+  for (const std::string name : {"img_a", "img_b", "img_ab"}) {
+    runtime::EncodedImages enc;
+    Prompt(name, &ids[name], &enc);
+    if (HasFatalFailure()) return;
+    auto e = runtime::ImageEmbeds(*loaded_, ids[name], std::move(enc));
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    embeds[name] = std::make_shared<const runtime::PromptEmbeds>(std::move(e).value());
+  }
+  auto request = [&](const std::string& name, int n = 1) {
+    runtime::ServingRequest r;
+    r.prompt = ids[name];
+    r.embeds = embeds[name];
+    r.max_tokens = inputs_["greedy_steps"].get<int64_t>();
+    r.sampling = runtime::SamplingParams::Greedy();
+    r.n = n;
+    return r;
+  };
+  auto greedy = [&](const std::string& name) {
+    return expected_["greedy"][name]["tokens"].get<std::vector<int32_t>>();
+  };
+  for (const int64_t kv_tokens : {int64_t{0}, int64_t{96}}) {
+    SCOPED_TRACE("KV pool of " + std::to_string(kv_tokens) + " tokens (0: room for all)");
+    runtime::ServingOptions o;
+    o.parallel = 4;
+    o.n_ctx = 256;
+    o.kv_type = "f32";
+    o.step_tokens = 16;
+    o.threads = 2;
+    if (kv_tokens > 0) {
+      o.kv_bytes = kv_tokens * model::KvRowBytesPerToken(loaded_->model->config(), DType::kF32);
+      o.n_ctx = 80;
+    }
+    auto engine = runtime::ServingEngine::Create(*loaded_, o);
+    ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+    Results results;
+    for (const std::string name : {"img_a", "img_b", "img_ab"}) {
+      const int n = name == "img_ab" ? 2 : 1;
+      auto id = (*engine)->Submit(request(name, n), results.Sink(name, n));
+      ASSERT_TRUE(id.ok()) << id.status().ToString();
+    }
+    ASSERT_TRUE(results.Wait());
+    for (const std::string name : {"img_a", "img_b", "img_ab"}) {
+      for (const auto& c : results[name]) {
+        EXPECT_EQ(c.reason, runtime::FinishReason::kLength) << name << ": " << c.error;
+        EXPECT_EQ(c.tokens, greedy(name)) << name;
+      }
+    }
+    if (kv_tokens > 0) {
+      RecordProperty("preemptions", std::to_string((*engine)->stats().preemptions));
+      continue;
+    }
+    // Again: the prefix cache holds img_a's pages.
+    ASSERT_TRUE((*engine)->Submit(request("img_a"), results.Sink("again", 1)).ok());
+    // img_a's ids with other pixels: nothing from the first image position on may come from the cache.
+    std::vector<vision::Image> other(1);
+    auto a = vision::ReadImageFile(Fixture() + "/image_a_80x40.png");
+    ASSERT_TRUE(a.ok());
+    other[0] = std::move(a).value();
+    for (uint8_t& v : other[0].rgb) v = static_cast<uint8_t>(255 - v);
+    auto enc = runtime::EncodeImages(*loaded_, other, inputs_["max_num_chunks"].get<int64_t>(), *pool_);
+    ASSERT_TRUE(enc.ok());
+    auto e = runtime::ImageEmbeds(*loaded_, ids["img_a"], std::move(enc).value());
+    ASSERT_TRUE(e.ok());
+    runtime::ServingRequest r = request("img_a");
+    r.embeds = std::make_shared<const runtime::PromptEmbeds>(std::move(e).value());
+    ASSERT_TRUE((*engine)->Submit(std::move(r), results.Sink("other", 1)).ok());
+    ASSERT_TRUE(results.Wait());
+    EXPECT_EQ(results["again"][0].tokens, greedy("img_a"));
+    EXPECT_GT(results["again"][0].cached_tokens, 0);
+    EXPECT_LE(results["other"][0].cached_tokens, embeds["img_a"]->at.front());
+    EXPECT_EQ(results["other"][0].reason, runtime::FinishReason::kLength);
+
+    // Embeds that do not fit the prompt are refused at Submit.
+    runtime::ServingRequest bad = request("img_b");
+    bad.embeds = embeds["img_a"];
+    auto refused = (*engine)->Submit(std::move(bad), results.Sink("bad", 1));
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument) << refused.status().ToString();
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Files, Llama4VisionTest,
