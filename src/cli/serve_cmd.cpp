@@ -20,6 +20,7 @@
 #include "cli/common.h"
 #include "core/file.h"
 #include "runtime/chat.h"
+#include "runtime/images.h"
 #include "runtime/serving.h"
 #include "server/http_server.h"
 
@@ -39,7 +40,57 @@ struct ServeOptions {
   double drain_s = 30;
   int64_t max_queue = 256;
   int64_t step_tokens = 512;
+  int64_t max_tiles = runtime::kDefaultMaxTiles;
+  int64_t max_images = 16;
 };
+
+// Images of chat requests, when the model has a vision tower: decoded and laid out by the API (server/api.h), encoded
+// here on the request's HTTP thread, one request at a time, on a pool as large as the engine's.
+class ImageEncoder {
+ public:
+  ImageEncoder(const runtime::LoadedModel& m, std::unique_ptr<ThreadPool> pool, int64_t max_tiles)
+      : m_(m), pool_(std::move(pool)), max_tiles_(max_tiles) {}
+
+  Result<runtime::PromptEmbeds> Encode(std::span<const vision::Image> images, std::span<const int32_t> prompt) {
+    std::lock_guard lock(mu_);
+    HERD_ASSIGN_OR_RETURN(runtime::EncodedImages enc, runtime::EncodeImages(m_, images, max_tiles_, *pool_));
+    return runtime::ImageEmbeds(m_, prompt, std::move(enc));
+  }
+
+ private:
+  const runtime::LoadedModel& m_;
+  std::unique_ptr<ThreadPool> pool_;
+  int64_t max_tiles_;
+  std::mutex mu_;
+};
+
+// The API's image input for `m`, or why there is none (*reason).
+Result<std::optional<server::ImageInput>> ImageInputFor(const ServeOptions& o, const runtime::LoadedModel& m,
+                                                        std::shared_ptr<ImageEncoder>* encoder, std::string* reason) {
+  if (m.vision == nullptr) {
+    *reason = m.vision_error.ok() ? "this model has no vision tower (start the server with --mmproj FILE)"
+                                  : "the vision tower did not load (" + m.vision_error.message() + ")";
+    return std::optional<server::ImageInput>();
+  }
+  const runtime::ImageTokenIdsOf ids = runtime::ImageTokenIdsFor(m);
+  if (!ids.all) {
+    *reason = "the tokenizer lacks Llama 4's image tokens";
+    return std::optional<server::ImageInput>();
+  }
+  HERD_ASSIGN_OR_RETURN(std::unique_ptr<ThreadPool> pool, ThreadPool::Create(o.common.threads));
+  *encoder = std::make_shared<ImageEncoder>(m, std::move(pool), o.max_tiles);
+  server::ImageInput in;
+  in.tile_size = m.vision->TileSize();
+  in.patches_per_tile = m.vision->TokensPerTile();
+  in.ids = *ids.all;
+  in.max_tiles = o.max_tiles;
+  in.max_images = o.max_images;
+  in.limits.max_pixels = int64_t{1} << 24;  // 16 Mpixel per image: a request holds its images decoded
+  in.encode = [e = *encoder](std::span<const vision::Image> images, std::span<const int32_t> prompt) {
+    return e->Encode(images, prompt);
+  };
+  return std::optional<server::ImageInput>(std::move(in));
+}
 
 // The name clients use: --alias, else the model file's (or directory's) name.
 std::string ServedName(const ServeOptions& o) {
@@ -160,14 +211,21 @@ Status CmdServe(const ServeOptions& o) {
     info.chat_format = *format;
     info.chat_stop_ids = runtime::ChatStopIds(*loaded->tokenizer, *format);
   }
+  std::shared_ptr<ImageEncoder> encoder;
+  HERD_ASSIGN_OR_RETURN(info.images, ImageInputFor(o, *loaded, &encoder, &info.no_images_reason));
+  if (!info.images && loaded->vision == nullptr && !loaded->vision_error.ok()) {
+    std::fprintf(stderr, "herd: warning: serving text only: %s\n", info.no_images_reason.c_str());
+  }
   const std::string name = info.id;
   const bool chat = info.chat_format.has_value();
+  const bool images = info.images.has_value();
   http->SetReady(engine.get(), std::move(info));
   signals.set_exit_on_signal(false);
-  std::fprintf(stderr,
-               "herd: serving %s as '%s' in %.1f ms: context %" PRId64 ", parallel %d, KV %s (%.1f KiB per token)%s\n",
-               o.common.model.c_str(), name.c_str(), loaded->load_ms, n_ctx, o.parallel, o.common.kv_type.c_str(),
-               static_cast<double>(engine->KvBytesPerToken()) / 1024, chat ? "" : ", no chat template");
+  std::fprintf(
+      stderr, "herd: serving %s as '%s' in %.1f ms: context %" PRId64 ", parallel %d, KV %s (%.1f KiB per token)%s%s\n",
+      o.common.model.c_str(), name.c_str(), loaded->load_ms, n_ctx, o.parallel, o.common.kv_type.c_str(),
+      static_cast<double>(engine->KvBytesPerToken()) / 1024, chat ? "" : ", no chat template",
+      images ? (", images (up to " + std::to_string(o.max_tiles) + " tiles each)").c_str() : "");
 
   const char* sig = signals.Wait();
   std::fprintf(stderr, "herd: %s: draining (up to %g s; another signal exits at once)\n", sig, o.drain_s);
@@ -207,6 +265,10 @@ Command AddServeCommand(CLI::App& app) {
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   cmd->add_option("--step-tokens", o->step_tokens, "tokens per engine step at most (decode first, then prefill)")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  cmd->add_option("--max-tiles", o->max_tiles, "image tiles per image at most (Meta's max_num_chunks)")
+      ->check(CLI::Range(int64_t{1}, int64_t{64}));
+  cmd->add_option("--max-images", o->max_images, "images per request at most")
+      ->check(CLI::Range(int64_t{1}, int64_t{256}));
   return {cmd, [o] { return CmdServe(*o); }};
 }
 

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <random>
 
+#include "core/base64.h"
+
 namespace herd::server {
 namespace {
 
@@ -107,17 +109,68 @@ class FieldReader {
   std::optional<ApiError> error_;
 };
 
-// The text of a message's content: a string, or a list of {"type": "text", "text": ...} parts (concatenated).
-std::optional<std::string> ContentText(const json& content, const std::string& param, bool null_ok, FieldReader* r) {
+// An image part's picture: a data: URL with base64 PNG or JPEG bytes, decoded; nullopt with the error recorded.
+std::optional<vision::Image> PartImage(const json& part, const std::string& at, const ModelInfo& model,
+                                       FieldReader* r) {
+  auto field = part.find("image_url");
+  if (field == part.end()) return r->Fail(at + ".image_url", "is required");
+  const json* url = &*field;
+  std::string param = at + ".image_url";
+  if (url->is_object()) {  // OpenAI's {"url": ..., "detail": ...}; a bare string is accepted too
+    auto u = url->find("url");
+    if (u == url->end()) return r->Fail(param + ".url", "is required");
+    url = &*u;
+    param += ".url";
+  }
+  if (!url->is_string()) return r->Fail(param, "must be a string, got " + std::string(url->type_name()));
+  if (!model.images) {
+    r->Set(BadRequest(model.no_images_reason + ": image input is not supported", at + ".type",
+                      "image_input_not_supported"));
+    return std::nullopt;
+  }
+  const std::string_view u = url->get_ref<const std::string&>();
+  if (u.substr(0, 5) != "data:") {
+    r->Set(BadRequest("the server does not fetch image URLs ('" + std::string(u.substr(0, 40)) +
+                          (u.size() > 40 ? "...'" : "'") +
+                          "); send the image inline as a data: URL (data:image/png;base64,...)",
+                      param, "image_url_not_supported"));
+    return std::nullopt;
+  }
+  const size_t comma = u.find(',');
+  const std::string_view head = u.substr(0, comma);
+  if (comma == std::string_view::npos || head.size() < 7 || head.substr(head.size() - 7) != ";base64") {
+    return r->Fail(param, "must be a base64 data: URL (data:image/png;base64,...)");
+  }
+  std::string bytes;
+  if (!DecodeBase64(u.substr(comma + 1), &bytes)) {
+    return r->Fail(param, "holds invalid base64 (the standard alphabet with '=' padding, no whitespace)");
+  }
+  auto image = vision::DecodeImage(
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()), model.images->limits);
+  if (!image.ok()) {
+    r->Set(BadRequest("the image could not be read: " + image.status().message(), param, "invalid_image"));
+    return std::nullopt;
+  }
+  return std::move(image).value();
+}
+
+// A message's content: a string, or a list of text parts (concatenated) and image_url parts (each image placed
+// where its part stands between the texts, its pixels appended to *images).
+std::optional<runtime::ChatMessage> MessageContent(const json& content, const std::string& param, bool null_ok,
+                                                   const ModelInfo& model, std::vector<vision::Image>* images,
+                                                   int64_t* image_tokens, FieldReader* r) {
+  runtime::ChatMessage m;
   if (content.is_null()) {
-    if (null_ok) return std::string();
+    if (null_ok) return m;
     return r->Fail(param, "must be a string or a list of content parts, got null");
   }
-  if (content.is_string()) return content.get<std::string>();
+  if (content.is_string()) {
+    m.content = content.get<std::string>();
+    return m;
+  }
   if (!content.is_array()) {
     return r->Fail(param, "must be a string or a list of content parts, got " + std::string(content.type_name()));
   }
-  std::string text;
   for (size_t i = 0; i < content.size(); ++i) {
     const json& part = content[i];
     const std::string at = param + "[" + std::to_string(i) + "]";
@@ -125,19 +178,35 @@ std::optional<std::string> ContentText(const json& content, const std::string& p
     auto type = part.find("type");
     if (type == part.end() || !type->is_string()) return r->Fail(at + ".type", "must be a string");
     const std::string t = type->get<std::string>();
-    if (t == "image_url" || t == "image" || t == "input_image") {
-      r->Set(BadRequest("this model has no vision encoder (image input is not supported yet)", at + ".type",
-                        "image_input_not_supported"));
-      return std::nullopt;
+    if (t == "image_url") {
+      if (model.images && static_cast<int64_t>(images->size()) >= model.images->max_images) {
+        return r->Fail(at, "is image " + std::to_string(images->size() + 1) + "; a request may hold at most " +
+                               std::to_string(model.images->max_images) + " images");
+      }
+      auto image = PartImage(part, at, model, r);
+      if (!image) return std::nullopt;
+      const ImageInput& in = *model.images;
+      const vision::TileGrid grid = vision::BestCanvas(image->width, image->height, in.tile_size, in.max_tiles);
+      m.images.push_back(vision::ImageTokens(grid, in.patches_per_tile, in.ids));
+      m.image_at.push_back(m.content.size());
+      images->push_back(std::move(*image));
+      *image_tokens += static_cast<int64_t>(m.images.back().size());
+      if (*image_tokens >= model.n_ctx) {  // refused before more images are decoded
+        r->Set(BadRequest("This model's maximum context length is " + std::to_string(model.n_ctx) +
+                              " tokens, but the images up to " + at + " take " + std::to_string(*image_tokens),
+                          at, "context_length_exceeded"));
+        return std::nullopt;
+      }
+      continue;
     }
     if (t != "text") {
-      return r->Fail(at + ".type", "'" + t + "' is not a supported content part type (only 'text')");
+      return r->Fail(at + ".type", "'" + t + "' is not a supported content part type (text, image_url)");
     }
     auto txt = part.find("text");
     if (txt == part.end() || !txt->is_string()) return r->Fail(at + ".text", "must be a string");
-    text += txt->get<std::string>();
+    m.content += txt->get<std::string>();
   }
-  return text;
+  return m;
 }
 
 // The prompt of /v1/completions: a string, a list with one string, token ids, or a list with one list of ids.
@@ -187,12 +256,14 @@ std::optional<std::vector<int32_t>> CompletionPrompt(const json& body, const Mod
   return ids;
 }
 
-std::optional<std::vector<int32_t>> ChatPrompt(const json& body, const ModelInfo& model, FieldReader* r) {
+std::optional<std::vector<int32_t>> ChatPrompt(const json& body, const ModelInfo& model,
+                                               std::vector<vision::Image>* images, FieldReader* r) {
   auto it = body.find("messages");
   if (it == body.end() || it->is_null()) return r->Fail("messages", "is required");
   if (!it->is_array()) return r->Fail("messages", "must be a list of messages, got " + std::string(it->type_name()));
   if (it->empty()) return r->Fail("messages", "must hold at least one message");
   std::vector<runtime::ChatMessage> messages;
+  int64_t image_tokens = 0;  // prompt tokens of the images so far
   for (size_t i = 0; i < it->size(); ++i) {
     const json& m = (*it)[i];
     const std::string at = "messages[" + std::to_string(i) + "]";
@@ -206,9 +277,11 @@ std::optional<std::vector<int32_t>> ChatPrompt(const json& body, const ModelInfo
     }
     auto content = m.find("content");
     // An assistant turn that only called tools has no content.
-    auto text = ContentText(content == m.end() ? json(nullptr) : *content, at + ".content", name == "assistant", r);
-    if (!text) return std::nullopt;
-    messages.push_back({name, std::move(*text)});
+    auto message = MessageContent(content == m.end() ? json(nullptr) : *content, at + ".content", name == "assistant",
+                                  model, images, &image_tokens, r);
+    if (!message) return std::nullopt;
+    message->role = name;
+    messages.push_back(std::move(*message));
   }
   if (!model.chat_format) {
     r->Set(
@@ -393,7 +466,7 @@ std::optional<ApiError> ParseGenerateRequest(const json& body, const ModelInfo& 
   }
   if (r.error()) return r.error();
 
-  auto prompt = chat ? ChatPrompt(body, model, &r) : CompletionPrompt(body, model, &r);
+  auto prompt = chat ? ChatPrompt(body, model, &req.images, &r) : CompletionPrompt(body, model, &r);
   if (r.error()) return r.error();
   if (!prompt || prompt->empty()) return BadRequest("the prompt encodes to no tokens", chat ? "messages" : "prompt");
   req.serving.prompt = std::move(*prompt);

@@ -7,8 +7,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,6 +19,8 @@
 #include "runtime/chat.h"
 #include "runtime/serving.h"
 #include "tokenizer/tokenizer.h"
+#include "vision/image.h"
+#include "vision/preprocess.h"
 
 namespace herd::server {
 
@@ -39,6 +43,21 @@ ApiError Unavailable(std::string message, std::string code);
 // Unavailable -> 503 "server_busy", anything else -> 500 "server_error".
 ApiError FromSubmitStatus(const Status& s);
 
+// Image input of a model with a vision tower: chat content parts {"type": "image_url", "image_url": {"url":
+// "data:image/png;base64,..."}} (PNG or JPEG, inline only: the server fetches nothing).
+struct ImageInput {
+  int64_t tile_size = 0;         // the vision tower's tile side
+  int64_t patches_per_tile = 0;  // <|patch|> tokens per tile
+  vision::ImageTokenIds ids;     // the image tokens of the prompt layout
+  int64_t max_tiles = 16;        // tiles per image at most (--max-tiles)
+  int64_t max_images = 16;       // images per request at most (each is held decoded until it is encoded)
+  vision::DecodeLimits limits;
+  // Encodes a request's images (decoded, in prompt order) into its prompt's embeds (runtime::ImageEmbeds). Called
+  // on the request's HTTP thread, so it must be thread-safe. InvalidArgument -> 400, other errors -> 500.
+  std::function<Result<runtime::PromptEmbeds>(std::span<const vision::Image> images, std::span<const int32_t> prompt)>
+      encode;
+};
+
 // What the API needs to know of the served model. The tokenizer must outlive every use of this struct.
 struct ModelInfo {
   std::string id;                                   // the served name (--alias, else the model file's name)
@@ -48,6 +67,8 @@ struct ModelInfo {
   const tokenizer::Tokenizer* tokenizer = nullptr;  // not null
   std::optional<runtime::ChatFormat> chat_format;   // nullopt: no chat template, /v1/chat/completions refused
   std::vector<int32_t> chat_stop_ids;               // runtime::ChatStopIds of chat_format: end chat replies
+  std::optional<ImageInput> images;                 // nullopt: image parts refused (400 "image_input_not_supported")
+  std::string no_images_reason = "this model has no vision tower";  // that 400's message
 };
 
 enum class ApiKind { kChatCompletion, kCompletion };
@@ -60,6 +81,9 @@ struct ApiRequest {
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
   bool logprobs = false;       // report logprobs (serving.top_logprobs >= 0 then)
+  // The chat's images, decoded, in prompt order; their token layouts are in serving.prompt, and the server fills
+  // serving.embeds from them (ModelInfo::images->encode).
+  std::vector<vision::Image> images;
 };
 
 // Parses a request body: a JSON object nested at most 64 levels (checked before parsing, so hostile nesting costs
@@ -68,9 +92,10 @@ std::optional<ApiError> ParseJsonBody(std::string_view text, nlohmann::json* out
 
 // Validates `body` for the endpoint of `kind` and fills *out. Defaults are OpenAI's (temperature 1, top_p 1, no
 // top_k / min_p / penalties), max_tokens defaults to the rest of the context and is capped by it. Errors: 400
-// naming the parameter (wrong type, out of range, unsupported feature, token id outside the vocabulary, image
-// input, prompt longer than the context with code "context_length_exceeded"), 404 "model_not_found" when
-// "model" is given and is not model.id.
+// naming the parameter (wrong type, out of range, unsupported feature, token id outside the vocabulary, an image
+// part for a model without images ("image_input_not_supported"), a remote image URL ("image_url_not_supported"), an
+// image that does not decode ("invalid_image"), prompt longer than the context with code
+// "context_length_exceeded"), 404 "model_not_found" when "model" is given and is not model.id.
 std::optional<ApiError> ParseGenerateRequest(const nlohmann::json& body, const ModelInfo& model, ApiKind kind,
                                              ApiRequest* out);
 

@@ -8,7 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "core/base64.h"
+#include "core/file.h"
 #include "server/test_fakes.h"
+#include "test_util.h"
 
 namespace herd::server {
 namespace {
@@ -124,11 +127,87 @@ TEST_F(ApiTest, ChatErrors) {
                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]})");
   ASSERT_TRUE(e);
   EXPECT_EQ(e->http_status, 400);
-  EXPECT_EQ(e->message, "this model has no vision encoder (image input is not supported yet)");
+  EXPECT_EQ(e->message, "this model has no vision tower: image input is not supported");
   EXPECT_EQ(e->param, "messages[0].content[1].type");
+  EXPECT_EQ(e->code, "image_input_not_supported");
   // A model without chat tokens refuses chat.
   model_.chat_format.reset();
   ExpectBad(R"({"messages": [{"role": "user", "content": "x"}]})", "messages", chat);
+}
+
+// Image parts: data: URLs of PNG or JPEG, decoded, each laid out where its part stands between the texts; remote
+// URLs, other encodings, broken images, too many images and images past the context are refused by name.
+TEST_F(ApiTest, ChatImages) {
+  ImageInput in;
+  in.tile_size = 48;
+  in.patches_per_tile = 9;
+  in.ids = {200, 201, 202, 203, 204, 205};
+  in.max_tiles = 4;
+  model_.images = in;
+  model_.n_ctx = 256;
+  auto png = ReadFileToString(herd::testing::SharedPath("fixtures/llama4-tiny-vision/image_a_80x40.png"), 1 << 20);
+  ASSERT_TRUE(png.ok());
+  const std::string url = "data:image/png;base64," + EncodeBase64(*png);
+  auto body = [](const std::string& image_part) {
+    return R"({"messages": [{"role": "user", "content": [{"type": "text", "text": "ab"}, )" + image_part +
+           R"(, {"type": "text", "text": "c"}]}]})";
+  };
+  ASSERT_FALSE(Chat(body(R"({"type": "image_url", "image_url": {"url": ")" + url + R"(", "detail": "auto"}})")));
+  ASSERT_EQ(req_.images.size(), 1u);
+  EXPECT_EQ(req_.images[0].width, 80);
+  EXPECT_EQ(req_.images[0].height, 40);
+  // The user turn: "ab", the image's layout (80x40 in 48-pixel tiles: 1x2 and the global view), "c".
+  const std::vector<int32_t> layout = vision::ImageTokens(vision::TileGrid{1, 2}, 9, in.ids);
+  std::vector<int32_t> turn = Bytes("ab", false);
+  turn.insert(turn.end(), layout.begin(), layout.end());
+  turn.push_back('c');
+  const std::vector<int32_t>& prompt = req_.serving.prompt;
+  EXPECT_NE(std::search(prompt.begin(), prompt.end(), turn.begin(), turn.end()), prompt.end());
+  // A bare string url is taken too.
+  req_ = {};
+  ASSERT_FALSE(Chat(body(R"({"type": "image_url", "image_url": ")" + url + R"("})")));
+  EXPECT_EQ(req_.images.size(), 1u);
+
+  struct Bad {
+    std::string part, param, code;
+  };
+  const std::string at = "messages[0].content[1]";
+  for (const Bad& b : std::vector<Bad>{
+           {R"({"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}})", at + ".image_url.url",
+            "image_url_not_supported"},
+           {R"({"type": "image_url", "image_url": {"url": "file:///etc/passwd"}})", at + ".image_url.url",
+            "image_url_not_supported"},
+           {R"({"type": "image_url", "image_url": {"url": "data:image/png,abc"}})", at + ".image_url.url", ""},
+           {R"({"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@@"}})", at + ".image_url.url", ""},
+           {R"({"type": "image_url", "image_url": {"url": "data:image/png;base64,aGVyZA=="}})", at + ".image_url.url",
+            "invalid_image"},
+           {R"({"type": "image_url", "image_url": {"url": "data:image/png;base64,)" +
+                EncodeBase64(png->substr(0, png->size() / 2)) + R"("}})",
+            at + ".image_url.url", "invalid_image"},
+           {R"({"type": "image_url", "image_url": {}})", at + ".image_url.url", ""},
+           {R"({"type": "image_url", "image_url": 7})", at + ".image_url", ""},
+           {R"({"type": "image_url"})", at + ".image_url", ""},
+           {R"({"type": "input_image", "image_url": "x"})", at + ".type", ""},
+       }) {
+    SCOPED_TRACE(b.part.substr(0, 120));
+    req_ = {};
+    auto e = Chat(body(b.part));
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->http_status, 400);
+    EXPECT_EQ(e->param, b.param) << e->message;
+    EXPECT_EQ(e->code, b.code) << e->message;
+  }
+  // At most max_images; the images' tokens are counted against the context before more are decoded.
+  const std::string part = R"({"type": "image_url", "image_url": {"url": ")" + url + R"("}})";
+  model_.images->max_images = 2;
+  auto three = Chat(body(part + ", " + part + ", " + part));
+  ASSERT_TRUE(three);
+  EXPECT_EQ(three->param, "messages[0].content[3]") << three->message;
+  model_.n_ctx = 64;
+  auto two = Chat(body(part + ", " + part));
+  ASSERT_TRUE(two);
+  EXPECT_EQ(two->code, "context_length_exceeded") << two->message;
+  EXPECT_EQ(two->param, "messages[0].content[2]") << two->message;
 }
 
 TEST_F(ApiTest, OpenAiDefaults) {

@@ -344,6 +344,18 @@ class HttpServer::Impl {
     ApiRequest api;
     if (auto e = ParseGenerateRequest(body, model, kind, &api)) return ReplyError(res, *e);
     if (!api.seed_given) api.serving.sampling.seed = NewSeed();
+    if (!api.images.empty()) {  // ParseGenerateRequest takes images only when model.images is set
+      auto embeds = model.images->encode(api.images, api.serving.prompt);
+      if (!embeds.ok()) {
+        const Status& s = embeds.status();
+        return ReplyError(res, s.code() == StatusCode::kInvalidArgument
+                                   ? BadRequest(s.message(), "messages", "invalid_image")
+                                   : ApiError{500, "image encoding failed: " + s.message(), "server_error"});
+      }
+      api.images.clear();
+      api.images.shrink_to_fit();
+      api.serving.embeds = std::make_shared<const runtime::PromptEmbeds>(std::move(embeds).value());
+    }
 
     auto st = std::make_shared<RequestState>();
     auto shaper = std::make_shared<ResponseShaper>(api, model, NewResponseId(kind), UnixNow());

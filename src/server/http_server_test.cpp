@@ -225,7 +225,7 @@ TEST_F(HttpTest, RequestErrors) {
            R"({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]})");
   ExpectError(r, 400);
   EXPECT_EQ(json::parse(r->body)["error"]["message"],
-            "this model has no vision encoder (image input is not supported yet)");
+            "this model has no vision tower: image input is not supported");
   EXPECT_TRUE(engine_->submitted().empty());
   // Unknown routes and wrong methods.
   ExpectError(Get("/v2/nothing"), 404, "invalid_request_error", "not_found");

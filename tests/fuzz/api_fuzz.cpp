@@ -1,8 +1,9 @@
 // libFuzzer target for the server's request parsing (src/server/api.h): the input is an HTTP request body for
 // /v1/chat/completions and /v1/completions, parsed as JSON (with its nesting bound) and validated against the
-// Llama 4 tokenizer and chat template. Properties: no crash, leak or UB; every refusal is an ApiError with a
-// message and an HTTP status of 400 or 404; an accepted request has a non-empty prompt of in-vocabulary ids that
-// fits the context.
+// Llama 4 tokenizer and chat template, image_url parts included (data: URLs decoded as PNG/JPEG). Properties: no
+// crash, leak or UB; every refusal is an ApiError with a message and an HTTP status of 400 or 404; an accepted
+// request has a non-empty prompt of in-vocabulary ids that fits the context, with exactly the <|patch|> positions
+// its decoded images need.
 //
 // The tokenizer comes from $HERD_SHARED (default ../shared relative to the working directory).
 #include <cstdio>
@@ -36,6 +37,21 @@ const herd::server::ModelInfo& Model() {
       m->chat_format = *format;
       m->chat_stop_ids = herd::runtime::ChatStopIds(*m->tokenizer, *format);
     }
+    // Image parts are decoded and laid out as for Llama 4 (336-pixel tiles, 144 patches each); small images only,
+    // so that the fuzzer spends its time on the parsing.
+    herd::server::ImageInput images;
+    images.tile_size = 336;
+    images.patches_per_tile = 144;
+    auto id = [&](const char* t) {
+      auto v = m->tokenizer->TokenId(t);
+      if (!v) Die(std::string("the tokenizer lacks ") + t);
+      return *v;
+    };
+    images.ids = {id("<|image_start|>"),      id("<|image|>"),    id("<|patch|>"), id("<|tile_x_separator|>"),
+                  id("<|tile_y_separator|>"), id("<|image_end|>")};
+    images.max_tiles = 4;
+    images.limits.max_pixels = 1 << 16;
+    m->images = images;
     return m;
   }();
   return *info;
@@ -68,6 +84,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (int32_t id : p) {
       if (id < 0 || id >= model.vocab_size) Die("an accepted token id outside the vocabulary");
     }
+    const int32_t patch = model.images->ids.patch;
+    int64_t patches = 0, want = 0;
+    for (int32_t id : p) patches += id == patch;
+    for (const auto& image : req.images) {
+      if (image.width < 1 || image.height < 1) Die("an accepted image without pixels");
+      const auto grid = herd::vision::BestCanvas(image.width, image.height, 336, 4);
+      want += (grid.rows * grid.cols + (grid.rows * grid.cols > 1 ? 1 : 0)) * 144;
+    }
+    if (patches != want) Die("the prompt lacks the <|patch|> positions of its images");
   }
   return 0;
 }

@@ -143,7 +143,8 @@ describe('herd serve: chat on a tiny Llama 4 with the real tokenizer', () => {
                                            { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=' } }] }],
     }), (e) => {
       assert.equal(e.status, 400);
-      assert.equal(e.error?.message ?? e.message, 'this model has no vision encoder (image input is not supported yet)');
+      assert.equal(e.code, 'image_input_not_supported');
+      assert.match(e.error?.message ?? e.message, /no vision tower \(start the server with --mmproj FILE\)/);
       return true;
     });
     await assert.rejects(client.chat.completions.create({ model: 'llama-5', messages: MESSAGES }), (e) => {
