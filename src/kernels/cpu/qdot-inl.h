@@ -1229,6 +1229,87 @@ inline void QuantDotRowsT(const TensorView& w, const uint8_t* acts, int64_t toke
 #endif
 }
 
+// The compute ceiling probe (cpu/qdot.h PeakOps): `iters` steps of kPeakChains independent accumulator chains of
+// the instruction the kernels use for `kind`, operands pinned in registers by an empty asm so that nothing is
+// hoisted out of the loop. Returns the operations done (2 per multiply-add), 0 for a kind this target lacks.
+constexpr int kPeakChains = 12;
+
+#if HERD_QDOT_SIMD
+#define HERD_PEAK_PIN(v) __asm__ volatile("" : "+v"(v))
+#endif
+
+inline int64_t PeakOpsT(int kind, int64_t iters) {
+#if HERD_QDOT_SIMD
+  namespace hn = hwy::HWY_NAMESPACE;
+  using qdot::DB;
+  using qdot::DF;
+  using qdot::DI;
+  using qdot::DS;
+  if (kind == 0) {  // int8: vpdpbusd, else pmaddubsw + pmaddwd
+    auto u = hn::Set(DB(), uint8_t{3}).raw;
+    auto x = hn::Set(DS(), int8_t{-2}).raw;
+    qdot::VI acc[kPeakChains];
+    for (auto& v : acc) v = hn::Zero(DI());
+    for (int64_t i = 0; i < iters; ++i) {
+      HERD_PEAK_PIN(u);
+      HERD_PEAK_PIN(x);
+      for (auto& v : acc) v = qdot::DotQuads(v, qdot::VB{u}, qdot::VS{x});
+    }
+    int32_t sink = 0;
+    for (auto& v : acc) sink += hn::GetLane(v);
+    __asm__ volatile("" : : "r"(sink));
+    return iters * kPeakChains * 2 * qdot::kNB;
+  }
+  if (kind == 1) {  // f32 fused multiply-add
+    auto a = hn::Set(DF(), 1.0001f).raw;
+    auto b = hn::Set(DF(), 0.9999f).raw;
+    hn::Vec<DF> acc[kPeakChains];
+    for (auto& v : acc) v = hn::Zero(DF());
+    for (int64_t i = 0; i < iters; ++i) {
+      HERD_PEAK_PIN(a);
+      HERD_PEAK_PIN(b);
+      for (auto& v : acc) v = hn::MulAdd(hn::Vec<DF>{a}, hn::Vec<DF>{b}, v);
+    }
+    float sink = 0;
+    for (auto& v : acc) sink += hn::GetLane(v);
+    __asm__ volatile("" : : "x"(sink));
+    return iters * kPeakChains * 2 * static_cast<int64_t>(hn::Lanes(DF()));
+  }
+#if HERD_BF16DOT_NATIVE
+  if (kind == 2) {  // bf16 pairs into f32: vdpbf16ps
+    __m512i w = _mm512_set1_epi16(0x3f80), x = _mm512_set1_epi16(0x3f80);
+    __m512 acc[kPeakChains];
+    for (auto& v : acc) v = _mm512_setzero_ps();
+    for (int64_t i = 0; i < iters; ++i) {
+      HERD_PEAK_PIN(w);
+      HERD_PEAK_PIN(x);
+      for (auto& v : acc) v = bf16dot::DotPairs(v, w, x);
+    }
+    float sink = 0;
+    for (auto& v : acc) sink += _mm512_cvtss_f32(v);
+    __asm__ volatile("" : : "x"(sink));
+    return iters * kPeakChains * 2 * 32;
+  }
+#endif
+  return 0;
+#else
+  if (kind == 1) {  // portable targets: scalar multiply-adds
+    float acc[kPeakChains] = {};
+    volatile float va = 1.0001f, vb = 0.9999f;
+    const float a = va, b = vb;
+    for (int64_t i = 0; i < iters; ++i) {
+      for (float& v : acc) v = v * a + b;
+    }
+    volatile float sink = 0;
+    for (float v : acc) sink = sink + v;
+    return iters * kPeakChains * 2;
+  }
+  return 0;
+#endif
+}
+
+#undef HERD_PEAK_PIN
+
 }  // namespace herd::kernels::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 

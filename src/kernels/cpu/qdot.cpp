@@ -28,6 +28,7 @@ HWY_EXPORT(QuantizeActivationsT);
 HWY_EXPORT(QuantDotRowsT);
 HWY_EXPORT(NativeBf16DotT);
 HWY_EXPORT(RepackedQ8DotT);
+HWY_EXPORT(PeakOpsT);
 
 namespace {
 
@@ -82,6 +83,11 @@ void QuantDotRows(const TensorView& w, const QuantizedActivations& a, int64_t t_
   if (t_begin >= t_end || o_begin >= o_end) return;
   HWY_DYNAMIC_DISPATCH(QuantDotRowsT)
   (w, a.Token(t_begin), a.token_bytes(), t_end - t_begin, y, y_stride, o_begin, o_end);
+}
+
+int64_t PeakOps(PeakKind kind, int64_t iters) {
+  if (kind == PeakKind::kBf16 && !CpuHasAvx512Bf16()) return 0;
+  return HWY_DYNAMIC_DISPATCH(PeakOpsT)(static_cast<int>(kind), iters);
 }
 
 QuantizedActivations& ThreadQuantizedActivations() {

@@ -60,6 +60,14 @@ class QuantizedActivations {
 void QuantDotRows(const TensorView& w, const QuantizedActivations& a, int64_t t_begin, int64_t t_end, float* y,
                   int64_t y_stride, int64_t o_begin, int64_t o_end);
 
+// The arithmetic a core can issue, for the compute ceiling beside prefill figures (tools/compute.h): kInt8 is the
+// byte dot product the quantized kernels use (vpdpbusd on AVX-512 VNNI, else pmaddubsw + pmaddwd), kF32 the f32
+// fused multiply-add, kBf16 vdpbf16ps (AVX512_BF16 only).
+enum class PeakKind { kInt8 = 0, kF32 = 1, kBf16 = 2 };
+// Runs `iters` steps of 12 independent accumulator chains of `kind` on the calling thread (registers only) and
+// returns the operations done, counting a multiply-add as 2; 0 when the dispatched target or the CPU lacks `kind`.
+int64_t PeakOps(PeakKind kind, int64_t iters);
+
 // The calling thread's scratch (thread_local, grown once), for callers that quantize per call.
 QuantizedActivations& ThreadQuantizedActivations();
 
