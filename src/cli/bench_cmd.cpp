@@ -15,9 +15,12 @@
 #include "core/thread_pool.h"
 #include "kernels/matmul.h"
 #include "model/model.h"
+#include "model/vision.h"
 #include "runtime/engine.h"
+#include "runtime/images.h"
 #include "runtime/serving.h"
 #include "tools/bandwidth.h"
+#include "tools/compute.h"
 #include "tools/synthetic.h"
 
 namespace herd::cli {
@@ -40,6 +43,10 @@ struct BenchOptions {
   // Serving: concurrent streams through the serving engine (runtime/serving.h) instead of one sequence.
   std::vector<int> streams;
   bool prefix_ttft = false;
+  // Images: encode this many tiles (the model's tower, or a synthetic one with --synthetic).
+  int64_t image_tiles = 0;
+  std::string vision = "scout";     // the synthetic tower: scout (Llama 4's, for every size) | tiny
+  std::string vision_type = "f16";  // its matrices (llama.cpp writes mmproj files in f16)
 };
 
 // The model under test with what the report needs, whichever way it was made.
@@ -296,6 +303,157 @@ Status BenchPrefixTtft(const BenchOptions& o, BenchModel& bm) {
   return Status::Ok();
 }
 
+// The arithmetic rate a product of weights of `type` runs at, from the probe: integer dot products for the quantized
+// types, vdpbf16ps for BF16 where the CPU has it, f32 multiply-adds otherwise (F32, F16, BF16 without it). The name
+// of the rate for the report.
+std::pair<double, const char*> PeakFor(const tools::ComputePeak& peak, DType type) {
+  switch (type) {
+    case DType::kQ8_0:
+    case DType::kQ8_0R:
+    case DType::kQ4_0:
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K:
+      return {peak.int8_gops, "int8"};
+    case DType::kBF16:
+      if (peak.bf16_gflops > 0) return {peak.bf16_gflops, "bf16"};
+      return {peak.f32_gflops, "f32"};
+    default:
+      return {peak.f32_gflops, "f32"};
+  }
+}
+
+// --image-tiles N: the vision tower's encode of N tiles (random pixels), best of the repetitions, beside the compute
+// ceiling of its weights' arithmetic; then the text model's prefill of a prompt holding them (N one-tile images in
+// Meta's layout, ids from the model's config or tokenizer where known, else random, the <|patch|> rows replaced)
+// against the same length of text, and the time to the first token of that prompt (encode + prefill).
+Status BenchImages(const BenchOptions& o, BenchModel& bm, ThreadPool& pool) {
+  const model::ModelConfig& c = bm.model().config();
+  std::unique_ptr<model::VisionTower> synthetic;
+  const model::VisionTower* tower = bm.loaded->vision.get();
+  std::string tower_label = "the model's";
+  if (!o.synthetic.empty()) {
+    std::optional<DType> type = ParseDType(o.vision_type);
+    if (!type) return InvalidArgument("--vision-type '" + o.vision_type + "' is not a type");
+    HERD_ASSIGN_OR_RETURN(model::VisionConfig vc, tools::SyntheticVisionConfig(o.vision, c.hidden_size));
+    HERD_ASSIGN_OR_RETURN(tools::SyntheticModel w,
+                          tools::MakeSyntheticVisionWeights(vc, *type, o.seed.value_or(1), pool));
+    HERD_ASSIGN_OR_RETURN(synthetic, model::VisionTower::Create(vc, w.weights));
+    tower = synthetic.get();
+    tower_label = "synthetic " + o.vision + " (" + o.vision_type + ")";
+  } else if (tower == nullptr) {
+    return bm.loaded->vision_error.ok()
+               ? InvalidArgument("--image-tiles: the model has no vision tower (give --mmproj FILE)")
+               : bm.loaded->vision_error;
+  }
+  const model::VisionConfig& vc = tower->config();
+  const TensorView* probe_w = tower->weights().Find("v.blk.0.ffn_up.weight");
+  const DType wtype = probe_w != nullptr ? probe_w->dtype : DType::kF32;
+  const int64_t n = o.image_tiles, s = vc.image_size, per_tile = tower->TokensPerTile();
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> pixels(static_cast<size_t>(n * 3 * s * s));
+  for (float& v : pixels) v = u(rng);
+  std::vector<float> rows(static_cast<size_t>(n * per_tile * tower->OutputDim()));
+  double best_encode = 0;
+  for (int rep = 0; rep < o.reps; ++rep) {
+    const double t0 = runtime::NowMs();
+    HERD_RETURN_IF_ERROR(tower->Encode(pixels.data(), n, rows.data(), pool));
+    const double ms = runtime::NowMs() - t0;
+    if (rep == 0 || ms < best_encode) best_encode = ms;
+  }
+  const tools::ComputePeak peak = tools::MeasureComputePeak(pool);
+  const auto [peak_gops, peak_kind] = PeakFor(peak, wtype);
+  const double gflop_tile = vc.FlopsPerTile() / 1e9;
+  const double encode_gflops = gflop_tile * static_cast<double>(n) / (best_encode / 1000);
+  const double encode_fraction = peak_gops > 0 ? encode_gflops / peak_gops : 0;
+
+  // The prompt: BOS-less text around N one-tile images (<|image_start|> <|image|> <|patch|> x P <|image_end|>).
+  runtime::ImageTokenIdsOf known = runtime::ImageTokenIdsFor(*bm.loaded);
+  auto pick = [&](std::optional<int32_t> id, int32_t salt) {
+    return id.value_or(static_cast<int32_t>((c.vocab_size - 1 - salt) % c.vocab_size));
+  };
+  vision::ImageTokenIds ids;
+  if (known.all) {
+    ids = *known.all;
+  } else {
+    ids = {pick(std::nullopt, 1), pick(std::nullopt, 2), pick(known.patch, 3),
+           pick(std::nullopt, 4), pick(std::nullopt, 5), pick(std::nullopt, 6)};
+  }
+  std::vector<int32_t> prompt;
+  for (int64_t k = 0; k < n; ++k) {
+    for (int i = 0; i < 8; ++i) prompt.push_back(static_cast<int32_t>(rng() % 256));
+    const std::vector<int32_t> layout = vision::ImageTokens(vision::TileGrid{1, 1}, per_tile, ids);
+    prompt.insert(prompt.end(), layout.begin(), layout.end());
+  }
+  for (int i = 0; i < 8; ++i) prompt.push_back(static_cast<int32_t>(rng() % 256));
+  const int64_t n_prompt = static_cast<int64_t>(prompt.size());
+  if (n_prompt > c.max_position_embeddings) return InvalidArgument("--image-tiles: the prompt exceeds the context");
+  runtime::ImageFusion fusion;
+  for (int64_t i = 0; i < n_prompt; ++i) {
+    if (prompt[i] == ids.patch) fusion.at.push_back(static_cast<int32_t>(i));
+  }
+  if (static_cast<int64_t>(fusion.at.size()) != n * per_tile) {
+    return Internal("--image-tiles: the prompt's <|patch|> count differs from the tiles'");
+  }
+  fusion.rows = rows.data();
+  const model::EmbeddingOverride embeds = fusion.Override();
+  HERD_ASSIGN_OR_RETURN(auto state, NewState(o.common, bm.model(), n_prompt));
+  std::vector<float> logits(static_cast<size_t>(c.vocab_size));
+  std::vector<int32_t> text(prompt.size());
+  for (auto& id : text) id = static_cast<int32_t>(rng() % c.vocab_size);
+  double best_images = 0, best_text = 0;
+  for (int rep = 0; rep < o.reps; ++rep) {  // alternating, so both see the same moments of a noisy host
+    for (const bool with_images : {true, false}) {
+      state->Reset();
+      const double t0 = runtime::NowMs();
+      HERD_RETURN_IF_ERROR(bm.model().Forward(*state, with_images ? prompt : text, model::LogitsMode::kLast,
+                                              logits.data(), pool, with_images ? &embeds : nullptr));
+      const double tok_s = 1000.0 * static_cast<double>(n_prompt) / (runtime::NowMs() - t0);
+      double& best = with_images ? best_images : best_text;
+      best = std::max(best, tok_s);
+    }
+  }
+  const double ttft_ms = best_encode + 1000.0 * static_cast<double>(n_prompt) / best_images;
+  if (o.json) {
+    std::printf("%s\n", nlohmann::json({{"model", bm.label},
+                                        {"vision_tower", tower_label},
+                                        {"vision_weight_type", std::string(DTypeName(wtype))},
+                                        {"threads", pool.size()},
+                                        {"image_tiles", n},
+                                        {"tokens_per_tile", per_tile},
+                                        {"encode_ms", best_encode},
+                                        {"encode_ms_per_tile", best_encode / static_cast<double>(n)},
+                                        {"vision_gflop_per_tile", gflop_tile},
+                                        {"encode_gflops", encode_gflops},
+                                        {"compute_peak_kind", peak_kind},
+                                        {"compute_peak_gops", peak_gops},
+                                        {"compute_int8_gops", peak.int8_gops},
+                                        {"compute_f32_gflops", peak.f32_gflops},
+                                        {"compute_bf16_gflops", peak.bf16_gflops},
+                                        {"encode_fraction", encode_fraction},
+                                        {"image_prompt_tokens", n_prompt},
+                                        {"prompt_tok_s_images", best_images},
+                                        {"prompt_tok_s_text", best_text},
+                                        {"ttft_ms", ttft_ms}})
+                            .dump()
+                            .c_str());
+  } else {
+    std::printf("vision tower %s (%s, %" PRId64 " layers, %" PRId64 "-pixel tiles, %" PRId64
+                " tokens each), %d threads, best of %d\n",
+                tower_label.c_str(), std::string(DTypeName(wtype)).c_str(), vc.num_hidden_layers, s, per_tile,
+                pool.size(), o.reps);
+    std::printf("  encode %" PRId64 " tiles  %10.1f ms  (%.1f ms per tile, %.2f GFLOP per tile)\n", n, best_encode,
+                best_encode / static_cast<double>(n), gflop_tile);
+    std::printf("  compute       %.1f GFLOP/s = %.1f%% of the %s peak (%.1f G/s measured)\n", encode_gflops,
+                100.0 * encode_fraction, peak_kind, peak_gops);
+    std::printf("  prefill %" PRId64 " tokens with the images  %.2f tokens/s (text alone %.2f tokens/s)\n", n_prompt,
+                best_images, best_text);
+    std::printf("  first token after %.1f ms (encode + prefill)\n", ttft_ms);
+  }
+  return Status::Ok();
+}
+
 Status CmdBench(const BenchOptions& o) {
   if (o.common.model.empty() == o.synthetic.empty()) {
     return InvalidArgument("give exactly one of -m/--model FILE and --synthetic PRESET");
@@ -317,6 +475,7 @@ Status CmdBench(const BenchOptions& o) {
   const model::ModelConfig& c = model.config();
   HERD_RETURN_IF_ERROR(CheckContext(o, c));
   if (o.prefix_ttft) return BenchPrefixTtft(o, bm);
+  if (o.image_tiles > 0) return BenchImages(o, bm, pool);
   if (!o.streams.empty()) {
     std::unique_ptr<tools::BandwidthProbe> probe;
     if (o.probe_mib > 0) {
@@ -469,6 +628,13 @@ Command AddBenchCommand(CLI::App& app) {
                   "the serving engine, beside the bandwidth bound of the bytes each step reads")
       ->delimiter(',')
       ->check(CLI::Range(1, 4096));
+  cmd->add_option("--image-tiles", o->image_tiles,
+                  "images: encode N tiles with the vision tower (the model's, or with --synthetic a synthetic one of "
+                  "--vision's shape), beside the compute peak; then prefill them in a prompt")
+      ->check(CLI::Range(int64_t{1}, int64_t{256}));
+  cmd->add_option("--vision", o->vision, "shape of the synthetic vision tower: scout (Llama 4's) | tiny")
+      ->check(CLI::IsMember({"scout", "maverick", "tiny"}));
+  cmd->add_option("--vision-type", o->vision_type, "weight type of the synthetic vision tower's matrices");
   cmd->add_flag("--prefix-ttft", o->prefix_ttft,
                 "serving: time to first token of a -p token prompt and of a second request sharing it (prefix cache)");
 

@@ -165,6 +165,18 @@ int64_t VisionConfig::TokensPerTile() const {
   return side * side;
 }
 
+double VisionConfig::FlopsPerTile() const {
+  const double t = static_cast<double>(GridSize() * GridSize() + 1), d = static_cast<double>(hidden_size),
+               f = static_cast<double>(intermediate_size), s = static_cast<double>(TokensPerTile());
+  const double patch = 2 * (t - 1) * d * static_cast<double>(num_channels * patch_size * patch_size);
+  const double layer = 2 * t * (4 * d * d + 2 * d * f) + 2 * 2 * t * t * d;
+  const double adapter = 2 * s *
+                         (f * static_cast<double>(projector_input_dim) +
+                          static_cast<double>(projector_output_dim) * static_cast<double>(projector_output_dim));
+  const double projector = 2 * s * static_cast<double>(vision_output_dim) * static_cast<double>(text_hidden_size);
+  return patch + static_cast<double>(num_hidden_layers) * layer + adapter + projector;
+}
+
 Status VisionConfig::Validate() const {
   return Check(*this, [](std::string_view field) { return std::string(field); });
 }

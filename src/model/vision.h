@@ -50,6 +50,10 @@ struct VisionConfig {
   int64_t PixelShuffleFactor() const;  // 1 / pixel_shuffle_ratio (2); 0 when that is not an integer
   // Output rows per tile: (grid / factor)^2 (144).
   int64_t TokensPerTile() const;
+  // Arithmetic of one tile's encode, counting a multiply-add as 2: the patch embedding, per layer the four
+  // projections, the MLP and attention's scores and weighted values over grid^2 + 1 positions, the adapter and the
+  // projector (1.02 T for Scout's tower into 5120). Norms, GELU, RoPE and softmax are left out.
+  double FlopsPerTile() const;
 
   // Consistency and plausible ranges: every size within its limit, image_size a multiple of patch_size, heads
   // dividing hidden_size into head_dim (a multiple of 4), num_channels 3, pixel_shuffle_ratio 1 / an integer factor

@@ -315,11 +315,17 @@ std::vector<model::TensorSpec> SyntheticLayout(const model::ModelConfig& c, DTyp
   return out;
 }
 
-Result<SyntheticModel> MakeSyntheticWeights(const model::ModelConfig& c, DType dtype, uint64_t seed, ThreadPool& pool) {
-  if (!kernels::MatMulSupports(dtype)) {
-    return InvalidArgument("synthetic weights of type " + std::string(DTypeName(dtype)) + " are not supported");
-  }
-  const std::vector<model::TensorSpec> layout = SyntheticLayout(c, dtype);
+namespace {
+
+// 1-D tensors that hold scales around 1 (norm weights); biases and the class embedding are drawn like matrices.
+bool IsNormWeight(const model::TensorSpec& t) {
+  const std::string_view n = t.name;
+  return t.shape.size() == 1 && !(n.size() >= 4 && n.substr(n.size() - 4) == "bias") && n != "v.class_embd";
+}
+
+// Allocates and fills every tensor of `layout` (MakeSyntheticWeights' values); `what` names it in messages.
+Result<SyntheticModel> FillLayout(const std::vector<model::TensorSpec>& layout, uint64_t seed, ThreadPool& pool,
+                                  const std::string& what) {
   std::vector<int64_t> offsets;
   int64_t total = 0, padded = 0;
   for (const model::TensorSpec& t : layout) {
@@ -327,8 +333,6 @@ Result<SyntheticModel> MakeSyntheticWeights(const model::ModelConfig& c, DType d
     total += t.size_bytes;
     padded += (t.size_bytes + kAlign - 1) / kAlign * kAlign;
   }
-  const std::string what = std::string(DTypeName(dtype)) + ", " + std::to_string(c.num_hidden_layers) +
-                           (c.num_hidden_layers == 1 ? " layer" : " layers");
   if (auto avail = AvailableMemoryBytes(); avail && padded > *avail) {
     return ResourceExhausted("the synthetic model needs " + GiB(padded) + " (" + what + ") but only " + GiB(*avail) +
                              " of memory is available (MemAvailable); use fewer layers or a smaller type");
@@ -361,8 +365,7 @@ Result<SyntheticModel> MakeSyntheticWeights(const model::ModelConfig& c, DType d
       const Item& it = items[k];
       const model::TensorSpec& t = layout[it.tensor_idx];
       SplitMix64 rng{ChunkSeed(seed, it.tensor_idx, it.chunk_idx)};
-      const bool is_norm = t.shape.size() == 1;
-      FillUnits(t, is_norm, base + offsets[it.tensor_idx], it.u0, it.u1, rng);
+      FillUnits(t, IsNormWeight(t), base + offsets[it.tensor_idx], it.u0, it.u1, rng);
       const int64_t done = done_bytes.fetch_add((it.u1 - it.u0) * Traits(t.dtype).type_size) +
                            (it.u1 - it.u0) * Traits(t.dtype).type_size;
       if (thread_idx == 0 && progress) progress->Update(done);  // Progress is not thread-safe: one writer
@@ -379,6 +382,96 @@ Result<SyntheticModel> MakeSyntheticWeights(const model::ModelConfig& c, DType d
   }
   out.weights.KeepAlive(std::move(map));
   return out;
+}
+
+}  // namespace
+
+Result<SyntheticModel> MakeSyntheticWeights(const model::ModelConfig& c, DType dtype, uint64_t seed, ThreadPool& pool) {
+  if (!kernels::MatMulSupports(dtype)) {
+    return InvalidArgument("synthetic weights of type " + std::string(DTypeName(dtype)) + " are not supported");
+  }
+  return FillLayout(SyntheticLayout(c, dtype), seed, pool,
+                    std::string(DTypeName(dtype)) + ", " + std::to_string(c.num_hidden_layers) +
+                        (c.num_hidden_layers == 1 ? " layer" : " layers"));
+}
+
+Result<model::VisionConfig> SyntheticVisionConfig(const std::string& preset, int64_t text_hidden_size) {
+  model::VisionConfig c;
+  if (preset == "scout" || preset == "maverick") {  // llama4.md section 3: the same tower for both
+    c.image_size = 336;
+    c.patch_size = 14;
+    c.hidden_size = 1408;
+    c.intermediate_size = 5632;
+    c.num_hidden_layers = 34;
+    c.num_attention_heads = 16;
+    c.projector_input_dim = c.projector_output_dim = c.vision_output_dim = 4096;
+  } else if (preset == "tiny") {
+    c.image_size = 16;
+    c.patch_size = 4;
+    c.hidden_size = 32;
+    c.intermediate_size = 128;
+    c.num_hidden_layers = 2;
+    c.num_attention_heads = 4;
+    c.projector_input_dim = c.projector_output_dim = c.vision_output_dim = 64;
+  } else {
+    return InvalidArgument("unknown synthetic vision tower '" + preset + "' (scout, maverick, tiny)");
+  }
+  c.head_dim = c.hidden_size / c.num_attention_heads;
+  c.norm_eps = 1e-5f;
+  c.rope_theta = 10000.0f;
+  c.pixel_shuffle_ratio = 0.5f;
+  c.text_hidden_size = text_hidden_size;
+  HERD_RETURN_IF_ERROR(c.Validate());
+  return c;
+}
+
+std::vector<model::TensorSpec> SyntheticVisionLayout(const model::VisionConfig& c, DType dtype) {
+  std::vector<model::TensorSpec> out;
+  auto add = [&](std::string name, DType t, std::vector<int64_t> shape) {
+    // Matrices whose rows are not whole blocks of `dtype` (the 588-wide patch embedding) are stored F16.
+    if (shape.size() == 2 && shape[1] % Traits(t).block_size != 0) t = DType::kF16;
+    int64_t n = 1;
+    for (int64_t dim : shape) n *= dim;
+    out.push_back({std::move(name), t, shape, RowBytes(t, n)});
+  };
+  const int64_t d = c.hidden_size, f = c.intermediate_size, n_pos = c.GridSize() * c.GridSize() + 1;
+  add("v.patch_embd.weight", dtype, {d, c.num_channels * c.patch_size * c.patch_size});
+  add("v.class_embd", DType::kF32, {d});
+  add("v.position_embd.weight", DType::kF32, {n_pos, d});
+  for (const char* ln : {"v.pre_ln", "v.post_ln"}) {
+    add(std::string(ln) + ".weight", DType::kF32, {d});
+    add(std::string(ln) + ".bias", DType::kF32, {d});
+  }
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = "v.blk." + std::to_string(l) + ".";
+    for (const char* ln : {"ln1", "ln2"}) {
+      add(p + ln + ".weight", DType::kF32, {d});
+      add(p + ln + ".bias", DType::kF32, {d});
+    }
+    for (const char* m : {"attn_q", "attn_k", "attn_v", "attn_out"}) {
+      add(p + m + ".weight", dtype, {d, d});
+      add(p + m + ".bias", DType::kF32, {d});
+    }
+    add(p + "ffn_up.weight", dtype, {f, d});
+    add(p + "ffn_up.bias", DType::kF32, {f});
+    add(p + "ffn_down.weight", dtype, {d, f});
+    add(p + "ffn_down.bias", DType::kF32, {d});
+  }
+  add("mm.model.mlp.1.weight", dtype, {c.projector_input_dim, f});
+  add("mm.model.mlp.2.weight", dtype, {c.projector_output_dim, c.projector_output_dim});
+  add("mm.model.fc.weight", dtype, {c.text_hidden_size, c.vision_output_dim});
+  return out;
+}
+
+Result<SyntheticModel> MakeSyntheticVisionWeights(const model::VisionConfig& c, DType dtype, uint64_t seed,
+                                                  ThreadPool& pool) {
+  if (!kernels::MatMulSupports(dtype)) {
+    return InvalidArgument("synthetic weights of type " + std::string(DTypeName(dtype)) + " are not supported");
+  }
+  HERD_RETURN_IF_ERROR(c.Validate());
+  return FillLayout(
+      SyntheticVisionLayout(c, dtype), seed, pool,
+      "vision tower, " + std::string(DTypeName(dtype)) + ", " + std::to_string(c.num_hidden_layers) + " layers");
 }
 
 Result<std::unique_ptr<model::Model>> MakeSyntheticModel(const SyntheticSpec& spec, ThreadPool& pool) {

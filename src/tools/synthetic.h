@@ -18,6 +18,7 @@
 #include "model/config.h"
 #include "model/footprint.h"
 #include "model/model.h"
+#include "model/vision.h"
 
 namespace herd::tools {
 
@@ -76,6 +77,20 @@ struct SyntheticModel {
 };
 Result<SyntheticModel> MakeSyntheticWeights(const model::ModelConfig& config, DType dtype, uint64_t seed,
                                             ThreadPool& pool);
+
+// The Llama 4 vision tower of Scout and Maverick ("scout", "maverick": llama4.md section 3, one tower for both:
+// 336-pixel tiles of 14-pixel patches, 1408 wide, 34 layers of 16 heads, MLP 5632, pixel shuffle 0.5, adapter and
+// projector 4096) or a "tiny" one (16-pixel tiles of 4-pixel patches, 32 wide, 2 layers: tests and fuzz seeds),
+// projecting into text_hidden_size. InvalidArgument for another name or a text_hidden_size VisionConfig::Validate
+// refuses.
+Result<model::VisionConfig> SyntheticVisionConfig(const std::string& preset, int64_t text_hidden_size);
+// Every tensor VisionTower::Create binds for `config`, under mmproj names: matrices in `dtype`, or F16 where their
+// rows are not whole blocks of it (the 588-wide patch embedding); the positions and 1-D weights F32.
+std::vector<model::TensorSpec> SyntheticVisionLayout(const model::VisionConfig& config, DType dtype);
+// Random weights of SyntheticVisionLayout, filled as MakeSyntheticWeights fills a text model's (biases and the class
+// embedding like matrices, norm weights around 1).
+Result<SyntheticModel> MakeSyntheticVisionWeights(const model::VisionConfig& config, DType dtype, uint64_t seed,
+                                                  ThreadPool& pool);
 
 // SyntheticConfig + MakeSyntheticWeights + DecoderModel::Create: a runnable model. The model keeps the weights.
 Result<std::unique_ptr<model::Model>> MakeSyntheticModel(const SyntheticSpec& spec, ThreadPool& pool);

@@ -198,6 +198,45 @@ TEST(BenchCliTest, RepackGivesTheSameTextAndIsReported) {
   }
 }
 
+// --image-tiles: the fixture's tower (its config gives the tokens per tile) and a
+// synthetic tiny tower on a synthetic text model; a model without a tower is refused naming --mmproj.
+TEST(BenchCliTest, ImageTiles) {
+  const std::string fixture = testing::SharedPath("fixtures/llama4-tiny-vision");
+  Outcome o = Herd({"bench", "-m", fixture, "--image-tiles", "3", "-r", "1", "-t", "2", "--json"});
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  auto j = nlohmann::json::parse(o.out);
+  const nlohmann::json vc = testing::ReadJson(fixture + "/config.json")["vision_config"];
+  const int64_t grid = vc["image_size"].get<int64_t>() / vc["patch_size"].get<int64_t>();
+  const int64_t shuffled = static_cast<int64_t>(grid * vc["pixel_shuffle_ratio"].get<double>());
+  EXPECT_EQ(j["tokens_per_tile"], shuffled * shuffled);
+  EXPECT_EQ(j["image_tiles"], 3);
+  // Three one-tile images (<|image_start|> <|image|> patches <|image_end|>) after 8 text tokens each, 8 more after.
+  EXPECT_EQ(j["image_prompt_tokens"], 3 * (shuffled * shuffled + 3 + 8) + 8);
+  EXPECT_GT(j["encode_ms_per_tile"].get<double>(), 0);
+  EXPECT_GT(j["vision_gflop_per_tile"].get<double>(), 0);
+  EXPECT_GT(j["compute_f32_gflops"].get<double>(), 1);
+  EXPECT_GT(j["compute_int8_gops"].get<double>(), 1);
+  EXPECT_EQ(j["compute_peak_kind"], "f32");  // F32 weights
+  EXPECT_GT(j["encode_fraction"].get<double>(), 0);
+  EXPECT_LT(j["encode_fraction"].get<double>(), 1.5);
+  EXPECT_GT(j["prompt_tok_s_images"].get<double>(), 0);
+  EXPECT_GT(j["ttft_ms"].get<double>(), j["encode_ms"].get<double>());
+
+  Outcome syn = Herd(Args(Args({"bench"}, kTiny), {"--image-tiles", "2", "--vision", "tiny", "--vision-type", "q8_0",
+                                                   "-r", "1", "-t", "2", "--json"}));
+  ASSERT_EQ(syn.exit_code, 0) << syn.err;
+  auto s = nlohmann::json::parse(syn.out);
+  EXPECT_EQ(s["tokens_per_tile"], 4);  // tiny: 16-pixel tiles of 4-pixel patches, shuffled by 2
+  EXPECT_EQ(s["vision_weight_type"], "Q8_0");
+  EXPECT_EQ(s["compute_peak_kind"], "int8");
+
+  const std::string dir = testing::TempDir("bench-image-tiles");
+  ASSERT_EQ(Herd({"convert", fixture, "-o", dir + "/text.gguf", "-q"}).exit_code, 0);
+  Outcome none = Herd({"bench", "-m", dir + "/text.gguf", "--image-tiles", "1"});
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_NE(none.err.find("--mmproj"), std::string::npos) << none.err;
+}
+
 TEST(BenchCliTest, BadFlagsExitOne) {
   EXPECT_EQ(Herd({"bench"}).exit_code, 1);  // neither -m nor --synthetic
   EXPECT_EQ(Herd({"bench", "--synthetic", "behemoth"}).exit_code, 1);
