@@ -86,15 +86,20 @@ TEST(Chat, ImagesAtMarkersAndBeforeTheText) {
   ChatMessage m{"user", "Compare " + std::string(kImageMarker) + " with" + std::string(kImageMarker) + ".", {a, b, c}};
   auto ids = RenderChat(*tok, ChatFormat::kLlama4, std::span<const ChatMessage>(&m, 1), false, false);
   ASSERT_TRUE(ids.ok()) << ids.status().ToString();
-  std::vector<int32_t> want = {id("<|header_start|>")};
+  std::vector<int32_t> want;
   auto text = [&](const std::string& s) {
     const std::vector<int32_t> t = tok->Encode(s, false, false);
     want.insert(want.end(), t.begin(), t.end());
   };
-  text("user");
-  want.push_back(id("<|header_end|>"));
-  text("\n\n");
-  want.insert(want.end(), a.begin(), a.end());
+  // The user header, then image a (first in both messages below).
+  auto head = [&] {
+    want = {id("<|header_start|>")};
+    text("user");
+    want.push_back(id("<|header_end|>"));
+    text("\n\n");
+    want.insert(want.end(), a.begin(), a.end());
+  };
+  head();
   text("Compare ");
   want.insert(want.end(), b.begin(), b.end());
   text(" with");
@@ -111,11 +116,7 @@ TEST(Chat, ImagesAtMarkersAndBeforeTheText) {
   ChatMessage parts{"user", "Compare " + std::string(kImageMarker) + " with", {a, b}, {0, 8}};
   auto by_offset = RenderChat(*tok, ChatFormat::kLlama4, std::span<const ChatMessage>(&parts, 1), false, false);
   ASSERT_TRUE(by_offset.ok()) << by_offset.status().ToString();
-  want = {id("<|header_start|>")};
-  text("user");
-  want.push_back(id("<|header_end|>"));
-  text("\n\n");
-  want.insert(want.end(), a.begin(), a.end());
+  head();
   text("Compare ");
   want.insert(want.end(), b.begin(), b.end());
   text(std::string(kImageMarker) + " with");

@@ -81,9 +81,8 @@ Bandwidth BandwidthProbe::Measure(int passes) {
   for (int p = 0; p < passes; ++p) {
     // Read: one stream per thread (kernels::Dot), then eight per thread; the faster is the bound.
     double t0 = Seconds();
-    ForEachShare([&](int t, int64_t i0, int64_t i1) {
-      sink[static_cast<size_t>(t)] += kernels::Dot(b + i0, b + i0, i1 - i0);
-    });
+    ForEachShare(
+        [&](int t, int64_t i0, int64_t i1) { sink[static_cast<size_t>(t)] += kernels::Dot(b + i0, b + i0, i1 - i0); });
     best.read_gbs = std::max(best.read_gbs, static_cast<double>(n) * 4 / (Seconds() - t0) / 1e9);
     t0 = Seconds();
     ForEachShare([&](int t, int64_t i0, int64_t i1) {

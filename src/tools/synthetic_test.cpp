@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <set>
 
@@ -18,6 +19,7 @@
 #include "kernels/ref/matmul.h"
 #include "kernels/repack.h"
 #include "model/decoder.h"
+#include "model/vision.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
 
@@ -467,6 +469,52 @@ TEST(SyntheticGgufTest, SavedFileReadsBackAsTheSameNetwork) {
     EXPECT_EQ((*tok)->bos_id(), std::optional<int32_t>(256));
     const std::vector<int32_t> ids = (*tok)->Encode("Hi\n", /*add_bos=*/true, /*parse_special=*/false);
     EXPECT_EQ(ids, (std::vector<int32_t>{256, 'H', 'i', '\n'}));
+  }
+}
+
+}  // namespace
+}  // namespace herd::tools
+
+namespace herd::tools {
+namespace {
+
+// Llama 4's vision tower (llama4.md section 3) and its tensors' shapes; a tiny one binds and encodes.
+TEST(SyntheticVisionTest, ScoutShapeAndTinyTowerRuns) {
+  auto scout = SyntheticVisionConfig("scout", 5120);
+  ASSERT_TRUE(scout.ok()) << scout.status().ToString();
+  EXPECT_EQ(scout->GridSize(), 24);
+  EXPECT_EQ(scout->head_dim, 88);
+  EXPECT_EQ(scout->TokensPerTile(), 144);
+  EXPECT_EQ(scout->intermediate_size, 5632);
+  EXPECT_EQ(scout->num_hidden_layers, 34);
+  std::map<std::string, model::TensorSpec> layout;
+  for (const model::TensorSpec& t : SyntheticVisionLayout(*scout, DType::kQ8_0)) layout[t.name] = t;
+  EXPECT_EQ(layout.size(), 10u + 34u * 16u);
+  EXPECT_EQ(layout["v.patch_embd.weight"].shape, (std::vector<int64_t>{1408, 588}));
+  EXPECT_EQ(layout["v.patch_embd.weight"].dtype, DType::kF16);  // 588 is no whole number of Q8_0 blocks
+  EXPECT_EQ(layout["v.position_embd.weight"].shape, (std::vector<int64_t>{577, 1408}));
+  EXPECT_EQ(layout["v.blk.33.ffn_down.weight"].shape, (std::vector<int64_t>{1408, 5632}));
+  EXPECT_EQ(layout["v.blk.33.ffn_down.weight"].dtype, DType::kQ8_0);
+  EXPECT_EQ(layout["mm.model.mlp.1.weight"].shape, (std::vector<int64_t>{4096, 5632}));
+  EXPECT_EQ(layout["mm.model.fc.weight"].shape, (std::vector<int64_t>{5120, 4096}));
+  // About 1 TFLOP per tile: 34 layers of 577 positions through 1408 x (4 x 1408 + 2 x 5632) weights dominate.
+  EXPECT_NEAR(scout->FlopsPerTile() / 1e12, 1.0156, 0.001);
+  EXPECT_FALSE(SyntheticVisionConfig("llava", 64).ok());
+
+  auto tiny = SyntheticVisionConfig("tiny", 64);
+  ASSERT_TRUE(tiny.ok()) << tiny.status().ToString();
+  auto pool = ThreadPool::Create(2);
+  ASSERT_TRUE(pool.ok());
+  for (DType t : {DType::kF32, DType::kQ8_0}) {
+    auto w = MakeSyntheticVisionWeights(*tiny, t, 3, **pool);
+    ASSERT_TRUE(w.ok()) << w.status().ToString();
+    auto tower = model::VisionTower::Create(*tiny, w->weights);
+    ASSERT_TRUE(tower.ok()) << tower.status().ToString();
+    std::vector<float> pixels(static_cast<size_t>(2 * 3 * tiny->image_size * tiny->image_size), 0.25f);
+    std::vector<float> out(static_cast<size_t>(2 * (*tower)->TokensPerTile() * 64));
+    ASSERT_TRUE((*tower)->Encode(pixels.data(), 2, out.data(), **pool).ok());
+    for (float v : out) ASSERT_TRUE(std::isfinite(v));
+    EXPECT_NE(out.front(), out.back());
   }
 }
 
