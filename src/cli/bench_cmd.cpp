@@ -57,6 +57,7 @@ struct BenchModel {
   double load_ms = 0;  // repacking included
   model::Model::RepackStats repack;
   double repack_ms = 0;
+  runtime::RepackChoice repack_choice;
   const model::Model& model() const { return *loaded->model; }
 };
 
@@ -106,11 +107,11 @@ Status MakeSynthetic(const BenchOptions& o, ThreadPool& pool, BenchModel* out) {
     HERD_RETURN_IF_ERROR(tools::SaveSyntheticGguf(config, weights.weights, o.save));
     std::fprintf(stderr, "herd: wrote %s in %.0f ms\n", o.save.c_str(), runtime::NowMs() - t_save);
   }
-  if (o.common.repack) {  // after --save: the file keeps the GGUF layout
-    HERD_ASSIGN_OR_RETURN(out->repack,
-                          runtime::RepackModel(*out->loaded->model, pool, /*show_progress=*/true, &out->repack_ms));
-    out->load_ms += out->repack_ms;
-  }
+  // After --save (the file keeps the GGUF layout); as `herd run` decides for a file.
+  HERD_ASSIGN_OR_RETURN(out->repack_choice,
+                        runtime::ApplyRepack(o.common.repack, *out->loaded->model, pool,
+                                             /*show_progress=*/true, &out->repack, &out->repack_ms));
+  out->load_ms += out->repack_ms;
   return Status::Ok();
 }
 
@@ -469,6 +470,7 @@ Status CmdBench(const BenchOptions& o) {
     bm.load_ms = bm.loaded->load_ms;
     bm.repack = bm.loaded->repack;
     bm.repack_ms = bm.loaded->repack_ms;
+    bm.repack_choice = bm.loaded->repack_choice;
     bm.label = o.common.model;
   }
   const model::Model& model = bm.model();
@@ -565,7 +567,9 @@ Status CmdBench(const BenchOptions& o) {
                         {"kv_type", o.common.kv_type},
                         {"kv_cache_bytes_per_position", kv_stored},
                         {"load_ms", bm.load_ms},
-                        {"repack", o.common.repack},
+                        {"repack", bm.repack_choice.repack},
+                        {"repack_mode", std::string(runtime::RepackModeName(o.common.repack))},
+                        {"repack_why", bm.repack_choice.why},
                         {"repacked_bytes", bm.repack.bytes},
                         {"repack_ms", bm.repack_ms}};
     if (have_bytes_read) j["bytes_read_per_token"] = bytes_read_per_token;

@@ -71,7 +71,8 @@ class ServerChild {
     if (!o.common.tokenizer.empty()) args.insert(args.end(), {"--tokenizer", o.common.tokenizer});
     if (o.common.threads > 0) args.insert(args.end(), {"-t", std::to_string(o.common.threads)});
     if (o.common.ctx > 0) args.insert(args.end(), {"-c", std::to_string(o.common.ctx)});
-    if (o.common.repack) args.push_back("--repack");
+    if (o.common.repack == runtime::RepackMode::kAlways) args.push_back("--repack");
+    if (o.common.repack == runtime::RepackMode::kNever) args.push_back("--no-repack");
     if (o.parallel > 0) args.insert(args.end(), {"--parallel", std::to_string(o.parallel)});
     if (!o.api_key.empty()) args.insert(args.end(), {"--api-key", o.api_key});
     args.insert(args.end(), o.serve_args.begin(), o.serve_args.end());

@@ -22,10 +22,15 @@ void AddModelOptions(CLI::App* cmd, CommonOptions* o, bool model_required) {
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 31));
   cmd->add_option("-b,--batch", o->batch, "prompt batch size (tokens per forward pass)")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
-  cmd->add_flag("--repack", o->repack,
-                "copy the weight matrices at load into huge-page memory, Q8_0 regrouped for the AVX-512 VNNI "
-                "kernels (faster decode and prefill, the same values rounded in another order; costs a second copy "
-                "of the weights in RAM and the time it takes, which is reported)");
+  auto* repack = cmd->add_flag_callback(
+      "--repack", [o] { o->repack = runtime::RepackMode::kAlways; },
+      "always copy the weight matrices at load into huge-page memory, Q8_0 regrouped for the AVX-512 VNNI kernels "
+      "(faster decode and prefill, the same values rounded in another order; a second copy of the weights in RAM). "
+      "The default does so when the copy fits in the available memory with a margin");
+  auto* no_repack = cmd->add_flag_callback(
+      "--no-repack", [o] { o->repack = runtime::RepackMode::kNever; },
+      "use the weights in place from the file map (no second copy in RAM)");
+  repack->excludes(no_repack);
   cmd->add_option("--mmproj", o->mmproj,
                   "the vision tower (llama.cpp's projector GGUF; an HF directory's own is found without it)");
 }

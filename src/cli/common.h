@@ -28,12 +28,12 @@ struct CommonOptions {
   int threads = 0;
   int64_t ctx = 0;  // 0: min(model maximum, max(4096, needed))
   int64_t batch = 512;
-  bool repack = false;          // --repack: model::Model::RepackWeights at load
-  std::string kv_type = "f16";  // --kv-type (commands that keep a KV cache)
-  std::string mmproj;           // --mmproj: the vision tower's GGUF
+  runtime::RepackMode repack = runtime::RepackMode::kAuto;  // --repack / --no-repack (runtime::RepackMode)
+  std::string kv_type = "f16";                              // --kv-type (commands that keep a KV cache)
+  std::string mmproj;                                       // --mmproj: the vision tower's GGUF
 };
 
-// -m/--model (required unless model_required is false), --tokenizer, --mmproj, -t, -c, -b, --repack.
+// -m/--model (required unless model_required is false), --tokenizer, --mmproj, -t, -c, -b, --repack, --no-repack.
 void AddModelOptions(CLI::App* cmd, CommonOptions* o, bool model_required = true);
 
 // --image FILE (repeatable) and --max-tiles N, for the commands that take images.

@@ -386,21 +386,40 @@ void DecoderModel::StepTokens(KvCache& cache, std::span<const StepInput> batch, 
   }
 }
 
-Result<Model::RepackStats> DecoderModel::RepackWeights(ThreadPool& pool, bool show_progress) {
-  std::vector<LinearWeight*> todo;
-  const auto consider = [&](LinearWeight& lw) {
-    if (lw.w.Rows() > 0 && kernels::MatMulSupports(lw.w.dtype)) todo.push_back(&lw);
+// The matrices RepackWeights copies (every one the kernels multiply; a tied output head stays the embedding's),
+// passed to fn as LinearWeight& (const for a const model).
+template <class Self, class Fn>
+void DecoderModel::ForEachRepackTarget(Self& self, Fn&& fn) {
+  const auto consider = [&](auto& lw) {
+    // Unbound slots (a dense layer's router, an MoE layer's dense FFN) have no data.
+    if (lw.w.data != nullptr && lw.w.Rows() > 0 && kernels::MatMulSupports(lw.w.dtype)) fn(lw);
   };
-  for (DecoderLayerWeights& l : layers_) {
-    for (LinearWeight* lw :
-         {&l.attn_q, &l.attn_k, &l.attn_v, &l.attn_output, &l.ffn_gate, &l.ffn_up, &l.ffn_down, &l.router}) {
-      consider(*lw);
-    }
+  for (auto& l : self.layers_) {
+    consider(l.attn_q);
+    consider(l.attn_k);
+    consider(l.attn_v);
+    consider(l.attn_output);
+    consider(l.ffn_gate);
+    consider(l.ffn_up);
+    consider(l.ffn_down);
+    consider(l.router);
     for (auto* experts : {&l.gate_exps, &l.up_exps, &l.down_exps}) {
-      for (LinearWeight& e : *experts) consider(e);
+      for (auto& e : *experts) consider(e);
     }
   }
-  if (output_.w.data != token_embd_.w.data) consider(output_);
+  if (self.output_.w.data != self.token_embd_.w.data) consider(self.output_);
+}
+
+int64_t DecoderModel::RepackBytes() const {
+  if (repacked_ != nullptr) return 0;
+  int64_t bytes = 0;
+  ForEachRepackTarget(*this, [&](const LinearWeight& lw) { bytes += (lw.w.Rows() * lw.w.RowStride() + 63) / 64 * 64; });
+  return bytes;
+}
+
+Result<Model::RepackStats> DecoderModel::RepackWeights(ThreadPool& pool, bool show_progress) {
+  std::vector<LinearWeight*> todo;
+  ForEachRepackTarget(*this, [&](LinearWeight& lw) { todo.push_back(&lw); });
   RepackStats stats;
   if (repacked_ != nullptr || todo.empty()) return stats;
   // One allocation (each matrix 64-byte aligned in it) before any change, so that running out of memory leaves
@@ -415,7 +434,9 @@ Result<Model::RepackStats> DecoderModel::RepackWeights(ThreadPool& pool, bool sh
   auto memory = AnonymousMemory::Allocate(static_cast<uint64_t>(total));
   if (!memory.ok()) return memory.status().WithContext("repacking the weights (run without --repack)");
   std::unique_ptr<Progress> progress;
-  if (show_progress) progress = std::make_unique<Progress>("repacking", stats.bytes);
+  // A bar only for work that takes a while (a quarter GiB and more): small models would only print noise.
+  if (show_progress && stats.bytes >= (int64_t{256} << 20))
+    progress = std::make_unique<Progress>("repacking", stats.bytes);
   int64_t done = 0;
   for (size_t i = 0; i < todo.size(); ++i) {
     TensorView& w = todo[i]->w;

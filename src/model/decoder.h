@@ -63,6 +63,7 @@ class DecoderModel final : public Model {
   // Repacks the attention, FFN, router, expert and output matrices (not the embedding table, read one row per
   // token, nor an output head tied to it, nor HF's input-major experts).
   Result<RepackStats> RepackWeights(ThreadPool& pool, bool show_progress) override;
+  int64_t RepackBytes() const override;
 
   // Attaches a trace to `state`'s workspace (nullptr detaches); the trace must outlive the Forward calls.
   static void SetTrace(ModelState& state, ForwardTrace* trace);
@@ -85,7 +86,9 @@ class DecoderModel final : public Model {
   std::vector<float> inv_freq_;     // [head_dim/2]
   int64_t weight_bytes_ = 0;
   std::unique_ptr<AnonymousMemory> repacked_;  // RepackWeights' copies, viewed by the weights
-  int64_t max_ffn_ = 0;                        // widest FFN of any layer
+  template <class Self, class Fn>
+  static void ForEachRepackTarget(Self& self, Fn&& fn);
+  int64_t max_ffn_ = 0;  // widest FFN of any layer
 };
 
 }  // namespace herd::model

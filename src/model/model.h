@@ -138,14 +138,14 @@ class Model {
   // Total bytes of bound weights.
   virtual int64_t WeightBytes() const = 0;
 
-  // Optional repacking at load (--repack): every matrix the kernels multiply is copied into anonymous huge-page
-  // memory (core/mapped_file.h AnonymousMemory), in the layout kernels::RepackedType names for this CPU (Q8_0 ->
-  // Q8_0R on AVX-512 VNNI; the stored layout otherwise). Huge pages matter as much as the layout: decode streams
-  // every weight once per token, and a file map's 4 KiB pages cost a TLB miss per 4 KiB (bench/RESULTS.md).
-  // Costs one more copy of those weights in memory (the file stays mapped; its clean pages may be dropped by the
-  // OS) and the time of the copy. Outputs equal the map's up to f32 rounding (Q8_0R sums its blocks in another
-  // order; every other type is bit-identical). Call once, before any NewState/Forward; later calls
-  // do nothing. ResourceExhausted (naming the size) when the memory cannot be had; the model is then unchanged.
+  // Optional repacking at load (by default when the copy fits, runtime::RepackMode): every matrix the kernels
+  // multiply is copied into anonymous huge-page memory (core/mapped_file.h AnonymousMemory), in the layout
+  // kernels::RepackedType names for this CPU (Q8_0 -> Q8_0R on AVX-512 VNNI; the stored layout otherwise). Huge pages
+  // matter as much as the layout: decode streams every weight once per token, and a file map's 4 KiB pages cost a TLB
+  // miss per 4 KiB (bench/RESULTS.md). Costs one more copy of those weights in memory (the file stays mapped; its clean
+  // pages may be dropped by the OS) and the time of the copy. Outputs equal the map's up to f32 rounding (Q8_0R sums
+  // its blocks in another order; every other type is bit-identical). Call once, before any NewState/Forward; later
+  // calls do nothing. ResourceExhausted (naming the size) when the memory cannot be had; the model is then unchanged.
   struct RepackStats {
     int64_t tensors = 0;  // matrices copied
     int64_t bytes = 0;    // their bytes
@@ -156,6 +156,8 @@ class Model {
     (void)show_progress;
     return RepackStats{};
   }
+  // The bytes RepackWeights would allocate (0 once done, or for a model that does not repack).
+  virtual int64_t RepackBytes() const { return 0; }
 };
 
 // Picks the family of config.architecture and binds `weights` (canonical names) to it, checking every tensor's

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "core/mapped_file.h"
 #include "formats/vision_files.h"
 #include "runtime/text_stream.h"
 
@@ -99,18 +100,86 @@ std::string ModelFingerprint(const LoadedModel& m) {
   return hex;
 }
 
-Result<model::Model::RepackStats> RepackModel(model::Model& model, ThreadPool& pool, bool show_progress, double* ms) {
+Result<model::Model::RepackStats> RepackModel(model::Model& model, ThreadPool& pool, bool show_progress, double* ms,
+                                              const std::string& why) {
   const double t0 = NowMs();
   HERD_ASSIGN_OR_RETURN(model::Model::RepackStats stats, model.RepackWeights(pool, show_progress));
   *ms = NowMs() - t0;
   if (show_progress) {
     std::fprintf(stderr,
                  "herd: repacked %lld matrices (%.1f MiB) into huge-page memory in %.0f ms, %lld of them Q8_0 -> "
-                 "Q8_0R\n",
+                 "Q8_0R%s%s%s\n",
                  static_cast<long long>(stats.tensors), static_cast<double>(stats.bytes) / (1 << 20), *ms,
-                 static_cast<long long>(stats.relaid));
+                 static_cast<long long>(stats.relaid), why.empty() ? "" : " (", why.c_str(), why.empty() ? "" : ")");
   }
   return stats;
+}
+
+std::string_view RepackModeName(RepackMode mode) {
+  switch (mode) {
+    case RepackMode::kAuto:
+      return "auto";
+    case RepackMode::kAlways:
+      return "on";
+    case RepackMode::kNever:
+      return "off";
+  }
+  return "auto";
+}
+
+namespace {
+
+constexpr int64_t kGiB = int64_t{1} << 30;
+
+int64_t RepackMargin(int64_t available) { return std::max(kGiB, available / 8); }
+
+std::string GiBText(int64_t bytes) {
+  char buf[32];
+  if (bytes < kGiB) {
+    std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  } else {
+    std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(bytes) / static_cast<double>(kGiB));
+  }
+  return buf;
+}
+
+}  // namespace
+
+bool RepackFits(int64_t bytes, std::optional<int64_t> available) {
+  return available.has_value() && bytes <= *available - RepackMargin(*available);
+}
+
+RepackChoice DecideRepack(RepackMode mode, const model::Model& model) {
+  const int64_t bytes = model.RepackBytes();
+  if (mode == RepackMode::kNever) return {false, "--no-repack"};
+  if (mode == RepackMode::kAlways) return {bytes > 0, "--repack"};
+  if (bytes == 0) return {false, "auto: nothing to repack"};
+  const std::optional<int64_t> available = AvailableMemoryBytes();
+  if (!available) return {false, "auto: the available memory is unknown; --repack forces the copy"};
+  if (RepackFits(bytes, available)) {
+    return {true, "auto: the " + GiBText(bytes) + " copy fits in " + GiBText(*available) +
+                      " available; --no-repack uses the file map"};
+  }
+  return {false, "auto: a " + GiBText(bytes) + " copy would leave less than " + GiBText(RepackMargin(*available)) +
+                     " of the " + GiBText(*available) + " available; --repack forces it"};
+}
+
+Result<RepackChoice> ApplyRepack(RepackMode mode, model::Model& model, ThreadPool& pool, bool show_progress,
+                                 model::Model::RepackStats* stats, double* ms) {
+  RepackChoice choice = DecideRepack(mode, model);
+  *stats = {};
+  *ms = 0;
+  if (choice.repack) {
+    auto done = RepackModel(model, pool, show_progress, ms, choice.why);
+    if (done.ok()) {
+      *stats = *done;
+      return choice;
+    }
+    if (mode == RepackMode::kAlways) return done.status();
+    choice = {false, "auto: the copy could not be had (" + done.status().message() + ")"};
+  }
+  if (show_progress) std::fprintf(stderr, "herd: weights used in place from the file map (%s)\n", choice.why.c_str());
+  return choice;
 }
 
 namespace {
@@ -149,9 +218,11 @@ Result<std::unique_ptr<LoadedModel>> LoadModel(const LoadOptions& o) {
   HERD_ASSIGN_OR_RETURN(m->files, formats::OpenModelFiles(o.model_path));
   HERD_ASSIGN_OR_RETURN(model::ModelConfig config, model::ConfigFromMetadata(m->files.metadata));
   HERD_ASSIGN_OR_RETURN(m->model, model::CreateModel(std::move(config), m->files.weights));
-  if (o.repack) {
-    HERD_ASSIGN_OR_RETURN(std::unique_ptr<ThreadPool> pool, ThreadPool::Create(o.threads));
-    HERD_ASSIGN_OR_RETURN(m->repack, RepackModel(*m->model, *pool, o.show_progress, &m->repack_ms));
+  {
+    HERD_ASSIGN_OR_RETURN(std::unique_ptr<ThreadPool> pool,
+                          ThreadPool::Create(o.repack == RepackMode::kNever ? 1 : o.threads));
+    HERD_ASSIGN_OR_RETURN(m->repack_choice,
+                          ApplyRepack(o.repack, *m->model, *pool, o.show_progress, &m->repack, &m->repack_ms));
   }
   HERD_RETURN_IF_ERROR(LoadVision(o, *m));
   auto tok = OpenTokenizer(m->files, m->model->config(), o);

@@ -20,6 +20,28 @@
 
 namespace herd::runtime {
 
+// Whether the weights are copied at load into the kernels' fastest layout in huge-page memory
+// (model::Model::RepackWeights: decode and prefill faster, a second copy of the matrices in RAM).
+enum class RepackMode {
+  kAuto,    // the default: copied when the copy fits in the available memory with a margin (RepackFits), else used in
+            // place from the file map, so that models larger than RAM keep working
+  kAlways,  // --repack: copied, or ResourceExhausted
+  kNever,   // --no-repack: used in place from the file map
+};
+std::string_view RepackModeName(RepackMode mode);  // "auto" | "on" | "off"
+
+// Whether a copy of `bytes` fits in `available` bytes (MemAvailable) leaving a margin of an eighth of them and at
+// least 1 GiB for the KV cache, activations and the rest of the system. False when `available` is unknown.
+bool RepackFits(int64_t bytes, std::optional<int64_t> available);
+
+// What `mode` decides for `model` now (its RepackBytes against AvailableMemoryBytes), and why, in words for stderr
+// and bench JSON.
+struct RepackChoice {
+  bool repack = false;
+  std::string why;
+};
+RepackChoice DecideRepack(RepackMode mode, const model::Model& model);
+
 struct LoadOptions {
   std::string model_path;
   // Explicit tokenizer file; otherwise the GGUF vocabulary, the HF directory's tokenizer.model, or for a
@@ -28,7 +50,7 @@ struct LoadOptions {
   bool require_tokenizer = true;
   bool show_progress = true;
   // Repack weights at load into faster layouts (model::Model::RepackWeights) on `threads` threads (0: all).
-  bool repack = false;
+  RepackMode repack = RepackMode::kAuto;
   int threads = 0;
   // The vision tower: an mmproj GGUF (--mmproj); without it, an HF directory's own when its config.json has a
   // vision_config.
@@ -41,8 +63,9 @@ struct LoadedModel {
   std::unique_ptr<tokenizer::Tokenizer> tokenizer;  // null only when !require_tokenizer and none was found
   std::vector<int32_t> stop_ids;                    // tokens that end generation
   double load_ms = 0;                               // everything, repacking included
-  model::Model::RepackStats repack;                 // what --repack copied (zero without it)
+  model::Model::RepackStats repack;                 // what repacking copied (zero when the map is used)
   double repack_ms = 0;
+  RepackChoice repack_choice;                  // whether the weights were repacked, and why
   std::unique_ptr<model::VisionTower> vision;  // null for a text-only model
   Status vision_error;  // why the HF directory's own tower could not be loaded (images then fail with it)
 
@@ -50,7 +73,7 @@ struct LoadedModel {
 };
 
 // Errors: IOError/Corruption/NotSupported from the files, with the path in the message; ResourceExhausted when
-// options.repack cannot allocate the repacked copy.
+// RepackMode::kAlways cannot allocate the repacked copy (kAuto falls back to the map, saying so).
 Result<std::unique_ptr<LoadedModel>> LoadModel(const LoadOptions& options);
 
 // FNV-1a 64 (Fowler, Noll, Vo) of `bytes`, continuing from `h` (kFnv1aBasis to start): ModelFingerprint's and
@@ -66,8 +89,15 @@ uint64_t Fnv1aInt(uint64_t v, uint64_t h);
 std::string ModelFingerprint(const LoadedModel& m);
 
 // model.RepackWeights, timed into *ms; with show_progress, its bar and "herd: repacked N matrices (X MiB) into
-// huge-page memory in Y ms, M of them Q8_0 -> Q8_0R" on stderr.
-Result<model::Model::RepackStats> RepackModel(model::Model& model, ThreadPool& pool, bool show_progress, double* ms);
+// huge-page memory in Y ms, M of them Q8_0 -> Q8_0R (why)" on stderr.
+Result<model::Model::RepackStats> RepackModel(model::Model& model, ThreadPool& pool, bool show_progress, double* ms,
+                                              const std::string& why = "");
+
+// DecideRepack, then RepackModel when it says so; with show_progress the choice and its cost on stderr ("herd:
+// repacked ..." or "herd: weights used in place from the file map (why)"). kAuto falls back to the map when the
+// copy cannot be had after all. Fills *stats, *ms and returns the choice.
+Result<RepackChoice> ApplyRepack(RepackMode mode, model::Model& model, ThreadPool& pool, bool show_progress,
+                                 model::Model::RepackStats* stats, double* ms);
 
 struct GenerateOptions {
   int64_t n_predict = 256;  // tokens to generate at most

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "core/mapped_file.h"
 #include "test_util.h"
 
 namespace herd::runtime {
@@ -87,6 +88,41 @@ TEST(Generate, SinkCancels) {
   EXPECT_EQ(whole->stop_reason, StopReason::kLength);
   ASSERT_GE(whole->tokens.size(), r->tokens.size());
   EXPECT_TRUE(std::equal(r->tokens.begin(), r->tokens.end(), whole->tokens.begin()));
+}
+
+// The default repacks when the copy leaves an eighth of the available memory, and at least 1 GiB, free; a model larger
+// than that stays on the file map. --repack / --no-repack decide alone, and the choice says why.
+TEST(Repack, FitsWithAMarginAndTheModesDecide) {
+  constexpr int64_t kGiB = int64_t{1} << 30;
+  EXPECT_TRUE(RepackFits(7 * kGiB, 8 * kGiB));
+  EXPECT_FALSE(RepackFits(7 * kGiB + 1, 8 * kGiB));  // the 1 GiB floor
+  EXPECT_TRUE(RepackFits(56 * kGiB, 64 * kGiB));
+  EXPECT_FALSE(RepackFits(57 * kGiB, 64 * kGiB));  // an eighth of 64 GiB
+  EXPECT_FALSE(RepackFits(60 * kGiB, 24 * kGiB));  // a model larger than RAM
+  EXPECT_FALSE(RepackFits(1, std::nullopt));
+  EXPECT_FALSE(RepackFits(kGiB / 2, kGiB));  // nothing fits under 1 GiB of margin
+
+  LoadOptions o;
+  o.model_path = testing::SharedPath("models/stories260K/stories260K.bin");
+  o.show_progress = false;
+  o.repack = RepackMode::kNever;
+  auto m = LoadModel(o);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  const model::Model& model = *(*m)->model;
+  EXPECT_FALSE((*m)->repack_choice.repack);
+  EXPECT_EQ((*m)->repack.bytes, 0);
+  EXPECT_GT(model.RepackBytes(), 0);
+  EXPECT_EQ(DecideRepack(RepackMode::kNever, model).why, "--no-repack");
+  EXPECT_TRUE(DecideRepack(RepackMode::kAlways, model).repack);
+  const RepackChoice automatic = DecideRepack(RepackMode::kAuto, model);
+  EXPECT_EQ(automatic.repack, RepackFits(model.RepackBytes(), AvailableMemoryBytes()));
+  EXPECT_EQ(automatic.why.rfind("auto: ", 0), 0u) << automatic.why;
+
+  o.repack = RepackMode::kAuto;
+  auto packed = LoadModel(o);
+  ASSERT_TRUE(packed.ok());
+  EXPECT_EQ((*packed)->repack_choice.repack, automatic.repack);
+  EXPECT_EQ((*packed)->model->RepackBytes(), automatic.repack ? 0 : model.RepackBytes());
 }
 
 }  // namespace

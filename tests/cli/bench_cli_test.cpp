@@ -165,9 +165,10 @@ TEST(BenchCliTest, SavedGgufWorksWithInfoAndBench) {
   EXPECT_EQ(run.exit_code, 0) << run.err;
 }
 
-// --repack: the same greedy text from `herd run` (Q8_0R rounds its sums in another order, far below this model's
-// gaps between the top two logits), the copy reported on stderr and in bench's JSON, from a file and from
-// --synthetic (rows of 512 inputs, so Q8_0 also changes layout on AVX-512 VNNI CPUs).
+// Repacking: by default when the copy fits (auto), always with --repack, never with --no-repack. The same greedy text
+// from `herd run` either way (Q8_0R rounds its sums in another order, far below this model's gaps between the top two
+// logits); the choice and its cost on stderr and in bench's JSON, from a file and from --synthetic (rows of 512
+// inputs, so Q8_0 also changes layout on AVX-512 VNNI CPUs).
 TEST(BenchCliTest, RepackGivesTheSameTextAndIsReported) {
   const std::string path = testing::TempDir("bench-cli-repack") + "/tiny.gguf";
   std::vector<std::string> shape = TinyWith("--hidden", "512");
@@ -177,24 +178,39 @@ TEST(BenchCliTest, RepackGivesTheSameTextAndIsReported) {
   Outcome save = Herd(
       Args(Args({"bench"}, shape), {"-p", "4", "-n", "2", "-r", "1", "--save", path, "--json", "--probe-mib", "0"}));
   ASSERT_EQ(save.exit_code, 0) << save.err;
-  Outcome plain = Herd({"run", "-m", path, "-p", "hello", "-n", "12", "--temp", "0", "-t", "2"});
-  Outcome packed = Herd({"run", "-m", path, "-p", "hello", "-n", "12", "--temp", "0", "-t", "2", "--repack"});
-  ASSERT_EQ(plain.exit_code, 0) << plain.err;
-  ASSERT_EQ(packed.exit_code, 0) << packed.err;
-  EXPECT_EQ(plain.out, packed.out);
+  const std::vector<std::string> run = {"run", "-m", path, "-p", "hello", "-n", "12", "--temp", "0", "-t", "2"};
+  Outcome mapped = Herd(Args(run, {"--no-repack"}));
+  Outcome packed = Herd(Args(run, {"--repack"}));
+  Outcome by_default = Herd(run);
+  for (const Outcome* o : {&mapped, &packed, &by_default}) ASSERT_EQ(o->exit_code, 0) << o->err;
+  EXPECT_EQ(mapped.out, packed.out);
+  EXPECT_EQ(by_default.out, packed.out);
   EXPECT_NE(packed.err.find("repacked"), std::string::npos) << packed.err;
-  EXPECT_EQ(plain.err.find("repacked"), std::string::npos) << plain.err;
+  EXPECT_NE(packed.err.find("(--repack)"), std::string::npos) << packed.err;
+  EXPECT_NE(by_default.err.find("repacked"), std::string::npos) << by_default.err;
+  EXPECT_NE(by_default.err.find("(auto: the "), std::string::npos) << by_default.err;
+  EXPECT_EQ(mapped.err.find("repacked"), std::string::npos) << mapped.err;
+  EXPECT_NE(mapped.err.find("used in place from the file map (--no-repack)"), std::string::npos) << mapped.err;
+  EXPECT_EQ(Herd(Args(run, {"--repack", "--no-repack"})).exit_code, 1);
 
   for (const std::vector<std::string>& model : {std::vector<std::string>{"-m", path}, shape}) {
-    Outcome b =
-        Herd(Args(Args({"bench"}, model), {"-p", "8", "-n", "4", "-r", "1", "--probe-mib", "0", "--json", "--repack"}));
-    ASSERT_EQ(b.exit_code, 0) << b.err;
-    auto j = nlohmann::json::parse(b.out);
-    EXPECT_TRUE(j["repack"].get<bool>());
-    EXPECT_GT(j["repacked_bytes"].get<int64_t>(), 0);
-    EXPECT_GE(j["repack_ms"].get<double>(), 0.0);
-    EXPECT_GE(j["load_ms"].get<double>(), j["repack_ms"].get<double>());
-    EXPECT_GT(j["gen_tok_s"].get<double>(), 0);
+    for (const char* flag : {"--repack", "", "--no-repack"}) {
+      SCOPED_TRACE(std::string(model[0]) + " " + flag);
+      std::vector<std::string> args =
+          Args(Args({"bench"}, model), {"-p", "8", "-n", "4", "-r", "1", "--probe-mib", "0", "--json"});
+      if (*flag != 0) args.push_back(flag);
+      Outcome b = Herd(args);
+      ASSERT_EQ(b.exit_code, 0) << b.err;
+      auto j = nlohmann::json::parse(b.out);
+      const bool repacked = std::string(flag) != "--no-repack";
+      EXPECT_EQ(j["repack"].get<bool>(), repacked);
+      EXPECT_EQ(j["repack_mode"], *flag == 0 ? "auto" : repacked ? "on" : "off");
+      EXPECT_FALSE(j["repack_why"].get<std::string>().empty());
+      EXPECT_EQ(j["repacked_bytes"].get<int64_t>() > 0, repacked);
+      EXPECT_GE(j["repack_ms"].get<double>(), 0.0);
+      EXPECT_GE(j["load_ms"].get<double>(), j["repack_ms"].get<double>());
+      EXPECT_GT(j["gen_tok_s"].get<double>(), 0);
+    }
   }
 }
 
