@@ -9,6 +9,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <tuple>
 
 #include "cli/common.h"
 #include "core/file.h"
@@ -58,6 +59,7 @@ struct BenchModel {
   model::Model::RepackStats repack;
   double repack_ms = 0;
   runtime::RepackChoice repack_choice;
+  DType matrix_type = DType::kF32;  // of the stored matrices (blk.0.attn_q.weight)
   const model::Model& model() const { return *loaded->model; }
 };
 
@@ -99,6 +101,7 @@ Status MakeSynthetic(const BenchOptions& o, ThreadPool& pool, BenchModel* out) {
   out->loaded->model = std::move(m).value();
   out->load_ms = runtime::NowMs() - t0;
   out->label = "synthetic:" + spec.preset;
+  out->matrix_type = spec.dtype;
   std::fprintf(stderr, "herd: synthetic %s (%s, %" PRId64 " layers): %.2f MiB of weights made in %.0f ms\n",
                spec.preset.c_str(), std::string(DTypeName(spec.dtype)).c_str(), config.num_hidden_layers,
                static_cast<double>(weights.size_bytes) / (1 << 20), out->load_ms);
@@ -471,6 +474,7 @@ Status CmdBench(const BenchOptions& o) {
     bm.repack = bm.loaded->repack;
     bm.repack_ms = bm.loaded->repack_ms;
     bm.repack_choice = bm.loaded->repack_choice;
+    if (const TensorView* q = bm.loaded->files.weights.Find("blk.0.attn_q.weight")) bm.matrix_type = q->dtype;
     bm.label = o.common.model;
   }
   const model::Model& model = bm.model();
@@ -535,6 +539,23 @@ Status CmdBench(const BenchOptions& o) {
   }
   kernels::EnableWeightByteCounting(false);
   if (probe && o.n_gen == 0) bw = probe->Measure();
+  // The compute ceiling beside the prefill figure: the matrix products' multiply-adds per prompt token (every active
+  // weight but the embedding row, the output head once per prompt: only the last position's logits are computed)
+  // against the probe's rate for the weights' arithmetic. Attention's f32 work is not counted.
+  tools::ComputePeak peak;
+  double prefill_gops = 0, prefill_fraction = 0;
+  const char* peak_kind = "";
+  double peak_gops = 0;
+  if (o.n_prompt > 0) {
+    peak = tools::MeasureComputePeak(pool);
+    std::tie(peak_gops, peak_kind) = PeakFor(peak, bm.matrix_type);
+    const double head = static_cast<double>(c.vocab_size) * static_cast<double>(c.hidden_size);
+    const double per_token =
+        2 * (static_cast<double>(bm.footprint.active_params) - static_cast<double>(c.hidden_size) - head) +
+        2 * head / static_cast<double>(o.n_prompt);
+    prefill_gops = best_prompt * per_token / 1e9;
+    prefill_fraction = peak_gops > 0 ? prefill_gops / peak_gops : 0;
+  }
   const model::WeightFootprint& fp = bm.footprint;
   const double gen_gb_s = best_gen * static_cast<double>(fp.active_bytes) / 1e9;
   // KV rows of --kv-type (model/kv_cache.h); generated tokens sit at positions [n_prompt, n_prompt + n_gen).
@@ -573,6 +594,15 @@ Status CmdBench(const BenchOptions& o) {
                         {"repacked_bytes", bm.repack.bytes},
                         {"repack_ms", bm.repack_ms}};
     if (have_bytes_read) j["bytes_read_per_token"] = bytes_read_per_token;
+    if (o.n_prompt > 0) {
+      j["compute_int8_gops"] = peak.int8_gops;
+      j["compute_f32_gflops"] = peak.f32_gflops;
+      j["compute_bf16_gflops"] = peak.bf16_gflops;
+      j["compute_peak_kind"] = peak_kind;
+      j["compute_gops"] = peak_gops;
+      j["prefill_gops"] = prefill_gops;
+      j["prefill_fraction"] = prefill_fraction;
+    }
     if (o.n_gen > 0) j["gen_tok_s_reps"] = gen_reps;
     if (o.probe_mib > 0) {
       j["bandwidth_gbs"] = bw.read_gbs;
@@ -588,7 +618,12 @@ Status CmdBench(const BenchOptions& o) {
     std::printf("model %s (%s, %.2f MiB weights, %s params, %s active per token), %d threads, best of %d\n",
                 bm.label.c_str(), c.architecture_name.c_str(), static_cast<double>(model.WeightBytes()) / (1 << 20),
                 Count(fp.total_params).c_str(), Count(fp.active_params).c_str(), pool.size(), o.reps);
-    std::printf("  prompt     %6" PRId64 " tokens  %10.2f tokens/s\n", o.n_prompt, best_prompt);
+    std::printf("  prompt     %6" PRId64 " tokens  %10.2f tokens/s", o.n_prompt, best_prompt);
+    if (o.n_prompt > 0) {
+      std::printf("  (%.1f G ops/s of matrix products = %.1f%% of the %s peak, %.1f G/s measured)", prefill_gops,
+                  100.0 * prefill_fraction, peak_kind, peak_gops);
+    }
+    std::printf("\n");
     std::printf("  generation %6" PRId64 " tokens  %10.2f tokens/s  (%.2f GB/s of active weights)\n", o.n_gen, best_gen,
                 gen_gb_s);
     std::printf("  active weight bytes per token  %.2f MiB (+ %.2f MiB of KV cache read)\n",
