@@ -34,7 +34,7 @@ src="$dir/f32.gguf"
 [ -f "$src" ] || /usr/bin/python3 "$peer/make_gguf.py" --arch llama4 --layers 4 --hidden 256 --heads 4 --kv-heads 2 \
   --ff 1024 --ff-exp 512 --experts 8 --vocab 4096 --ftype f32 --seed 11 --out "$src" >&2
 files=()
-for t in q4_k q5_k q6_k q4_0 q8_0; do
+for t in q4_k q4_k_m q5_k q5_k_m q6_k q4_0 q8_0; do
   f="$dir/herd-$t.gguf"
   [ -f "$f" ] || "$herd" quantize "$src" "$f" --type "$t" -q
   files+=("$f")

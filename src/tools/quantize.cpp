@@ -24,9 +24,31 @@ bool KeepAsIs(const std::string& name, const TensorView& v) {
   return false;
 }
 
+bool EndsWith(const std::string& s, std::string_view tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+// The type `name` gets (QuantizeOptions::mixed): in a mix the output head takes Q6_K; in a model with routed
+// experts, where attention is a few percent of the weights, attn_k and attn_v take Q8_0 and attn_output Q6_K; in a
+// dense model attn_v takes Q6_K. Everything else the requested type.
+DType TargetType(const QuantizeOptions& o, const std::string& name, bool moe) {
+  if (!o.mixed) return o.type;
+  if (name == "output.weight") return DType::kQ6_K;
+  if (moe) {
+    if (EndsWith(name, "attn_k.weight") || EndsWith(name, "attn_v.weight")) return DType::kQ8_0;
+    if (EndsWith(name, "attn_output.weight")) return DType::kQ6_K;
+  } else if (EndsWith(name, "attn_v.weight")) {
+    return DType::kQ6_K;
+  }
+  return o.type;
+}
+
 }  // namespace
 
 Status QuantizeModel(const QuantizeOptions& o) {
+  if (o.mixed && o.type != DType::kQ4_K && o.type != DType::kQ5_K) {
+    return InvalidArgument("a K-quant mix (_m) is made of Q4_K or Q5_K, not " + std::string(DTypeName(o.type)));
+  }
   if (!kernels::QuantizeSupports(o.type)) {
     return InvalidArgument("cannot quantize to " + std::string(DTypeName(o.type)));
   }
@@ -39,6 +61,11 @@ Status QuantizeModel(const QuantizeOptions& o) {
   };
   std::error_code ec;
   if (std::filesystem::is_directory(o.input, ec)) {
+    if (o.mixed) {
+      return NotSupported(o.input +
+                          ": the K-quant mixes are made from GGUF files; convert the directory first "
+                          "(herd convert DIR -o F32.gguf --type f32)");
+    }
     ConvertOptions c;
     c.input = o.input;
     c.output = o.output;
@@ -61,15 +88,19 @@ Status QuantizeModel(const QuantizeOptions& o) {
     if (key.starts_with("split.")) continue;  // the output is one file
     w.Add(key, value);
   }
-  w.AddUint32("general.file_type", formats::GgufFileType(o.type));
+  // llama.cpp's file types of its mixes: MOSTLY_Q4_K_M = 15, MOSTLY_Q5_K_M = 17.
+  w.AddUint32("general.file_type", o.mixed ? (o.type == DType::kQ4_K ? 15u : 17u) : formats::GgufFileType(o.type));
   w.AddUint32("general.quantization_version", 2);
   int kept = 0, skipped_shape = 0, fallback = 0;
+  bool moe = false;
+  for (const formats::GgufTensorInfo& info : files.gguf->tensor_infos()) moe |= EndsWith(info.name, "_exps.weight");
   for (const formats::GgufTensorInfo& info : files.gguf->tensor_infos()) {
     const TensorView* v = files.weights.Find(info.name);
     if (v == nullptr) return Internal("tensor '" + info.name + "' vanished");
     const bool convertible = kernels::MatMulSupports(v->dtype);
-    const DType type = KeepAsIs(info.name, *v) || !convertible ? o.type : RowCompatibleType(o.type, v->Cols());
-    if (type != o.type) {
+    const DType want = TargetType(o, info.name, moe);
+    const DType type = KeepAsIs(info.name, *v) || !convertible ? want : RowCompatibleType(want, v->Cols());
+    if (type != want) {
       ++fallback;
       note("tensor '" + info.name + "' " + v->Describe() + ": rows are not a multiple of 256; written as Q8_0");
     }

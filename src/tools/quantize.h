@@ -16,6 +16,11 @@ struct QuantizeOptions {
   std::string input;   // GGUF file or HF directory
   std::string output;  // GGUF file (written to output + ".tmp", then renamed)
   DType type = DType::kQ8_0;
+  // A K-quant mix (herd quantize --type q4_k_m | q5_k_m, with type Q4_K / Q5_K): more bits where rounding costs most
+  // for the bytes. The output head (it makes the logits) in Q6_K; in a model with routed experts, whose attention is
+  // a few percent of the weights, attn_k and attn_v in Q8_0 and attn_output in Q6_K; in a dense model attn_v (small
+  // under grouped-query attention) in Q6_K. The rest in `type`.
+  bool mixed = false;
   int threads = 0;
   bool show_progress = false;
   std::function<void(const std::string&)> on_note;  // nullptr: "herd: note: ..." on stderr
