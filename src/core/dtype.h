@@ -50,6 +50,7 @@ enum class DType : uint32_t {
   // Not in any file: herd's in-memory layouts made at load (kernels/repack.h). Ids from 200 up; never parsed
   // from a name or read from a file.
   kQ8_0R = 200,  // Q8_0 rows regrouped for AVX-512 VNNI dot products
+  kQ4_0R = 201,  // Q4_0 rows regrouped the same way (kernels/repack.h)
 };
 
 struct DTypeTraits {

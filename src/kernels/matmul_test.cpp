@@ -624,81 +624,90 @@ TEST_P(MatMulTest, BatchEqualsOneMatMulPerJob) {
   }
 }
 
-// Q8_0R (kernels/repack.h) is Q8_0 regrouped: packing and unpacking give back the bytes, and every row dequantizes
-// to the same values. Its products are within the quantized-activation bound of the reference (the same exact
-// integer block sums as Q8_0, scaled and added in the Q8_0R kernel's own f32 order) and, being one arithmetic per
-// output, bit-identical for every thread count, MatMulRows range and MatMulBatch. Targets without the Q8_0R kernel
-// run the Q8_0 kernel on the rows unpacked, so there the products are Q8_0's bit for bit. Row counts that do not
-// split evenly, 1 to 3 threads, n_tokens 1 to 64.
-TEST_P(MatMulTest, RepackedQ8_0IsQ8_0Regrouped) {
+// Q8_0R and Q4_0R (kernels/repack.h) are Q8_0 and Q4_0 regrouped: packing and unpacking give back the bytes, and
+// every row dequantizes to the same values. Their products are within the quantized-activation bound of the
+// reference (the same exact integer block sums as the source type, scaled and added in the repacked kernel's own f32
+// order) and, being one arithmetic per output, bit-identical for every thread count, MatMulRows range and
+// MatMulBatch. Targets without the repacked kernels run the source type's kernel on the rows unpacked, so there the
+// products are the source type's bit for bit. Row counts that do not split evenly, 1 to 3 threads, n_tokens 1 to 64.
+TEST_P(MatMulTest, RepackedTypesAreTheirSourceRegrouped) {
   const uint64_t seed = testing::BaseSeed() + 2700;
   std::mt19937_64 rng(seed);
   SCOPED_TRACE(SeedTrace(seed));
   const bool dot = QuantDotSupports(DType::kQ8_0R);
+  EXPECT_EQ(QuantDotSupports(DType::kQ4_0R), dot);
   EXPECT_EQ(RepackedType(DType::kQ8_0, 512), dot ? DType::kQ8_0R : DType::kQ8_0);
+  EXPECT_EQ(RepackedType(DType::kQ4_0, 1024), dot ? DType::kQ4_0R : DType::kQ4_0);
   EXPECT_EQ(RepackedType(DType::kQ8_0, 768), DType::kQ8_0);  // not a multiple of 512: left as it is
-  EXPECT_EQ(RepackedType(DType::kQ4_0, 512), DType::kQ4_0);
-  for (auto [n_out, n_in] : {std::pair<int64_t, int64_t>{1, 512}, {37, 1536}, {130, 2048}}) {
-    const Weights w = RandomWeights(DType::kQ8_0, n_out, n_in, Fill::kRandom, rng);
-    const int64_t row_bytes = RowBytes(DType::kQ8_0, n_in);
-    std::vector<uint8_t> packed(static_cast<size_t>(n_out * row_bytes)), back(static_cast<size_t>(row_bytes));
-    for (int64_t o = 0; o < n_out; ++o) {
-      PackRowQ8_0R(w.view.Row(o), n_in, packed.data() + o * row_bytes);
-      UnpackRowQ8_0R(packed.data() + o * row_bytes, n_in, back.data());
-      ASSERT_EQ(0, std::memcmp(back.data(), w.view.Row(o), static_cast<size_t>(row_bytes))) << "row " << o;
-    }
-    if (dot) {  // RepackRows is PackRowQ8_0R over a row range
-      std::vector<uint8_t> by_range(packed.size(), 0xEE);
-      RepackRows(w.view, 0, n_out / 2, by_range.data());
-      RepackRows(w.view, n_out / 2, n_out, by_range.data());
-      ASSERT_EQ(packed, by_range);
-    }
-    const Weights r = MakeWeights(DType::kQ8_0R, n_out, n_in, packed);
-    std::vector<float> want_row(static_cast<size_t>(n_in)), got_row(want_row.size());
-    for (int64_t o = 0; o < n_out; ++o) {
-      DequantizeRow(w.view, o, want_row.data());
-      DequantizeRow(r.view, o, got_row.data());
-      ASSERT_EQ(0, std::memcmp(want_row.data(), got_row.data(), want_row.size() * sizeof(float))) << "row " << o;
-      ref::DequantizeRow(r.view, o, got_row.data());
-      ASSERT_EQ(0, std::memcmp(want_row.data(), got_row.data(), want_row.size() * sizeof(float))) << "ref row " << o;
-    }
-    for (int64_t n_tokens : {1, 2, 3, 5, 31, 32, 33, 64}) {
-      SCOPED_TRACE(Describe(DType::kQ8_0R, n_out, n_in, n_tokens));
-      std::vector<float> x(static_cast<size_t>(n_tokens * n_in));
-      testing::FillUniform(rng, -1.0f, 1.0f, x.data(), static_cast<int64_t>(x.size()));
-      const size_t n_y = static_cast<size_t>(n_tokens * n_out);
-      std::vector<float> want(n_y), ref_y(n_y), q8(n_y);
-      ThreadPool pool1(1);
-      MatMul(r.view, x.data(), n_tokens, want.data(), pool1);
-      ExpectWithinQuantizedBound(r.view, x.data(), n_tokens, want.data(), n_out);
-      MatMul(w.view, x.data(), n_tokens, q8.data(), pool1);
-      if (!dot) {
-        EXPECT_EQ(0, std::memcmp(q8.data(), want.data(), n_y * sizeof(float))) << "unpacked to Q8_0";
+  EXPECT_EQ(RepackedType(DType::kQ4_0, 768), DType::kQ4_0);
+  EXPECT_EQ(RepackedType(DType::kQ4_K, 512), DType::kQ4_K);
+  for (const auto& [from, to] : {std::pair{DType::kQ8_0, DType::kQ8_0R}, std::pair{DType::kQ4_0, DType::kQ4_0R}}) {
+    SCOPED_TRACE(DTypeName(to));
+    const auto pack = to == DType::kQ8_0R ? PackRowQ8_0R : PackRowQ4_0R;
+    const auto unpack = to == DType::kQ8_0R ? UnpackRowQ8_0R : UnpackRowQ4_0R;
+    for (auto [n_out, n_in] : {std::pair<int64_t, int64_t>{1, 512}, {37, 1536}, {130, 2048}}) {
+      const Weights w = RandomWeights(from, n_out, n_in, Fill::kRandom, rng);
+      const int64_t row_bytes = RowBytes(from, n_in);
+      ASSERT_EQ(RowBytes(to, n_in), row_bytes);
+      std::vector<uint8_t> packed(static_cast<size_t>(n_out * row_bytes)), back(static_cast<size_t>(row_bytes));
+      for (int64_t o = 0; o < n_out; ++o) {
+        pack(w.view.Row(o), n_in, packed.data() + o * row_bytes);
+        unpack(packed.data() + o * row_bytes, n_in, back.data());
+        ASSERT_EQ(0, std::memcmp(back.data(), w.view.Row(o), static_cast<size_t>(row_bytes))) << "row " << o;
       }
-      ref::MatMulQuantized(r.view, x.data(), n_tokens, ref_y.data());  // the reference of Q8_0R reads Q8_0 too
-      std::vector<float> ref_q8(n_y);
-      ref::MatMulQuantized(w.view, x.data(), n_tokens, ref_q8.data());
-      ASSERT_EQ(0, std::memcmp(ref_q8.data(), ref_y.data(), n_y * sizeof(float)));
-      for (int threads : {1, 2, 3}) {
-        ThreadPool pool(threads);
-        std::vector<float> got(n_y, -7.0f);
-        MatMul(r.view, x.data(), n_tokens, got.data(), pool);
-        EXPECT_EQ(0, std::memcmp(want.data(), got.data(), n_y * sizeof(float))) << threads << " threads";
-        if (threads == 2) {  // MatMulRows on a middle range, and a batch with a Q4_0 job on the same x
-          std::vector<float> rows(n_y, -7.0f);
-          const int64_t o0 = n_out / 3, o1 = n_out - n_out / 4;
-          MatMulRows(r.view, x.data(), n_tokens, rows.data(), n_out, o0, o1);
-          for (int64_t t = 0; t < n_tokens; ++t) {
-            for (int64_t o = o0; o < o1; ++o) ASSERT_EQ(rows[t * n_out + o], want[t * n_out + o]) << t << ", " << o;
+      if (dot) {  // RepackRows is the packing over a row range
+        std::vector<uint8_t> by_range(packed.size(), 0xEE);
+        RepackRows(w.view, 0, n_out / 2, by_range.data());
+        RepackRows(w.view, n_out / 2, n_out, by_range.data());
+        ASSERT_EQ(packed, by_range);
+      }
+      const Weights r = MakeWeights(to, n_out, n_in, packed);
+      std::vector<float> want_row(static_cast<size_t>(n_in)), got_row(want_row.size());
+      for (int64_t o = 0; o < n_out; ++o) {
+        DequantizeRow(w.view, o, want_row.data());
+        DequantizeRow(r.view, o, got_row.data());
+        ASSERT_EQ(0, std::memcmp(want_row.data(), got_row.data(), want_row.size() * sizeof(float))) << "row " << o;
+        ref::DequantizeRow(r.view, o, got_row.data());
+        ASSERT_EQ(0, std::memcmp(want_row.data(), got_row.data(), want_row.size() * sizeof(float))) << "ref row " << o;
+      }
+      for (int64_t n_tokens : {1, 2, 3, 5, 31, 32, 33, 64}) {
+        SCOPED_TRACE(Describe(to, n_out, n_in, n_tokens));
+        std::vector<float> x(static_cast<size_t>(n_tokens * n_in));
+        testing::FillUniform(rng, -1.0f, 1.0f, x.data(), static_cast<int64_t>(x.size()));
+        const size_t n_y = static_cast<size_t>(n_tokens * n_out);
+        std::vector<float> want(n_y), ref_y(n_y), source(n_y);
+        ThreadPool pool1(1);
+        MatMul(r.view, x.data(), n_tokens, want.data(), pool1);
+        ExpectWithinQuantizedBound(r.view, x.data(), n_tokens, want.data(), n_out);
+        MatMul(w.view, x.data(), n_tokens, source.data(), pool1);
+        if (!dot) {
+          EXPECT_EQ(0, std::memcmp(source.data(), want.data(), n_y * sizeof(float))) << "unpacked";
+        }
+        ref::MatMulQuantized(r.view, x.data(), n_tokens, ref_y.data());  // the reference reads the source rows
+        std::vector<float> ref_source(n_y);
+        ref::MatMulQuantized(w.view, x.data(), n_tokens, ref_source.data());
+        ASSERT_EQ(0, std::memcmp(ref_source.data(), ref_y.data(), n_y * sizeof(float)));
+        for (int threads : {1, 2, 3}) {
+          ThreadPool pool(threads);
+          std::vector<float> got(n_y, -7.0f);
+          MatMul(r.view, x.data(), n_tokens, got.data(), pool);
+          EXPECT_EQ(0, std::memcmp(want.data(), got.data(), n_y * sizeof(float))) << threads << " threads";
+          if (threads == 2) {  // MatMulRows on a middle range, and a batch with a Q4_0 job on the same x
+            std::vector<float> rows(n_y, -7.0f);
+            const int64_t o0 = n_out / 3, o1 = n_out - n_out / 4;
+            MatMulRows(r.view, x.data(), n_tokens, rows.data(), n_out, o0, o1);
+            for (int64_t t = 0; t < n_tokens; ++t) {
+              for (int64_t o = o0; o < o1; ++o) ASSERT_EQ(rows[t * n_out + o], want[t * n_out + o]) << t << ", " << o;
+            }
+            const Weights q4 = RandomWeights(DType::kQ4_0, 64, n_in, Fill::kRandom, rng);
+            std::vector<float> want_q4(static_cast<size_t>(n_tokens * 64)), got_q4(want_q4.size());
+            MatMul(q4.view, x.data(), n_tokens, want_q4.data(), pool1);
+            std::vector<float> got_b(n_y, -7.0f);
+            const MatMulJob jobs[2] = {{&r.view, x.data(), got_b.data()}, {&q4.view, x.data(), got_q4.data()}};
+            MatMulBatch(jobs, 2, n_tokens, pool);
+            EXPECT_EQ(0, std::memcmp(want.data(), got_b.data(), n_y * sizeof(float))) << "batch";
+            EXPECT_EQ(0, std::memcmp(want_q4.data(), got_q4.data(), want_q4.size() * sizeof(float))) << "batch, Q4_0";
           }
-          const Weights q4 = RandomWeights(DType::kQ4_0, 64, n_in, Fill::kRandom, rng);
-          std::vector<float> want_q4(static_cast<size_t>(n_tokens * 64)), got_q4(want_q4.size());
-          MatMul(q4.view, x.data(), n_tokens, want_q4.data(), pool1);
-          std::vector<float> got_b(n_y, -7.0f);
-          const MatMulJob jobs[2] = {{&r.view, x.data(), got_b.data()}, {&q4.view, x.data(), got_q4.data()}};
-          MatMulBatch(jobs, 2, n_tokens, pool);
-          EXPECT_EQ(0, std::memcmp(want.data(), got_b.data(), n_y * sizeof(float))) << "batch";
-          EXPECT_EQ(0, std::memcmp(want_q4.data(), got_q4.data(), want_q4.size() * sizeof(float))) << "batch, Q4_0";
         }
       }
     }

@@ -14,6 +14,15 @@
 // (cpu/qdot-inl.h RepackedQ8Tiles), so products differ from the GGUF layout's in rounding only (matmul_test bounds
 // it), and are batch invariant like every kernel. Repacking costs a copy of the weights in memory (the mapped
 // file stays mapped; its pages are clean and the OS may drop them) and one pass over them at load.
+// Q4_0R does the same for Q4_0 (288 bytes per group of 16 blocks, Q4_0's own size):
+//
+//     bytes [64 v, 64 v + 64), v = 0 .. 3:   int32 lane j = codes 8v .. 8v + 3 of block 16g + j in the low nibbles of
+//                                            its 4 bytes and codes 8v + 4 .. 8v + 7 in the high nibbles (Q4_0's
+//                                            unsigned codes q, value (q - 8) d)
+//     bytes [256, 288):                      the 16 f16 scales d
+//
+// so that an and and a shift make two of Q8_0R's code vectors from one load, multiplied with Q8_0R's activation
+// records.
 #pragma once
 
 #include <cstdint>
@@ -24,8 +33,8 @@
 namespace herd::kernels {
 
 // The layout RepackRows turns a [rows, n_in] matrix of dtype t into on this CPU and Highway target, or t itself
-// when there is none or it would not be faster: kQ8_0R for Q8_0 with n_in a multiple of 512 where the Q8_0R dot
-// kernel exists (AVX-512 VNNI); t otherwise.
+// when there is none or it would not be faster: kQ8_0R for Q8_0 and kQ4_0R for Q4_0 with n_in a multiple of 512 where
+// their dot kernels exist (AVX-512 VNNI); t otherwise.
 DType RepackedType(DType t, int64_t n_in);
 
 // Rows [r_begin, r_end) of w into dst in the layout RepackedType(w.dtype, w.Cols()) (a plain copy when that is
@@ -37,5 +46,8 @@ void RepackRows(const TensorView& w, int64_t r_begin, int64_t r_end, uint8_t* ds
 void UnpackRowQ8_0R(const uint8_t* row, int64_t n_in, uint8_t* q8_0);
 // One GGUF Q8_0 row of n_in elements (a multiple of 512) to Q8_0R.
 void PackRowQ8_0R(const uint8_t* q8_0, int64_t n_in, uint8_t* row);
+// The same for Q4_0R and GGUF Q4_0.
+void UnpackRowQ4_0R(const uint8_t* row, int64_t n_in, uint8_t* q4_0);
+void PackRowQ4_0R(const uint8_t* q4_0, int64_t n_in, uint8_t* row);
 
 }  // namespace herd::kernels

@@ -40,6 +40,8 @@ void DequantizeRowT(const TensorView& w, int64_t r, float* dst) {
       return DequantRange<SrcQ8_0>(row, 0, n, dst);
     case DType::kQ8_0R:
       return DequantRange<SrcQ8_0R>(row, 0, n, dst);
+    case DType::kQ4_0R:
+      return DequantRange<SrcQ4_0R>(row, 0, n, dst);
     case DType::kQ4_0:
       return DequantRange<SrcQ4_0>(row, 0, n, dst);
     case DType::kQ4_K:
@@ -104,19 +106,23 @@ int64_t WeightBytesRead() { return g_bytes_read.load(std::memory_order_relaxed);
 void ResetWeightBytesRead() { g_bytes_read.store(0, std::memory_order_relaxed); }
 
 bool MatMulSupports(DType t) {
-  return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0R || QuantDotSupports(t);
+  return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0R || t == DType::kQ4_0R ||
+         QuantDotSupports(t);
 }
 
 namespace {
 
 // Weights multiplied by the integer kernels of cpu/qdot.h at every n_tokens (decode and prefill alike, so each
-// output has one arithmetic whatever the batch): Q8_0, Q4_0, the K-quants and Q8_0R. Q8_0R on a target without its
-// kernel takes Q8_0's activations and kernel on rows unpacked to Q8_0 (QuantRows), so its outputs are Q8_0's there
-// too. BF16 always takes the f32 dot kernel, also where cpu/qdot.h has a native BF16 kernel: one kernel must serve
-// every n_tokens, and the native one, three vdpbf16ps per 32 weights, ran prefill at about half the f32 kernel's
-// speed and decode no faster on the Zen 4 VM (bench/RESULTS.md, "Batch invariance").
-bool UsesQuantDot(DType t) { return t == DType::kQ8_0R || (t != DType::kBF16 && QuantDotSupports(t)); }
-DType ActivationType(DType t) { return t == DType::kQ8_0R && !QuantDotSupports(t) ? DType::kQ8_0 : t; }
+// output has one arithmetic whatever the batch): Q8_0, Q4_0, the K-quants, Q8_0R and Q4_0R. A repacked type on a
+// target without its kernel takes the activations and kernel of the type it was packed from on rows unpacked back to
+// it (QuantRows), so its outputs are that type's there too. BF16 always takes the f32 dot kernel, also where cpu/qdot.h
+// has a native BF16 kernel: one kernel must serve every n_tokens, and the native one, three vdpbf16ps per 32 weights,
+// ran prefill at about half the f32 kernel's speed and decode no faster on the Zen 4 VM (bench/RESULTS.md, "Batch
+// invariance").
+bool IsRepacked(DType t) { return t == DType::kQ8_0R || t == DType::kQ4_0R; }
+DType PackedFrom(DType t) { return t == DType::kQ4_0R ? DType::kQ4_0 : DType::kQ8_0; }
+bool UsesQuantDot(DType t) { return IsRepacked(t) || (t != DType::kBF16 && QuantDotSupports(t)); }
+DType ActivationType(DType t) { return IsRepacked(t) && !QuantDotSupports(t) ? PackedFrom(t) : t; }
 
 // Tokens from which a quantization is split over the pool (each token's record is independent).
 constexpr int64_t kParallelQuantizeTokens = 8;
@@ -131,14 +137,14 @@ void QuantizeFor(DType t, const float* x, int64_t n_tokens, int64_t n_in, Quanti
   }
 }
 
-// Q8_0R rows unpacked per block into this thread's scratch (grown once), for targets without the Q8_0R kernel.
+// Repacked rows unpacked per block into this thread's scratch (grown once), for targets without their kernel.
 constexpr int64_t kUnpackBytes = int64_t{256} << 10;
 
 // QuantDotRows for any weights UsesQuantDot takes; a as QuantizeFor made it.
 void QuantRows(const TensorView& w, const QuantizedActivations& a, int64_t t_begin, int64_t t_end, float* y,
                int64_t y_stride, int64_t o_begin, int64_t o_end) {
   if (a.dtype() == w.dtype) return QuantDotRows(w, a, t_begin, t_end, y, y_stride, o_begin, o_end);
-  HERD_DCHECK(w.dtype == DType::kQ8_0R && a.dtype() == DType::kQ8_0);
+  HERD_DCHECK(IsRepacked(w.dtype) && a.dtype() == PackedFrom(w.dtype));
   const int64_t n_in = w.Cols(), row_bytes = w.RowStride();
   const int64_t block = std::max<int64_t>(1, kUnpackBytes / std::max<int64_t>(1, row_bytes));
   thread_local hwy::AlignedFreeUniquePtr<uint8_t[]> buf;
@@ -151,9 +157,15 @@ void QuantRows(const TensorView& w, const QuantizedActivations& a, int64_t t_beg
   }
   for (int64_t o0 = o_begin; o0 < o_end; o0 += block) {
     const int64_t nb = std::min(block, o_end - o0);
-    for (int64_t r = 0; r < nb; ++r) UnpackRowQ8_0R(w.Row(o0 + r), n_in, buf.get() + r * row_bytes);
+    for (int64_t r = 0; r < nb; ++r) {
+      if (w.dtype == DType::kQ8_0R) {
+        UnpackRowQ8_0R(w.Row(o0 + r), n_in, buf.get() + r * row_bytes);
+      } else {
+        UnpackRowQ4_0R(w.Row(o0 + r), n_in, buf.get() + r * row_bytes);
+      }
+    }
     TensorView q8 = w;
-    q8.dtype = DType::kQ8_0;
+    q8.dtype = PackedFrom(w.dtype);
     q8.n_dims = 2;
     q8.shape = {nb, n_in, 1, 1};
     q8.data = buf.get();

@@ -856,10 +856,18 @@ struct QuantTiles {
 // tile for several tokens gained nothing measurable). Tile shape 4 rows x 3 tokens: the best of 2x4, 3x4, 2x6, 4x3,
 // 1x8, 4x2, 6x2, 5x3, 4x4 and 8x1 (bench/matmul_bench.cpp BM_Prefill at 64 tokens: 1.4x 2x4, and BM_SmallBatch
 // at 8 and 16 tokens); each (row, token) holds an int32 sum and an f32 accumulator in registers.
-struct RepackedQ8Tiles {
+//
+// Q4_0R (kQ4) is the same kernel on nibbles: a group is 4 vectors of 64 bytes whose low nibbles are the Q8_0R code
+// vector 2v and high nibbles vector 2v + 1 (Q4_0's unsigned codes q, value (q - 8) d), then the 16 f16 scales (288
+// bytes, Q4_0's size). Each loaded vector gives two code vectors (an and, a shift and an and), multiplied with the
+// same activation records as Q8_0R; the offset's share, -8 * sum(codes), is the record's start value shifted
+// right by 4 (exact: it is -128 * sum). 4 loads, 8 vpdpbusd per group and (row, token), as Q8_0R, on half the bytes.
+template <bool kQ4>
+struct RepackedTiles {
   static constexpr int kRows = 4, kTokens = 3;
   static constexpr bool kDecodePrefetch = false;  // (ignored: Tile never prefetches)
-  static constexpr int64_t kGroupBytes = 544, kRecordBytes = 640;
+  static constexpr int64_t kGroupBytes = kQ4 ? 288 : 544, kRecordBytes = 640;
+  static constexpr int64_t kScalesAt = kQ4 ? 256 : 512;  // the 16 f16 weight scales of a group
   static_assert(kNI == 16);
 
   static int64_t Length(const TensorView& w) { return w.Cols() / 512; }  // groups per row
@@ -879,27 +887,48 @@ struct RepackedQ8Tiles {
     for (int64_t g = 0; g < n_groups; ++g) {
       VI isum[kChains][R][NT];
       for (int t = 0; t < NT; ++t) {
-        const VI start = hn::LoadU(DI(), reinterpret_cast<const int32_t*>(acts[t] + g * kRecordBytes + 512));
+        VI start = hn::LoadU(DI(), reinterpret_cast<const int32_t*>(acts[t] + g * kRecordBytes + 512));
+        if constexpr (kQ4) start = hn::ShiftRight<4>(start);  // -128 sum -> -8 sum (arithmetic: int32 lanes)
         for (int r = 0; r < R; ++r) {
           isum[0][r][t] = start;
           if constexpr (kChains == 2) isum[1][r][t] = hn::Zero(DI());
         }
       }
-      for (int j = 0; j < 8; ++j) {
-        VS x[NT];
-        for (int t = 0; t < NT; ++t) {
-          x[t] = hn::LoadU(ds, reinterpret_cast<const int8_t*>(acts[t] + g * kRecordBytes + 64 * j));
+      if constexpr (kQ4) {
+        const VB low = hn::Set(DB(), uint8_t{0x0F});
+        for (int v = 0; v < 4; ++v) {
+          VS x0[NT], x1[NT];
+          for (int t = 0; t < NT; ++t) {
+            x0[t] = hn::LoadU(ds, reinterpret_cast<const int8_t*>(acts[t] + g * kRecordBytes + 128 * v));
+            x1[t] = hn::LoadU(ds, reinterpret_cast<const int8_t*>(acts[t] + g * kRecordBytes + 128 * v + 64));
+          }
+          for (int r = 0; r < R; ++r) {
+            const VB packed = hn::LoadU(DB(), rows[r] + g * kGroupBytes + 64 * v);
+            const VB w0 = hn::And(packed, low);
+            const VB w1 = hn::And(hn::BitCast(DB(), hn::ShiftRight<4>(hn::BitCast(DW(), packed))), low);
+            for (int t = 0; t < NT; ++t) {
+              isum[0][r][t] = DotQuads(isum[0][r][t], w0, x0[t]);
+              isum[kChains - 1][r][t] = DotQuads(isum[kChains - 1][r][t], w1, x1[t]);
+            }
+          }
         }
-        for (int r = 0; r < R; ++r) {
-          const VB w = hn::LoadU(DB(), rows[r] + g * kGroupBytes + 64 * j);
-          for (int t = 0; t < NT; ++t) isum[j % kChains][r][t] = DotQuads(isum[j % kChains][r][t], w, x[t]);
+      } else {
+        for (int j = 0; j < 8; ++j) {
+          VS x[NT];
+          for (int t = 0; t < NT; ++t) {
+            x[t] = hn::LoadU(ds, reinterpret_cast<const int8_t*>(acts[t] + g * kRecordBytes + 64 * j));
+          }
+          for (int r = 0; r < R; ++r) {
+            const VB w = hn::LoadU(DB(), rows[r] + g * kGroupBytes + 64 * j);
+            for (int t = 0; t < NT; ++t) isum[j % kChains][r][t] = DotQuads(isum[j % kChains][r][t], w, x[t]);
+          }
         }
       }
       VF ws[R];
       for (int r = 0; r < R; ++r) {
         // maskz forms with full masks: GCC 12 warns about the undefined pass-through of the plain intrinsics.
         ws[r] = VF{_mm512_maskz_cvtph_ps(
-            0xFFFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[r] + g * kGroupBytes + 512)))};
+            0xFFFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[r] + g * kGroupBytes + kScalesAt)))};
       }
       for (int t = 0; t < NT; ++t) {
         const VF dx = hn::LoadU(df, reinterpret_cast<const float*>(acts[t] + g * kRecordBytes + 576));
@@ -915,6 +944,8 @@ struct RepackedQ8Tiles {
     }
   }
 };
+using RepackedQ8Tiles = RepackedTiles<false>;
+using RepackedQ4Tiles = RepackedTiles<true>;
 
 // One token's Q8_0R records (RepackedQ8Tiles): per group of 16 blocks, code vector j's lane b = codes 4j .. 4j + 3
 // of block b (QuantizeBlock's codes, the same as for Q8_0), then the 16 start values and the 16 scales d_x.
@@ -1113,18 +1144,19 @@ inline float PortableDot(DType t, const uint8_t* row, const uint8_t* act, int64_
 // Whether this target multiplies BF16 weights natively (cpu/bf16dot-inl.h; the CPU must also have AVX512_BF16).
 inline bool NativeBf16DotT() { return bf16dot::kNative; }
 
-// Whether this target has the Q8_0R kernel (kernels/repack.h): AVX3_DL (AVX-512 VNNI + VBMI).
+// Whether this target has the Q8_0R and Q4_0R kernels (kernels/repack.h): AVX3_DL (AVX-512 VNNI + VBMI).
 inline bool RepackedQ8DotT() { return HWY_TARGET == HWY_AVX3_DL; }
 
 inline int64_t QuantTokenBytesT(DType t, int64_t n_in) {
   if (t == DType::kBF16) return bf16dot::TokenBytes(n_in);
 #if HERD_QDOT_SIMD
   switch (t) {
-    case DType::kQ8_0R:  // its own records where it has its kernel (only AVX3_DL claims Q8_0R)
+    case DType::kQ8_0R:  // its own records where it has its kernel (only AVX3_DL claims Q8_0R and Q4_0R)
+    case DType::kQ4_0R:
 #if HWY_TARGET == HWY_AVX3_DL
       return n_in / 512 * qdot::RepackedQ8Tiles::kRecordBytes;
-#else
-      return qdot::TokenBytes<qdot::DotQ8_0Q8>(n_in);
+#else  // never asked for (cpu/matmul.cpp ActivationType): the records of the layout it was packed from
+      return t == DType::kQ4_0R ? qdot::TokenBytes<qdot::DotQ4_0Q8>(n_in) : qdot::TokenBytes<qdot::DotQ8_0Q8>(n_in);
 #endif
     case DType::kQ8_0:
       return qdot::TokenBytes<qdot::DotQ8_0Q8>(n_in);
@@ -1157,10 +1189,15 @@ inline void QuantizeActivationsT(DType t, const float* x, int64_t n_tokens, int6
 #if HERD_QDOT_SIMD
     switch (t) {
       case DType::kQ8_0R:
+      case DType::kQ4_0R:
 #if HWY_TARGET == HWY_AVX3_DL
         qdot::QuantizeTokenQ8_0R(xt, n_in, out);
 #else
-        qdot::QuantizeToken<qdot::DotQ8_0Q8>(xt, n_in, out);
+        if (t == DType::kQ4_0R) {
+          qdot::QuantizeToken<qdot::DotQ4_0Q8>(xt, n_in, out);
+        } else {
+          qdot::QuantizeToken<qdot::DotQ8_0Q8>(xt, n_in, out);
+        }
 #endif
         break;
       case DType::kQ8_0:
@@ -1204,6 +1241,8 @@ inline void QuantDotRowsT(const TensorView& w, const uint8_t* acts, int64_t toke
 #if HWY_TARGET == HWY_AVX3_DL
     case DType::kQ8_0R:
       return qdot::DotRows<qdot::RepackedQ8Tiles>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
+    case DType::kQ4_0R:
+      return qdot::DotRows<qdot::RepackedQ4Tiles>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
 #endif
     case DType::kQ4_0:
       return qdot::DotRows<qdot::QuantTiles<qdot::DotQ4_0Q8>>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin,

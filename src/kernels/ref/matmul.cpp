@@ -100,7 +100,7 @@ bool IsKQuant(DType t) { return t == DType::kQ4_K || t == DType::kQ5_K || t == D
 
 bool MatMulSupports(DType t) {
   return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0 || t == DType::kQ4_0 ||
-         t == DType::kQ8_0R || IsKQuant(t);
+         t == DType::kQ8_0R || t == DType::kQ4_0R || IsKQuant(t);
 }
 
 void DequantizeRow(const TensorView& w, int64_t r, float* dst) {
@@ -114,6 +114,11 @@ void DequantizeRow(DType t, const uint8_t* row, int64_t n_in, float* dst) {
     std::vector<uint8_t> q8(static_cast<size_t>(RowBytes(DType::kQ8_0, n_in)));
     UnpackRowQ8_0R(row, n_in, q8.data());
     return DequantizeRow(DType::kQ8_0, q8.data(), n_in, dst);
+  }
+  if (t == DType::kQ4_0R) {  // the Q4_0 row it was packed from
+    std::vector<uint8_t> q4(static_cast<size_t>(RowBytes(DType::kQ4_0, n_in)));
+    UnpackRowQ4_0R(row, n_in, q4.data());
+    return DequantizeRow(DType::kQ4_0, q4.data(), n_in, dst);
   }
   if (IsKQuant(t)) {
     int q[kQK];
@@ -200,7 +205,7 @@ void MatMulInputMajor(const TensorView& w, int64_t col_begin, int64_t col_end, c
 // Quantized activations.
 
 int64_t ActivationBlock(DType t) {
-  if (t == DType::kQ8_0 || t == DType::kQ4_0 || t == DType::kQ8_0R) return 32;
+  if (t == DType::kQ8_0 || t == DType::kQ4_0 || t == DType::kQ8_0R || t == DType::kQ4_0R) return 32;
   return IsKQuant(t) ? kQK : 0;
 }
 
@@ -358,7 +363,8 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t n_tokens, floa
   const int64_t n_in = w.Cols(), n_out = w.Rows();
   std::vector<int8_t> q(static_cast<size_t>(n_in));
   std::vector<float> d(static_cast<size_t>(n_in / block));
-  std::vector<uint8_t> unpacked(w.dtype == DType::kQ8_0R ? static_cast<size_t>(RowBytes(DType::kQ8_0, n_in)) : 0);
+  std::vector<uint8_t> unpacked(
+      w.dtype == DType::kQ8_0R || w.dtype == DType::kQ4_0R ? static_cast<size_t>(RowBytes(DType::kQ8_0, n_in)) : 0);
   for (int64_t t = 0; t < n_tokens; ++t) {
     QuantizeActivations(x + t * n_in, n_in, block, q.data(), d.data());
     for (int64_t o = 0; o < n_out; ++o) {
@@ -368,6 +374,10 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t n_tokens, floa
         case DType::kQ8_0R:  // the Q8_0 row it was packed from
           UnpackRowQ8_0R(row, n_in, unpacked.data());
           v = DotQ8_0Q8(unpacked.data(), q.data(), d.data(), n_in);
+          break;
+        case DType::kQ4_0R:  // the Q4_0 row it was packed from
+          UnpackRowQ4_0R(row, n_in, unpacked.data());
+          v = DotQ4_0Q8(unpacked.data(), q.data(), d.data(), n_in);
           break;
         case DType::kQ8_0:
           v = DotQ8_0Q8(row, q.data(), d.data(), n_in);
