@@ -128,20 +128,24 @@ TEST(BenchCliTest, KQuantsFromHerdQuantizeRunAndRankByBits) {
   EXPECT_LT(kld[2], kld[1]);
   EXPECT_LT(kld[1], kld[0]);
 
-  // q4_k_m: Q4_K with the output head and attn_v in Q6_K (llama.cpp's file type 15), closer to F32 than Q4_K.
+  // q4_k_m on this MoE model: the output head in Q6_K, attn_k / attn_v in Q8_0, attn_output in Q6_K, the rest Q4_K
+  // (llama.cpp's file type 15); closer to F32 than Q4_K.
   const std::string mixed = dir + "/q4_k_m.gguf";
   Outcome q = Herd({"quantize", f32, mixed, "--type", "q4_k_m", "-q"});
   ASSERT_EQ(q.exit_code, 0) << q.err;
   Outcome info = Herd({"info", mixed});
   ASSERT_EQ(info.exit_code, 0) << info.err;
-  for (const char* line : {"general.file_type                            15", " blk.1.attn_v.weight", " output.weight"}) {
-    const size_t at = info.out.find(line);
-    ASSERT_NE(at, std::string::npos) << line << "\n" << info.out;
-    if (std::string(line).find("weight") != std::string::npos) {
-      EXPECT_EQ(info.out.substr(at, info.out.find('\n', at) - at).find("Q6_K") != std::string::npos, true) << line;
-    }
+  EXPECT_NE(info.out.find("general.file_type                            15"), std::string::npos) << info.out;
+  for (const auto& [tensor, type] :
+       std::vector<std::pair<std::string, std::string>>{{" output.weight", "Q6_K"},
+                                                        {" blk.1.attn_v.weight", "Q8_0"},
+                                                        {" blk.1.attn_k.weight", "Q8_0"},
+                                                        {" blk.1.attn_output.weight", "Q6_K"},
+                                                        {" blk.1.attn_q.weight", "Q4_K"}}) {
+    const size_t at = info.out.find(tensor);
+    ASSERT_NE(at, std::string::npos) << tensor << "\n" << info.out;
+    EXPECT_NE(info.out.substr(at, info.out.find('\n', at) - at).find(type), std::string::npos) << tensor;
   }
-  EXPECT_NE(info.out.find("blk.1.attn_q.weight"), std::string::npos);
   Outcome k = Herd({"kld", "-m", mixed, "--ref", f32, "-f", dir + "/text.txt", "-c", "64", "--json"});
   ASSERT_EQ(k.exit_code, 0) << k.err;
   EXPECT_LT(nlohmann::json::parse(k.out)["mean_kld"].get<double>(), kld[0]);
