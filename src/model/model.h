@@ -69,6 +69,13 @@ struct EmbeddingOverride {
   std::span<const int32_t> cache_keys;
 };
 
+// Sets in's embed_at, embed_rows and cache_keys to the share of `embeds` (indices into a whole prompt, rows of
+// hidden_size floats) that falls in the chunk [from, from + n) of it, positions counted from the chunk's start; the
+// positions are kept in *local, which must outlive every use of `in`. How Forward cuts its batches and the serving
+// engine its prefill chunks.
+void SetOverrideChunk(const EmbeddingOverride& embeds, int64_t hidden_size, int64_t from, int64_t n,
+                      std::vector<int32_t>* local, StepInput* in);
+
 class Model;
 
 // One sequence with a KV cache of its own, for the single-sequence commands (run, chat, logits, bench, quality):

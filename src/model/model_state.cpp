@@ -152,6 +152,19 @@ Status CheckEmbeddingOverride(std::span<const int32_t> at, const float* rows, st
   return Status::Ok();
 }
 
+void SetOverrideChunk(const EmbeddingOverride& embeds, int64_t hidden_size, int64_t from, int64_t n,
+                      std::vector<int32_t>* local, StepInput* in) {
+  const auto lo = std::lower_bound(embeds.at.begin(), embeds.at.end(), from);
+  const auto hi = std::lower_bound(lo, embeds.at.end(), from + n);
+  local->clear();
+  for (auto it = lo; it != hi; ++it) local->push_back(static_cast<int32_t>(*it - from));
+  in->embed_at = *local;
+  in->embed_rows = embeds.rows + (lo - embeds.at.begin()) * hidden_size;
+  if (!embeds.cache_keys.empty()) {
+    in->cache_keys = embeds.cache_keys.subspan(static_cast<size_t>(from), static_cast<size_t>(n));
+  }
+}
+
 Status Model::Forward(ModelState& state, std::span<const int32_t> tokens, LogitsMode mode, float* logits,
                       ThreadPool& pool, const EmbeddingOverride* embeds) const {
   const int64_t n = static_cast<int64_t>(tokens.size());
@@ -164,7 +177,6 @@ Status Model::Forward(ModelState& state, std::span<const int32_t> tokens, Logits
   HERD_RETURN_IF_ERROR(CheckTokenIds(tokens, vocab));
   if (embeds != nullptr) HERD_RETURN_IF_ERROR(CheckEmbeddingOverride(embeds->at, embeds->rows, embeds->cache_keys, n));
   std::vector<int32_t> local_at;  // this batch's override positions, relative to the batch
-  size_t next = 0;                // the first override not yet passed
   KvCache& cache = state.cache();
   KvSequence& seq = state.seq();
   for (int64_t b = 0; b < n;) {
@@ -175,16 +187,7 @@ Status Model::Forward(ModelState& state, std::span<const int32_t> tokens, Logits
     in.tokens = tokens.subspan(static_cast<size_t>(b), static_cast<size_t>(nb));
     in.mode = mode == LogitsMode::kAll ? LogitsMode::kAll : (last_batch ? mode : LogitsMode::kNone);
     in.logits = mode == LogitsMode::kAll ? logits + b * vocab : logits;
-    if (embeds != nullptr) {
-      local_at.clear();
-      const size_t first = next;
-      while (next < embeds->at.size() && embeds->at[next] < b + nb) local_at.push_back(embeds->at[next++] - b);
-      in.embed_at = local_at;
-      in.embed_rows = embeds->rows + static_cast<int64_t>(first) * config().hidden_size;
-      if (!embeds->cache_keys.empty()) {
-        in.cache_keys = embeds->cache_keys.subspan(static_cast<size_t>(b), static_cast<size_t>(nb));
-      }
-    }
+    if (embeds != nullptr) SetOverrideChunk(*embeds, config().hidden_size, b, nb, &local_at, &in);
     HERD_RETURN_IF_ERROR(cache.Reserve(seq, seq.n_past() + nb));
     HERD_RETURN_IF_ERROR(Step(cache, std::span<const StepInput>(&in, 1), state.workspace(), pool));
     b += nb;

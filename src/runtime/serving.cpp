@@ -398,16 +398,9 @@ class Engine final : public ServingEngine {
       in.seq = &p.ch->seq;
       const int64_t from = p.ch->seq.n_past();
       in.tokens = std::span<const int32_t>(p.ch->tokens.data() + from, static_cast<size_t>(p.k));
-      if (const PromptEmbeds* e = p.ch->request->req.embeds.get()) {
-        // This chunk's share of the replaced rows, its positions counted from the chunk's start.
-        const auto lo = std::lower_bound(e->at.begin(), e->at.end(), from);
-        const auto hi = std::lower_bound(lo, e->at.end(), from + p.k);
-        std::vector<int32_t>& at = embed_at_[i];
-        at.clear();
-        for (auto it = lo; it != hi; ++it) at.push_back(static_cast<int32_t>(*it - from));
-        in.embed_at = at;
-        in.embed_rows = e->rows.data() + (lo - e->at.begin()) * m_.model->config().hidden_size;
-        in.cache_keys = std::span<const int32_t>(p.ch->keys.data() + from, static_cast<size_t>(p.k));
+      if (const PromptEmbeds* e = p.ch->request->req.embeds.get()) {  // this chunk's share of the replaced rows
+        const model::EmbeddingOverride whole{e->at, e->rows.data(), p.ch->keys};
+        model::SetOverrideChunk(whole, m_.model->config().hidden_size, from, p.k, &embed_at_[i], &in);
       }
       const bool last = from + p.k == static_cast<int64_t>(p.ch->tokens.size());
       in.mode = last ? model::LogitsMode::kLast : model::LogitsMode::kNone;
