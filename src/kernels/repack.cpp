@@ -99,6 +99,15 @@ void UnpackRowQ8_0R(const uint8_t* row, int64_t n_in, uint8_t* q8_0) {
   }
 }
 
+void UnpackRow(DType t, const uint8_t* row, int64_t n_in, uint8_t* out) {
+  HERD_CHECK(IsRepacked(t));
+  if (t == DType::kQ8_0R) {
+    UnpackRowQ8_0R(row, n_in, out);
+  } else {
+    UnpackRowQ4_0R(row, n_in, out);
+  }
+}
+
 void RepackRows(const TensorView& w, int64_t r_begin, int64_t r_end, uint8_t* dst) {
   const int64_t n_in = w.Cols();
   const DType to = RepackedType(w.dtype, n_in);

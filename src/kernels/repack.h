@@ -50,4 +50,10 @@ void PackRowQ8_0R(const uint8_t* q8_0, int64_t n_in, uint8_t* row);
 void UnpackRowQ4_0R(const uint8_t* row, int64_t n_in, uint8_t* q4_0);
 void PackRowQ4_0R(const uint8_t* q4_0, int64_t n_in, uint8_t* row);
 
+// Whether t is a layout RepackRows makes (Q8_0R, Q4_0R), and the GGUF type it is made from (Q8_0, Q4_0).
+inline bool IsRepacked(DType t) { return t == DType::kQ8_0R || t == DType::kQ4_0R; }
+inline DType PackedFrom(DType t) { return t == DType::kQ4_0R ? DType::kQ4_0 : DType::kQ8_0; }
+// One row of a repacked type t back to PackedFrom(t) (UnpackRowQ8_0R or UnpackRowQ4_0R).
+void UnpackRow(DType t, const uint8_t* row, int64_t n_in, uint8_t* out);
+
 }  // namespace herd::kernels

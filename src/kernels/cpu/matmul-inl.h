@@ -2,7 +2,7 @@
 // once per SIMD target by cpu/matmul.cpp and by cpu/matmul_fp8.cpp, which adds its own source type (SrcF8E4M3).
 // Reference: kernels/ref/matmul.h. Source types, each decoding a row into f32 exactly:
 //  * SrcF32, SrcF16, SrcBF16 (and F8_E4M3): every kernel below, row-major and input-major weights.
-//  * SrcQ8_0, SrcQ4_0, SrcK<Q4_K|Q5_K|Q6_K>, SrcQ8_0R, SrcQ4_0R (kernels/repack.h): DequantizeRow only. Their products
+//  * SrcQ8_0, SrcQ4_0, SrcK<Q4_K|Q5_K|Q6_K>: DequantizeRow only. Their products
 //  are
 //    integer dots at every n_tokens (cpu/qdot.h).
 //
@@ -238,43 +238,6 @@ struct SrcK {
     }
   }
 };
-// Q8_0R (kernels/repack.h): groups of 16 Q8_0 blocks, 512 elements in 544 bytes, decoded whole as a super-block
-// into the values of SrcQ8_0: d * (byte - 128), exact in f32. Not a hot path (the integer kernel multiplies Q8_0R;
-// this serves DequantizeRow), so plain scalar code.
-struct SrcQ8_0R {
-  static constexpr bool kBlocked = true;
-  static constexpr int64_t kSuperBlock = 512;
-  static constexpr int64_t kGroupBytes = 544;
-
-  static HWY_INLINE void DequantBlock(const uint8_t* grp, float* HWY_RESTRICT dst) {
-    for (int64_t j = 0; j < 16; ++j) {
-      const float scale = LoadF16Scalar(grp + 512 + 2 * j);
-      for (int64_t c = 0; c < 32; ++c) {
-        const int8_t q = static_cast<int8_t>(grp[64 * (c / 4) + 4 * j + c % 4] ^ 0x80);
-        dst[32 * j + c] = static_cast<float>(q) * scale;
-      }
-    }
-  }
-};
-
-// Q4_0R (kernels/repack.h): groups of 16 Q4_0 blocks in 288 bytes, decoded whole into the values of SrcQ4_0:
-// d * (q - 8), exact in f32. Scalar, as SrcQ8_0R.
-struct SrcQ4_0R {
-  static constexpr bool kBlocked = true;
-  static constexpr int64_t kSuperBlock = 512;
-  static constexpr int64_t kGroupBytes = 288;
-
-  static HWY_INLINE void DequantBlock(const uint8_t* grp, float* HWY_RESTRICT dst) {
-    for (int64_t j = 0; j < 16; ++j) {
-      const float scale = LoadF16Scalar(grp + 256 + 2 * j);
-      for (int64_t c = 0; c < 32; ++c) {
-        const int q = (grp[64 * (c / 8) + 4 * j + c % 4] >> ((c / 4) % 2 == 0 ? 0 : 4)) & 0xF;
-        dst[32 * j + c] = static_cast<float>(q - 8) * scale;
-      }
-    }
-  }
-};
-
 using SrcQ4K = SrcK<DType::kQ4_K>;
 using SrcQ5K = SrcK<DType::kQ5_K>;
 using SrcQ6K = SrcK<DType::kQ6_K>;

@@ -38,10 +38,6 @@ void DequantizeRowT(const TensorView& w, int64_t r, float* dst) {
       return DequantRange<SrcBF16>(row, 0, n, dst);
     case DType::kQ8_0:
       return DequantRange<SrcQ8_0>(row, 0, n, dst);
-    case DType::kQ8_0R:
-      return DequantRange<SrcQ8_0R>(row, 0, n, dst);
-    case DType::kQ4_0R:
-      return DequantRange<SrcQ4_0R>(row, 0, n, dst);
     case DType::kQ4_0:
       return DequantRange<SrcQ4_0>(row, 0, n, dst);
     case DType::kQ4_K:
@@ -75,6 +71,7 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 #include <algorithm>
 #include <atomic>
+#include <vector>
 
 #include "kernels/cpu/parallel_grid.h"
 #include "kernels/cpu/qdot.h"
@@ -119,8 +116,6 @@ namespace {
 // has a native BF16 kernel: one kernel must serve every n_tokens, and the native one, three vdpbf16ps per 32 weights,
 // ran prefill at about half the f32 kernel's speed and decode no faster on the Zen 4 VM (bench/RESULTS.md, "Batch
 // invariance").
-bool IsRepacked(DType t) { return t == DType::kQ8_0R || t == DType::kQ4_0R; }
-DType PackedFrom(DType t) { return t == DType::kQ4_0R ? DType::kQ4_0 : DType::kQ8_0; }
 bool UsesQuantDot(DType t) { return IsRepacked(t) || (t != DType::kBF16 && QuantDotSupports(t)); }
 DType ActivationType(DType t) { return IsRepacked(t) && !QuantDotSupports(t) ? PackedFrom(t) : t; }
 
@@ -157,13 +152,7 @@ void QuantRows(const TensorView& w, const QuantizedActivations& a, int64_t t_beg
   }
   for (int64_t o0 = o_begin; o0 < o_end; o0 += block) {
     const int64_t nb = std::min(block, o_end - o0);
-    for (int64_t r = 0; r < nb; ++r) {
-      if (w.dtype == DType::kQ8_0R) {
-        UnpackRowQ8_0R(w.Row(o0 + r), n_in, buf.get() + r * row_bytes);
-      } else {
-        UnpackRowQ4_0R(w.Row(o0 + r), n_in, buf.get() + r * row_bytes);
-      }
-    }
+    for (int64_t r = 0; r < nb; ++r) UnpackRow(w.dtype, w.Row(o0 + r), n_in, buf.get() + r * row_bytes);
     TensorView q8 = w;
     q8.dtype = PackedFrom(w.dtype);
     q8.n_dims = 2;
@@ -275,7 +264,20 @@ void MatMulBatch(const MatMulJob* jobs, int n_jobs, int64_t n_tokens, ThreadPool
 void DequantizeRow(const TensorView& w, int64_t r, float* dst) {
   HERD_DCHECK(MatMulSupports(w.dtype) && 0 <= r && r < w.Rows());
   CountWeightBytes(w.RowStride());
-  HWY_DYNAMIC_DISPATCH(DequantizeRowT)(w, r, dst);
+  if (!IsRepacked(w.dtype)) return HWY_DYNAMIC_DISPATCH(DequantizeRowT)(w, r, dst);
+  // A repacked row is the row it was packed from (kernels/repack.h): unpacked, then decoded as that type (not a hot
+  // path: the integer kernels multiply the repacked layout itself).
+  const int64_t n_in = w.Cols();
+  thread_local std::vector<uint8_t> unpacked;
+  unpacked.resize(static_cast<size_t>(w.RowStride()));
+  UnpackRow(w.dtype, w.Row(r), n_in, unpacked.data());
+  TensorView row = w;
+  row.dtype = PackedFrom(w.dtype);
+  row.n_dims = 2;
+  row.shape = {1, n_in, 1, 1};
+  row.data = unpacked.data();
+  row.size_bytes = w.RowStride();
+  HWY_DYNAMIC_DISPATCH(DequantizeRowT)(row, 0, dst);
 }
 
 void MatMulInputMajor(const TensorView& w, int64_t col_begin, int64_t col_end, const float* x, int64_t n_tokens,

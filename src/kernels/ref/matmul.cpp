@@ -110,15 +110,10 @@ void DequantizeRow(const TensorView& w, int64_t r, float* dst) {
 
 void DequantizeRow(DType t, const uint8_t* row, int64_t n_in, float* dst) {
   HERD_CHECK(MatMulSupports(t) && n_in % Traits(t).block_size == 0);
-  if (t == DType::kQ8_0R) {  // defined as the Q8_0 row it was packed from
-    std::vector<uint8_t> q8(static_cast<size_t>(RowBytes(DType::kQ8_0, n_in)));
-    UnpackRowQ8_0R(row, n_in, q8.data());
-    return DequantizeRow(DType::kQ8_0, q8.data(), n_in, dst);
-  }
-  if (t == DType::kQ4_0R) {  // the Q4_0 row it was packed from
-    std::vector<uint8_t> q4(static_cast<size_t>(RowBytes(DType::kQ4_0, n_in)));
-    UnpackRowQ4_0R(row, n_in, q4.data());
-    return DequantizeRow(DType::kQ4_0, q4.data(), n_in, dst);
+  if (IsRepacked(t)) {  // defined as the row it was packed from
+    std::vector<uint8_t> source(static_cast<size_t>(RowBytes(PackedFrom(t), n_in)));
+    UnpackRow(t, row, n_in, source.data());
+    return DequantizeRow(PackedFrom(t), source.data(), n_in, dst);
   }
   if (IsKQuant(t)) {
     int q[kQK];
@@ -363,21 +358,18 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t n_tokens, floa
   const int64_t n_in = w.Cols(), n_out = w.Rows();
   std::vector<int8_t> q(static_cast<size_t>(n_in));
   std::vector<float> d(static_cast<size_t>(n_in / block));
-  std::vector<uint8_t> unpacked(
-      w.dtype == DType::kQ8_0R || w.dtype == DType::kQ4_0R ? static_cast<size_t>(RowBytes(DType::kQ8_0, n_in)) : 0);
+  std::vector<uint8_t> unpacked(IsRepacked(w.dtype) ? static_cast<size_t>(RowBytes(PackedFrom(w.dtype), n_in)) : 0);
   for (int64_t t = 0; t < n_tokens; ++t) {
     QuantizeActivations(x + t * n_in, n_in, block, q.data(), d.data());
     for (int64_t o = 0; o < n_out; ++o) {
       const uint8_t* row = w.Row(o);
       double v = 0.0;
       switch (w.dtype) {
-        case DType::kQ8_0R:  // the Q8_0 row it was packed from
-          UnpackRowQ8_0R(row, n_in, unpacked.data());
-          v = DotQ8_0Q8(unpacked.data(), q.data(), d.data(), n_in);
-          break;
-        case DType::kQ4_0R:  // the Q4_0 row it was packed from
-          UnpackRowQ4_0R(row, n_in, unpacked.data());
-          v = DotQ4_0Q8(unpacked.data(), q.data(), d.data(), n_in);
+        case DType::kQ8_0R:  // the rows they were packed from
+        case DType::kQ4_0R:
+          UnpackRow(w.dtype, row, n_in, unpacked.data());
+          v = w.dtype == DType::kQ8_0R ? DotQ8_0Q8(unpacked.data(), q.data(), d.data(), n_in)
+                                       : DotQ4_0Q8(unpacked.data(), q.data(), d.data(), n_in);
           break;
         case DType::kQ8_0:
           v = DotQ8_0Q8(row, q.data(), d.data(), n_in);
