@@ -24,10 +24,6 @@ bool KeepAsIs(const std::string& name, const TensorView& v) {
   return false;
 }
 
-bool EndsWith(const std::string& s, std::string_view tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
-
 // The type `name` gets (QuantizeOptions::mixed): in a mix the output head takes Q6_K; in a model with routed
 // experts, where attention is a few percent of the weights, attn_k and attn_v take Q8_0 and attn_output Q6_K; in a
 // dense model attn_v takes Q6_K. Everything else the requested type.
@@ -35,9 +31,9 @@ DType TargetType(const QuantizeOptions& o, const std::string& name, bool moe) {
   if (!o.mixed) return o.type;
   if (name == "output.weight") return DType::kQ6_K;
   if (moe) {
-    if (EndsWith(name, "attn_k.weight") || EndsWith(name, "attn_v.weight")) return DType::kQ8_0;
-    if (EndsWith(name, "attn_output.weight")) return DType::kQ6_K;
-  } else if (EndsWith(name, "attn_v.weight")) {
+    if (name.ends_with("attn_k.weight") || name.ends_with("attn_v.weight")) return DType::kQ8_0;
+    if (name.ends_with("attn_output.weight")) return DType::kQ6_K;
+  } else if (name.ends_with("attn_v.weight")) {
     return DType::kQ6_K;
   }
   return o.type;
@@ -93,7 +89,7 @@ Status QuantizeModel(const QuantizeOptions& o) {
   w.AddUint32("general.quantization_version", 2);
   int kept = 0, skipped_shape = 0, fallback = 0;
   bool moe = false;
-  for (const formats::GgufTensorInfo& info : files.gguf->tensor_infos()) moe |= EndsWith(info.name, "_exps.weight");
+  for (const formats::GgufTensorInfo& info : files.gguf->tensor_infos()) moe |= info.name.ends_with("_exps.weight");
   for (const formats::GgufTensorInfo& info : files.gguf->tensor_infos()) {
     const TensorView* v = files.weights.Find(info.name);
     if (v == nullptr) return Internal("tensor '" + info.name + "' vanished");
