@@ -9,7 +9,6 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <tuple>
 
 #include "cli/common.h"
 #include "core/file.h"
@@ -307,24 +306,50 @@ Status BenchPrefixTtft(const BenchOptions& o, BenchModel& bm) {
   return Status::Ok();
 }
 
-// The arithmetic rate a product of weights of `type` runs at, from the probe: integer dot products for the quantized
-// types, vdpbf16ps for BF16 where the CPU has it, f32 multiply-adds otherwise (F32, F16, BF16 without it). The name
-// of the rate for the report.
-std::pair<double, const char*> PeakFor(const tools::ComputePeak& peak, DType type) {
+// The compute probe (tools/compute.h) beside a figure: the CPU's int8, f32 and bf16 peaks, and the one for products of
+// weights of `type`: integer dot products for the quantized types, vdpbf16ps for BF16 where the CPU has it, f32
+// multiply-adds otherwise (F32, F16, BF16 without it).
+struct PeakFigures {
+  tools::ComputePeak peak;
+  double gops = 0;           // the peak for the weights' arithmetic
+  const char* kind = "f32";  // its name in the report
+
+  // compute_int8_gops, compute_f32_gflops, compute_bf16_gflops, compute_peak_kind, compute_gops.
+  void AddTo(nlohmann::json& j) const {
+    j["compute_int8_gops"] = peak.int8_gops;
+    j["compute_f32_gflops"] = peak.f32_gflops;
+    j["compute_bf16_gflops"] = peak.bf16_gflops;
+    j["compute_peak_kind"] = kind;
+    j["compute_gops"] = gops;
+  }
+};
+
+PeakFigures MeasurePeakFor(ThreadPool& pool, DType type) {
+  PeakFigures f;
+  f.peak = tools::MeasureComputePeak(pool);
   switch (type) {
     case DType::kQ8_0:
     case DType::kQ8_0R:
     case DType::kQ4_0:
+    case DType::kQ4_0R:
     case DType::kQ4_K:
     case DType::kQ5_K:
     case DType::kQ6_K:
-      return {peak.int8_gops, "int8"};
+      f.gops = f.peak.int8_gops;
+      f.kind = "int8";
+      break;
     case DType::kBF16:
-      if (peak.bf16_gflops > 0) return {peak.bf16_gflops, "bf16"};
-      return {peak.f32_gflops, "f32"};
+      if (f.peak.bf16_gflops > 0) {
+        f.gops = f.peak.bf16_gflops;
+        f.kind = "bf16";
+        break;
+      }
+      [[fallthrough]];
     default:
-      return {peak.f32_gflops, "f32"};
+      f.gops = f.peak.f32_gflops;
+      f.kind = "f32";
   }
+  return f;
 }
 
 // --image-tiles N: the vision tower's encode of N tiles (random pixels), best of the repetitions, beside the compute
@@ -358,19 +383,19 @@ Status BenchImages(const BenchOptions& o, BenchModel& bm, ThreadPool& pool) {
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   std::vector<float> pixels(static_cast<size_t>(n * 3 * s * s));
   for (float& v : pixels) v = u(rng);
-  std::vector<float> rows(static_cast<size_t>(n * per_tile * tower->OutputDim()));
+  runtime::EncodedImages enc;  // N one-tile images
+  enc.rows.resize(static_cast<size_t>(n * per_tile * tower->OutputDim()));
   double best_encode = 0;
   for (int rep = 0; rep < o.reps; ++rep) {
     const double t0 = runtime::NowMs();
-    HERD_RETURN_IF_ERROR(tower->Encode(pixels.data(), n, rows.data(), pool));
+    HERD_RETURN_IF_ERROR(tower->Encode(pixels.data(), n, enc.rows.data(), pool));
     const double ms = runtime::NowMs() - t0;
     if (rep == 0 || ms < best_encode) best_encode = ms;
   }
-  const tools::ComputePeak peak = tools::MeasureComputePeak(pool);
-  const auto [peak_gops, peak_kind] = PeakFor(peak, wtype);
+  const PeakFigures peak = MeasurePeakFor(pool, wtype);
   const double gflop_tile = vc.FlopsPerTile() / 1e9;
   const double encode_gflops = gflop_tile * static_cast<double>(n) / (best_encode / 1000);
-  const double encode_fraction = peak_gops > 0 ? encode_gflops / peak_gops : 0;
+  const double encode_fraction = peak.gops > 0 ? encode_gflops / peak.gops : 0;
 
   // The prompt: BOS-less text around N one-tile images (<|image_start|> <|image|> <|patch|> x P <|image_end|>).
   runtime::ImageTokenIdsOf known = runtime::ImageTokenIdsFor(*bm.loaded);
@@ -385,22 +410,19 @@ Status BenchImages(const BenchOptions& o, BenchModel& bm, ThreadPool& pool) {
            pick(std::nullopt, 4), pick(std::nullopt, 5), pick(std::nullopt, 6)};
   }
   std::vector<int32_t> prompt;
+  const std::vector<int32_t> layout = vision::ImageTokens(vision::TileGrid{1, 1}, per_tile, ids);
   for (int64_t k = 0; k < n; ++k) {
     for (int i = 0; i < 8; ++i) prompt.push_back(static_cast<int32_t>(rng() % 256));
-    const std::vector<int32_t> layout = vision::ImageTokens(vision::TileGrid{1, 1}, per_tile, ids);
     prompt.insert(prompt.end(), layout.begin(), layout.end());
+    enc.grids.push_back(vision::TileGrid{1, 1});
+    enc.patch_rows.push_back(per_tile);
+    enc.layouts.push_back(layout);
+    enc.hashes.push_back(static_cast<uint64_t>(k));
   }
   for (int i = 0; i < 8; ++i) prompt.push_back(static_cast<int32_t>(rng() % 256));
   const int64_t n_prompt = static_cast<int64_t>(prompt.size());
   if (n_prompt > c.max_position_embeddings) return InvalidArgument("--image-tiles: the prompt exceeds the context");
-  runtime::ImageFusion fusion;
-  for (int64_t i = 0; i < n_prompt; ++i) {
-    if (prompt[i] == ids.patch) fusion.at.push_back(static_cast<int32_t>(i));
-  }
-  if (static_cast<int64_t>(fusion.at.size()) != n * per_tile) {
-    return Internal("--image-tiles: the prompt's <|patch|> count differs from the tiles'");
-  }
-  fusion.rows = rows.data();
+  HERD_ASSIGN_OR_RETURN(const runtime::ImageFusion fusion, runtime::FuseImages(prompt, ids.patch, enc));
   const model::EmbeddingOverride embeds = fusion.Override();
   HERD_ASSIGN_OR_RETURN(auto state, NewState(o.common, bm.model(), n_prompt));
   std::vector<float> logits(static_cast<size_t>(c.vocab_size));
@@ -420,28 +442,23 @@ Status BenchImages(const BenchOptions& o, BenchModel& bm, ThreadPool& pool) {
   }
   const double ttft_ms = best_encode + 1000.0 * static_cast<double>(n_prompt) / best_images;
   if (o.json) {
-    std::printf("%s\n", nlohmann::json({{"model", bm.label},
-                                        {"vision_tower", tower_label},
-                                        {"vision_weight_type", std::string(DTypeName(wtype))},
-                                        {"threads", pool.size()},
-                                        {"image_tiles", n},
-                                        {"tokens_per_tile", per_tile},
-                                        {"encode_ms", best_encode},
-                                        {"encode_ms_per_tile", best_encode / static_cast<double>(n)},
-                                        {"vision_gflop_per_tile", gflop_tile},
-                                        {"encode_gflops", encode_gflops},
-                                        {"compute_peak_kind", peak_kind},
-                                        {"compute_peak_gops", peak_gops},
-                                        {"compute_int8_gops", peak.int8_gops},
-                                        {"compute_f32_gflops", peak.f32_gflops},
-                                        {"compute_bf16_gflops", peak.bf16_gflops},
-                                        {"encode_fraction", encode_fraction},
-                                        {"image_prompt_tokens", n_prompt},
-                                        {"prompt_tok_s_images", best_images},
-                                        {"prompt_tok_s_text", best_text},
-                                        {"ttft_ms", ttft_ms}})
-                            .dump()
-                            .c_str());
+    nlohmann::json j = {{"model", bm.label},
+                        {"vision_tower", tower_label},
+                        {"vision_weight_type", std::string(DTypeName(wtype))},
+                        {"threads", pool.size()},
+                        {"image_tiles", n},
+                        {"tokens_per_tile", per_tile},
+                        {"encode_ms", best_encode},
+                        {"encode_ms_per_tile", best_encode / static_cast<double>(n)},
+                        {"vision_gflop_per_tile", gflop_tile},
+                        {"encode_gflops", encode_gflops},
+                        {"encode_fraction", encode_fraction},
+                        {"image_prompt_tokens", n_prompt},
+                        {"prompt_tok_s_images", best_images},
+                        {"prompt_tok_s_text", best_text},
+                        {"ttft_ms", ttft_ms}};
+    peak.AddTo(j);
+    std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("vision tower %s (%s, %" PRId64 " layers, %" PRId64 "-pixel tiles, %" PRId64
                 " tokens each), %d threads, best of %d\n",
@@ -450,7 +467,7 @@ Status BenchImages(const BenchOptions& o, BenchModel& bm, ThreadPool& pool) {
     std::printf("  encode %" PRId64 " tiles  %10.1f ms  (%.1f ms per tile, %.2f GFLOP per tile)\n", n, best_encode,
                 best_encode / static_cast<double>(n), gflop_tile);
     std::printf("  compute       %.1f GFLOP/s = %.1f%% of the %s peak (%.1f G/s measured)\n", encode_gflops,
-                100.0 * encode_fraction, peak_kind, peak_gops);
+                100.0 * encode_fraction, peak.kind, peak.gops);
     std::printf("  prefill %" PRId64 " tokens with the images  %.2f tokens/s (text alone %.2f tokens/s)\n", n_prompt,
                 best_images, best_text);
     std::printf("  first token after %.1f ms (encode + prefill)\n", ttft_ms);
@@ -542,19 +559,16 @@ Status CmdBench(const BenchOptions& o) {
   // The compute ceiling beside the prefill figure: the matrix products' multiply-adds per prompt token (every active
   // weight but the embedding row, the output head once per prompt: only the last position's logits are computed)
   // against the probe's rate for the weights' arithmetic. Attention's f32 work is not counted.
-  tools::ComputePeak peak;
+  PeakFigures peak;
   double prefill_gops = 0, prefill_fraction = 0;
-  const char* peak_kind = "";
-  double peak_gops = 0;
   if (o.n_prompt > 0) {
-    peak = tools::MeasureComputePeak(pool);
-    std::tie(peak_gops, peak_kind) = PeakFor(peak, bm.matrix_type);
+    peak = MeasurePeakFor(pool, bm.matrix_type);
     const double head = static_cast<double>(c.vocab_size) * static_cast<double>(c.hidden_size);
     const double per_token =
         2 * (static_cast<double>(bm.footprint.active_params) - static_cast<double>(c.hidden_size) - head) +
         2 * head / static_cast<double>(o.n_prompt);
     prefill_gops = best_prompt * per_token / 1e9;
-    prefill_fraction = peak_gops > 0 ? prefill_gops / peak_gops : 0;
+    prefill_fraction = peak.gops > 0 ? prefill_gops / peak.gops : 0;
   }
   const model::WeightFootprint& fp = bm.footprint;
   const double gen_gb_s = best_gen * static_cast<double>(fp.active_bytes) / 1e9;
@@ -595,11 +609,7 @@ Status CmdBench(const BenchOptions& o) {
                         {"repack_ms", bm.repack_ms}};
     if (have_bytes_read) j["bytes_read_per_token"] = bytes_read_per_token;
     if (o.n_prompt > 0) {
-      j["compute_int8_gops"] = peak.int8_gops;
-      j["compute_f32_gflops"] = peak.f32_gflops;
-      j["compute_bf16_gflops"] = peak.bf16_gflops;
-      j["compute_peak_kind"] = peak_kind;
-      j["compute_gops"] = peak_gops;
+      peak.AddTo(j);
       j["prefill_gops"] = prefill_gops;
       j["prefill_fraction"] = prefill_fraction;
     }
@@ -621,7 +631,7 @@ Status CmdBench(const BenchOptions& o) {
     std::printf("  prompt     %6" PRId64 " tokens  %10.2f tokens/s", o.n_prompt, best_prompt);
     if (o.n_prompt > 0) {
       std::printf("  (%.1f G ops/s of matrix products = %.1f%% of the %s peak, %.1f G/s measured)", prefill_gops,
-                  100.0 * prefill_fraction, peak_kind, peak_gops);
+                  100.0 * prefill_fraction, peak.kind, peak.gops);
     }
     std::printf("\n");
     std::printf("  generation %6" PRId64 " tokens  %10.2f tokens/s  (%.2f GB/s of active weights)\n", o.n_gen, best_gen,
