@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 
@@ -35,6 +36,17 @@ MappedFile::~MappedFile() {
   if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 
+std::string MemorySizeText(int64_t bytes) {
+  constexpr int64_t kGiB = int64_t{1} << 30;
+  char buf[32];
+  if (bytes < kGiB) {
+    std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  } else {
+    std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(bytes) / static_cast<double>(kGiB));
+  }
+  return buf;
+}
+
 std::optional<int64_t> AvailableMemoryBytes() {
   std::ifstream in("/proc/meminfo");
   std::string key;
@@ -57,8 +69,8 @@ Result<std::unique_ptr<AnonymousMemory>> AnonymousMemory::Allocate(uint64_t byte
   }
   // The map itself would succeed (overcommit) and the process be killed when the pages are touched: say so now.
   if (auto avail = AvailableMemoryBytes(); avail && bytes > static_cast<uint64_t>(*avail)) {
-    return ResourceExhausted("needs " + std::to_string(bytes >> 20) + " MiB but only " +
-                             std::to_string(*avail >> 20) + " MiB of memory is available (MemAvailable)");
+    return ResourceExhausted("needs " + std::to_string(bytes >> 20) + " MiB but only " + std::to_string(*avail >> 20) +
+                             " MiB of memory is available (MemAvailable)");
   }
   m->map_size_ = want + kHuge;  // room to start on a 2 MiB boundary
   void* p = ::mmap(nullptr, m->map_size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

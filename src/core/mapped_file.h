@@ -33,6 +33,8 @@ class MappedFile {
 
 // Bytes of memory the kernel reports as available (MemAvailable of /proc/meminfo); nullopt when unknown.
 std::optional<int64_t> AvailableMemoryBytes();
+// A size for messages: "512.0 MiB" below 1 GiB, "3.5 GiB" from there on.
+std::string MemorySizeText(int64_t bytes);
 
 // Zeroed anonymous memory for large weight copies (repacking at load): 2 MiB-aligned and, where the OS offers
 // it (Linux madvise MADV_HUGEPAGE), backed by huge pages, so that touching it costs one fault per 2 MiB and

@@ -2,10 +2,10 @@
 #include "runtime/engine.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <filesystem>
 
+#include "core/clock.h"
 #include "core/mapped_file.h"
 #include "formats/vision_files.h"
 #include "runtime/text_stream.h"
@@ -29,9 +29,7 @@ std::string_view StopReasonName(StopReason reason) {
   return "unknown";
 }
 
-double NowMs() {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double NowMs() { return 1000.0 * MonotonicSeconds(); }
 
 namespace {
 
@@ -133,16 +131,6 @@ constexpr int64_t kGiB = int64_t{1} << 30;
 
 int64_t RepackMargin(int64_t available) { return std::max(kGiB, available / 8); }
 
-std::string GiBText(int64_t bytes) {
-  char buf[32];
-  if (bytes < kGiB) {
-    std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
-  } else {
-    std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(bytes) / static_cast<double>(kGiB));
-  }
-  return buf;
-}
-
 }  // namespace
 
 bool RepackFits(int64_t bytes, std::optional<int64_t> available) {
@@ -157,11 +145,12 @@ RepackChoice DecideRepack(RepackMode mode, const model::Model& model) {
   const std::optional<int64_t> available = AvailableMemoryBytes();
   if (!available) return {false, "auto: the available memory is unknown; --repack forces the copy"};
   if (RepackFits(bytes, available)) {
-    return {true, "auto: the " + GiBText(bytes) + " copy fits in " + GiBText(*available) +
+    return {true, "auto: the " + MemorySizeText(bytes) + " copy fits in " + MemorySizeText(*available) +
                       " available; --no-repack uses the file map"};
   }
-  return {false, "auto: a " + GiBText(bytes) + " copy would leave less than " + GiBText(RepackMargin(*available)) +
-                     " of the " + GiBText(*available) + " available; --repack forces it"};
+  return {false, "auto: a " + MemorySizeText(bytes) + " copy would leave less than " +
+                     MemorySizeText(RepackMargin(*available)) + " of the " + MemorySizeText(*available) +
+                     " available; --repack forces it"};
 }
 
 Result<RepackChoice> ApplyRepack(RepackMode mode, model::Model& model, ThreadPool& pool, bool show_progress,

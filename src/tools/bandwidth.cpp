@@ -1,16 +1,14 @@
 #include "tools/bandwidth.h"
 
 #include <algorithm>
-#include <chrono>
 #include <memory>
 #include <vector>
 
+#include "core/clock.h"
 #include "kernels/ops.h"
 
 namespace herd::tools {
 namespace {
-
-double Seconds() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 // Sum of the 64-bit words of [p, p + n) read as `streams` concurrent sequential streams (one per equal part), so
 // the hardware prefetchers of a core track several streams at once, as they do for the rows of a matrix-vector
@@ -80,19 +78,19 @@ Bandwidth BandwidthProbe::Measure(int passes) {
   const uint64_t* words = reinterpret_cast<const uint64_t*>(c);  // n / 2 of them: n is even
   for (int p = 0; p < passes; ++p) {
     // Read: one stream per thread (kernels::Dot), then eight per thread; the faster is the bound.
-    double t0 = Seconds();
+    double t0 = MonotonicSeconds();
     ForEachShare(
         [&](int t, int64_t i0, int64_t i1) { sink[static_cast<size_t>(t)] += kernels::Dot(b + i0, b + i0, i1 - i0); });
-    best.read_gbs = std::max(best.read_gbs, static_cast<double>(n) * 4 / (Seconds() - t0) / 1e9);
-    t0 = Seconds();
+    best.read_gbs = std::max(best.read_gbs, static_cast<double>(n) * 4 / (MonotonicSeconds() - t0) / 1e9);
+    t0 = MonotonicSeconds();
     ForEachShare([&](int t, int64_t i0, int64_t i1) {
       sink[static_cast<size_t>(t)] += static_cast<float>(ReadStreams<8>(words + i0 / 2, i1 / 2 - i0 / 2) & 1);
     });
-    best.read_gbs = std::max(best.read_gbs, static_cast<double>(n) * 4 / (Seconds() - t0) / 1e9);
+    best.read_gbs = std::max(best.read_gbs, static_cast<double>(n) * 4 / (MonotonicSeconds() - t0) / 1e9);
     // Triad as a += s * c (kernels::Axpy): reads a and c, writes a, i.e. STREAM's 3 arrays per element.
-    t0 = Seconds();
+    t0 = MonotonicSeconds();
     ForEachShare([&](int, int64_t i0, int64_t i1) { kernels::Axpy(3.0f, c + i0, a + i0, i1 - i0); });
-    best.triad_gbs = std::max(best.triad_gbs, static_cast<double>(n) * 12 / (Seconds() - t0) / 1e9);
+    best.triad_gbs = std::max(best.triad_gbs, static_cast<double>(n) * 12 / (MonotonicSeconds() - t0) / 1e9);
   }
   volatile float keep = 0.0f;
   for (float s : sink) keep = keep + s;

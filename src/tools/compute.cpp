@@ -2,23 +2,19 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 
+#include "core/clock.h"
 #include "kernels/cpu/qdot.h"
 
 namespace herd::tools {
 namespace {
 
-double NowSeconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
 // G operations per second of `kind` on all threads at once, `iters` steps per thread.
 double Rate(ThreadPool& pool, kernels::PeakKind kind, int64_t iters) {
   std::atomic<int64_t> ops{0};
-  const double t0 = NowSeconds();
+  const double t0 = MonotonicSeconds();
   pool.Run([&](int) { ops += kernels::PeakOps(kind, iters); });
-  const double s = NowSeconds() - t0;
+  const double s = MonotonicSeconds() - t0;
   return s > 0 ? static_cast<double>(ops.load()) / s / 1e9 : 0;
 }
 
@@ -27,9 +23,9 @@ double Measure(ThreadPool& pool, kernels::PeakKind kind, double ms, int passes) 
   // Calibrate the steps so that one pass takes about `ms`.
   int64_t iters = 1 << 12;
   for (;;) {
-    const double t0 = NowSeconds();
+    const double t0 = MonotonicSeconds();
     pool.Run([&](int) { kernels::PeakOps(kind, iters); });
-    const double s = NowSeconds() - t0;
+    const double s = MonotonicSeconds() - t0;
     if (s * 1000 >= ms / 4 || iters >= (int64_t{1} << 40)) {
       iters = std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(iters) * ms / std::max(1e-6, s * 1000)));
       break;

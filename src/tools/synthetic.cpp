@@ -43,12 +43,6 @@ constexpr Preset kPresets[] = {
     {"custom", 8, 2048, 16, 4, 16, 1, 4096, 8192, 1, 32000, 131072, true},
 };
 
-std::string GiB(int64_t bytes) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(bytes) / (int64_t{1} << 30));
-  return buf;
-}
-
 // splitmix64 (Steele, Lea, Flood, "Fast splittable pseudorandom number generators", 2014): one multiply-xorshift
 // per 8 random bytes, and any seed gives an independent-looking stream, so every chunk seeds its own.
 struct SplitMix64 {
@@ -334,7 +328,8 @@ Result<SyntheticModel> FillLayout(const std::vector<model::TensorSpec>& layout, 
     padded += (t.size_bytes + kAlign - 1) / kAlign * kAlign;
   }
   if (auto avail = AvailableMemoryBytes(); avail && padded > *avail) {
-    return ResourceExhausted("the synthetic model needs " + GiB(padded) + " (" + what + ") but only " + GiB(*avail) +
+    return ResourceExhausted("the synthetic model needs " + MemorySizeText(padded) + " (" + what + ") but only " +
+                             MemorySizeText(*avail) +
                              " of memory is available (MemAvailable); use fewer layers or a smaller type");
   }
   // Huge pages where the OS offers them: decode streams every weight once per token. Released when the last
