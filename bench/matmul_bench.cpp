@@ -80,16 +80,16 @@ hwy::AlignedFreeUniquePtr<uint8_t[]> MakeBytes(DType t, int64_t n_bytes) {
   return buf;
 }
 
-// MakeBytes for rows of n_in weights; Q8_0R and Q4_0R (kernels/repack.h) as Q8_0 / Q4_0 bytes repacked row by row.
+// MakeBytes for rows of n_in weights; the repacked types (kernels/repack.h) as their source type's bytes packed row
+// by row.
 hwy::AlignedFreeUniquePtr<uint8_t[]> MakeWeightBytes(DType t, int64_t n_in, int64_t n_bytes) {
-  if (t != DType::kQ8_0R && t != DType::kQ4_0R) return MakeBytes(t, n_bytes);
-  auto buf = MakeBytes(t == DType::kQ8_0R ? DType::kQ8_0 : DType::kQ4_0, n_bytes);
-  const int64_t row_bytes = RowBytes(t, n_in);
-  std::vector<uint8_t> row(static_cast<size_t>(row_bytes));
-  for (int64_t at = 0; at + row_bytes <= n_bytes; at += row_bytes) {
-    std::memcpy(row.data(), buf.get() + at, row.size());
-    (t == DType::kQ8_0R ? PackRowQ8_0R : PackRowQ4_0R)(row.data(), n_in, buf.get() + at);
-  }
+  if (!IsRepacked(t)) return MakeBytes(t, n_bytes);
+  const int64_t row_bytes = RowBytes(t, n_in), src_row_bytes = RowBytes(PackedFrom(t), n_in);
+  const int64_t rows = n_bytes / row_bytes;
+  auto src = MakeBytes(PackedFrom(t), std::max<int64_t>(1, rows) * src_row_bytes);
+  auto buf = hwy::AllocateAligned<uint8_t>(static_cast<size_t>(n_bytes));
+  std::memset(buf.get(), 0, static_cast<size_t>(n_bytes));
+  for (int64_t r = 0; r < rows; ++r) PackRow(t, src.get() + r * src_row_bytes, n_in, buf.get() + r * row_bytes);
   return buf;
 }
 
@@ -275,8 +275,8 @@ void BM_PrefillBF16(benchmark::State& state) {
                                                  benchmark::Counter::kIsIterationInvariantRate);
 }
 
-constexpr DType kTypes[] = {DType::kF32,  DType::kF16,   DType::kBF16, DType::kQ8_0, DType::kQ8_0R,
-                            DType::kQ4_0, DType::kQ4_0R, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
+constexpr DType kTypes[] = {DType::kF32,   DType::kF16,  DType::kBF16,  DType::kQ8_0, DType::kQ8_0R, DType::kQ4_0,
+                            DType::kQ4_0R, DType::kQ4_K, DType::kQ4_KR, DType::kQ5_K, DType::kQ5_KR, DType::kQ6_K};
 
 void MatVecArgs(benchmark::internal::Benchmark* b) {
   for (int threads : {1, 2}) {
@@ -299,7 +299,8 @@ void MatVecHotArgs(benchmark::internal::Benchmark* b) {
 
 void SmallBatchArgs(benchmark::internal::Benchmark* b) {
   for (int threads : {1, 2}) {
-    for (DType t : {DType::kQ8_0, DType::kQ8_0R, DType::kQ4_0, DType::kQ4_0R, DType::kQ4_K, DType::kBF16}) {
+    for (DType t :
+         {DType::kQ8_0, DType::kQ8_0R, DType::kQ4_0, DType::kQ4_0R, DType::kQ4_K, DType::kQ4_KR, DType::kBF16}) {
       for (int64_t n_tokens : {1, 2, 4, 8, 16}) {
         for (auto [n_out, n_in] : {std::pair<int64_t, int64_t>{4096, 4096}, {2048, 2048}, {512, 2048}}) {
           b->Args({static_cast<int64_t>(t), n_out, n_in, n_tokens, threads});

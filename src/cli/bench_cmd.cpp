@@ -333,6 +333,8 @@ PeakFigures MeasurePeakFor(ThreadPool& pool, DType type) {
     case DType::kQ4_0:
     case DType::kQ4_0R:
     case DType::kQ4_K:
+    case DType::kQ4_KR:
+    case DType::kQ5_KR:
     case DType::kQ5_K:
     case DType::kQ6_K:
       f.gops = f.peak.int8_gops;

@@ -64,8 +64,9 @@ constexpr bool kLongRows = true;
 
 bool IsFloat(DType t) { return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kF8_E4M3; }
 
-// Random weights [rows, cols] of dtype t: F8_E4M3 as random codes (never NaN), Q8_0R / Q4_0R as Q8_0 / Q4_0
-// repacked (the source type when cols is not a multiple of 512), the rest quantized from uniform values in [-1, 1].
+// Random weights [rows, cols] of dtype t: F8_E4M3 as random codes (never NaN), the repacked types as their source
+// types repacked (the source type when cols is not a multiple of 512), the rest quantized from uniform values in [-1,
+// 1].
 Weights RandomWeights(DType t, int64_t rows, int64_t cols, std::mt19937_64& rng) {
   if (t == DType::kF8_E4M3) {
     std::vector<uint8_t> b(static_cast<size_t>(rows * cols));
@@ -78,8 +79,8 @@ Weights RandomWeights(DType t, int64_t rows, int64_t cols, std::mt19937_64& rng)
   }
   std::vector<float> f(static_cast<size_t>(rows * cols));
   FillUniform(rng, -1.0f, 1.0f, f.data(), rows * cols);
-  const bool repacked = t == DType::kQ8_0R || t == DType::kQ4_0R;
-  const DType stored = t == DType::kQ8_0R ? DType::kQ8_0 : t == DType::kQ4_0R ? DType::kQ4_0 : t;
+  const bool repacked = IsRepacked(t);
+  const DType stored = repacked ? PackedFrom(t) : t;
   const int64_t row_bytes = RowBytes(stored, cols);
   std::vector<uint8_t> bytes(static_cast<size_t>(row_bytes * rows));
   for (int64_t r = 0; r < rows; ++r) QuantizeRow(stored, f.data() + r * cols, cols, bytes.data() + r * row_bytes);
@@ -87,10 +88,9 @@ Weights RandomWeights(DType t, int64_t rows, int64_t cols, std::mt19937_64& rng)
   if (!repacked || cols % 512 != 0) return w;
   // The packing directly (RepackRows keeps the source type on targets without the repacked kernels, and these must be
   // tested too).
-  std::vector<uint8_t> packed(w.bytes.size());
-  for (int64_t r = 0; r < rows; ++r) {
-    (t == DType::kQ8_0R ? PackRowQ8_0R : PackRowQ4_0R)(w.view.Row(r), cols, packed.data() + r * row_bytes);
-  }
+  const int64_t packed_bytes = RowBytes(t, cols);
+  std::vector<uint8_t> packed(static_cast<size_t>(rows * packed_bytes));
+  for (int64_t r = 0; r < rows; ++r) PackRow(t, w.view.Row(r), cols, packed.data() + r * packed_bytes);
   return MakeWeights(t, rows, cols, std::move(packed));
 }
 
@@ -158,7 +158,7 @@ std::vector<Shape> ShapesFor(DType t) {
     shapes = {{37, 333}, {101, 45}, {72, 8197}};
   } else if (t == DType::kQ8_0 || t == DType::kQ4_0) {
     shapes = {{101, 288}, {72, 8192}};
-  } else if (t == DType::kQ8_0R || t == DType::kQ4_0R) {
+  } else if (IsRepacked(t)) {
     shapes = {{101, 1024}, {72, 8192}};  // multiples of 512 (two groups in the short one)
   } else {
     shapes = {{101, 512}, {72, 8192}};  // K-quants: multiples of 256
@@ -274,7 +274,8 @@ INSTANTIATE_TEST_SUITE_P(TargetsAndTypes, BatchInvarianceTest,
                          ::testing::Combine(::testing::ValuesIn(hwy::SupportedAndGeneratedTargets()),
                                             ::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kF8_E4M3,
                                                               DType::kQ8_0, DType::kQ8_0R, DType::kQ4_0, DType::kQ4_0R,
-                                                              DType::kQ4_K, DType::kQ5_K, DType::kQ6_K)),
+                                                              DType::kQ4_K, DType::kQ4_KR, DType::kQ5_K, DType::kQ5_KR,
+                                                              DType::kQ6_K)),
                          ParamName);
 INSTANTIATE_TEST_SUITE_P(TargetsAndTypes, InputMajorBatchInvarianceTest,
                          ::testing::Combine(::testing::ValuesIn(hwy::SupportedAndGeneratedTargets()),

@@ -160,6 +160,12 @@ void ExpectWithinDotBound(const TensorView& w, const float* x, int64_t n_tokens,
 // Q4_K/Q5_K scale the codes (d sc q, q >= 0) and the mins (dmin mn) apart, |d sc q| <= |W| + |dmin mn|, so
 // 2 |dmin mn_j|. The other kernels take offsets back per lane in exact integers (0).
 double OffsetPerWeight(DType t, const uint8_t* blk, int64_t j) {
+  if (t == DType::kQ4_KR || t == DType::kQ5_KR) {  // blk: a group of 512 (kernels/repack.h), its mins as bytes
+    const uint8_t* meta = blk + (t == DType::kQ5_KR ? 320 : 256);
+    uint16_t h;
+    std::memcpy(&h, meta + 36 + 2 * (j / 256), 2);
+    return 2.0 * std::fabs(static_cast<double>(F16ToF32(h))) * meta[16 + j / 32];
+  }
   if (t != DType::kQ4_K && t != DType::kQ5_K) return 0.0;
   uint16_t h;
   std::memcpy(&h, blk + 2, 2);
@@ -624,38 +630,44 @@ TEST_P(MatMulTest, BatchEqualsOneMatMulPerJob) {
   }
 }
 
-// Q8_0R and Q4_0R (kernels/repack.h) are Q8_0 and Q4_0 regrouped: packing and unpacking give back the bytes, and
-// every row dequantizes to the same values. Their products are within the quantized-activation bound of the
-// reference (the same exact integer block sums as the source type, scaled and added in the repacked kernel's own f32
-// order) and, being one arithmetic per output, bit-identical for every thread count, MatMulRows range and
-// MatMulBatch. Targets without the repacked kernels run the source type's kernel on the rows unpacked, so there the
-// products are the source type's bit for bit. Row counts that do not split evenly, 1 to 3 threads, n_tokens 1 to 64.
+// The repacked types (kernels/repack.h) are their source types regrouped: packing and unpacking give back the bytes,
+// and every row dequantizes to the same values. Their products are within the quantized-activation bound of the
+// reference (Q8_0R, Q4_0R: the same exact integer block sums as the source type, scaled and added in the repacked
+// kernel's own f32 order; Q4_KR, Q5_KR: those of Q8_0R's activations, one scale per 32 inputs) and, being one
+// arithmetic per output, bit-identical for every thread count, MatMulRows range and MatMulBatch. Targets without the
+// repacked kernels run the source type's kernel on the rows unpacked, so there the products are the source type's
+// bit for bit. Row counts that do not split evenly, 1 to 3 threads, n_tokens 1 to 64.
 TEST_P(MatMulTest, RepackedTypesAreTheirSourceRegrouped) {
   const uint64_t seed = testing::BaseSeed() + 2700;
   std::mt19937_64 rng(seed);
   SCOPED_TRACE(SeedTrace(seed));
   const bool dot = QuantDotSupports(DType::kQ8_0R);
-  EXPECT_EQ(QuantDotSupports(DType::kQ4_0R), dot);
+  for (DType t : {DType::kQ4_0R, DType::kQ4_KR, DType::kQ5_KR}) EXPECT_EQ(QuantDotSupports(t), dot);
   EXPECT_EQ(RepackedType(DType::kQ8_0, 512), dot ? DType::kQ8_0R : DType::kQ8_0);
   EXPECT_EQ(RepackedType(DType::kQ4_0, 1024), dot ? DType::kQ4_0R : DType::kQ4_0);
+  EXPECT_EQ(RepackedType(DType::kQ4_K, 512), dot ? DType::kQ4_KR : DType::kQ4_K);
+  EXPECT_EQ(RepackedType(DType::kQ5_K, 1536), dot ? DType::kQ5_KR : DType::kQ5_K);
   EXPECT_EQ(RepackedType(DType::kQ8_0, 768), DType::kQ8_0);  // not a multiple of 512: left as it is
   EXPECT_EQ(RepackedType(DType::kQ4_0, 768), DType::kQ4_0);
-  EXPECT_EQ(RepackedType(DType::kQ4_K, 512), DType::kQ4_K);
-  for (const auto& [from, to] : {std::pair{DType::kQ8_0, DType::kQ8_0R}, std::pair{DType::kQ4_0, DType::kQ4_0R}}) {
+  EXPECT_EQ(RepackedType(DType::kQ4_K, 768), DType::kQ4_K);
+  EXPECT_EQ(RepackedType(DType::kQ6_K, 512), DType::kQ6_K);  // no repacked layout
+  for (DType to : {DType::kQ8_0R, DType::kQ4_0R, DType::kQ4_KR, DType::kQ5_KR}) {
     SCOPED_TRACE(DTypeName(to));
-    const auto pack = to == DType::kQ8_0R ? PackRowQ8_0R : PackRowQ4_0R;
-    const auto unpack = to == DType::kQ8_0R ? UnpackRowQ8_0R : UnpackRowQ4_0R;
+    const DType from = PackedFrom(to);
     for (auto [n_out, n_in] : {std::pair<int64_t, int64_t>{1, 512}, {37, 1536}, {130, 2048}}) {
       const Weights w = RandomWeights(from, n_out, n_in, Fill::kRandom, rng);
-      const int64_t row_bytes = RowBytes(from, n_in);
-      ASSERT_EQ(RowBytes(to, n_in), row_bytes);
-      std::vector<uint8_t> packed(static_cast<size_t>(n_out * row_bytes)), back(static_cast<size_t>(row_bytes));
+      const int64_t row_bytes = RowBytes(to, n_in), from_bytes = RowBytes(from, n_in);
+      if (to == DType::kQ8_0R || to == DType::kQ4_0R) {
+        ASSERT_EQ(row_bytes, from_bytes);
+      }
+      std::vector<uint8_t> packed(static_cast<size_t>(n_out * row_bytes)), back(static_cast<size_t>(from_bytes));
       for (int64_t o = 0; o < n_out; ++o) {
-        pack(w.view.Row(o), n_in, packed.data() + o * row_bytes);
-        unpack(packed.data() + o * row_bytes, n_in, back.data());
-        ASSERT_EQ(0, std::memcmp(back.data(), w.view.Row(o), static_cast<size_t>(row_bytes))) << "row " << o;
+        PackRow(to, w.view.Row(o), n_in, packed.data() + o * row_bytes);
+        UnpackRow(to, packed.data() + o * row_bytes, n_in, back.data());
+        ASSERT_EQ(0, std::memcmp(back.data(), w.view.Row(o), static_cast<size_t>(from_bytes))) << "row " << o;
       }
       if (dot) {  // RepackRows is the packing over a row range
+        ASSERT_EQ(RepackedBytes(w.view), n_out * row_bytes);
         std::vector<uint8_t> by_range(packed.size(), 0xEE);
         RepackRows(w.view, 0, n_out / 2, by_range.data());
         RepackRows(w.view, n_out / 2, n_out, by_range.data());
@@ -678,15 +690,18 @@ TEST_P(MatMulTest, RepackedTypesAreTheirSourceRegrouped) {
         std::vector<float> want(n_y), ref_y(n_y), source(n_y);
         ThreadPool pool1(1);
         MatMul(r.view, x.data(), n_tokens, want.data(), pool1);
-        ExpectWithinQuantizedBound(r.view, x.data(), n_tokens, want.data(), n_out);
+        // Without the kernels, the source type's products (and activations: Q8_K's for Q4_KR and Q5_KR).
+        ExpectWithinQuantizedBound(dot ? r.view : w.view, x.data(), n_tokens, want.data(), n_out);
         MatMul(w.view, x.data(), n_tokens, source.data(), pool1);
         if (!dot) {
           EXPECT_EQ(0, std::memcmp(source.data(), want.data(), n_y * sizeof(float))) << "unpacked";
         }
-        ref::MatMulQuantized(r.view, x.data(), n_tokens, ref_y.data());  // the reference reads the source rows
-        std::vector<float> ref_source(n_y);
-        ref::MatMulQuantized(w.view, x.data(), n_tokens, ref_source.data());
-        ASSERT_EQ(0, std::memcmp(ref_source.data(), ref_y.data(), n_y * sizeof(float)));
+        if (to == DType::kQ8_0R || to == DType::kQ4_0R) {  // the same activation blocks as the source type
+          ref::MatMulQuantized(r.view, x.data(), n_tokens, ref_y.data());  // the reference reads the source rows
+          std::vector<float> ref_source(n_y);
+          ref::MatMulQuantized(w.view, x.data(), n_tokens, ref_source.data());
+          ASSERT_EQ(0, std::memcmp(ref_source.data(), ref_y.data(), n_y * sizeof(float)));
+        }
         for (int threads : {1, 2, 3}) {
           ThreadPool pool(threads);
           std::vector<float> got(n_y, -7.0f);

@@ -1,4 +1,4 @@
-// Q8_0R and Q4_0R packing (layouts: kernels/repack.h). Plain byte moves: the pass is memory-bound.
+// Q8_0R, Q4_0R, Q4_KR and Q5_KR packing (layouts: kernels/repack.h). Plain byte moves: the pass is memory-bound.
 #include "kernels/repack.h"
 
 #include <cstring>
@@ -25,13 +25,122 @@ inline uint8_t Q4Code(const uint8_t* blk, int64_t c) {
   return c < 16 ? blk[2 + c] & 0xF : static_cast<uint8_t>(blk[2 + c - 16] >> 4);
 }
 
+// Q4_K / Q5_K super-block bytes (llama4.md 5.4): d, dmin, 12 bytes of 6-bit scales and mins, [Q5_K: qh[32]], qs[128].
+constexpr int64_t kQ4KBlockBytes = 144, kQ5KBlockBytes = 176;
+constexpr int64_t kQ4KRGroupBytes = 296, kQ5KRGroupBytes = 360;
+
+// Sub-block j's (j < 8) scale and min from the 12 packed bytes s, and back.
+void GetScaleMin(const uint8_t* s, int j, uint8_t* sc, uint8_t* mn) {
+  if (j < 4) {
+    *sc = s[j] & 63;
+    *mn = s[j + 4] & 63;
+  } else {
+    *sc = static_cast<uint8_t>((s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4));
+    *mn = static_cast<uint8_t>((s[j + 4] >> 4) | ((s[j] >> 6) << 4));
+  }
+}
+// The 96 bits of 8 scales and 8 mins (6 bits each) fill the 12 bytes exactly, so this gives the bytes back.
+void PutScalesMins(const uint8_t* sc, const uint8_t* mn, uint8_t* s) {
+  for (int j = 0; j < 4; ++j) {
+    s[j] = static_cast<uint8_t>((sc[j] & 63) | ((sc[j + 4] >> 4) << 6));
+    s[j + 4] = static_cast<uint8_t>((mn[j] & 63) | ((mn[j + 4] >> 4) << 6));
+    s[j + 8] = static_cast<uint8_t>((sc[j + 4] & 0xF) | ((mn[j + 4] & 0xF) << 4));
+  }
+}
+
+// Byte l (< 32) of a Q4_K/Q5_K super-block's qs for element 32 j + l of sub-block j: qs[32 (j / 2) + l], low
+// nibble for even j; the fifth bit (Q5_K) is bit j of qh[l].
+inline int64_t QsByte(int64_t j, int64_t l) { return 32 * (j / 2) + l; }
+inline int QsShift(int64_t j) { return j % 2 == 0 ? 0 : 4; }
+
 }  // namespace
 
 DType RepackedType(DType t, int64_t n_in) {
   if (n_in <= 0 || n_in % kGroupElems != 0) return t;
-  if (t == DType::kQ8_0 && QuantDotSupports(DType::kQ8_0R)) return DType::kQ8_0R;
-  if (t == DType::kQ4_0 && QuantDotSupports(DType::kQ4_0R)) return DType::kQ4_0R;
+  for (DType to : {DType::kQ8_0R, DType::kQ4_0R, DType::kQ4_KR, DType::kQ5_KR}) {
+    if (t == PackedFrom(to) && QuantDotSupports(to)) return to;
+  }
   return t;
+}
+
+DType PackedFrom(DType t) {
+  switch (t) {
+    case DType::kQ8_0R:
+      return DType::kQ8_0;
+    case DType::kQ4_0R:
+      return DType::kQ4_0;
+    case DType::kQ4_KR:
+      return DType::kQ4_K;
+    case DType::kQ5_KR:
+      return DType::kQ5_K;
+    default:
+      HERD_CHECK(false && "PackedFrom: not a repacked type");
+      return t;
+  }
+}
+
+int64_t RepackedBytes(const TensorView& w) { return w.Rows() * RowBytes(RepackedType(w.dtype, w.Cols()), w.Cols()); }
+
+void PackRowQ45KR(bool q5, const uint8_t* q45k, int64_t n_in, uint8_t* row) {
+  HERD_CHECK(n_in % kGroupElems == 0);
+  const int64_t block_bytes = q5 ? kQ5KBlockBytes : kQ4KBlockBytes,
+                group_bytes = q5 ? kQ5KRGroupBytes : kQ4KRGroupBytes;
+  const int64_t meta = q5 ? 320 : 256;  // sc[16], mn[16], d[2], dmin[2]
+  for (int64_t g = 0; g < n_in / kGroupElems; ++g) {
+    uint8_t* out = row + g * group_bytes;
+    std::memset(out, 0, static_cast<size_t>(group_bytes));
+    for (int64_t half = 0; half < 2; ++half) {
+      const uint8_t* blk = q45k + (2 * g + half) * block_bytes;
+      std::memcpy(out + meta + 32 + 2 * half, blk, 2);      // d
+      std::memcpy(out + meta + 36 + 2 * half, blk + 2, 2);  // dmin
+      const uint8_t* qh = blk + 16;
+      const uint8_t* qs = blk + (q5 ? 48 : 16);
+      for (int64_t sub = 0; sub < 8; ++sub) {
+        const int64_t j = 8 * half + sub;  // the block of the group
+        GetScaleMin(blk + 4, static_cast<int>(sub), out + meta + j, out + meta + 16 + j);
+        for (int64_t c = 0; c < 32; ++c) {
+          const int code = (qs[QsByte(sub, c)] >> QsShift(sub)) & 0xF;
+          out[NibbleOffset(j, c)] = static_cast<uint8_t>(out[NibbleOffset(j, c)] | (code << NibbleShift(c)));
+          if (q5 && ((qh[c] >> sub) & 1) != 0) {
+            const int64_t byte = CodeOffset(j, c) % 64, vec = CodeOffset(j, c) / 64;  // Q8_0R's code vector, byte
+            out[256 + 8 * vec + byte / 8] = static_cast<uint8_t>(out[256 + 8 * vec + byte / 8] | (1 << (byte % 8)));
+          }
+        }
+      }
+    }
+  }
+}
+
+void UnpackRowQ45KR(bool q5, const uint8_t* row, int64_t n_in, uint8_t* q45k) {
+  HERD_CHECK(n_in % kGroupElems == 0);
+  const int64_t block_bytes = q5 ? kQ5KBlockBytes : kQ4KBlockBytes,
+                group_bytes = q5 ? kQ5KRGroupBytes : kQ4KRGroupBytes;
+  const int64_t meta = q5 ? 320 : 256;
+  for (int64_t g = 0; g < n_in / kGroupElems; ++g) {
+    const uint8_t* in = row + g * group_bytes;
+    for (int64_t half = 0; half < 2; ++half) {
+      uint8_t* blk = q45k + (2 * g + half) * block_bytes;
+      std::memset(blk, 0, static_cast<size_t>(block_bytes));
+      std::memcpy(blk, in + meta + 32 + 2 * half, 2);
+      std::memcpy(blk + 2, in + meta + 36 + 2 * half, 2);
+      PutScalesMins(in + meta + 8 * half, in + meta + 16 + 8 * half, blk + 4);
+      uint8_t* qh = blk + 16;
+      uint8_t* qs = blk + (q5 ? 48 : 16);
+      for (int64_t sub = 0; sub < 8; ++sub) {
+        const int64_t j = 8 * half + sub;
+        for (int64_t c = 0; c < 32; ++c) {
+          const int code = (in[NibbleOffset(j, c)] >> NibbleShift(c)) & 0xF;
+          qs[QsByte(sub, c)] = static_cast<uint8_t>(qs[QsByte(sub, c)] | (code << QsShift(sub)));
+          if (q5) {
+            const int64_t byte = CodeOffset(j, c) % 64, vec = CodeOffset(j, c) / 64;
+            if (((in[256 + 8 * vec + byte / 8] >> (byte % 8)) & 1) != 0) {
+              qh[c] = static_cast<uint8_t>(qh[c] | (1 << sub));
+            }
+          }
+        }
+      }
+    }
+  }
 }
 
 void PackRowQ4_0R(const uint8_t* q4_0, int64_t n_in, uint8_t* row) {
@@ -99,12 +208,31 @@ void UnpackRowQ8_0R(const uint8_t* row, int64_t n_in, uint8_t* q8_0) {
   }
 }
 
+void PackRow(DType t, const uint8_t* src, int64_t n_in, uint8_t* row) {
+  switch (t) {
+    case DType::kQ8_0R:
+      return PackRowQ8_0R(src, n_in, row);
+    case DType::kQ4_0R:
+      return PackRowQ4_0R(src, n_in, row);
+    case DType::kQ4_KR:
+    case DType::kQ5_KR:
+      return PackRowQ45KR(t == DType::kQ5_KR, src, n_in, row);
+    default:
+      HERD_CHECK(false && "PackRow: not a repacked type");
+  }
+}
+
 void UnpackRow(DType t, const uint8_t* row, int64_t n_in, uint8_t* out) {
-  HERD_CHECK(IsRepacked(t));
-  if (t == DType::kQ8_0R) {
-    UnpackRowQ8_0R(row, n_in, out);
-  } else {
-    UnpackRowQ4_0R(row, n_in, out);
+  switch (t) {
+    case DType::kQ8_0R:
+      return UnpackRowQ8_0R(row, n_in, out);
+    case DType::kQ4_0R:
+      return UnpackRowQ4_0R(row, n_in, out);
+    case DType::kQ4_KR:
+    case DType::kQ5_KR:
+      return UnpackRowQ45KR(t == DType::kQ5_KR, row, n_in, out);
+    default:
+      HERD_CHECK(false && "UnpackRow: not a repacked type");
   }
 }
 
@@ -117,14 +245,7 @@ void RepackRows(const TensorView& w, int64_t r_begin, int64_t r_end, uint8_t* ds
     std::memcpy(dst + r_begin * row_bytes, w.Row(r_begin), static_cast<size_t>((r_end - r_begin) * row_bytes));
     return;
   }
-  HERD_CHECK(to == DType::kQ8_0R || to == DType::kQ4_0R);
-  for (int64_t r = r_begin; r < r_end; ++r) {
-    if (to == DType::kQ8_0R) {
-      PackRowQ8_0R(w.Row(r), n_in, dst + r * row_bytes);
-    } else {
-      PackRowQ4_0R(w.Row(r), n_in, dst + r * row_bytes);
-    }
-  }
+  for (int64_t r = r_begin; r < r_end; ++r) PackRow(to, w.Row(r), n_in, dst + r * row_bytes);
 }
 
 }  // namespace herd::kernels

@@ -23,6 +23,26 @@
 //
 // so that an and and a shift make two of Q8_0R's code vectors from one load, multiplied with Q8_0R's activation
 // records.
+//
+// Q4_KR does the same for Q4_K: a group of 512 elements is two super-blocks, whose 16 sub-blocks of 32 are the
+// group's 16 blocks (block j = sub-block j % 8 of super-block j / 8), 296 bytes (Q4_K: 288):
+//
+//     bytes [0, 256):                        the unsigned codes q as Q4_0R's (value d sc q - dmin mn)
+//     bytes [256, 272), [272, 288):          the 6-bit scale sc and min mn of each block, one byte each
+//     bytes [288, 296):                      f16 d of super-blocks 0 and 1, then f16 dmin of both
+//
+// so that lane j of the kernel's integer sum is block j's sum q x, scaled by d sc in f32 (one lane, one scale), and
+// the mins' share is each lane's code sum (from the activation record's start value) times dmin mn. Q5_KR adds the
+// fifth bits, 360 bytes (Q5_K: 352):
+//
+//     bytes [0, 256):                        the low 4 bits of the codes, as Q4_KR
+//     bytes [256, 320):                      8 bytes per Q8_0R code vector c (0 .. 7): bit k = the fifth bit of its
+//                                            byte k (a mask register's worth: one masked add makes the code vector)
+//     bytes [320, 360):                      sc, mn, d, dmin as Q4_KR's bytes [256, 296)
+//
+// Unlike Q8_0R and Q4_0R, these are multiplied with Q8_0R's activation records (one scale per 32 inputs) where
+// Q4_K and Q5_K take Q8_K's (one per 256), so the products differ from the GGUF layout's by more than rounding:
+// they are those of a finer activation quantization (matmul_test bounds them against the exact product).
 #pragma once
 
 #include <cstdint>
@@ -38,9 +58,11 @@ namespace herd::kernels {
 DType RepackedType(DType t, int64_t n_in);
 
 // Rows [r_begin, r_end) of w into dst in the layout RepackedType(w.dtype, w.Cols()) (a plain copy when that is
-// w.dtype); dst holds the whole matrix (w.Rows() * RowBytes(that type, n_in) bytes, rows contiguous).
+// w.dtype); dst holds the whole matrix (RepackedBytes(w): rows contiguous).
 // Thread-safe for disjoint rows.
 void RepackRows(const TensorView& w, int64_t r_begin, int64_t r_end, uint8_t* dst);
+// The bytes of w in that layout (w.Rows() * RowBytes(RepackedType(w.dtype, w.Cols()), w.Cols())).
+int64_t RepackedBytes(const TensorView& w);
 
 // One Q8_0R row of n_in elements back to the GGUF Q8_0 layout (the reference of the layout; tests, ref::).
 void UnpackRowQ8_0R(const uint8_t* row, int64_t n_in, uint8_t* q8_0);
@@ -49,11 +71,17 @@ void PackRowQ8_0R(const uint8_t* q8_0, int64_t n_in, uint8_t* row);
 // The same for Q4_0R and GGUF Q4_0.
 void UnpackRowQ4_0R(const uint8_t* row, int64_t n_in, uint8_t* q4_0);
 void PackRowQ4_0R(const uint8_t* q4_0, int64_t n_in, uint8_t* row);
+// The same for Q4_KR / Q5_KR and GGUF Q4_K / Q5_K (q5 chooses).
+void UnpackRowQ45KR(bool q5, const uint8_t* row, int64_t n_in, uint8_t* q45k);
+void PackRowQ45KR(bool q5, const uint8_t* q45k, int64_t n_in, uint8_t* row);
 
-// Whether t is a layout RepackRows makes (Q8_0R, Q4_0R), and the GGUF type it is made from (Q8_0, Q4_0).
-inline bool IsRepacked(DType t) { return t == DType::kQ8_0R || t == DType::kQ4_0R; }
-inline DType PackedFrom(DType t) { return t == DType::kQ4_0R ? DType::kQ4_0 : DType::kQ8_0; }
-// One row of a repacked type t back to PackedFrom(t) (UnpackRowQ8_0R or UnpackRowQ4_0R).
+// Whether t is a layout RepackRows makes (Q8_0R, Q4_0R, Q4_KR, Q5_KR), and the GGUF type it is made from.
+inline bool IsRepacked(DType t) {
+  return t == DType::kQ8_0R || t == DType::kQ4_0R || t == DType::kQ4_KR || t == DType::kQ5_KR;
+}
+DType PackedFrom(DType t);
+// One GGUF row of type PackedFrom(t) to the repacked type t, and back.
+void PackRow(DType t, const uint8_t* src, int64_t n_in, uint8_t* row);
 void UnpackRow(DType t, const uint8_t* row, int64_t n_in, uint8_t* out);
 
 }  // namespace herd::kernels

@@ -413,7 +413,7 @@ void DecoderModel::ForEachRepackTarget(Self& self, Fn&& fn) {
 int64_t DecoderModel::RepackBytes() const {
   if (repacked_ != nullptr) return 0;
   int64_t bytes = 0;
-  ForEachRepackTarget(*this, [&](const LinearWeight& lw) { bytes += (lw.w.Rows() * lw.w.RowStride() + 63) / 64 * 64; });
+  ForEachRepackTarget(*this, [&](const LinearWeight& lw) { bytes += (kernels::RepackedBytes(lw.w) + 63) / 64 * 64; });
   return bytes;
 }
 
@@ -428,8 +428,8 @@ Result<Model::RepackStats> DecoderModel::RepackWeights(ThreadPool& pool, bool sh
   int64_t total = 0;
   for (const LinearWeight* lw : todo) {
     offsets.push_back(total);
-    stats.bytes += lw->w.Rows() * lw->w.RowStride();
-    total += (lw->w.Rows() * lw->w.RowStride() + 63) / 64 * 64;
+    stats.bytes += kernels::RepackedBytes(lw->w);
+    total += (kernels::RepackedBytes(lw->w) + 63) / 64 * 64;
   }
   auto memory = AnonymousMemory::Allocate(static_cast<uint64_t>(total));
   if (!memory.ok()) return memory.status().WithContext("repacking the weights (run without --repack)");

@@ -89,7 +89,7 @@ uint64_t Fnv1aInt(uint64_t v, uint64_t h);
 std::string ModelFingerprint(const LoadedModel& m);
 
 // model.RepackWeights, timed into *ms; with show_progress, its bar and "herd: repacked N matrices (X MiB) into
-// huge-page memory in Y ms, M of them into the Q8_0R / Q4_0R layouts (why)" on stderr.
+// huge-page memory in Y ms, M of them into the repacked layouts (why)" on stderr.
 Result<model::Model::RepackStats> RepackModel(model::Model& model, ThreadPool& pool, bool show_progress, double* ms,
                                               const std::string& why = "");
 

@@ -103,14 +103,13 @@ int64_t WeightBytesRead() { return g_bytes_read.load(std::memory_order_relaxed);
 void ResetWeightBytesRead() { g_bytes_read.store(0, std::memory_order_relaxed); }
 
 bool MatMulSupports(DType t) {
-  return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0R || t == DType::kQ4_0R ||
-         QuantDotSupports(t);
+  return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || IsRepacked(t) || QuantDotSupports(t);
 }
 
 namespace {
 
 // Weights multiplied by the integer kernels of cpu/qdot.h at every n_tokens (decode and prefill alike, so each
-// output has one arithmetic whatever the batch): Q8_0, Q4_0, the K-quants, Q8_0R and Q4_0R. A repacked type on a
+// output has one arithmetic whatever the batch): Q8_0, Q4_0, the K-quants and the repacked types. A repacked type on a
 // target without its kernel takes the activations and kernel of the type it was packed from on rows unpacked back to
 // it (QuantRows), so its outputs are that type's there too. BF16 always takes the f32 dot kernel, also where cpu/qdot.h
 // has a native BF16 kernel: one kernel must serve every n_tokens, and the native one, three vdpbf16ps per 32 weights,
@@ -140,7 +139,7 @@ void QuantRows(const TensorView& w, const QuantizedActivations& a, int64_t t_beg
                int64_t y_stride, int64_t o_begin, int64_t o_end) {
   if (a.dtype() == w.dtype) return QuantDotRows(w, a, t_begin, t_end, y, y_stride, o_begin, o_end);
   HERD_DCHECK(IsRepacked(w.dtype) && a.dtype() == PackedFrom(w.dtype));
-  const int64_t n_in = w.Cols(), row_bytes = w.RowStride();
+  const int64_t n_in = w.Cols(), row_bytes = RowBytes(PackedFrom(w.dtype), n_in);  // an unpacked row
   const int64_t block = std::max<int64_t>(1, kUnpackBytes / std::max<int64_t>(1, row_bytes));
   thread_local hwy::AlignedFreeUniquePtr<uint8_t[]> buf;
   thread_local int64_t capacity = 0;
@@ -267,16 +266,16 @@ void DequantizeRow(const TensorView& w, int64_t r, float* dst) {
   if (!IsRepacked(w.dtype)) return HWY_DYNAMIC_DISPATCH(DequantizeRowT)(w, r, dst);
   // A repacked row is the row it was packed from (kernels/repack.h): unpacked, then decoded as that type (not a hot
   // path: the integer kernels multiply the repacked layout itself).
-  const int64_t n_in = w.Cols();
+  const int64_t n_in = w.Cols(), row_bytes = RowBytes(PackedFrom(w.dtype), n_in);
   thread_local std::vector<uint8_t> unpacked;
-  unpacked.resize(static_cast<size_t>(w.RowStride()));
+  unpacked.resize(static_cast<size_t>(row_bytes));
   UnpackRow(w.dtype, w.Row(r), n_in, unpacked.data());
   TensorView row = w;
   row.dtype = PackedFrom(w.dtype);
   row.n_dims = 2;
   row.shape = {1, n_in, 1, 1};
   row.data = unpacked.data();
-  row.size_bytes = w.RowStride();
+  row.size_bytes = row_bytes;
   HWY_DYNAMIC_DISPATCH(DequantizeRowT)(row, 0, dst);
 }
 

@@ -45,6 +45,7 @@
 #include "hwy/cache_control.h"
 #include "hwy/highway.h"
 #include "kernels/cpu/bf16dot-inl.h"
+#include "kernels/repack.h"
 
 #undef HERD_QDOT_SIMD
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_SSSE3
@@ -862,6 +863,42 @@ struct QuantTiles {
 // bytes, Q4_0's size). Each loaded vector gives two code vectors (an and, a shift and an and), multiplied with the
 // same activation records as Q8_0R; the offset's share, -8 * sum(codes), is the record's start value shifted
 // right by 4 (exact: it is -128 * sum). 4 loads, 8 vpdpbusd per group and (row, token), as Q8_0R, on half the bytes.
+// The integer sums of group g of 4-bit rows (Q4_0R, Q4_KR, Q5_KR: 4 vectors of 64 bytes whose low and high nibbles
+// are Q8_0R code vectors 2v and 2v + 1) with Q8_0R records, added to isum (chain 0 the low nibbles' products, the last
+// chain the high ones'). With kHighBits (Q5_KR), 16 is added to the bytes that the 8 64-bit masks at byte 256 of the
+// group name (mask c: code vector c).
+template <int R, int NT, int kChains, bool kHighBits>
+HWY_INLINE void NibbleGroupSums(const uint8_t* const* rows, const uint8_t* const* acts, int64_t g, int64_t group_bytes,
+                                int64_t record_bytes, VI (&isum)[kChains][R][NT]) {
+  const DS ds;
+  const VB low = hn::Set(DB(), uint8_t{0x0F});
+  [[maybe_unused]] const VB sixteen = hn::Set(DB(), uint8_t{16});
+  for (int v = 0; v < 4; ++v) {
+    VS x0[NT], x1[NT];
+    for (int t = 0; t < NT; ++t) {
+      x0[t] = hn::LoadU(ds, reinterpret_cast<const int8_t*>(acts[t] + g * record_bytes + 128 * v));
+      x1[t] = hn::LoadU(ds, reinterpret_cast<const int8_t*>(acts[t] + g * record_bytes + 128 * v + 64));
+    }
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* grp = rows[r] + g * group_bytes;
+      const VB packed = hn::LoadU(DB(), grp + 64 * v);
+      VB w0 = hn::And(packed, low);
+      VB w1 = hn::And(hn::BitCast(DB(), hn::ShiftRight<4>(hn::BitCast(DW(), packed))), low);
+      if constexpr (kHighBits) {
+        uint64_t m0, m1;
+        std::memcpy(&m0, grp + 256 + 16 * v, 8);
+        std::memcpy(&m1, grp + 256 + 16 * v + 8, 8);
+        w0 = VB{_mm512_mask_add_epi8(w0.raw, _cvtu64_mask64(m0), w0.raw, sixteen.raw)};
+        w1 = VB{_mm512_mask_add_epi8(w1.raw, _cvtu64_mask64(m1), w1.raw, sixteen.raw)};
+      }
+      for (int t = 0; t < NT; ++t) {
+        isum[0][r][t] = DotQuads(isum[0][r][t], w0, x0[t]);
+        isum[kChains - 1][r][t] = DotQuads(isum[kChains - 1][r][t], w1, x1[t]);
+      }
+    }
+  }
+}
+
 template <bool kQ4>
 struct RepackedTiles {
   static constexpr int kRows = 4, kTokens = 3;
@@ -895,23 +932,7 @@ struct RepackedTiles {
         }
       }
       if constexpr (kQ4) {
-        const VB low = hn::Set(DB(), uint8_t{0x0F});
-        for (int v = 0; v < 4; ++v) {
-          VS x0[NT], x1[NT];
-          for (int t = 0; t < NT; ++t) {
-            x0[t] = hn::LoadU(ds, reinterpret_cast<const int8_t*>(acts[t] + g * kRecordBytes + 128 * v));
-            x1[t] = hn::LoadU(ds, reinterpret_cast<const int8_t*>(acts[t] + g * kRecordBytes + 128 * v + 64));
-          }
-          for (int r = 0; r < R; ++r) {
-            const VB packed = hn::LoadU(DB(), rows[r] + g * kGroupBytes + 64 * v);
-            const VB w0 = hn::And(packed, low);
-            const VB w1 = hn::And(hn::BitCast(DB(), hn::ShiftRight<4>(hn::BitCast(DW(), packed))), low);
-            for (int t = 0; t < NT; ++t) {
-              isum[0][r][t] = DotQuads(isum[0][r][t], w0, x0[t]);
-              isum[kChains - 1][r][t] = DotQuads(isum[kChains - 1][r][t], w1, x1[t]);
-            }
-          }
-        }
+        NibbleGroupSums<R, NT, kChains, false>(rows, acts, g, kGroupBytes, kRecordBytes, isum);
       } else {
         for (int j = 0; j < 8; ++j) {
           VS x[NT];
@@ -946,6 +967,87 @@ struct RepackedTiles {
 };
 using RepackedQ8Tiles = RepackedTiles<false>;
 using RepackedQ4Tiles = RepackedTiles<true>;
+
+// Q4_KR / Q5_KR weights (kernels/repack.h: Q4_0R's code bytes, Q5_KR's fifth bits as 64-bit byte masks, then per
+// block of 32 its 6-bit scale sc and min mn as bytes and per super-block f16 d and dmin) x Q8_0R's records. The codes
+// q are unsigned (0 .. 31), so block b's integer sum is sum q x, with no start value: lane b of the vpdpbusd sums,
+// as RepackedTiles. Per group and row, the weight scales ws_b = d sc_b and min terms mt_b = dmin mn_b / 128 are
+// made once in f32 (the products are exact: 11 + 6 bits); per group and token, xs_b = f32(start_b) d_x, start_b
+// = -128 sum x being the record's start value (exact in f32: |start| < 2^20). Per (row, token): acc += f32(isum)
+// (ws d_x) + mt xs, that is d_x (d sc sum q x - dmin mn sum x), block by block, as Q4_K's definition. Q5_KR adds 16
+// to the bytes its masks name (one masked add per code vector). 4 loads (Q5: and 8 mask loads), 8 vpdpbusd per
+// group and (row, token), as Q4_0R, plus one FMA per (row, token) and ~10 operations per row for the scales.
+template <bool kQ5>
+struct RepackedKTiles {
+  static constexpr int kRows = 4, kTokens = 3;
+  // Decode prefetches kPrefetchAhead on, as Q4_K's kernel: on the d2048 Q4_K model, decode ran 103 tokens/s without
+  // it and 116 with it in the same memory state (39 GB/s), against Q4_K's 120-123 (bench/RESULTS.md).
+  static constexpr bool kDecodePrefetch = true;
+  static constexpr int64_t kGroupBytes = kQ5 ? 360 : 296, kRecordBytes = 640;
+  static constexpr int64_t kMetaAt = kQ5 ? 320 : 256;  // sc[16], mn[16], f16 d[2], f16 dmin[2]
+  static_assert(kNI == 16);
+
+  static int64_t Length(const TensorView& w) { return w.Cols() / 512; }  // groups per row
+
+  // 16 bytes at p as f32 lanes.
+  static HWY_INLINE VF Bytes16(const uint8_t* p) {
+    return hn::ConvertTo(DF(), hn::PromoteTo(DI(), hn::LoadU(hn::Full128<uint8_t>(), p)));
+  }
+  // Lanes 0-7 = a, lanes 8-15 = b (one value per super-block).
+  static HWY_INLINE VF Halves(float a, float b) {
+    const hn::Half<DF> dh;
+    return hn::Combine(DF(), hn::Set(dh, b), hn::Set(dh, a));
+  }
+
+  template <int R, int NT>
+  static HWY_INLINE void Tile(const uint8_t* const* rows, const uint8_t* const* acts, int64_t n_groups, float* y,
+                              int64_t y_stride, bool prefetch) {
+    const DF df;
+    constexpr int kChains = R * NT <= 2 ? 2 : 1;
+    VF acc[R][NT];
+    for (int r = 0; r < R; ++r) {
+      for (int t = 0; t < NT; ++t) acc[r][t] = hn::Zero(df);
+    }
+    for (int64_t g = 0; g < n_groups; ++g) {
+      if (prefetch) {  // as Tile: the lines that start within this group's bytes, kPrefetchAhead on
+        for (int r = 0; r < R; ++r) {
+          for (int64_t line = (g * kGroupBytes + 63) >> 6; line < ((g + 1) * kGroupBytes + 63) >> 6; ++line) {
+            hwy::Prefetch(rows[r] + kPrefetchAhead + 64 * line);
+          }
+        }
+      }
+      VI isum[kChains][R][NT];
+      for (int c = 0; c < kChains; ++c) {
+        for (int r = 0; r < R; ++r) {
+          for (int t = 0; t < NT; ++t) isum[c][r][t] = hn::Zero(DI());
+        }
+      }
+      NibbleGroupSums<R, NT, kChains, kQ5>(rows, acts, g, kGroupBytes, kRecordBytes, isum);
+      VF ws[R], mt[R];
+      for (int r = 0; r < R; ++r) {
+        const uint8_t* meta = rows[r] + g * kGroupBytes + kMetaAt;
+        ws[r] = hn::Mul(Bytes16(meta), Halves(F16(meta + 32), F16(meta + 34)));
+        mt[r] = hn::Mul(Bytes16(meta + 16), Halves(F16(meta + 36) / 128.0f, F16(meta + 38) / 128.0f));
+      }
+      for (int t = 0; t < NT; ++t) {
+        const uint8_t* rec = acts[t] + g * kRecordBytes;
+        const VF dx = hn::LoadU(df, reinterpret_cast<const float*>(rec + 576));
+        const VF xs = hn::Mul(hn::ConvertTo(df, hn::LoadU(DI(), reinterpret_cast<const int32_t*>(rec + 512))), dx);
+        for (int r = 0; r < R; ++r) {
+          VI s = isum[0][r][t];
+          if constexpr (kChains == 2) s = hn::Add(s, isum[1][r][t]);
+          acc[r][t] = hn::MulAdd(hn::ConvertTo(df, s), hn::Mul(ws[r], dx), acc[r][t]);
+          acc[r][t] = hn::MulAdd(mt[r], xs, acc[r][t]);
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      for (int t = 0; t < NT; ++t) y[t * y_stride + r] = hn::GetLane(hn::SumOfLanes(df, acc[r][t]));
+    }
+  }
+};
+using RepackedQ4KTiles = RepackedKTiles<false>;
+using RepackedQ5KTiles = RepackedKTiles<true>;
 
 // One token's Q8_0R records (RepackedQ8Tiles): per group of 16 blocks, code vector j's lane b = codes 4j .. 4j + 3
 // of block b (QuantizeBlock's codes, the same as for Q8_0), then the 16 start values and the 16 scales d_x.
@@ -1144,19 +1246,21 @@ inline float PortableDot(DType t, const uint8_t* row, const uint8_t* act, int64_
 // Whether this target multiplies BF16 weights natively (cpu/bf16dot-inl.h; the CPU must also have AVX512_BF16).
 inline bool NativeBf16DotT() { return bf16dot::kNative; }
 
-// Whether this target has the Q8_0R and Q4_0R kernels (kernels/repack.h): AVX3_DL (AVX-512 VNNI + VBMI).
+// Whether this target has the kernels of the repacked types (kernels/repack.h): AVX3_DL (AVX-512 VNNI + VBMI).
 inline bool RepackedQ8DotT() { return HWY_TARGET == HWY_AVX3_DL; }
 
 inline int64_t QuantTokenBytesT(DType t, int64_t n_in) {
   if (t == DType::kBF16) return bf16dot::TokenBytes(n_in);
 #if HERD_QDOT_SIMD
   switch (t) {
-    case DType::kQ8_0R:  // its own records where it has its kernel (only AVX3_DL claims Q8_0R and Q4_0R)
+    case DType::kQ8_0R:  // Q8_0R's records where it has the kernels (only AVX3_DL claims the repacked types)
     case DType::kQ4_0R:
+    case DType::kQ4_KR:
+    case DType::kQ5_KR:
 #if HWY_TARGET == HWY_AVX3_DL
       return n_in / 512 * qdot::RepackedQ8Tiles::kRecordBytes;
 #else  // never asked for (cpu/matmul.cpp ActivationType): the records of the layout it was packed from
-      return t == DType::kQ4_0R ? qdot::TokenBytes<qdot::DotQ4_0Q8>(n_in) : qdot::TokenBytes<qdot::DotQ8_0Q8>(n_in);
+      return QuantTokenBytesT(PackedFrom(t), n_in);
 #endif
     case DType::kQ8_0:
       return qdot::TokenBytes<qdot::DotQ8_0Q8>(n_in);
@@ -1190,14 +1294,12 @@ inline void QuantizeActivationsT(DType t, const float* x, int64_t n_tokens, int6
     switch (t) {
       case DType::kQ8_0R:
       case DType::kQ4_0R:
+      case DType::kQ4_KR:
+      case DType::kQ5_KR:
 #if HWY_TARGET == HWY_AVX3_DL
         qdot::QuantizeTokenQ8_0R(xt, n_in, out);
-#else
-        if (t == DType::kQ4_0R) {
-          qdot::QuantizeToken<qdot::DotQ4_0Q8>(xt, n_in, out);
-        } else {
-          qdot::QuantizeToken<qdot::DotQ8_0Q8>(xt, n_in, out);
-        }
+#else  // never asked for, as above
+        QuantizeActivationsT(PackedFrom(t), xt, 1, n_in, out, token_bytes);
 #endif
         break;
       case DType::kQ8_0:
@@ -1243,6 +1345,10 @@ inline void QuantDotRowsT(const TensorView& w, const uint8_t* acts, int64_t toke
       return qdot::DotRows<qdot::RepackedQ8Tiles>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
     case DType::kQ4_0R:
       return qdot::DotRows<qdot::RepackedQ4Tiles>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
+    case DType::kQ4_KR:
+      return qdot::DotRows<qdot::RepackedQ4KTiles>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
+    case DType::kQ5_KR:
+      return qdot::DotRows<qdot::RepackedQ5KTiles>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
 #endif
     case DType::kQ4_0:
       return qdot::DotRows<qdot::QuantTiles<qdot::DotQ4_0Q8>>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin,

@@ -20,6 +20,7 @@
 #endif
 
 #include "kernels/cpu/qdot.h"
+#include "kernels/repack.h"
 
 namespace herd::kernels {
 
@@ -51,7 +52,7 @@ bool CpuHasAvx512Bf16() {
 
 bool QuantDotSupports(DType t) {
   if (t == DType::kBF16) return HWY_DYNAMIC_DISPATCH(NativeBf16DotT)() && CpuHasAvx512Bf16();
-  if (t == DType::kQ8_0R || t == DType::kQ4_0R) return HWY_DYNAMIC_DISPATCH(RepackedQ8DotT)();
+  if (IsRepacked(t)) return HWY_DYNAMIC_DISPATCH(RepackedQ8DotT)();
   return t == DType::kQ8_0 || t == DType::kQ4_0 || t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K;
 }
 

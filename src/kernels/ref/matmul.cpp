@@ -100,7 +100,7 @@ bool IsKQuant(DType t) { return t == DType::kQ4_K || t == DType::kQ5_K || t == D
 
 bool MatMulSupports(DType t) {
   return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0 || t == DType::kQ4_0 ||
-         t == DType::kQ8_0R || t == DType::kQ4_0R || IsKQuant(t);
+         IsRepacked(t) || IsKQuant(t);
 }
 
 void DequantizeRow(const TensorView& w, int64_t r, float* dst) {
@@ -200,7 +200,7 @@ void MatMulInputMajor(const TensorView& w, int64_t col_begin, int64_t col_end, c
 // Quantized activations.
 
 int64_t ActivationBlock(DType t) {
-  if (t == DType::kQ8_0 || t == DType::kQ4_0 || t == DType::kQ8_0R || t == DType::kQ4_0R) return 32;
+  if (t == DType::kQ8_0 || t == DType::kQ4_0 || IsRepacked(t)) return 32;  // Q4_KR, Q5_KR: Q8_0R's records
   return IsKQuant(t) ? kQK : 0;
 }
 
@@ -251,14 +251,18 @@ double DotQ4_0Q8(const uint8_t* w_row, const int8_t* q, const float* d, int64_t 
 
 namespace {
 
-// Q4_K and Q5_K: d * sum_j sc_j sum q q_x - dmin * sum_j mn_j sum q_x per super-block, times d_x.
-double DotKQ8K(DType t, const uint8_t* w_row, const int8_t* q, const float* d, int64_t n) {
+// Q4_K and Q5_K: d * sum_j sc_j sum q q_x - dmin * sum_j mn_j sum q_x per super-block, times d_x: one d_x per
+// super-block (act_block 256, Q8_K's activations), or per sub-block of 32 (act_block 32: Q4_KR and Q5_KR rows,
+// unpacked to t, take Q8_0R's).
+double DotKQ(DType t, const uint8_t* w_row, const int8_t* q, const float* d, int64_t act_block, int64_t n) {
+  HERD_CHECK(act_block == kQK || act_block == 32);
   double sum = 0.0;
   int codes[kQK];
   for (int64_t b = 0; b < n / kQK; ++b) {
     const uint8_t* blk = w_row + BlockBytes(t) * b;
     const int8_t* qx = q + kQK * b;
     KQuantCodes(t, blk, codes);
+    const double dw = F16ToF32(LoadU16(blk)), dmin = F16ToF32(LoadU16(blk + 2));
     int64_t isum = 0, msum = 0;
     for (int j = 0; j < 8; ++j) {
       int sc, mn;
@@ -268,11 +272,17 @@ double DotKQ8K(DType t, const uint8_t* w_row, const int8_t* q, const float* d, i
         dot += codes[32 * j + l] * qx[32 * j + l];
         xsum += qx[32 * j + l];
       }
-      isum += sc * dot;
-      msum += mn * xsum;
+      if (act_block == 32) {
+        sum += static_cast<double>(d[8 * b + j]) *
+               (dw * static_cast<double>(sc * dot) - dmin * static_cast<double>(mn * xsum));
+      } else {
+        isum += sc * dot;
+        msum += mn * xsum;
+      }
     }
-    const double dw = F16ToF32(LoadU16(blk)), dmin = F16ToF32(LoadU16(blk + 2));
-    sum += static_cast<double>(d[b]) * (dw * static_cast<double>(isum) - dmin * static_cast<double>(msum));
+    if (act_block == kQK) {
+      sum += static_cast<double>(d[b]) * (dw * static_cast<double>(isum) - dmin * static_cast<double>(msum));
+    }
   }
   return sum;
 }
@@ -280,11 +290,11 @@ double DotKQ8K(DType t, const uint8_t* w_row, const int8_t* q, const float* d, i
 }  // namespace
 
 double DotQ4KQ8K(const uint8_t* w_row, const int8_t* q, const float* d, int64_t n) {
-  return DotKQ8K(DType::kQ4_K, w_row, q, d, n);
+  return DotKQ(DType::kQ4_K, w_row, q, d, kQK, n);
 }
 
 double DotQ5KQ8K(const uint8_t* w_row, const int8_t* q, const float* d, int64_t n) {
-  return DotKQ8K(DType::kQ5_K, w_row, q, d, n);
+  return DotKQ(DType::kQ5_K, w_row, q, d, kQK, n);
 }
 
 double DotQ6KQ8K(const uint8_t* w_row, const int8_t* q, const float* d, int64_t n) {
@@ -370,6 +380,11 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t n_tokens, floa
           UnpackRow(w.dtype, row, n_in, unpacked.data());
           v = w.dtype == DType::kQ8_0R ? DotQ8_0Q8(unpacked.data(), q.data(), d.data(), n_in)
                                        : DotQ4_0Q8(unpacked.data(), q.data(), d.data(), n_in);
+          break;
+        case DType::kQ4_KR:  // those rows, with 32-input activation blocks
+        case DType::kQ5_KR:
+          UnpackRow(w.dtype, row, n_in, unpacked.data());
+          v = DotKQ(PackedFrom(w.dtype), unpacked.data(), q.data(), d.data(), 32, n_in);
           break;
         case DType::kQ8_0:
           v = DotQ8_0Q8(row, q.data(), d.data(), n_in);
