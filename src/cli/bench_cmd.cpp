@@ -12,6 +12,7 @@
 
 #include "cli/common.h"
 #include "core/file.h"
+#include "core/profile.h"
 #include "core/thread_pool.h"
 #include "kernels/matmul.h"
 #include "model/model.h"
@@ -33,6 +34,7 @@ struct BenchOptions {
   int reps = 3;
   bool json = false;
   bool count_bytes = false;
+  bool profile = false;     // one more prefill and decode, timed per op (core/profile.h)
   int64_t probe_mib = 512;  // bandwidth probe buffer size; 0: no probe
   // Synthetic model (instead of -m).
   std::string synthetic;
@@ -324,6 +326,65 @@ struct PeakFigures {
   }
 };
 
+// One run of `fn` timed per op (core/profile.h): the ops by time, and the run's wall time.
+struct OpProfile {
+  double wall_s = 0;
+  std::vector<profile::OpStats> ops;
+
+  // The time outside every op (the step's own bookkeeping), counted as one thread's work.
+  double UntimedS() const {
+    double timed = 0;
+    for (const auto& op : ops) timed += op.wall_s;
+    return std::max(0.0, wall_s - timed);
+  }
+  // The share of the threads' time that did work over the whole run.
+  double Utilization(int threads) const {
+    double work = UntimedS();
+    for (const auto& op : ops) work += op.busy_s + op.wall_s - op.run_s;
+    return wall_s > 0 ? std::min(1.0, work / (threads * wall_s)) : 0;
+  }
+  nlohmann::json Json(int threads) const {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& op : ops) {
+      list.push_back({{"op", op.name},
+                      {"calls", op.calls},
+                      {"ms", 1e3 * op.wall_s},
+                      {"share", wall_s > 0 ? op.wall_s / wall_s : 0},
+                      {"utilization", op.Utilization(threads)}});
+    }
+    return {{"wall_ms", 1e3 * wall_s},
+            {"untimed_ms", 1e3 * UntimedS()},
+            {"utilization", Utilization(threads)},
+            {"ops", list}};
+  }
+  void Print(const char* what, int threads) const {
+    std::printf("  %s, per op (%.2f ms; the threads busy %.1f%% of the time)\n", what, 1e3 * wall_s,
+                100.0 * Utilization(threads));
+    std::printf("    %-14s %8s %10s %7s %8s\n", "op", "calls", "ms", "share", "busy");
+    for (const auto& op : ops) {
+      std::printf("    %-14s %8" PRId64 " %10.2f %6.1f%% %7.1f%%\n", op.name.c_str(), op.calls, 1e3 * op.wall_s,
+                  wall_s > 0 ? 100.0 * op.wall_s / wall_s : 0.0, 100.0 * op.Utilization(threads));
+    }
+    std::printf("    %-14s %8s %10.2f %6.1f%%\n", "(untimed)", "", 1e3 * UntimedS(),
+                wall_s > 0 ? 100.0 * UntimedS() / wall_s : 0.0);
+  }
+};
+
+template <class Fn>
+Result<OpProfile> ProfileOps(Fn&& fn) {
+  profile::Reset();
+  profile::SetEnabled(true);
+  const double t0 = runtime::NowMs();
+  Status st = fn();
+  OpProfile p;
+  p.wall_s = (runtime::NowMs() - t0) / 1e3;
+  profile::SetEnabled(false);
+  HERD_RETURN_IF_ERROR(st);
+  p.ops = profile::Snapshot();
+  std::sort(p.ops.begin(), p.ops.end(), [](const auto& a, const auto& b) { return a.wall_s > b.wall_s; });
+  return p;
+}
+
 PeakFigures MeasurePeakFor(ThreadPool& pool, DType type) {
   PeakFigures f;
   f.peak = tools::MeasureComputePeak(pool);
@@ -557,6 +618,27 @@ Status CmdBench(const BenchOptions& o) {
     }
   }
   kernels::EnableWeightByteCounting(false);
+  // --profile: one more prefill and decode, timed per op (outside the figures above).
+  std::optional<OpProfile> prefill_ops, decode_ops;
+  if (o.profile) {
+    state->Reset();
+    if (o.n_prompt > 0) {
+      HERD_ASSIGN_OR_RETURN(prefill_ops, ProfileOps([&] {
+                              return model.Forward(*state, prompt, model::LogitsMode::kLast, logits.data(), pool);
+                            }));
+    }
+    if (o.n_gen > 0) {
+      HERD_ASSIGN_OR_RETURN(
+          decode_ops, ProfileOps([&]() -> Status {
+            int32_t tok[1] = {static_cast<int32_t>(rng() % c.vocab_size)};
+            for (int64_t i = 0; i < o.n_gen; ++i) {
+              HERD_RETURN_IF_ERROR(model.Forward(*state, tok, model::LogitsMode::kLast, logits.data(), pool));
+              tok[0] = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+            }
+            return Status::Ok();
+          }));
+    }
+  }
   if (probe && o.n_gen == 0) bw = probe->Measure();
   // The compute ceiling beside the prefill figure: the matrix products' multiply-adds per prompt token (every active
   // weight but the embedding row, the output head once per prompt: only the last position's logits are computed)
@@ -616,6 +698,8 @@ Status CmdBench(const BenchOptions& o) {
       j["prefill_fraction"] = prefill_fraction;
     }
     if (o.n_gen > 0) j["gen_tok_s_reps"] = gen_reps;
+    if (prefill_ops) j["profile"]["prefill"] = prefill_ops->Json(pool.size());
+    if (decode_ops) j["profile"]["decode"] = decode_ops->Json(pool.size());
     if (o.probe_mib > 0) {
       j["bandwidth_gbs"] = bw.read_gbs;
       if (o.n_gen > 0) j["bandwidth_gbs_reps"] = read_reps;
@@ -652,6 +736,8 @@ Status CmdBench(const BenchOptions& o) {
       std::printf("  weight bytes read per token    %.2f MiB (%.4f x active)\n", bytes_read_per_token / (1 << 20),
                   bytes_read_per_token / static_cast<double>(fp.active_bytes));
     }
+    if (prefill_ops) prefill_ops->Print(("prefill of " + std::to_string(o.n_prompt) + " tokens").c_str(), pool.size());
+    if (decode_ops) decode_ops->Print((std::to_string(o.n_gen) + " decode steps").c_str(), pool.size());
   }
   return Status::Ok();
 }
@@ -674,6 +760,9 @@ Command AddBenchCommand(CLI::App& app) {
                   "bandwidth, both of the fastest repetition")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 16));
   cmd->add_flag("--count-bytes", o->count_bytes, "count the weight bytes the kernels read per generated token");
+  cmd->add_flag("--profile", o->profile,
+                "after the repetitions, one more prefill and decode timed per op: each op's time, share of the step "
+                "and how busy the threads were in it (table, or \"profile\" in --json)");
   cmd->add_option("--streams", o->streams,
                   "serving: aggregate decode speed of each number of concurrent streams (e.g. 1,4,8,16) through "
                   "the serving engine, beside the bandwidth bound of the bytes each step reads")

@@ -3,6 +3,7 @@
 
 #include <system_error>
 
+#include "core/profile.h"
 #include "core/status.h"
 
 namespace herd {
@@ -64,7 +65,10 @@ void ThreadPool::RunImpl(JobFn fn, void* ctx) {
     generation_.fetch_add(1, std::memory_order_release);
   }
   cv_.notify_all();
+  const bool timed = profile::Enabled();
+  const int64_t t0 = timed ? profile::NowNs() : 0;
   fn(ctx, 0);
+  if (timed) profile::AddJobBusy(profile::NowNs() - t0);
   // Spin briefly (the workers usually finish within microseconds of us), then yield so that a descheduled worker
   // can run when the machine is oversubscribed, instead of burning our whole time slice.
   for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin) {
@@ -74,6 +78,7 @@ void ThreadPool::RunImpl(JobFn fn, void* ctx) {
       std::this_thread::yield();
     }
   }
+  if (timed) profile::AddRunWall(profile::NowNs() - t0);
 }
 
 void ThreadPool::WorkerLoop(int idx) {
@@ -95,7 +100,13 @@ void ThreadPool::WorkerLoop(int idx) {
     }
     seen = g;
     if (stop_.load()) return;
-    job_fn_(job_ctx_, idx);
+    if (profile::Enabled()) {
+      const int64_t t0 = profile::NowNs();
+      job_fn_(job_ctx_, idx);
+      profile::AddJobBusy(profile::NowNs() - t0);
+    } else {
+      job_fn_(job_ctx_, idx);
+    }
     pending_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }

@@ -10,7 +10,9 @@
 #include <cstring>
 #include <initializer_list>
 #include <new>
+#include <optional>
 
+#include "core/profile.h"
 #include "core/progress.h"
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
@@ -150,6 +152,30 @@ void MatMulMany(std::initializer_list<Product> products, int64_t n_tokens, Threa
 
 }  // namespace
 
+// fn(t) for rows t in [0, n), split over the pool from kParallelRows rows (prefill); decode's single row stays on the
+// calling thread. Each row's arithmetic is the same either way.
+constexpr int64_t kParallelRows = 4;
+template <class Fn>
+void ParallelRows(ThreadPool& pool, int64_t n, Fn&& fn) {
+  if (n < kParallelRows || pool.size() == 1) {
+    for (int64_t t = 0; t < n; ++t) fn(t);
+    return;
+  }
+  pool.ParallelFor(n, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) fn(t);
+  });
+}
+
+// y[t] = RmsNorm(x[t]) * weight for n rows of d.
+void RowNorms(const float* x, const float* weight, int64_t n, int64_t d, float eps, float* y, ThreadPool& pool) {
+  ParallelRows(pool, n, [&](int64_t t) { kernels::RmsNorm(x + t * d, weight, d, eps, y + t * d); });
+}
+
+// gate = SwiGLU(gate, up) for n rows of f.
+void RowSwiGLU(float* gate, const float* up, int64_t n, int64_t f, ThreadPool& pool) {
+  ParallelRows(pool, n, [&](int64_t t) { kernels::SwiGLU(gate + t * f, up + t * f, gate + t * f, f); });
+}
+
 Result<std::unique_ptr<Model>> DecoderModel::Create(ModelConfig config, const WeightMap& weights) {
   HERD_RETURN_IF_ERROR(config.Validate());  // sizes below are products of these fields
   std::unique_ptr<DecoderModel> m(new DecoderModel());
@@ -268,6 +294,11 @@ void DecoderModel::StepTokens(KvCache& cache, std::span<const StepInput> batch, 
     if (s.trace != nullptr) s.trace->hidden.emplace_back(src, src + n * d);
   };
 
+  std::optional<profile::Scope> op(std::in_place, "embed");  // the op timed now (herd bench --profile)
+  const auto next_op = [&op](const char* name) {
+    op.reset();
+    op.emplace(name);
+  };
   for (int64_t i = 0, t = 0; i < static_cast<int64_t>(batch.size()); ++i) {
     const StepInput& in = batch[i];
     const int64_t t0 = t;
@@ -287,13 +318,14 @@ void DecoderModel::StepTokens(KvCache& cache, std::span<const StepInput> batch, 
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const DecoderLayerWeights& w = layers_[l];
     const LayerConfig& lc = c.layers[l];
-    for (int64_t t = 0; t < n; ++t) {
-      kernels::RmsNorm(s.x.data() + t * d, w.attn_norm.data(), d, c.rms_norm_eps, s.xn.data() + t * d);
-    }
+    next_op("norm");
+    RowNorms(s.x.data(), w.attn_norm.data(), n, d, c.rms_norm_eps, s.xn.data(), pool);
+    next_op("attn.qkv");
     MatMulMany(
         {{w.attn_q, s.xn.data(), s.q.data()}, {w.attn_k, s.xn.data(), s.k.data()}, {w.attn_v, s.xn.data(), s.v.data()}},
         n, pool);
-    for (int64_t t = 0; t < n; ++t) {
+    next_op("attn.rope_kv");
+    ParallelRows(pool, n, [&](int64_t t) {
       float* qt = s.q.data() + t * q_dim;
       float* kt = s.k.data() + t * kv_dim;
       if (lc.use_rope) {
@@ -328,22 +360,29 @@ void DecoderModel::StepTokens(KvCache& cache, std::span<const StepInput> batch, 
           kernels::QuantizeRow(kv_type, vh, hd, vdst);
         }
       }
-    }
+    });
+    next_op("attn.core");
     Attention(cache, batch, s, l, n, pool);
+    next_op("attn.output");
     MatMul(w.attn_output, s.att.data(), n, s.out.data(), pool);
-    kernels::Add(s.x.data(), s.out.data(), s.x.data(), n * d);
+    next_op("residual");
+    ParallelRows(pool, n,
+                 [&](int64_t t) { kernels::Add(s.x.data() + t * d, s.out.data() + t * d, s.x.data() + t * d, d); });
 
-    for (int64_t t = 0; t < n; ++t) {
-      kernels::RmsNorm(s.x.data() + t * d, w.ffn_norm.data(), d, c.rms_norm_eps, s.xn.data() + t * d);
-    }
+    next_op("norm");
+    RowNorms(s.x.data(), w.ffn_norm.data(), n, d, c.rms_norm_eps, s.xn.data(), pool);
+    op.reset();  // the FFNs time their own parts
     if (lc.moe) {
       MoeFfn(s, l, n, pool);  // adds the routed experts into s.out after the shared expert
     } else {
       DenseFfn(s, w, n, s.out.data(), pool);
     }
-    kernels::Add(s.x.data(), s.out.data(), s.x.data(), n * d);
+    next_op("residual");
+    ParallelRows(pool, n,
+                 [&](int64_t t) { kernels::Add(s.x.data() + t * d, s.out.data() + t * d, s.x.data() + t * d, d); });
     trace_hidden(s.x.data());
   }
+  next_op("output");
 
   // Final norm of the rows that need logits (every row when tracing), gathered in input order.
   const bool trace = s.trace != nullptr;
@@ -458,8 +497,15 @@ Result<Model::RepackStats> DecoderModel::RepackWeights(ThreadPool& pool, bool sh
 
 void DecoderModel::DenseFfn(Work& s, const DecoderLayerWeights& w, int64_t n, float* out, ThreadPool& pool) const {
   const int64_t f = w.ffn_gate.w.shape[0];
-  MatMulMany({{w.ffn_gate, s.xn.data(), s.gate.data()}, {w.ffn_up, s.xn.data(), s.up.data()}}, n, pool);
-  kernels::SwiGLU(s.gate.data(), s.up.data(), s.gate.data(), n * f);
+  {
+    profile::Scope op("ffn.gate_up");
+    MatMulMany({{w.ffn_gate, s.xn.data(), s.gate.data()}, {w.ffn_up, s.xn.data(), s.up.data()}}, n, pool);
+  }
+  {
+    profile::Scope op("swiglu");
+    RowSwiGLU(s.gate.data(), s.up.data(), n, f, pool);
+  }
+  profile::Scope op("ffn.down");
   MatMul(w.ffn_down, s.gate.data(), n, out, pool);
 }
 
@@ -474,7 +520,13 @@ void DecoderModel::MoeFfn(Work& s, int64_t layer, int64_t n, ThreadPool& pool) c
 
   DenseFfn(s, w, n, s.out.data(), pool);  // shared expert, unscaled input
 
+  std::optional<profile::Scope> op(std::in_place, "moe.router");
+  const auto next_op = [&op](const char* name) {
+    op.reset();
+    op.emplace(name);
+  };
   MatMul(w.router, s.xn.data(), n, s.router.data(), pool);
+  next_op("moe.route");
   std::fill(s.expert_count.begin(), s.expert_count.end(), 0);
   for (int64_t t = 0; t < n; ++t) {
     const float* r = s.router.data() + t * n_exp;
@@ -512,6 +564,7 @@ void DecoderModel::MoeFfn(Work& s, int64_t layer, int64_t n, ThreadPool& pool) c
   for (int64_t e = 0; e < n_exp; ++e) {
     const int64_t begin = s.expert_offset[e], count = s.expert_offset[e + 1] - begin;
     if (count == 0) continue;  // decode reads only the selected experts' weights
+    next_op("moe.experts");
     const float* xe = s.xe.data() + begin * d;
     float* ge = s.ge.data() + begin * f;
     float* ue = s.ue.data() + begin * f;
@@ -522,14 +575,19 @@ void DecoderModel::MoeFfn(Work& s, int64_t layer, int64_t n, ThreadPool& pool) c
       const float* down_scale = w.down_exps_im.scale.empty() ? nullptr : w.down_exps_im.scale.data() + e * d;
       kernels::MatMulInputMajorScaled(gu, gu_scale, 0, f, xe, count, ge, pool);
       kernels::MatMulInputMajorScaled(gu, gu_scale, f, 2 * f, xe, count, ue, pool);
-      kernels::SwiGLU(ge, ue, ge, count * f);
+      next_op("swiglu");
+      RowSwiGLU(ge, ue, count, f, pool);
+      next_op("moe.experts");
       kernels::MatMulInputMajorScaled(w.down_exps_im.w.Slice(e), down_scale, 0, d, ge, count, ye, pool);
     } else {
       MatMulMany({{w.gate_exps[e], xe, ge}, {w.up_exps[e], xe, ue}}, count, pool);
-      kernels::SwiGLU(ge, ue, ge, count * f);
+      next_op("swiglu");
+      RowSwiGLU(ge, ue, count, f, pool);
+      next_op("moe.experts");
       MatMul(w.down_exps[e], ge, count, ye, pool);
     }
   }
+  next_op("moe.scatter");
   for (int64_t i = 0; i < n * k_used; ++i) {
     const int64_t t = s.order[i] / k_used;
     kernels::Add(s.out.data() + t * d, s.ye.data() + i * d, s.out.data() + t * d, d);

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -274,6 +275,54 @@ TEST(BenchCliTest, ImageTiles) {
   Outcome none = Herd({"bench", "-m", dir + "/text.gguf", "--image-tiles", "1"});
   EXPECT_EQ(none.exit_code, 1);
   EXPECT_NE(none.err.find("--mmproj"), std::string::npos) << none.err;
+}
+
+// --profile: one more prefill and decode timed per op. Every op of the decoder's step is named, the ops' times add
+// up to the step's (the rest is untimed bookkeeping), every share and utilization is a fraction, and the matrix
+// products keep both threads busy in prefill; without the flag there is no profile.
+TEST(BenchCliTest, ProfileTimesEveryOp) {
+  Outcome o = Herd(Args(Args({"bench"}, TinyWith("--layers", "3")),
+                        {"-p", "32", "-n", "4", "-r", "1", "-t", "2", "--json", "--probe-mib", "0", "--profile"}));
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  const auto j = nlohmann::json::parse(o.out);
+  ASSERT_TRUE(j.contains("profile")) << o.out;
+  for (const char* phase : {"prefill", "decode"}) {
+    SCOPED_TRACE(phase);
+    const auto& p = j["profile"][phase];
+    const double wall = p["wall_ms"].get<double>();
+    EXPECT_GT(wall, 0);
+    std::map<std::string, int64_t> calls;
+    double sum = 0;
+    for (const auto& op : p["ops"]) {
+      calls[op["op"].get<std::string>()] = op["calls"].get<int64_t>();
+      sum += op["ms"].get<double>();
+      EXPECT_GE(op["share"].get<double>(), 0);
+      EXPECT_LE(op["share"].get<double>(), 1);
+      EXPECT_GE(op["utilization"].get<double>(), 0);
+      EXPECT_LE(op["utilization"].get<double>(), 1);
+    }
+    EXPECT_NEAR(sum + p["untimed_ms"].get<double>(), wall, 1e-6 * wall + 1e-3);
+    EXPECT_GT(p["utilization"].get<double>(), 0);
+    EXPECT_LE(p["utilization"].get<double>(), 1);
+    const int64_t steps = std::string(phase) == "prefill" ? 1 : 4;
+    for (const char* name :
+         {"norm", "attn.qkv", "attn.rope_kv", "attn.core", "attn.output", "residual", "ffn.gate_up", "swiglu",
+          "ffn.down", "moe.router", "moe.route", "moe.experts", "moe.scatter", "output", "embed"}) {
+      EXPECT_TRUE(calls.count(name)) << name;
+    }
+    EXPECT_EQ(calls["attn.qkv"], 3 * steps);  // once per layer and step
+    EXPECT_EQ(calls["norm"], 2 * 3 * steps);
+    EXPECT_EQ(calls["output"], steps);
+  }
+  Outcome plain = Herd(Args(Args({"bench"}, kTiny), {"-p", "8", "-n", "2", "-r", "1", "--json", "--probe-mib", "0"}));
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_FALSE(nlohmann::json::parse(plain.out).contains("profile"));
+  Outcome table =
+      Herd(Args(Args({"bench"}, kTiny), {"-p", "8", "-n", "2", "-r", "1", "--probe-mib", "0", "--profile"}));
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_NE(table.out.find("prefill of 8 tokens, per op"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("2 decode steps, per op"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("moe.experts"), std::string::npos) << table.out;
 }
 
 TEST(BenchCliTest, BadFlagsExitOne) {
