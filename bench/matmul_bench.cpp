@@ -275,8 +275,9 @@ void BM_PrefillBF16(benchmark::State& state) {
                                                  benchmark::Counter::kIsIterationInvariantRate);
 }
 
-constexpr DType kTypes[] = {DType::kF32,   DType::kF16,  DType::kBF16,  DType::kQ8_0, DType::kQ8_0R, DType::kQ4_0,
-                            DType::kQ4_0R, DType::kQ4_K, DType::kQ4_KR, DType::kQ5_K, DType::kQ5_KR, DType::kQ6_K};
+constexpr DType kTypes[] = {DType::kF32,   DType::kF16,   DType::kBF16, DType::kQ8_0,  DType::kQ8_0R,
+                            DType::kQ4_0,  DType::kQ4_0R, DType::kQ4_K, DType::kQ4_KR, DType::kQ5_K,
+                            DType::kQ5_KR, DType::kQ6_K,  DType::kQ6_KR};
 
 void MatVecArgs(benchmark::internal::Benchmark* b) {
   for (int threads : {1, 2}) {

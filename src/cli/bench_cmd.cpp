@@ -396,6 +396,7 @@ PeakFigures MeasurePeakFor(ThreadPool& pool, DType type) {
     case DType::kQ4_K:
     case DType::kQ4_KR:
     case DType::kQ5_KR:
+    case DType::kQ6_KR:
     case DType::kQ5_K:
     case DType::kQ6_K:
       f.gops = f.peak.int8_gops;

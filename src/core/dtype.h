@@ -53,6 +53,7 @@ enum class DType : uint32_t {
   kQ4_0R = 201,  // Q4_0 rows regrouped the same way (kernels/repack.h)
   kQ4_KR = 202,  // Q4_K rows regrouped for the same kernel, scales and mins unpacked to bytes
   kQ5_KR = 203,  // Q5_K the same, with the fifth bits as byte masks
+  kQ6_KR = 204,  // Q6_K the same, with the high two bits as bit planes and the 16-element scales as bytes
 };
 
 struct DTypeTraits {

@@ -275,7 +275,7 @@ INSTANTIATE_TEST_SUITE_P(TargetsAndTypes, BatchInvarianceTest,
                                             ::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kF8_E4M3,
                                                               DType::kQ8_0, DType::kQ8_0R, DType::kQ4_0, DType::kQ4_0R,
                                                               DType::kQ4_K, DType::kQ4_KR, DType::kQ5_K, DType::kQ5_KR,
-                                                              DType::kQ6_K)),
+                                                              DType::kQ6_K, DType::kQ6_KR)),
                          ParamName);
 INSTANTIATE_TEST_SUITE_P(TargetsAndTypes, InputMajorBatchInvarianceTest,
                          ::testing::Combine(::testing::ValuesIn(hwy::SupportedAndGeneratedTargets()),

@@ -642,7 +642,7 @@ TEST_P(MatMulTest, RepackedTypesAreTheirSourceRegrouped) {
   std::mt19937_64 rng(seed);
   SCOPED_TRACE(SeedTrace(seed));
   const bool dot = QuantDotSupports(DType::kQ8_0R);
-  for (DType t : {DType::kQ4_0R, DType::kQ4_KR, DType::kQ5_KR}) EXPECT_EQ(QuantDotSupports(t), dot);
+  for (DType t : {DType::kQ4_0R, DType::kQ4_KR, DType::kQ5_KR, DType::kQ6_KR}) EXPECT_EQ(QuantDotSupports(t), dot);
   EXPECT_EQ(RepackedType(DType::kQ8_0, 512), dot ? DType::kQ8_0R : DType::kQ8_0);
   EXPECT_EQ(RepackedType(DType::kQ4_0, 1024), dot ? DType::kQ4_0R : DType::kQ4_0);
   EXPECT_EQ(RepackedType(DType::kQ4_K, 512), dot ? DType::kQ4_KR : DType::kQ4_K);
@@ -650,14 +650,15 @@ TEST_P(MatMulTest, RepackedTypesAreTheirSourceRegrouped) {
   EXPECT_EQ(RepackedType(DType::kQ8_0, 768), DType::kQ8_0);  // not a multiple of 512: left as it is
   EXPECT_EQ(RepackedType(DType::kQ4_0, 768), DType::kQ4_0);
   EXPECT_EQ(RepackedType(DType::kQ4_K, 768), DType::kQ4_K);
-  EXPECT_EQ(RepackedType(DType::kQ6_K, 512), DType::kQ6_K);  // no repacked layout
-  for (DType to : {DType::kQ8_0R, DType::kQ4_0R, DType::kQ4_KR, DType::kQ5_KR}) {
+  EXPECT_EQ(RepackedType(DType::kQ6_K, 512), dot ? DType::kQ6_KR : DType::kQ6_K);
+  EXPECT_EQ(RepackedType(DType::kQ6_K, 256), DType::kQ6_K);
+  for (DType to : {DType::kQ8_0R, DType::kQ4_0R, DType::kQ4_KR, DType::kQ5_KR, DType::kQ6_KR}) {
     SCOPED_TRACE(DTypeName(to));
     const DType from = PackedFrom(to);
     for (auto [n_out, n_in] : {std::pair<int64_t, int64_t>{1, 512}, {37, 1536}, {130, 2048}}) {
       const Weights w = RandomWeights(from, n_out, n_in, Fill::kRandom, rng);
       const int64_t row_bytes = RowBytes(to, n_in), from_bytes = RowBytes(from, n_in);
-      if (to == DType::kQ8_0R || to == DType::kQ4_0R) {
+      if (to == DType::kQ8_0R || to == DType::kQ4_0R || to == DType::kQ6_KR) {
         ASSERT_EQ(row_bytes, from_bytes);
       }
       std::vector<uint8_t> packed(static_cast<size_t>(n_out * row_bytes)), back(static_cast<size_t>(from_bytes));

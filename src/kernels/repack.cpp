@@ -1,4 +1,4 @@
-// Q8_0R, Q4_0R, Q4_KR and Q5_KR packing (layouts: kernels/repack.h). Plain byte moves: the pass is memory-bound.
+// Q8_0R, Q4_0R, Q4_KR, Q5_KR and Q6_KR packing (layouts: kernels/repack.h). Plain byte moves: the pass is memory-bound.
 #include "kernels/repack.h"
 
 #include <cstring>
@@ -53,11 +53,20 @@ void PutScalesMins(const uint8_t* sc, const uint8_t* mn, uint8_t* s) {
 inline int64_t QsByte(int64_t j, int64_t l) { return 32 * (j / 2) + l; }
 inline int QsShift(int64_t j) { return j % 2 == 0 ? 0 : 4; }
 
+// Q6_K super-block (210 bytes): ql[128], qh[64], int8 scales[16], f16 d. Code e (0 .. 255) of it: half h = e / 128,
+// l = e % 32, quarter k = (e % 128) / 32: low 4 bits in ql[64 h + l + 32 (k % 2)] (low nibble for k < 2), high 2
+// bits at bit 2 k of qh[32 h + l].
+constexpr int64_t kQ6KBlockBytes = 210, kQ6KRGroupBytes = 420;
+inline int64_t Q6LowByte(int64_t e) { return 64 * (e / 128) + e % 32 + 32 * ((e % 128) / 32 % 2); }
+inline int Q6LowShift(int64_t e) { return (e % 128) / 32 < 2 ? 0 : 4; }
+inline int64_t Q6HighByte(int64_t e) { return 128 + 32 * (e / 128) + e % 32; }
+inline int Q6HighShift(int64_t e) { return static_cast<int>(2 * ((e % 128) / 32)); }
+
 }  // namespace
 
 DType RepackedType(DType t, int64_t n_in) {
   if (n_in <= 0 || n_in % kGroupElems != 0) return t;
-  for (DType to : {DType::kQ8_0R, DType::kQ4_0R, DType::kQ4_KR, DType::kQ5_KR}) {
+  for (DType to : {DType::kQ8_0R, DType::kQ4_0R, DType::kQ4_KR, DType::kQ5_KR, DType::kQ6_KR}) {
     if (t == PackedFrom(to) && QuantDotSupports(to)) return to;
   }
   return t;
@@ -73,6 +82,8 @@ DType PackedFrom(DType t) {
       return DType::kQ4_K;
     case DType::kQ5_KR:
       return DType::kQ5_K;
+    case DType::kQ6_KR:
+      return DType::kQ6_K;
     default:
       HERD_CHECK(false && "PackedFrom: not a repacked type");
       return t;
@@ -208,6 +219,56 @@ void UnpackRowQ8_0R(const uint8_t* row, int64_t n_in, uint8_t* q8_0) {
   }
 }
 
+void PackRowQ6KR(const uint8_t* q6k, int64_t n_in, uint8_t* row) {
+  HERD_CHECK(n_in % kGroupElems == 0);
+  for (int64_t g = 0; g < n_in / kGroupElems; ++g) {
+    uint8_t* out = row + g * kQ6KRGroupBytes;
+    std::memset(out, 0, static_cast<size_t>(kQ6KRGroupBytes));
+    for (int64_t half = 0; half < 2; ++half) {
+      const uint8_t* blk = q6k + (2 * g + half) * kQ6KBlockBytes;
+      std::memcpy(out + 416 + 2 * half, blk + 208, 2);
+      for (int64_t sub = 0; sub < 8; ++sub) {
+        const int64_t j = 8 * half + sub;  // the block of the group
+        out[384 + j] = blk[192 + 2 * sub];
+        out[400 + j] = blk[192 + 2 * sub + 1];
+        for (int64_t c = 0; c < 32; ++c) {
+          const int64_t e = 32 * sub + c;
+          const int low = (blk[Q6LowByte(e)] >> Q6LowShift(e)) & 0xF, high = (blk[Q6HighByte(e)] >> Q6HighShift(e)) & 3;
+          out[NibbleOffset(j, c)] = static_cast<uint8_t>(out[NibbleOffset(j, c)] | (low << NibbleShift(c)));
+          const int64_t vec = c / 4, byte = CodeOffset(j, c) % 64;  // Q8_0R's code vector, and its byte
+          uint8_t& h = out[256 + 64 * (vec / 4) + byte];
+          h = static_cast<uint8_t>(h | (high << (2 * (vec % 4))));
+        }
+      }
+    }
+  }
+}
+
+void UnpackRowQ6KR(const uint8_t* row, int64_t n_in, uint8_t* q6k) {
+  HERD_CHECK(n_in % kGroupElems == 0);
+  for (int64_t g = 0; g < n_in / kGroupElems; ++g) {
+    const uint8_t* in = row + g * kQ6KRGroupBytes;
+    for (int64_t half = 0; half < 2; ++half) {
+      uint8_t* blk = q6k + (2 * g + half) * kQ6KBlockBytes;
+      std::memset(blk, 0, static_cast<size_t>(kQ6KBlockBytes));
+      std::memcpy(blk + 208, in + 416 + 2 * half, 2);
+      for (int64_t sub = 0; sub < 8; ++sub) {
+        const int64_t j = 8 * half + sub;
+        blk[192 + 2 * sub] = in[384 + j];
+        blk[192 + 2 * sub + 1] = in[400 + j];
+        for (int64_t c = 0; c < 32; ++c) {
+          const int64_t e = 32 * sub + c;
+          const int low = (in[NibbleOffset(j, c)] >> NibbleShift(c)) & 0xF;
+          const int64_t vec = c / 4, byte = CodeOffset(j, c) % 64;
+          const int high = (in[256 + 64 * (vec / 4) + byte] >> (2 * (vec % 4))) & 3;
+          blk[Q6LowByte(e)] = static_cast<uint8_t>(blk[Q6LowByte(e)] | (low << Q6LowShift(e)));
+          blk[Q6HighByte(e)] = static_cast<uint8_t>(blk[Q6HighByte(e)] | (high << Q6HighShift(e)));
+        }
+      }
+    }
+  }
+}
+
 void PackRow(DType t, const uint8_t* src, int64_t n_in, uint8_t* row) {
   switch (t) {
     case DType::kQ8_0R:
@@ -217,6 +278,8 @@ void PackRow(DType t, const uint8_t* src, int64_t n_in, uint8_t* row) {
     case DType::kQ4_KR:
     case DType::kQ5_KR:
       return PackRowQ45KR(t == DType::kQ5_KR, src, n_in, row);
+    case DType::kQ6_KR:
+      return PackRowQ6KR(src, n_in, row);
     default:
       HERD_CHECK(false && "PackRow: not a repacked type");
   }
@@ -231,6 +294,8 @@ void UnpackRow(DType t, const uint8_t* row, int64_t n_in, uint8_t* out) {
     case DType::kQ4_KR:
     case DType::kQ5_KR:
       return UnpackRowQ45KR(t == DType::kQ5_KR, row, n_in, out);
+    case DType::kQ6_KR:
+      return UnpackRowQ6KR(row, n_in, out);
     default:
       HERD_CHECK(false && "UnpackRow: not a repacked type");
   }

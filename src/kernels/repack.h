@@ -40,6 +40,14 @@
 //                                            byte k (a mask register's worth: one masked add makes the code vector)
 //     bytes [320, 360):                      sc, mn, d, dmin as Q4_KR's bytes [256, 296)
 //
+// Q6_KR, 420 bytes (Q6_K's size):
+//
+//     bytes [0, 256):                        the low 4 bits of the codes q (0 .. 63), as Q4_0R's
+//     bytes [256, 384):                      the high 2 bits: 64 bytes for Q8_0R code vectors 0-3, then 64 for 4-7;
+//                                            bits 2 (c % 4), 2 (c % 4) + 1 of byte k = those of code vector c's byte k
+//     bytes [384, 400), [400, 416):          the int8 scale of the first / second 16 codes of each block
+//     bytes [416, 420):                      f16 d of super-blocks 0 and 1 (value d S (q - 32))
+//
 // Unlike Q8_0R and Q4_0R, these are multiplied with Q8_0R's activation records (one scale per 32 inputs) where
 // Q4_K and Q5_K take Q8_K's (one per 256), so the products differ from the GGUF layout's by more than rounding:
 // they are those of a finer activation quantization (matmul_test bounds them against the exact product).
@@ -74,10 +82,12 @@ void PackRowQ4_0R(const uint8_t* q4_0, int64_t n_in, uint8_t* row);
 // The same for Q4_KR / Q5_KR and GGUF Q4_K / Q5_K (q5 chooses).
 void UnpackRowQ45KR(bool q5, const uint8_t* row, int64_t n_in, uint8_t* q45k);
 void PackRowQ45KR(bool q5, const uint8_t* q45k, int64_t n_in, uint8_t* row);
+void UnpackRowQ6KR(const uint8_t* row, int64_t n_in, uint8_t* q6k);
+void PackRowQ6KR(const uint8_t* q6k, int64_t n_in, uint8_t* row);
 
-// Whether t is a layout RepackRows makes (Q8_0R, Q4_0R, Q4_KR, Q5_KR), and the GGUF type it is made from.
+// Whether t is a layout RepackRows makes (Q8_0R, Q4_0R, Q4_KR, Q5_KR, Q6_KR), and the GGUF type it is made from.
 inline bool IsRepacked(DType t) {
-  return t == DType::kQ8_0R || t == DType::kQ4_0R || t == DType::kQ4_KR || t == DType::kQ5_KR;
+  return t == DType::kQ8_0R || t == DType::kQ4_0R || t == DType::kQ4_KR || t == DType::kQ5_KR || t == DType::kQ6_KR;
 }
 DType PackedFrom(DType t);
 // One GGUF row of type PackedFrom(t) to the repacked type t, and back.

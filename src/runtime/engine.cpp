@@ -106,7 +106,7 @@ Result<model::Model::RepackStats> RepackModel(model::Model& model, ThreadPool& p
   if (show_progress) {
     std::fprintf(stderr,
                  "herd: repacked %lld matrices (%.1f MiB) into huge-page memory in %.0f ms, %lld of them into the "
-                 "repacked layouts (Q8_0R, Q4_0R, Q4_KR, Q5_KR)%s%s%s\n",
+                 "repacked layouts (Q8_0R, Q4_0R, Q4_KR, Q5_KR, Q6_KR)%s%s%s\n",
                  static_cast<long long>(stats.tensors), static_cast<double>(stats.bytes) / (1 << 20), *ms,
                  static_cast<long long>(stats.relaid), why.empty() ? "" : " (", why.c_str(), why.empty() ? "" : ")");
   }

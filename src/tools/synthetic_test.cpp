@@ -256,7 +256,7 @@ double NormalizedRmsError(const std::vector<float>& a, const std::vector<float>&
 // EveryTypeComputesItsDequantizedNetwork's bound), and close to the map's logits. A second call does nothing.
 TEST(SyntheticWeightsTest, RepackedModelComputesTheSameNetwork) {
   ThreadPool pool(2);
-  for (DType t : {DType::kQ8_0, DType::kQ4_0, DType::kQ4_K, DType::kQ5_K, DType::kBF16}) {
+  for (DType t : {DType::kQ8_0, DType::kQ4_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kBF16}) {
     SCOPED_TRACE(std::string(DTypeName(t)));
     SyntheticSpec spec = TinySpec(t);
     spec.hidden_size = 512;

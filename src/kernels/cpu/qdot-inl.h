@@ -1049,6 +1049,120 @@ struct RepackedKTiles {
 using RepackedQ4KTiles = RepackedKTiles<false>;
 using RepackedQ5KTiles = RepackedKTiles<true>;
 
+// Q6_KR weights (kernels/repack.h: Q4_0R's code bytes for the low 4 bits, two 64-byte planes of the high 2 bits, the
+// int8 scales of each block's two halves of 16 codes, per super-block f16 d) x Q8_0R's records. The codes q (0 .. 63)
+// of code vectors 0-3 are a block's first 16, of 4-7 its last 16, so two integer sums per (row, token), one per half,
+// each lane b an exact sum (q - 32) x over half a block: each starts at -32 sum x of its half (the first half's sum
+// by 4 vpdpbusd of ones per group and token, the second's from the record's start value, -128 sum x of the block)
+// and takes 4 vpdpbusd. Then acc += f32(isum_a) (d S_a d_x) + f32(isum_b) (d S_b d_x): d S is exact in f32 (11 + 8
+// bits). A code vector is its nibbles or'ed with its 2 high bits shifted into bits 4-5 (a shift and a ternary
+// logic operation). Tile 4 rows x 3 tokens: the best of 2x3, 2x4, 3x3, 4x2, 4x3, 4x4 and 6x2 (matmul_bench BM_Prefill,
+// 64 and 512 tokens: 4x3 176-184 GFLOP/s, the others 131-167).
+struct RepackedQ6KTiles {
+  static constexpr int kRows = 4, kTokens = 3;
+  static constexpr bool kDecodePrefetch = true;  // as RepackedKTiles
+  static constexpr int64_t kGroupBytes = 420, kRecordBytes = 640;
+  static_assert(kNI == 16);
+
+  static int64_t Length(const TensorView& w) { return w.Cols() / 512; }  // groups per row
+
+  // 16 int8 at p as f32 lanes.
+  static HWY_INLINE VF Int8x16(const uint8_t* p) {
+    return hn::ConvertTo(DF(),
+                         hn::PromoteTo(DI(), hn::LoadU(hn::Full128<int8_t>(), reinterpret_cast<const int8_t*>(p))));
+  }
+
+  // The products of code vectors 2V and 2V + 1 of group g (V a compile-time constant, so that isum stays in
+  // registers): half V / 2 of each block.
+  template <int V, int R, int NT>
+  static HWY_INLINE void Pair(const uint8_t* const* rows, const uint8_t* const* acts, int64_t g, VI (&isum)[2][R][NT]) {
+    const DS ds;
+    const DW dw;
+    const VB low = hn::Set(DB(), uint8_t{0x0F}), high = hn::Set(DB(), uint8_t{0x30});
+    VS x0[NT], x1[NT];
+    for (int t = 0; t < NT; ++t) {
+      x0[t] = hn::LoadU(ds, reinterpret_cast<const int8_t*>(acts[t] + g * kRecordBytes + 128 * V));
+      x1[t] = hn::LoadU(ds, reinterpret_cast<const int8_t*>(acts[t] + g * kRecordBytes + 128 * V + 64));
+    }
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* grp = rows[r] + g * kGroupBytes;
+      const VB packed = hn::LoadU(DB(), grp + 64 * V);
+      const VW h = hn::BitCast(dw, hn::LoadU(DB(), grp + 256 + 64 * (V / 2)));
+      // Code vector 2V's high bits are bits 2 (2V % 4) of h, 2V + 1's the next two: moved to bits 4-5.
+      VB h0, h1;
+      if constexpr (V % 2 == 0) {
+        h0 = hn::BitCast(DB(), hn::ShiftLeft<4>(h));
+        h1 = hn::BitCast(DB(), hn::ShiftLeft<2>(h));
+      } else {
+        h0 = hn::BitCast(DB(), h);
+        h1 = hn::BitCast(DB(), hn::ShiftRight<2>(h));
+      }
+      const VB w0 = hn::OrAnd(hn::And(packed, low), h0, high);
+      const VB w1 = hn::OrAnd(hn::And(hn::BitCast(DB(), hn::ShiftRight<4>(hn::BitCast(dw, packed))), low), h1, high);
+      for (int t = 0; t < NT; ++t) {
+        isum[V / 2][r][t] = DotQuads(isum[V / 2][r][t], w0, x0[t]);
+        isum[V / 2][r][t] = DotQuads(isum[V / 2][r][t], w1, x1[t]);
+      }
+    }
+  }
+
+  template <int R, int NT>
+  static HWY_INLINE void Tile(const uint8_t* const* rows, const uint8_t* const* acts, int64_t n_groups, float* y,
+                              int64_t y_stride, bool prefetch) {
+    const DF df;
+    const DS ds;
+    VF acc[R][NT];
+    for (int r = 0; r < R; ++r) {
+      for (int t = 0; t < NT; ++t) acc[r][t] = hn::Zero(df);
+    }
+    const VB ones = hn::Set(DB(), uint8_t{1});
+    for (int64_t g = 0; g < n_groups; ++g) {
+      if (prefetch) {  // as Tile: the lines that start within this group's bytes, kPrefetchAhead on
+        for (int r = 0; r < R; ++r) {
+          for (int64_t line = (g * kGroupBytes + 63) >> 6; line < ((g + 1) * kGroupBytes + 63) >> 6; ++line) {
+            hwy::Prefetch(rows[r] + kPrefetchAhead + 64 * line);
+          }
+        }
+      }
+      VI isum[2][R][NT];
+      for (int t = 0; t < NT; ++t) {
+        const uint8_t* rec = acts[t] + g * kRecordBytes;
+        VI first = hn::Zero(DI());  // sum x over each block's first 16 codes
+        for (int c = 0; c < 4; ++c) {
+          first = DotQuads(first, ones, hn::LoadU(ds, reinterpret_cast<const int8_t*>(rec + 64 * c)));
+        }
+        const VI a0 = hn::Neg(hn::ShiftLeft<5>(first));  // -32 sum x, first half
+        const VI whole = hn::ShiftRight<2>(hn::LoadU(DI(), reinterpret_cast<const int32_t*>(rec + 512)));  // -32 sum x
+        for (int r = 0; r < R; ++r) {
+          isum[0][r][t] = a0;
+          isum[1][r][t] = hn::Sub(whole, a0);
+        }
+      }
+      Pair<0>(rows, acts, g, isum);
+      Pair<1>(rows, acts, g, isum);
+      Pair<2>(rows, acts, g, isum);
+      Pair<3>(rows, acts, g, isum);
+      VF sa[R], sb[R];
+      for (int r = 0; r < R; ++r) {
+        const uint8_t* grp = rows[r] + g * kGroupBytes;
+        const VF d = RepackedKTiles<false>::Halves(F16(grp + 416), F16(grp + 418));
+        sa[r] = hn::Mul(Int8x16(grp + 384), d);
+        sb[r] = hn::Mul(Int8x16(grp + 400), d);
+      }
+      for (int t = 0; t < NT; ++t) {
+        const VF dx = hn::LoadU(df, reinterpret_cast<const float*>(acts[t] + g * kRecordBytes + 576));
+        for (int r = 0; r < R; ++r) {
+          acc[r][t] = hn::MulAdd(hn::ConvertTo(df, isum[0][r][t]), hn::Mul(sa[r], dx), acc[r][t]);
+          acc[r][t] = hn::MulAdd(hn::ConvertTo(df, isum[1][r][t]), hn::Mul(sb[r], dx), acc[r][t]);
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      for (int t = 0; t < NT; ++t) y[t * y_stride + r] = hn::GetLane(hn::SumOfLanes(df, acc[r][t]));
+    }
+  }
+};
+
 // One token's Q8_0R records (RepackedQ8Tiles): per group of 16 blocks, code vector j's lane b = codes 4j .. 4j + 3
 // of block b (QuantizeBlock's codes, the same as for Q8_0), then the 16 start values and the 16 scales d_x.
 inline void QuantizeTokenQ8_0R(const float* x, int64_t n_in, uint8_t* dst) {
@@ -1257,6 +1371,7 @@ inline int64_t QuantTokenBytesT(DType t, int64_t n_in) {
     case DType::kQ4_0R:
     case DType::kQ4_KR:
     case DType::kQ5_KR:
+    case DType::kQ6_KR:
 #if HWY_TARGET == HWY_AVX3_DL
       return n_in / 512 * qdot::RepackedQ8Tiles::kRecordBytes;
 #else  // never asked for (cpu/matmul.cpp ActivationType): the records of the layout it was packed from
@@ -1296,6 +1411,7 @@ inline void QuantizeActivationsT(DType t, const float* x, int64_t n_tokens, int6
       case DType::kQ4_0R:
       case DType::kQ4_KR:
       case DType::kQ5_KR:
+      case DType::kQ6_KR:
 #if HWY_TARGET == HWY_AVX3_DL
         qdot::QuantizeTokenQ8_0R(xt, n_in, out);
 #else  // never asked for, as above
@@ -1349,6 +1465,8 @@ inline void QuantDotRowsT(const TensorView& w, const uint8_t* acts, int64_t toke
       return qdot::DotRows<qdot::RepackedQ4KTiles>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
     case DType::kQ5_KR:
       return qdot::DotRows<qdot::RepackedQ5KTiles>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
+    case DType::kQ6_KR:
+      return qdot::DotRows<qdot::RepackedQ6KTiles>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
 #endif
     case DType::kQ4_0:
       return qdot::DotRows<qdot::QuantTiles<qdot::DotQ4_0Q8>>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin,

@@ -297,23 +297,39 @@ double DotQ5KQ8K(const uint8_t* w_row, const int8_t* q, const float* d, int64_t 
   return DotKQ(DType::kQ5_K, w_row, q, d, kQK, n);
 }
 
-double DotQ6KQ8K(const uint8_t* w_row, const int8_t* q, const float* d, int64_t n) {
+namespace {
+
+// Q6_K: d_x d sum_g S_g sum (q - 32) q_x per super-block: one d_x per super-block (act_block 256, Q8_K's
+// activations) or per 32 inputs (act_block 32: Q6_KR rows, unpacked, take Q8_0R's).
+double DotQ6KQ(const uint8_t* w_row, const int8_t* q, const float* d, int64_t act_block, int64_t n) {
+  HERD_CHECK(act_block == kQK || act_block == 32);
   double sum = 0.0;
   int codes[kQK];
   for (int64_t b = 0; b < n / kQK; ++b) {
     const uint8_t* blk = w_row + 210 * b;
     const int8_t* qx = q + kQK * b;
     const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
+    const double dw = F16ToF32(LoadU16(blk + 208));
     KQuantCodes(DType::kQ6_K, blk, codes);
     int64_t isum = 0;
     for (int g = 0; g < 16; ++g) {
       int64_t dot = 0;
       for (int l = 0; l < 16; ++l) dot += (codes[16 * g + l] - 32) * qx[16 * g + l];
-      isum += sc[g] * dot;
+      if (act_block == 32) {
+        sum += static_cast<double>(d[8 * b + g / 2]) * dw * static_cast<double>(sc[g] * dot);
+      } else {
+        isum += sc[g] * dot;
+      }
     }
-    sum += static_cast<double>(d[b]) * F16ToF32(LoadU16(blk + 208)) * static_cast<double>(isum);
+    if (act_block == kQK) sum += static_cast<double>(d[b]) * dw * static_cast<double>(isum);
   }
   return sum;
+}
+
+}  // namespace
+
+double DotQ6KQ8K(const uint8_t* w_row, const int8_t* q, const float* d, int64_t n) {
+  return DotQ6KQ(w_row, q, d, kQK, n);
 }
 
 namespace {
@@ -385,6 +401,10 @@ void MatMulQuantized(const TensorView& w, const float* x, int64_t n_tokens, floa
         case DType::kQ5_KR:
           UnpackRow(w.dtype, row, n_in, unpacked.data());
           v = DotKQ(PackedFrom(w.dtype), unpacked.data(), q.data(), d.data(), 32, n_in);
+          break;
+        case DType::kQ6_KR:
+          UnpackRow(w.dtype, row, n_in, unpacked.data());
+          v = DotQ6KQ(unpacked.data(), q.data(), d.data(), 32, n_in);
           break;
         case DType::kQ8_0:
           v = DotQ8_0Q8(row, q.data(), d.data(), n_in);
