@@ -7,6 +7,7 @@
 
 #include "core/half.h"
 #include "core/status.h"
+#include "kernels/kquant_layout.h"
 #include "kernels/ref/matmul.h"
 
 namespace herd::kernels {
@@ -143,14 +144,7 @@ void QuantizeBlockQ45K(const float* x, bool q5, uint8_t* blk) {
     sc[j] = d > 0.0f ? TruncToInt(std::round(step[j] / d), 0, 63) : 0;
     mn[j] = dmin > 0.0f ? TruncToInt(std::round(off[j] / dmin), 0, 63) : 0;
   }
-  // The inverse of the 6-bit unpacking of llama4.md 5.4: bytes 0-3 scales 0-3, 4-7 mins 0-3, 8-11 the low
-  // nibbles of scales (low) and mins (high) 4-7; the top two bits of bytes 0-7 hold bits 4-5 of scales/mins 4-7.
-  uint8_t* s = blk + 4;
-  for (int j = 0; j < 4; ++j) {
-    s[j] = static_cast<uint8_t>(sc[j] | ((sc[j + 4] >> 4) << 6));
-    s[j + 4] = static_cast<uint8_t>(mn[j] | ((mn[j + 4] >> 4) << 6));
-    s[j + 8] = static_cast<uint8_t>((sc[j + 4] & 0xF) | ((mn[j + 4] & 0xF) << 4));
-  }
+  PackScalesMins(sc, mn, blk + 4);
   int q[256];
   for (int j = 0; j < 8; ++j) {
     const float scale = d * static_cast<float>(sc[j]), shift = dmin * static_cast<float>(mn[j]);
@@ -158,16 +152,7 @@ void QuantizeBlockQ45K(const float* x, bool q5, uint8_t* blk) {
       q[32 * j + l] = scale > 0.0f ? TruncToInt(std::round((x[32 * j + l] + shift) / scale), 0, nmax) : 0;
     }
   }
-  uint8_t* qh = blk + 16;
-  uint8_t* qs = blk + (q5 ? 48 : 16);
-  if (q5) std::memset(qh, 0, 32);
-  for (int c = 0; c < 4; ++c) {  // chunk c: low nibbles are elements 64c + l, high nibbles 64c + 32 + l
-    for (int l = 0; l < 32; ++l) {
-      const int a = q[64 * c + l], b = q[64 * c + 32 + l];
-      qs[32 * c + l] = static_cast<uint8_t>((a & 0xF) | ((b & 0xF) << 4));
-      if (q5) qh[l] = static_cast<uint8_t>(qh[l] | ((a >> 4) << (2 * c)) | ((b >> 4) << (2 * c + 1)));
-    }
-  }
+  PutKQuantCodes(q5 ? DType::kQ5_K : DType::kQ4_K, q, blk);
 }
 
 // Best symmetric scale for x[0, 16) ~ s q, q in [-32, 31]: candidates s = m / (-32 + 0.25 k) around the
@@ -227,16 +212,7 @@ void QuantizeBlockQ6K(const float* x, uint8_t* blk) {
       q[16 * g + l] = 32 + (scale != 0.0f ? TruncToInt(std::round(x[16 * g + l] / scale), -32, 31) : 0);
     }
   }
-  for (int h = 0; h < 2; ++h) {  // inverse of llama4.md 5.4: ql = blk + 64h, qh = blk + 128 + 32h
-    uint8_t* ql = blk + 64 * h;
-    uint8_t* qh = blk + 128 + 32 * h;
-    for (int l = 0; l < 32; ++l) {
-      const int q1 = q[128 * h + l], q2 = q[128 * h + l + 32], q3 = q[128 * h + l + 64], q4 = q[128 * h + l + 96];
-      ql[l] = static_cast<uint8_t>((q1 & 0xF) | ((q3 & 0xF) << 4));
-      ql[l + 32] = static_cast<uint8_t>((q2 & 0xF) | ((q4 & 0xF) << 4));
-      qh[l] = static_cast<uint8_t>((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
-    }
-  }
+  PutKQuantCodes(DType::kQ6_K, q, blk);
   StoreHalf(blk + 208, d_bits);
 }
 

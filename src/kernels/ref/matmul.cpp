@@ -9,6 +9,7 @@
 
 #include "core/half.h"
 #include "core/status.h"
+#include "kernels/kquant_layout.h"
 #include "kernels/repack.h"
 
 namespace herd::kernels::ref {
@@ -42,55 +43,6 @@ float PlainElement(DType t, const uint8_t* row, int64_t i) {
 }
 
 constexpr int64_t kQK = 256;  // elements per K-quant super-block (QK_K)
-
-// Q4_K/Q5_K sub-block j (0..7) scale and min from the 12 packed bytes s (llama4.md 5.4).
-void UnpackScaleMin(const uint8_t* s, int j, int* sc, int* mn) {
-  if (j < 4) {
-    *sc = s[j] & 63;
-    *mn = s[j + 4] & 63;
-  } else {
-    *sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
-    *mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-  }
-}
-
-// Unsigned codes of one K-quant super-block in element order: Q4_K/Q5_K q in [0, 31], Q6_K q in [0, 63] (the
-// offset -32 not applied).
-void KQuantCodes(DType t, const uint8_t* blk, int* q) {
-  switch (t) {
-    case DType::kQ4_K:    // d, dmin, scales[12], qs[128]
-    case DType::kQ5_K: {  // d, dmin, scales[12], qh[32], qs[128]
-      const bool q5 = t == DType::kQ5_K;
-      const uint8_t* qh = blk + 16;
-      const uint8_t* qs = blk + (q5 ? 48 : 16);
-      for (int c = 0; c < 4; ++c) {
-        for (int l = 0; l < 32; ++l) {
-          q[64 * c + l] = qs[32 * c + l] & 0xF;
-          q[64 * c + 32 + l] = qs[32 * c + l] >> 4;
-          if (q5) {
-            q[64 * c + l] += (qh[l] >> (2 * c)) & 1 ? 16 : 0;
-            q[64 * c + 32 + l] += (qh[l] >> (2 * c + 1)) & 1 ? 16 : 0;
-          }
-        }
-      }
-      return;
-    }
-    case DType::kQ6_K:  // ql[128], qh[64], scales[16] (int8), d
-      for (int h = 0; h < 2; ++h) {
-        const uint8_t* ql = blk + 64 * h;
-        const uint8_t* qh = blk + 128 + 32 * h;
-        for (int l = 0; l < 32; ++l) {
-          q[128 * h + l] = (ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4);
-          q[128 * h + l + 32] = (ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4);
-          q[128 * h + l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
-          q[128 * h + l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
-        }
-      }
-      return;
-    default:
-      HERD_CHECK(false);
-  }
-}
 
 int64_t BlockBytes(DType t) { return Traits(t).type_size; }
 
