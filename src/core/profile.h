@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,20 @@ class Scope {
   Scope* outer_ = nullptr;
   int64_t t0_ = 0, busy0_ = 0, run0_ = 0;
   int64_t wall_ = 0, busy_ = 0, run_ = 0;
+};
+
+// Ops timed one after another: Next ends the current op (if any) and starts `name`; End ends it.
+class OpSequence {
+ public:
+  explicit OpSequence(const char* first) { Next(first); }
+  void Next(const char* name) {
+    op_.reset();
+    op_.emplace(name);
+  }
+  void End() { op_.reset(); }
+
+ private:
+  std::optional<Scope> op_;
 };
 
 }  // namespace herd::profile

@@ -10,7 +10,6 @@
 #include <cstring>
 #include <initializer_list>
 #include <new>
-#include <optional>
 
 #include "core/profile.h"
 #include "core/progress.h"
@@ -294,11 +293,7 @@ void DecoderModel::StepTokens(KvCache& cache, std::span<const StepInput> batch, 
     if (s.trace != nullptr) s.trace->hidden.emplace_back(src, src + n * d);
   };
 
-  std::optional<profile::Scope> op(std::in_place, "embed");  // the op timed now (herd bench --profile)
-  const auto next_op = [&op](const char* name) {
-    op.reset();
-    op.emplace(name);
-  };
+  profile::OpSequence op("embed");  // the op timed now (herd bench --profile)
   for (int64_t i = 0, t = 0; i < static_cast<int64_t>(batch.size()); ++i) {
     const StepInput& in = batch[i];
     const int64_t t0 = t;
@@ -318,13 +313,13 @@ void DecoderModel::StepTokens(KvCache& cache, std::span<const StepInput> batch, 
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const DecoderLayerWeights& w = layers_[l];
     const LayerConfig& lc = c.layers[l];
-    next_op("norm");
+    op.Next("norm");
     RowNorms(s.x.data(), w.attn_norm.data(), n, d, c.rms_norm_eps, s.xn.data(), pool);
-    next_op("attn.qkv");
+    op.Next("attn.qkv");
     MatMulMany(
         {{w.attn_q, s.xn.data(), s.q.data()}, {w.attn_k, s.xn.data(), s.k.data()}, {w.attn_v, s.xn.data(), s.v.data()}},
         n, pool);
-    next_op("attn.rope_kv");
+    op.Next("attn.rope_kv");
     ParallelRows(pool, n, [&](int64_t t) {
       float* qt = s.q.data() + t * q_dim;
       float* kt = s.k.data() + t * kv_dim;
@@ -361,28 +356,28 @@ void DecoderModel::StepTokens(KvCache& cache, std::span<const StepInput> batch, 
         }
       }
     });
-    next_op("attn.core");
+    op.Next("attn.core");
     Attention(cache, batch, s, l, n, pool);
-    next_op("attn.output");
+    op.Next("attn.output");
     MatMul(w.attn_output, s.att.data(), n, s.out.data(), pool);
-    next_op("residual");
+    op.Next("residual");
     ParallelRows(pool, n,
                  [&](int64_t t) { kernels::Add(s.x.data() + t * d, s.out.data() + t * d, s.x.data() + t * d, d); });
 
-    next_op("norm");
+    op.Next("norm");
     RowNorms(s.x.data(), w.ffn_norm.data(), n, d, c.rms_norm_eps, s.xn.data(), pool);
-    op.reset();  // the FFNs time their own parts
+    op.End();  // the FFNs time their own parts
     if (lc.moe) {
       MoeFfn(s, l, n, pool);  // adds the routed experts into s.out after the shared expert
     } else {
       DenseFfn(s, w, n, s.out.data(), pool);
     }
-    next_op("residual");
+    op.Next("residual");
     ParallelRows(pool, n,
                  [&](int64_t t) { kernels::Add(s.x.data() + t * d, s.out.data() + t * d, s.x.data() + t * d, d); });
     trace_hidden(s.x.data());
   }
-  next_op("output");
+  op.Next("output");
 
   // Final norm of the rows that need logits (every row when tracing), gathered in input order.
   const bool trace = s.trace != nullptr;
@@ -398,9 +393,7 @@ void DecoderModel::StepTokens(KvCache& cache, std::span<const StepInput> batch, 
     t0 += nt;
   }
   if (n_rows < 0) {  // one input with every row (kAll, or a trace)
-    for (int64_t t = 0; t < n; ++t) {
-      kernels::RmsNorm(s.x.data() + t * d, output_norm_.data(), d, c.rms_norm_eps, s.xn.data() + t * d);
-    }
+    RowNorms(s.x.data(), output_norm_.data(), n, d, c.rms_norm_eps, s.xn.data(), pool);
     trace_hidden(s.xn.data());
     const StepInput& in = batch[0];
     if (in.mode == LogitsMode::kNone) return;
@@ -520,13 +513,9 @@ void DecoderModel::MoeFfn(Work& s, int64_t layer, int64_t n, ThreadPool& pool) c
 
   DenseFfn(s, w, n, s.out.data(), pool);  // shared expert, unscaled input
 
-  std::optional<profile::Scope> op(std::in_place, "moe.router");
-  const auto next_op = [&op](const char* name) {
-    op.reset();
-    op.emplace(name);
-  };
+  profile::OpSequence op("moe.router");
   MatMul(w.router, s.xn.data(), n, s.router.data(), pool);
-  next_op("moe.route");
+  op.Next("moe.route");
   std::fill(s.expert_count.begin(), s.expert_count.end(), 0);
   for (int64_t t = 0; t < n; ++t) {
     const float* r = s.router.data() + t * n_exp;
@@ -564,7 +553,7 @@ void DecoderModel::MoeFfn(Work& s, int64_t layer, int64_t n, ThreadPool& pool) c
   for (int64_t e = 0; e < n_exp; ++e) {
     const int64_t begin = s.expert_offset[e], count = s.expert_offset[e + 1] - begin;
     if (count == 0) continue;  // decode reads only the selected experts' weights
-    next_op("moe.experts");
+    op.Next("moe.experts");
     const float* xe = s.xe.data() + begin * d;
     float* ge = s.ge.data() + begin * f;
     float* ue = s.ue.data() + begin * f;
@@ -575,19 +564,19 @@ void DecoderModel::MoeFfn(Work& s, int64_t layer, int64_t n, ThreadPool& pool) c
       const float* down_scale = w.down_exps_im.scale.empty() ? nullptr : w.down_exps_im.scale.data() + e * d;
       kernels::MatMulInputMajorScaled(gu, gu_scale, 0, f, xe, count, ge, pool);
       kernels::MatMulInputMajorScaled(gu, gu_scale, f, 2 * f, xe, count, ue, pool);
-      next_op("swiglu");
+      op.Next("swiglu");
       RowSwiGLU(ge, ue, count, f, pool);
-      next_op("moe.experts");
+      op.Next("moe.experts");
       kernels::MatMulInputMajorScaled(w.down_exps_im.w.Slice(e), down_scale, 0, d, ge, count, ye, pool);
     } else {
       MatMulMany({{w.gate_exps[e], xe, ge}, {w.up_exps[e], xe, ue}}, count, pool);
-      next_op("swiglu");
+      op.Next("swiglu");
       RowSwiGLU(ge, ue, count, f, pool);
-      next_op("moe.experts");
+      op.Next("moe.experts");
       MatMul(w.down_exps[e], ge, count, ye, pool);
     }
   }
-  next_op("moe.scatter");
+  op.Next("moe.scatter");
   for (int64_t i = 0; i < n * k_used; ++i) {
     const int64_t t = s.order[i] / k_used;
     kernels::Add(s.out.data() + t * d, s.ye.data() + i * d, s.out.data() + t * d, d);
