@@ -14,6 +14,7 @@ PACKAGES=(
   libcpp-httplib-dev               # herd serve's HTTP server and bench-serve's client (MIT)
   libpng-dev libjpeg-dev           # image input for Llama 4 vision (src/vision): PNG and JPEG decoders
   python3-pil                      # Pillow 9.4, the vision fixture's version: test oracle only (src/vision tests)
+  python3-jsonschema python3-rfc3987 python3-idna  # independent JSON Schema validator of structured output tests
   libgtest-dev libgmock-dev        # unit and golden tests
   libbenchmark-dev                 # bench/
 )

@@ -26,6 +26,7 @@
 #include "model/vision.h"
 #include "runtime/chat.h"
 #include "runtime/engine.h"
+#include "runtime/structured.h"
 
 namespace herd::cli {
 
@@ -46,7 +47,37 @@ struct RunOptions {
   std::vector<std::string> stop;
   bool no_bos = false;
   bool special = false;
+  std::string json_schema;  // file
+  std::string grammar;      // file (GBNF)
+  bool json_object = false;
 };
+
+// The grammar --json-schema, --grammar or --json asks for (null: none), compiled for the model's vocabulary.
+Result<std::shared_ptr<const grammar::CompiledGrammar>> RunGrammar(const RunOptions& o, const runtime::LoadedModel& m) {
+  runtime::GrammarKind kind = runtime::GrammarKind::kJsonObject;
+  std::string text;
+  if (!o.json_schema.empty() || !o.grammar.empty()) {
+    const std::string& path = o.json_schema.empty() ? o.grammar : o.json_schema;
+    kind = o.json_schema.empty() ? runtime::GrammarKind::kGbnf : runtime::GrammarKind::kJsonSchema;
+    auto read = ReadTextInput(path, 16 << 20);
+    if (!read.ok()) return read.status();
+    text = std::move(read.value());
+  } else if (!o.json_object) {
+    return std::shared_ptr<const grammar::CompiledGrammar>();
+  }
+  const double t0 = runtime::NowMs();
+  runtime::GrammarCache cache(m, 1);
+  auto compiled = cache.Get(kind, text);
+  if (!compiled.ok()) {
+    const std::string what = !o.json_schema.empty() ? o.json_schema : !o.grammar.empty() ? o.grammar : "--json";
+    // A schema or grammar that cannot be used is bad input (exit 2), like a damaged model file.
+    const StatusCode code =
+        compiled.status().code() == StatusCode::kInvalidArgument ? StatusCode::kCorruption : compiled.status().code();
+    return Status(code, what + ": " + compiled.status().message());
+  }
+  std::fprintf(stderr, "herd: grammar ready in %.1f ms\n", runtime::NowMs() - t0);
+  return compiled;
+}
 
 // The prompt of `herd run`: the ids of --tokens as given; text with images in a user turn of the chat template
 // (the images where the text has <__media__>, else before it); plain text encoded as it is.
@@ -89,6 +120,7 @@ Status CmdRun(const RunOptions& o) {
   go.sampling = sp;
   go.stop_strings = o.stop;
   go.prompt_embeds = fusion.empty() ? nullptr : &embeds;
+  HERD_ASSIGN_OR_RETURN(go.grammar, RunGrammar(o, m));
   // Echo the prompt text as the model saw it, then stream the continuation; a failed write ends generation.
   // Without a tokenizer (--tokens), the generated ids, comma-separated.
   if (m.tokenizer != nullptr && !WriteStdout(m.tokenizer->Decode(prompt, /*skip_special=*/true))) {
@@ -375,6 +407,12 @@ int Main(int argc, char** argv) {
   run_cmd->add_option("--stop", run.stop, "stop string (repeatable)");
   run_cmd->add_flag("--no-bos", run.no_bos, "do not prepend BOS");
   run_cmd->add_flag("--special", run.special, "parse special-token text such as <|eot|> in the prompt");
+  auto* run_schema = run_cmd->add_option("--json-schema", run.json_schema,
+                                         "constrain the output to JSON valid for this JSON Schema file");
+  auto* run_grammar = run_cmd->add_option("--grammar", run.grammar, "constrain the output to this GBNF grammar file");
+  auto* run_json = run_cmd->add_flag("--json", run.json_object, "constrain the output to a JSON object");
+  run_schema->excludes(run_grammar)->excludes(run_json);
+  run_grammar->excludes(run_json);
 
   LogitsOptions lg;
   auto* lg_cmd = app.add_subcommand("logits", "print the logits of the last (or every) position");

@@ -211,6 +211,9 @@ Status CmdServe(const ServeOptions& o) {
     info.chat_format = *format;
     info.chat_stop_ids = runtime::ChatStopIds(*loaded->tokenizer, *format);
   }
+  // Structured output: grammars compiled once per distinct schema (the vocabulary's trie is built on first use).
+  auto grammars = std::make_shared<runtime::GrammarCache>(*loaded, 32);
+  info.grammars = [grammars](runtime::GrammarKind kind, std::string_view text) { return grammars->Get(kind, text); };
   std::shared_ptr<ImageEncoder> encoder;
   HERD_ASSIGN_OR_RETURN(info.images, ImageInputFor(o, *loaded, &encoder, &info.no_images_reason));
   if (!info.images && loaded->vision == nullptr && !loaded->vision_error.ok()) {

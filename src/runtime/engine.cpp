@@ -25,6 +25,8 @@ std::string_view StopReasonName(StopReason reason) {
       return "context full";
     case StopReason::kCancelled:
       return "cancelled";
+    case StopReason::kGrammarEnd:
+      return "grammar complete";
   }
   return "unknown";
 }
@@ -264,10 +266,30 @@ Result<GenerateResult> Generate(const LoadedModel& m, model::ModelState& state, 
     if (!piece.empty() && go_on && on_text) go_on = on_text(piece);
   };
 
+  std::optional<grammar::TokenMatcher> matcher;
+  grammar::TokenMask mask;
+  if (o.grammar) {
+    if (o.grammar->vocab().size() != vocab) {
+      return Internal("the grammar was prepared for a vocabulary of " + std::to_string(o.grammar->vocab().size()) +
+                      " tokens, the model has " + std::to_string(vocab));
+    }
+    matcher.emplace(o.grammar);
+  }
+  // Tokens that can still be generated from step i on: n_predict's and the context's.
+  const int64_t ctx_left = state.n_ctx() - state.n_past() + 1;
+  auto budget = [&](int64_t i) { return std::min(o.n_predict, ctx_left) - i; };
+  if (matcher && matcher->TokensToFinish() > budget(0)) {
+    return InvalidArgument("the grammar's shortest output needs " + std::to_string(matcher->TokensToFinish()) +
+                           " tokens, more than the " + std::to_string(budget(0)) + " that may be generated");
+  }
+
   r.stop_reason = StopReason::kLength;
   t = NowMs();
   for (int64_t i = 0; i < o.n_predict; ++i) {
-    const int32_t id = sampler.Sample(logits.data(), history);
+    if (matcher) matcher->FillMask(budget(i), &mask);
+    const int32_t id = sampler.Sample(logits.data(), history, matcher ? &mask : nullptr);
+    if (id < 0) return Internal("the grammar allows no token after " + std::to_string(i) + " generated tokens");
+    if (matcher && !matcher->Accept(id)) return Internal("the grammar refused the token it allowed");
     if (m.IsStopToken(id)) {
       r.stop_reason = StopReason::kEos;
       r.stop_token = id;
@@ -283,6 +305,10 @@ Result<GenerateResult> Generate(const LoadedModel& m, model::ModelState& state, 
     }
     if (!go_on) {
       r.stop_reason = StopReason::kCancelled;
+      break;
+    }
+    if (matcher && matcher->IsComplete()) {
+      r.stop_reason = StopReason::kGrammarEnd;
       break;
     }
     if (i + 1 == o.n_predict) break;

@@ -13,6 +13,7 @@
 #include "core/status.h"
 #include "core/thread_pool.h"
 #include "formats/model_files.h"
+#include "grammar/grammar.h"
 #include "model/model.h"
 #include "model/vision.h"
 #include "runtime/sampler.h"
@@ -105,6 +106,10 @@ struct GenerateOptions {
   std::vector<std::string> stop_strings;
   // Rows that replace some of the prompt's embeddings (images: runtime/images.h FuseImages), or null.
   const model::EmbeddingOverride* prompt_embeds = nullptr;
+  // Constrains the generated tokens to a grammar (runtime/structured.h), or null. The output then always ends in a
+  // complete sentence of the grammar within n_predict tokens (and the context): the last tokens are restricted to
+  // those that leave room to finish.
+  std::shared_ptr<const grammar::CompiledGrammar> grammar;
 };
 
 // Why generation ended.
@@ -114,8 +119,9 @@ enum class StopReason {
   kStopString,   // the text reached a stop string
   kContextFull,  // the KV cache holds n_ctx positions
   kCancelled,    // on_text asked to stop (a client went away, an output failed)
+  kGrammarEnd,   // the grammar's sentence is complete and nothing can follow it
 };
-// "length", "eos", "stop string", "context full", "cancelled".
+// "length", "eos", "stop string", "context full", "cancelled", "grammar complete".
 std::string_view StopReasonName(StopReason reason);
 
 struct GenerateResult {

@@ -42,7 +42,8 @@ Sampler::Sampler(const SamplingParams& params, int64_t vocab_size)
 
 double Sampler::Uniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
 
-int32_t Sampler::Sample(const float* logits, std::span<const int32_t> history) {
+int32_t Sampler::Sample(const float* logits, std::span<const int32_t> history, const grammar::TokenMask* allowed) {
+  auto ok = [&](int64_t i) { return allowed == nullptr || allowed->Test(static_cast<int32_t>(i)); };
   std::copy(logits, logits + vocab_size_, logits_.begin());
   if (params_.repeat_penalty != 1.0f && params_.repeat_last_n > 0) {
     const size_t n = std::min(history.size(), static_cast<size_t>(params_.repeat_last_n));
@@ -57,14 +58,17 @@ int32_t Sampler::Sample(const float* logits, std::span<const int32_t> history) {
     }
   }
   if (params_.temperature <= 0) {
-    int32_t best = 0;
-    for (int64_t i = 1; i < vocab_size_; ++i) {
-      if (logits_[i] > logits_[best]) best = static_cast<int32_t>(i);
+    int32_t best = -1;
+    for (int64_t i = 0; i < vocab_size_; ++i) {
+      if (ok(i) && (best < 0 || logits_[i] > logits_[best])) best = static_cast<int32_t>(i);
     }
     return best;
   }
-  size_t n = static_cast<size_t>(vocab_size_);
-  for (size_t i = 0; i < n; ++i) candidates_[i] = {static_cast<int32_t>(i), logits_[i], 0.0f};
+  size_t n = 0;
+  for (int64_t i = 0; i < vocab_size_; ++i) {
+    if (ok(i)) candidates_[n++] = {static_cast<int32_t>(i), logits_[i], 0.0f};
+  }
+  if (n == 0) return -1;
   auto by_logit = [](const Candidate& a, const Candidate& b) {
     return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
   };
@@ -81,16 +85,29 @@ int32_t Sampler::Sample(const float* logits, std::span<const int32_t> history) {
     }
     for (size_t i = 0; i < n; ++i) candidates_[i].p = static_cast<float>(candidates_[i].p / sum);
     const double r = Uniform();
+    // The token where the cumulative mass crosses r, without sorting more than needed: halve the range holding
+    // it with nth_element (the upper half's mass decides which half), then walk the last few in order. A flat
+    // distribution (a random-weight model) would otherwise sort the whole vocabulary.
     double cum = 0;
-    for (size_t done = 0, chunk = 64; done < n; chunk *= 4) {
-      const size_t end = std::min(n, done + chunk);
-      std::partial_sort(candidates_.begin() + done, candidates_.begin() + end, candidates_.begin() + n, by_logit);
-      for (; done < end; ++done) {
-        cum += candidates_[done].p;
-        if (r < cum) return candidates_[done].id;
+    size_t lo = 0, hi = n;
+    while (hi - lo > 256) {
+      const size_t mid = lo + (hi - lo) / 2;
+      std::nth_element(candidates_.begin() + lo, candidates_.begin() + mid, candidates_.begin() + hi, by_logit);
+      double upper = 0;
+      for (size_t i = lo; i < mid; ++i) upper += candidates_[i].p;
+      if (r < cum + upper) {
+        hi = mid;
+      } else {
+        cum += upper;
+        lo = mid;
       }
     }
-    return candidates_[n - 1].id;
+    std::sort(candidates_.begin() + lo, candidates_.begin() + hi, by_logit);
+    for (size_t i = lo; i < hi; ++i) {
+      cum += candidates_[i].p;
+      if (r < cum) return candidates_[i].id;
+    }
+    return candidates_[hi - 1].id;
   }
   if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < n) {
     std::partial_sort(candidates_.begin(), candidates_.begin() + params_.top_k, candidates_.begin() + n, by_logit);

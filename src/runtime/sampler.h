@@ -10,14 +10,15 @@
 #include <vector>
 
 #include "core/status.h"
+#include "grammar/grammar.h"
 
 namespace herd::runtime {
 
 struct SamplingParams {
   float temperature = 0.8f;
-  int32_t top_k = 40;      // 0: all tokens
-  float top_p = 0.95f;     // >= 1: off
-  float min_p = 0.05f;     // <= 0: off
+  int32_t top_k = 40;           // 0: all tokens
+  float top_p = 0.95f;          // >= 1: off
+  float min_p = 0.05f;          // <= 0: off
   float repeat_penalty = 1.0f;  // 1: off
   int32_t repeat_last_n = 64;
   uint64_t seed = 0;
@@ -31,8 +32,10 @@ class Sampler {
  public:
   // Buffers are sized for `vocab_size` once, here; Sample() does not allocate.
   Sampler(const SamplingParams& params, int64_t vocab_size);
-  // Picks the next token from logits[vocab_size]; `history` holds the previous tokens (for the penalty).
-  int32_t Sample(const float* logits, std::span<const int32_t> history);
+  // Picks the next token from logits[vocab_size]; `history` holds the previous tokens (for the penalty). With
+  // `allowed` (a grammar's mask), only its tokens are candidates: the penalty, top-k, top-p, min-p and the
+  // temperature apply to them alone; -1 when it allows none.
+  int32_t Sample(const float* logits, std::span<const int32_t> history, const grammar::TokenMask* allowed = nullptr);
   const SamplingParams& params() const { return params_; }
 
  private:

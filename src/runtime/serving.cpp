@@ -63,6 +63,8 @@ struct Choice {
   int64_t n_prompt = 0;
   int64_t n_generated = 0;
   std::unique_ptr<Sampler> sampler;
+  std::optional<grammar::TokenMatcher> matcher;  // with a grammar
+  grammar::TokenMask mask;
   std::unique_ptr<TextStream> text;
   std::vector<float> logits;
   std::unordered_map<int32_t, int32_t> counts;  // generated token -> times (frequency/presence penalties)
@@ -161,6 +163,21 @@ class Engine final : public ServingEngine {
       }
     }
     const int64_t len = static_cast<int64_t>(r.prompt.size());
+    if (r.grammar) {
+      if (r.grammar->vocab().size() != c.vocab_size) {
+        return InvalidArgument("the grammar was prepared for a vocabulary of " +
+                               std::to_string(r.grammar->vocab().size()) + " tokens, the model has " +
+                               std::to_string(c.vocab_size));
+      }
+      if (r.ignore_eos) return InvalidArgument("ignore_eos cannot be combined with a grammar");
+      const int64_t need = grammar::TokenMatcher(r.grammar).TokensToFinish();
+      const int64_t room = std::min(r.max_tokens, o_.n_ctx - len);
+      if (need > room) {
+        return InvalidArgument("the shortest output the response format allows takes " + std::to_string(need) +
+                               " tokens, and only " + std::to_string(room) +
+                               " may be generated (max_tokens or the context)");
+      }
+    }
     if (len + 1 > o_.n_ctx) {
       return OutOfRange("the prompt has " + std::to_string(len) +
                         " tokens; with one generated token it does not fit "
@@ -263,6 +280,7 @@ class Engine final : public ServingEngine {
       SamplingParams sp = req->req.sampling;
       sp.seed += static_cast<uint64_t>(i);
       ch->sampler = std::make_unique<Sampler>(sp, c.vocab_size);
+      if (req->req.grammar) ch->matcher.emplace(req->req.grammar);
       ch->text = std::make_unique<TextStream>(m_.tokenizer.get(), req->req.prompt, req->req.stop_strings);
       ch->logits.resize(static_cast<size_t>(c.vocab_size));
       ch->awaiting_fork = i > 0;
@@ -506,7 +524,18 @@ class Engine final : public ServingEngine {
         logits[tok] -= q.frequency_penalty * static_cast<float>(n) + q.presence_penalty;
       }
     }
-    const int32_t id = ch.sampler->Sample(logits, ch.tokens);
+    if (ch.matcher) {
+      // Tokens that may still come: max_tokens' and the context's (the finishing checks below).
+      const int64_t remaining =
+          std::min(q.max_tokens - ch.n_generated, o_.n_ctx - static_cast<int64_t>(ch.tokens.size()));
+      ch.matcher->FillMask(remaining, &ch.mask);
+    }
+    const int32_t id = ch.sampler->Sample(logits, ch.tokens, ch.matcher ? &ch.mask : nullptr);
+    if (id < 0 || (ch.matcher && !ch.matcher->Accept(id))) {
+      FailChoice(ch,
+                 Internal("the grammar allows no token after " + std::to_string(ch.n_generated) + " generated tokens"));
+      return;
+    }
     if (q.top_logprobs >= 0) {  // the model's log-probability of what was sampled (penalties undone)
       auto seen = ch.counts.find(id);
       const float penalty =
@@ -542,6 +571,11 @@ class Engine final : public ServingEngine {
     }
     e.tokens = {id};
     if (q.top_logprobs >= 0) e.logprobs.push_back(std::move(lp));
+    if (ch.matcher && ch.matcher->IsComplete()) {
+      e.text += ch.text->Finish();  // nothing was cut: what the stream holds back for stop strings is output
+      FinishChoice(ch, FinishReason::kStop, std::move(e));
+      return;
+    }
     if (ch.n_generated >= q.max_tokens || static_cast<int64_t>(ch.tokens.size()) >= o_.n_ctx) {
       FinishChoice(ch, FinishReason::kLength, std::move(e));  // the last token's text rides on the finishing event
       return;

@@ -48,6 +48,10 @@ struct ServingRequest {
   bool ignore_eos = false;        // keep going past end-of-turn tokens (bench-serve's fixed output lengths)
   int n = 1;                      // choices; they share the prompt's KV pages
   int top_logprobs = -1;          // -1: no logprobs; 0..20: the sampled token's logprob and this many alternatives
+  // Constrains every choice to a grammar (runtime/structured.h), or null: only tokens that continue a valid prefix,
+  // an end token only where the grammar can end, the choice finishes ("stop") when the grammar's sentence is
+  // complete, and near max_tokens (or the context's end) only tokens that leave room to complete it.
+  std::shared_ptr<const grammar::CompiledGrammar> grammar;
 };
 
 struct TokenLogprob {

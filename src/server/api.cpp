@@ -256,12 +256,45 @@ std::optional<std::vector<int32_t>> CompletionPrompt(const json& body, const Mod
   return ids;
 }
 
+// An assistant message's tool_calls, as the model writes them (runtime/tools.h RenderToolCalls).
+std::optional<std::string> PastToolCalls(const json& calls, const std::string& at, runtime::ChatFormat format,
+                                         FieldReader* r) {
+  if (!calls.is_array()) return r->Fail(at, "must be a list of tool calls");
+  std::vector<runtime::ToolCall> list;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const std::string ci = at + "[" + std::to_string(i) + "]";
+    const json& c = calls[i];
+    const json* fn = c.is_object() && c.contains("function") ? &c["function"] : nullptr;
+    if (fn == nullptr || !fn->is_object() || !fn->contains("name") || !(*fn)["name"].is_string()) {
+      return r->Fail(ci + ".function.name", "is required (a string)");
+    }
+    runtime::ToolCall call;
+    call.name = (*fn)["name"].get<std::string>();
+    if (fn->contains("arguments")) {
+      const json& a = (*fn)["arguments"];
+      call.arguments = a.is_string() ? a.get<std::string>() : a.dump();
+    }
+    list.push_back(std::move(call));
+  }
+  auto text = runtime::RenderToolCalls(format, list);
+  if (!text.ok()) return r->Fail(at, text.status().message());
+  return std::move(text).value();
+}
+
 std::optional<std::vector<int32_t>> ChatPrompt(const json& body, const ModelInfo& model,
-                                               std::vector<vision::Image>* images, FieldReader* r) {
+                                               std::vector<vision::Image>* images, const ApiRequest& req,
+                                               FieldReader* r) {
   auto it = body.find("messages");
   if (it == body.end() || it->is_null()) return r->Fail("messages", "is required");
   if (!it->is_array()) return r->Fail("messages", "must be a list of messages, got " + std::string(it->type_name()));
   if (it->empty()) return r->Fail("messages", "must hold at least one message");
+  if (!model.chat_format) {
+    r->Set(
+        BadRequest("this model's tokenizer has no chat template (no Llama 3 or Llama 4 header tokens); use "
+                   "/v1/completions",
+                   "messages", "chat_not_supported"));
+    return std::nullopt;
+  }
   std::vector<runtime::ChatMessage> messages;
   int64_t image_tokens = 0;  // prompt tokens of the images so far
   for (size_t i = 0; i < it->size(); ++i) {
@@ -281,14 +314,35 @@ std::optional<std::vector<int32_t>> ChatPrompt(const json& body, const ModelInfo
                                   model, images, &image_tokens, r);
     if (!message) return std::nullopt;
     message->role = name;
+    if (auto calls = m.find("tool_calls"); name == "assistant" && calls != m.end() && !calls->is_null()) {
+      auto text = PastToolCalls(*calls, at + ".tool_calls", *model.chat_format, r);
+      if (!text) return std::nullopt;
+      message->content += *text;
+    }
     messages.push_back(std::move(*message));
   }
-  if (!model.chat_format) {
-    r->Set(
-        BadRequest("this model's tokenizer has no chat template (no Llama 3 or Llama 4 header tokens); use "
-                   "/v1/completions",
-                   "messages", "chat_not_supported"));
-    return std::nullopt;
+  if (req.tools_active) {
+    // The functions go where each format expects them: Llama 4's system prompt (before the request's own system
+    // text), Llama 3.1's first user message.
+    const std::string prompt = runtime::ToolPrompt(*model.chat_format, req.tools);
+    if (*model.chat_format == runtime::ChatFormat::kLlama4) {
+      if (!messages.empty() && messages[0].role == "system") {
+        messages[0].content = prompt + "\n\n" + messages[0].content;
+        for (auto& at : messages[0].image_at) at += prompt.size() + 2;
+      } else {
+        runtime::ChatMessage system;
+        system.role = "system";
+        system.content = prompt;
+        messages.insert(messages.begin(), std::move(system));
+      }
+    } else {
+      for (auto& m : messages) {
+        if (m.role != "user") continue;
+        m.content = prompt + m.content;
+        for (auto& at : m.image_at) at += prompt.size();
+        break;
+      }
+    }
   }
   auto ids = runtime::RenderChat(*model.tokenizer, *model.chat_format, messages, /*add_bos=*/true,
                                  /*add_generation_prompt=*/true);
@@ -457,16 +511,135 @@ std::optional<ApiError> ParseGenerateRequest(const json& body, const ModelInfo& 
   // Features this server does not have are refused rather than ignored: they change what the client gets.
   if (auto echo = r.Bool("echo"); echo && *echo) r.Fail("echo", "is not supported");
   if (auto suffix = r.String("suffix"); suffix && !suffix->empty()) r.Fail("suffix", "is not supported");
-  if (const json* tools = r.Find("tools"); tools && !(tools->is_array() && tools->empty())) {
-    r.Fail("tools", "are not supported yet (tool calls)");
+  // Tools (chat only): the functions, tool_choice and parallel_tool_calls.
+  std::optional<std::string> named_tool;
+  bool require_call = false;
+  bool parallel_calls = true;
+  if (const json* tools = r.Find("tools"); tools && !tools->is_null()) {
+    if (!chat) {
+      r.Fail("tools", "are only for /v1/chat/completions");
+    } else if (!tools->is_array()) {
+      r.Fail("tools", "must be a list of {\"type\": \"function\", \"function\": {...}}");
+    } else {
+      for (size_t i = 0; i < tools->size() && !r.error(); ++i) {
+        const json& t = (*tools)[i];
+        const std::string at = "tools[" + std::to_string(i) + "]";
+        const json* fn = t.is_object() && t.contains("function") ? &t["function"] : nullptr;
+        if (!t.is_object() || !t.contains("type") || t["type"] != "function" || fn == nullptr || !fn->is_object()) {
+          r.Fail(at, "must be {\"type\": \"function\", \"function\": {\"name\", \"description\", \"parameters\"}}");
+          break;
+        }
+        runtime::ToolFunction f;
+        if (!fn->contains("name") || !(*fn)["name"].is_string() || (*fn)["name"].get<std::string>().empty()) {
+          r.Fail(at + ".function.name", "is required (a non-empty string)");
+          break;
+        }
+        f.name = (*fn)["name"].get<std::string>();
+        for (char c : f.name) {
+          if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') {
+            r.Fail(at + ".function.name", "'" + f.name + "' may hold only letters, digits, '_', '-' and '.'");
+            break;
+          }
+        }
+        for (const auto& other : req.tools) {
+          if (other.name == f.name) r.Fail(at + ".function.name", "'" + f.name + "' is defined twice");
+        }
+        if (fn->contains("description") && (*fn)["description"].is_string()) {
+          f.description = (*fn)["description"].get<std::string>();
+        }
+        if (fn->contains("parameters")) {
+          if (!(*fn)["parameters"].is_object()) {
+            r.Fail(at + ".function.parameters", "must be a JSON Schema object");
+            break;
+          }
+          f.parameters = runtime::ToolParameters((*fn)["parameters"]);
+        }
+        req.tools.push_back(std::move(f));
+      }
+    }
   }
+  if (const json* choice = r.Find("tool_choice"); choice && !choice->is_null()) {
+    if (choice->is_string() && (*choice == "none" || *choice == "auto" || *choice == "required")) {
+      require_call = *choice == "required";
+      req.tools_active = *choice != "none";
+    } else if (choice->is_object() && choice->contains("function") && (*choice)["function"].is_object() &&
+               (*choice)["function"].contains("name") && (*choice)["function"]["name"].is_string()) {
+      named_tool = (*choice)["function"]["name"].get<std::string>();
+      require_call = true;
+      req.tools_active = true;
+      bool known = false;
+      for (const auto& t : req.tools) known |= t.name == *named_tool;
+      if (!known) r.Fail("tool_choice", "names '" + *named_tool + "', which is not one of the tools");
+    } else {
+      r.Fail("tool_choice",
+             "must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\"}}");
+    }
+  } else {
+    req.tools_active = !req.tools.empty();
+  }
+  if (req.tools.empty()) {
+    if (require_call) r.Fail("tool_choice", "requires tools");
+    req.tools_active = false;
+  }
+  if (auto p = r.Bool("parallel_tool_calls")) parallel_calls = *p;
+  // Structured output: OpenAI's response_format, and llama.cpp's json_schema and grammar fields.
+  std::optional<std::pair<runtime::GrammarKind, std::string>> format;
+  std::string format_param;
   if (const json* fmt = r.Find("response_format")) {
-    const bool text = fmt->is_object() && fmt->contains("type") && (*fmt)["type"] == "text";
-    if (!text) r.Fail("response_format", "is not supported (only {\"type\": \"text\"})");
+    format_param = "response_format";
+    const json* type = nullptr;
+    if (fmt->is_object()) {
+      auto it = fmt->find("type");
+      if (it != fmt->end()) type = &*it;
+    }
+    if (type == nullptr || !type->is_string()) {
+      r.Fail("response_format", "must be an object with a \"type\": \"text\", \"json_object\" or \"json_schema\"");
+    } else if (*type == "json_object") {
+      format.emplace(runtime::GrammarKind::kJsonObject, "");
+    } else if (*type == "json_schema") {
+      const json* js = fmt->contains("json_schema") ? &(*fmt)["json_schema"] : nullptr;
+      if (js == nullptr || !js->is_object()) {
+        r.Fail("response_format.json_schema", "must be an object with the schema in \"schema\"");
+      } else if (!js->contains("schema")) {
+        r.Fail("response_format.json_schema.schema", "is missing");
+      } else if (!(*js)["schema"].is_object() && !(*js)["schema"].is_boolean()) {
+        r.Fail("response_format.json_schema.schema", "must be a JSON Schema object");
+      } else {
+        format.emplace(runtime::GrammarKind::kJsonSchema, (*js)["schema"].dump());
+        format_param = "response_format.json_schema.schema";
+      }
+    } else if (*type != "text") {
+      r.Fail("response_format.type", "must be \"text\", \"json_object\" or \"json_schema\", got " + type->dump());
+    }
+  }
+  if (const json* js = r.Find("json_schema"); js && !js->is_null()) {
+    if (format) r.Fail("json_schema", "cannot be combined with response_format");
+    if (!js->is_object() && !js->is_boolean()) r.Fail("json_schema", "must be a JSON Schema object");
+    format.emplace(runtime::GrammarKind::kJsonSchema, js->dump());
+    format_param = "json_schema";
+  }
+  if (const json* g = r.Find("grammar"); g && !g->is_null()) {
+    if (format) r.Fail("grammar", "cannot be combined with response_format or json_schema");
+    if (!g->is_string()) r.Fail("grammar", "must be a string of GBNF rules");
+    if (g->is_string()) format.emplace(runtime::GrammarKind::kGbnf, g->get<std::string>());
+    format_param = "grammar";
+  }
+  if (require_call && !r.error()) {
+    // The reply must be calls: constrained to the JSON form of calls of the request's functions.
+    if (format) r.Fail("tool_choice", "cannot require a tool call together with " + format_param);
+    format.emplace(runtime::GrammarKind::kJsonSchema,
+                   runtime::ToolCallSchema(req.tools, named_tool, parallel_calls).dump());
+    format_param = "tools";
   }
   if (r.error()) return r.error();
+  if (format) {
+    if (!model.grammars) return BadRequest("structured output is not available for this model", format_param);
+    auto compiled = model.grammars(format->first, format->second);
+    if (!compiled.ok()) return BadRequest(compiled.status().message(), format_param);
+    req.serving.grammar = std::move(compiled.value());
+  }
 
-  auto prompt = chat ? ChatPrompt(body, model, &req.images, &r) : CompletionPrompt(body, model, &r);
+  auto prompt = chat ? ChatPrompt(body, model, &req.images, req, &r) : CompletionPrompt(body, model, &r);
   if (r.error()) return r.error();
   if (!prompt || prompt->empty()) return BadRequest("the prompt encodes to no tokens", chat ? "messages" : "prompt");
   req.serving.prompt = std::move(*prompt);
@@ -569,7 +742,36 @@ ResponseShaper::ResponseShaper(const ApiRequest& request, const ModelInfo& model
       created_(created),
       choices_(static_cast<size_t>(std::max(1, request.serving.n))),
       n_open_(static_cast<int>(choices_.size())),
-      prompt_tokens_(static_cast<int64_t>(request.serving.prompt.size())) {}
+      prompt_tokens_(static_cast<int64_t>(request.serving.prompt.size())),
+      tools_(request.tools),
+      tools_active_(request.tools_active && request.kind == ApiKind::kChatCompletion) {}
+
+ResponseJson ResponseShaper::Message(const Choice& c, std::string* finish_reason) const {
+  ResponseJson message = {{"role", "assistant"}, {"content", c.text}, {"refusal", nullptr}};
+  if (!tools_active_) return message;
+  const runtime::ParsedReply parsed = runtime::ParseToolCalls(c.text, tools_);
+  if (!parsed.is_call) return message;
+  if (!parsed.error.empty()) {
+    // Reported, never passed off as calls: the text stays the content (special tokens are never in it).
+    message["tool_call_error"] = parsed.error;
+    return message;
+  }
+  ResponseJson calls = ResponseJson::array();
+  for (size_t i = 0; i < parsed.calls.size(); ++i) {
+    calls.push_back({{"id", ToolCallId(i)},
+                     {"type", "function"},
+                     {"function", {{"name", parsed.calls[i].name}, {"arguments", parsed.calls[i].arguments}}}});
+  }
+  message["content"] = nullptr;
+  message["tool_calls"] = std::move(calls);
+  if (*finish_reason == "stop") *finish_reason = "tool_calls";
+  return message;
+}
+
+std::string ResponseShaper::ToolCallId(size_t i) const {
+  // Stable per response and call: the response id's random part and the call's index.
+  return "call_" + id_.substr(id_.find('-') + 1) + "_" + std::to_string(i);
+}
 
 std::string ResponseShaper::TokenText(int32_t id) const {
   if (id < 0 || id >= tokenizer_->vocab_size()) return "";
@@ -659,13 +861,14 @@ ResponseJson ResponseShaper::Body() const {
   for (size_t i = 0; i < choices_.size(); ++i) {
     const Choice& c = choices_[i];
     ResponseJson choice = {{"index", i}};
+    std::string finish = c.finish_reason;
     if (kind_ == ApiKind::kChatCompletion) {
-      choice["message"] = {{"role", "assistant"}, {"content", c.text}, {"refusal", nullptr}};
+      choice["message"] = Message(c, &finish);
     } else {
       choice["text"] = c.text;
     }
     choice["logprobs"] = ChoiceLogprobs(c);
-    choice["finish_reason"] = c.finish_reason;
+    choice["finish_reason"] = finish;
     choices.push_back(std::move(choice));
   }
   return {{"id", id_},           {"object", kind_ == ApiKind::kChatCompletion ? "chat.completion" : "text_completion"},
@@ -709,7 +912,61 @@ std::string ResponseShaper::StreamEvent(const runtime::ServingEvent& event) {
     return "";  // the caller ends the stream with failure()
   }
   std::string out;
-  const bool has_content = !event.text.empty() || !logprobs.is_null();
+  std::string finish = c.finish_reason;
+  if (tools_active_) {
+    // Text that may still become a call is held back; once it cannot, it goes out as content. A reply that ends as
+    // calls goes out as tool_calls deltas: the id and name first, then the arguments in pieces.
+    std::string text;
+    const bool holding = c.streamed == 0 && runtime::MayBeToolCall(c.text);
+    if (!holding) {
+      text = c.text.substr(c.streamed);
+      c.streamed = c.text.size();
+    }
+    if (event.finished && holding) {
+      const ResponseJson message = Message(c, &finish);
+      if (message.contains("tool_calls")) {
+        const auto& calls = message["tool_calls"];
+        for (size_t i = 0; i < calls.size(); ++i) {
+          const std::string args = calls[i]["function"]["arguments"].get<std::string>();
+          ResponseJson head = ChunkBase();
+          head["choices"] = ResponseJson::array(
+              {{{"index", event.choice},
+                {"delta",
+                 {{"tool_calls", ResponseJson::array(
+                                     {{{"index", i},
+                                       {"id", calls[i]["id"]},
+                                       {"type", "function"},
+                                       {"function", {{"name", calls[i]["function"]["name"]}, {"arguments", ""}}}}})}}},
+                {"logprobs", nullptr},
+                {"finish_reason", nullptr}}});
+          out += Sse(head);
+          for (size_t at = 0; at < args.size(); at += 16) {
+            ResponseJson piece = ChunkBase();
+            piece["choices"] = ResponseJson::array(
+                {{{"index", event.choice},
+                  {"delta",
+                   {{"tool_calls",
+                     ResponseJson::array({{{"index", i}, {"function", {{"arguments", args.substr(at, 16)}}}}})}}},
+                  {"logprobs", nullptr},
+                  {"finish_reason", nullptr}}});
+            out += Sse(piece);
+          }
+        }
+      } else {
+        text = c.text;  // not calls after all (or calls that could not be read): the text is the content
+        c.streamed = c.text.size();
+      }
+    }
+    if (!text.empty()) {
+      ResponseJson chunk = ChunkBase();
+      chunk["choices"] = ResponseJson::array({{{"index", event.choice},
+                                               {"delta", {{"content", text}}},
+                                               {"logprobs", nullptr},
+                                               {"finish_reason", nullptr}}});
+      out += Sse(chunk);
+    }
+  }
+  const bool has_content = !tools_active_ && (!event.text.empty() || !logprobs.is_null());
   if (has_content && (chat || !event.finished)) {
     ResponseJson chunk = ChunkBase();
     ResponseJson choice = {{"index", event.choice}};
@@ -734,7 +991,7 @@ std::string ResponseShaper::StreamEvent(const runtime::ServingEvent& event) {
       choice["text"] = event.text;
       choice["logprobs"] = logprobs;
     }
-    choice["finish_reason"] = c.finish_reason;
+    choice["finish_reason"] = finish;
     chunk["choices"] = ResponseJson::array({choice});
     out += Sse(chunk);
   }

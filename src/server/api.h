@@ -18,6 +18,8 @@
 #include "core/status.h"
 #include "runtime/chat.h"
 #include "runtime/serving.h"
+#include "runtime/structured.h"
+#include "runtime/tools.h"
 #include "tokenizer/tokenizer.h"
 #include "vision/image.h"
 #include "vision/preprocess.h"
@@ -69,6 +71,10 @@ struct ModelInfo {
   std::vector<int32_t> chat_stop_ids;               // runtime::ChatStopIds of chat_format: end chat replies
   std::optional<ImageInput> images;                 // nullopt: image parts refused (400 "image_input_not_supported")
   std::string no_images_reason = "this model has no vision tower";  // that 400's message
+  // Compiles a response format's grammar for this model (runtime::GrammarCache::Get); empty: structured output
+  // refused (400).
+  std::function<Result<std::shared_ptr<const grammar::CompiledGrammar>>(runtime::GrammarKind, std::string_view)>
+      grammars;
 };
 
 enum class ApiKind { kChatCompletion, kCompletion };
@@ -84,6 +90,9 @@ struct ApiRequest {
   // The chat's images, decoded, in prompt order; their token layouts are in serving.prompt, and the server fills
   // serving.embeds from them (ModelInfo::images->encode).
   std::vector<vision::Image> images;
+  // Chat tool calling: the request's functions, and whether the reply may be calls (tool_choice other than "none").
+  std::vector<runtime::ToolFunction> tools;
+  bool tools_active = false;
 };
 
 // Parses a request body: a JSON object nested at most 64 levels (checked before parsing, so hostile nesting costs
@@ -140,7 +149,11 @@ class ResponseShaper {
     bool finished = false;
     std::string finish_reason;
     int64_t completion_tokens = 0;
+    size_t streamed = 0;  // bytes of text already sent as content (tool calling holds text back while it may be a call)
   };
+  // The message of a finished chat choice: content, or tool_calls when the reply is calls.
+  ResponseJson Message(const Choice& c, std::string* finish_reason) const;
+  std::string ToolCallId(size_t i) const;
   // Add(), returning the event's logprobs in the endpoint's chunk shape (null when none).
   ResponseJson Record(const runtime::ServingEvent& event);
   ResponseJson ChunkBase() const;
@@ -160,6 +173,8 @@ class ResponseShaper {
   int64_t prompt_tokens_;
   std::optional<int64_t> cached_tokens_;
   std::optional<ApiError> failure_;
+  std::vector<runtime::ToolFunction> tools_;
+  bool tools_active_ = false;
 };
 
 // "chatcmpl-" / "cmpl-" followed by 24 random letters and digits.

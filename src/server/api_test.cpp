@@ -335,7 +335,10 @@ TEST_F(ApiTest, WrongTypesAndRangesNameTheParameter) {
   ExpectBad(msg + R"("top_logprobs": 21, "logprobs": true})", "top_logprobs", ApiKind::kChatCompletion);
   ExpectBad(msg + R"("top_logprobs": 2})", "top_logprobs", ApiKind::kChatCompletion);
   ExpectBad(msg + R"("max_completion_tokens": -1})", "max_completion_tokens", ApiKind::kChatCompletion);
-  ExpectBad(msg + R"("tools": [{"type": "function"}]})", "tools", ApiKind::kChatCompletion);
+  ExpectBad(msg + R"("tools": [{"type": "function"}]})", "tools[0]", ApiKind::kChatCompletion);
+  ExpectBad(msg + R"("tools": {"type": "function"}})", "tools", ApiKind::kChatCompletion);
+  ExpectBad(msg + R"("tool_choice": "required"})", "tool_choice", ApiKind::kChatCompletion);
+  ExpectBad(R"({"prompt": "hi", "tools": []})", "tools");
   auto e = Parse(R"({"prompt": "hi", "temperature": 3})");
   ASSERT_TRUE(e);
   EXPECT_EQ(e->message, "'temperature' must be from 0 to 2, got 3");

@@ -154,3 +154,20 @@ export function expectError(assert, r, status, { type, param, code } = {}) {
   if (param !== undefined) assert.equal(e.param, param, r.text);
   if (code !== undefined) assert.equal(e.code, code, r.text);
 }
+
+// Checks generated JSON texts with the independent validator of the structured-output tests
+// (tests/tools/validate_json.py: Debian's python3-jsonschema, formats checked): records are {schema, text}, a null
+// schema meaning any JSON object. Throws with the invalid ones.
+export function validateJson(records) {
+  const file = path.join(testDir(), `validate-${process.pid}-${Date.now()}.jsonl`);
+  fs.writeFileSync(file, records.map((r, i) => JSON.stringify({ id: i, schema: r.schema, output: r.text })).join('\n'));
+  const validator = path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'tools', 'validate_json.py');
+  const r = spawnSync('/usr/bin/python3', [validator, file], { encoding: 'utf8' });
+  if (r.status !== 0) {
+    throw new Error(`the validator failed (python3-jsonschema: scripts/install-deps.sh): ${r.stderr}`);
+  }
+  const summary = JSON.parse(r.stdout);
+  if (summary.checked !== records.length || summary.invalid.length > 0) {
+    throw new Error(`invalid JSON outputs: ${JSON.stringify(summary)}`);
+  }
+}
