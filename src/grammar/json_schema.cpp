@@ -1894,6 +1894,8 @@ Result<std::string> JsonSchemaToGbnf(std::string_view schema_text) {
     schema = Json::parse(schema_text);
   } catch (const nlohmann::json::parse_error& e) {
     return InvalidArgument("json schema is not valid JSON (at byte " + std::to_string(e.byte) + "): " + e.what());
+  } catch (const nlohmann::json::exception& e) {  // a number too large for a double, ...
+    return InvalidArgument(std::string("json schema is not valid JSON: ") + e.what());
   }
   return CompileChecked(schema);
 }

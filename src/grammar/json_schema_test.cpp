@@ -1121,3 +1121,17 @@ TEST(JsonSchemaCorpus, InstancesOfCorpusSchemas) {
 
 }  // namespace
 }  // namespace herd::grammar
+
+namespace herd::grammar {
+namespace {
+
+// Found by tests/fuzz/grammar_fuzz.cpp: a number too large for a double made the JSON parser throw out_of_range.
+TEST(JsonSchemaText, NumbersTooLargeAreRefusedNotThrown) {
+  auto r = JsonSchemaToGbnf(std::string_view("633966E633966"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_FALSE(JsonSchemaToGbnf(std::string_view(R"({"type": "integer", "maximum": 1e999})")).ok());
+}
+
+}  // namespace
+}  // namespace herd::grammar
