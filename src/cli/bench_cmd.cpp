@@ -799,6 +799,7 @@ Command AddBenchCommand(CLI::App& app) {
   size("--ffn", &s.intermediate_size, "expert and shared-expert FFN width (intermediate_size)");
   size("--ffn-dense", &s.intermediate_size_mlp, "dense-layer FFN width (intermediate_size_mlp)");
   size("--moe-step", &s.interleave_moe_layer_step, "interleave_moe_layer_step (1: every layer MoE)");
+  cmd->add_flag("--dense", s.all_dense, "every layer a dense FFN, no experts (Llama Guard 4's shape)")->needs(syn);
   size("--vocab", &s.vocab_size, "vocab_size (at least 258)");
   size("--max-ctx", &s.max_position_embeddings, "max_position_embeddings");
   cmd->add_option("--type", o->type,

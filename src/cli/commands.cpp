@@ -33,6 +33,7 @@ namespace herd::cli {
 // herd serve and herd bench-serve (serve_cmd.cpp, bench_serve_cmd.cpp).
 Command AddServeCommand(CLI::App& app);
 Command AddBenchServeCommand(CLI::App& app);
+Command AddGuardCommand(CLI::App& app);
 
 namespace {
 
@@ -443,7 +444,7 @@ int Main(int argc, char** argv) {
   // Commands defined in their own files.
   std::vector<Command> extra = {AddChatCommand(app),       AddConvertCommand(app),   AddQuantizeCommand(app),
                                 AddPerplexityCommand(app), AddKldCommand(app),       AddBenchCommand(app),
-                                AddServeCommand(app),      AddBenchServeCommand(app)};
+                                AddServeCommand(app),      AddBenchServeCommand(app), AddGuardCommand(app)};
 
   // A first word that is no command gets its own message (CLI11 would say "A subcommand is required").
   if (argc < 2) {

@@ -15,11 +15,13 @@
 #include <ctime>
 #include <filesystem>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "cli/common.h"
 #include "core/file.h"
 #include "runtime/chat.h"
+#include "runtime/guard.h"
 #include "runtime/images.h"
 #include "runtime/serving.h"
 #include "server/http_server.h"
@@ -42,6 +44,10 @@ struct ServeOptions {
   int64_t step_tokens = 512;
   int64_t max_tiles = runtime::kDefaultMaxTiles;
   int64_t max_images = 16;
+  std::string guard;            // a Llama Guard 4 model screening requests
+  std::string guard_tokenizer;  // its tokenizer, when the file has none
+  bool guard_output = false;
+  std::string guard_categories;  // comma-separated codes
 };
 
 // Images of chat requests, when the model has a vision tower: decoded and laid out by the API (server/api.h), encoded
@@ -189,6 +195,20 @@ Status CmdServe(const ServeOptions& o) {
   std::fprintf(stderr, "herd: listening on %s\n", Url(o.host, http->port()).c_str());
 
   HERD_ASSIGN_OR_RETURN(std::unique_ptr<runtime::LoadedModel> loaded, Load(o.common, /*require_tokenizer=*/true));
+  std::unique_ptr<runtime::LoadedModel> guard_model;
+  std::shared_ptr<runtime::GuardClassifier> guard;
+  if (!o.guard.empty()) {
+    CommonOptions g = o.common;
+    g.model = o.guard;
+    g.tokenizer = o.guard_tokenizer;
+    g.mmproj.clear();
+    HERD_ASSIGN_OR_RETURN(guard_model, Load(g, /*require_tokenizer=*/true));
+    auto classifier = runtime::GuardClassifier::Create(*guard_model, o.common.threads);
+    if (!classifier.ok()) return classifier.status().WithContext("--guard " + o.guard);
+    guard = std::move(classifier).value();
+    std::fprintf(stderr, "herd: requests%s are screened by %s\n", o.guard_output ? " and replies" : "",
+                 o.guard.c_str());
+  }
   const model::ModelConfig& config = loaded->model->config();
   HERD_ASSIGN_OR_RETURN(const int64_t n_ctx, ContextSize(o.common, config, 0));
   runtime::ServingOptions eo;
@@ -210,6 +230,21 @@ Status CmdServe(const ServeOptions& o) {
   if (auto format = runtime::DetectChatFormat(*loaded->tokenizer); format.ok()) {
     info.chat_format = *format;
     info.chat_stop_ids = runtime::ChatStopIds(*loaded->tokenizer, *format);
+  }
+  if (guard) {
+    info.guard = guard;
+    info.guard_output = o.guard_output;
+    info.guard_name = std::filesystem::path(o.guard).filename().string();
+    std::stringstream codes(o.guard_categories);
+    for (std::string c; std::getline(codes, c, ',');) {
+      if (!c.empty()) info.guard_options.categories.push_back(c);
+    }
+    const runtime::GuardMessage probe{"user", "x", {}};
+    HERD_RETURN_IF_ERROR(runtime::RenderGuardPrompt(*guard_model->tokenizer,
+                                                    std::span<const runtime::GuardMessage>(&probe, 1),
+                                                    info.guard_options)
+                             .status()
+                             .WithContext("--guard-categories"));
   }
   // Structured output: grammars compiled once per distinct schema (the vocabulary's trie is built on first use).
   auto grammars = std::make_shared<runtime::GrammarCache>(*loaded, 32);
@@ -260,6 +295,14 @@ Command AddServeCommand(CLI::App& app) {
   auto* key_file = cmd->add_option("--api-key-file", o->api_key_file, "read the API key from the first line of FILE");
   key->excludes(key_file);
   cmd->add_option("--alias", o->alias, "model name served (default: the model file's name)");
+  cmd->add_option("--guard", o->guard,
+                  "a Llama Guard 4 model: every request's last user message is classified first, and a flagged one "
+                  "is answered with a refusal (finish_reason content_filter); also serves POST /v1/moderations");
+  cmd->add_option("--guard-tokenizer", o->guard_tokenizer, "the guard model's tokenizer, when its file has none");
+  cmd->add_flag("--guard-output", o->guard_output,
+                "also screen every reply before it is sent (streamed replies are held back until screened)");
+  cmd->add_option("--guard-categories", o->guard_categories,
+                  "comma-separated codes the guard checks (S1..S14; default all)");
   cmd->add_option("--max-body-mib", o->max_body_mib, "largest request body in MiB (larger: 413)")
       ->check(CLI::Range(int64_t{1}, int64_t{4096}));
   cmd->add_option("--drain-s", o->drain_s, "seconds running requests may take to finish after SIGINT/SIGTERM")

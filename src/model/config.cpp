@@ -32,7 +32,7 @@ constexpr SizeLimit kSizeLimits[] = {
 };
 constexpr SizeLimit kLlama4SizeLimits[] = {
     {"intermediate_size_mlp", &ModelConfig::intermediate_size_mlp, 1, kMaxDim},
-    {"num_local_experts", &ModelConfig::num_local_experts, 1, 4096},
+    {"num_local_experts", &ModelConfig::num_local_experts, 0, 4096},  // 0: an all-dense model (Llama Guard 4)
     {"num_experts_per_tok", &ModelConfig::num_experts_per_tok, 1, 4096},
 };
 constexpr int64_t kMaxChunk = int64_t{1} << 30;
@@ -176,7 +176,8 @@ Status ReadLlama4(Reader& r, ModelConfig* c) {
   }
   const int64_t n = c->num_hidden_layers;
   HERD_ASSIGN_OR_RETURN(int64_t interval, r.Int("no_rope_layer_interval", 4, 1, kMaxChunk));
-  HERD_ASSIGN_OR_RETURN(int64_t step, r.Int("interleave_moe_layer_step", 1, 1, kMaxChunk));
+  // 0: no MoE layer (Hugging Face's converter writes it for the all-dense Llama Guard 4; vLLM's reading).
+  HERD_ASSIGN_OR_RETURN(int64_t step, r.Int("interleave_moe_layer_step", 1, 0, kMaxChunk));
   HERD_ASSIGN_OR_RETURN(std::optional<ModelMetadata::IntList> no_rope, md.Ints("no_rope_layers"));
   if (!no_rope || no_rope->empty()) {
     no_rope.emplace();
@@ -195,8 +196,11 @@ Status ReadLlama4(Reader& r, ModelConfig* c) {
       }
       moe[l] = true;
     }
-  } else {
+  } else if (step > 0) {
     for (int64_t l = step - 1; l < n; l += step) moe[l] = true;
+  }
+  if (c->num_local_experts == 0 && std::find(moe.begin(), moe.end(), true) != moe.end()) {
+    return Corruption(md.Where("num_local_experts") + " is 0 but the model has mixture-of-experts layers");
   }
   c->layers.assign(static_cast<size_t>(n), LayerConfig{});
   for (int64_t l = 0; l < n; ++l) {

@@ -82,10 +82,35 @@ TEST(ConfigFromMetadata, SizesOutOfRangeNameTheFieldBeforeAllocating) {
       m.Set(field, bad);
       s = ConfigFromMetadata(m).status();
       EXPECT_EQ(s.code(), StatusCode::kCorruption) << field << " " << bad;
-      EXPECT_NE(s.message().find(std::string(field) + " in config.json = " + std::to_string(bad)), std::string::npos)
-          << s.message();
+      // No experts is a valid count (an all-dense model) unless the model has MoE layers.
+      const std::string want = std::string(field) == "num_local_experts" && bad == 0
+                                   ? "num_local_experts in config.json is 0 but the model has mixture-of-experts layers"
+                                   : std::string(field) + " in config.json = " + std::to_string(bad);
+      EXPECT_NE(s.message().find(want), std::string::npos) << s.message();
     }
   }
+}
+
+// Llama Guard 4 as Hugging Face's converter writes it: no experts, interleave_moe_layer_step 0 or moe_layers [].
+TEST(ConfigFromMetadata, AllDenseLlama4) {
+  for (int variant = 0; variant < 2; ++variant) {
+    ModelMetadata md = Llama4();
+    md.Set("num_local_experts", int64_t{0});
+    if (variant == 0) {
+      md.Set("interleave_moe_layer_step", int64_t{0});
+    } else {
+      md.Set("moe_layers", ModelMetadata::IntList{});
+    }
+    auto c = ConfigFromMetadata(md);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    for (const auto& l : c->layers) {
+      EXPECT_FALSE(l.moe);
+      EXPECT_EQ(l.ffn_size, c->intermediate_size_mlp);
+    }
+  }
+  ModelMetadata md = Llama4();
+  md.Set("interleave_moe_layer_step", int64_t{-1});
+  EXPECT_FALSE(ConfigFromMetadata(md).ok());
 }
 
 TEST(ConfigFromMetadata, CrossFieldErrorsNameTheFields) {

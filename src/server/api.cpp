@@ -644,6 +644,28 @@ std::optional<ApiError> ParseGenerateRequest(const json& body, const ModelInfo& 
   if (!prompt || prompt->empty()) return BadRequest("the prompt encodes to no tokens", chat ? "messages" : "prompt");
   req.serving.prompt = std::move(*prompt);
   if (chat) req.serving.stop_ids = model.chat_stop_ids;
+  if (model.guard) {
+    // What a guard judges: the last user message's text parts (chat) or the prompt (completions).
+    if (chat) {
+      const json& messages = body["messages"];
+      for (auto it = messages.rbegin(); it != messages.rend(); ++it) {
+        if (!it->is_object() || !it->contains("role") || (*it)["role"] != "user" || !it->contains("content")) continue;
+        const json& content = (*it)["content"];
+        if (content.is_string()) {
+          req.judged_user_text = content.get<std::string>();
+        } else if (content.is_array()) {
+          for (const auto& part : content) {
+            if (part.is_object() && part.contains("text") && part["text"].is_string()) {
+              req.judged_user_text += part["text"].get<std::string>();
+            }
+          }
+        }
+        break;
+      }
+    } else {
+      req.judged_user_text = model.tokenizer->Decode(req.serving.prompt, /*skip_special=*/true);
+    }
+  }
   const int64_t n_prompt = static_cast<int64_t>(req.serving.prompt.size());
   if (n_prompt + 1 > model.n_ctx) {
     return BadRequest("This model's maximum context length is " + std::to_string(model.n_ctx) +
@@ -746,8 +768,62 @@ ResponseShaper::ResponseShaper(const ApiRequest& request, const ModelInfo& model
       tools_(request.tools),
       tools_active_(request.tools_active && request.kind == ApiKind::kChatCompletion) {}
 
+void ResponseShaper::Refuse(int choice, const std::string& refusal) {
+  Choice& c = choices_[static_cast<size_t>(choice)];
+  c.text = refusal;
+  c.refused = true;
+  c.finish_reason = "content_filter";
+  c.logprobs_content = ResponseJson::array();
+}
+
+std::string ResponseShaper::StreamWhole() {
+  std::string out = StreamHead();
+  for (size_t i = 0; i < choices_.size(); ++i) {
+    Choice& c = choices_[i];
+    std::string finish = c.finish_reason;
+    ResponseJson delta;
+    const bool chat = kind_ == ApiKind::kChatCompletion;
+    if (chat) {
+      const ResponseJson message = Message(c, &finish);
+      delta = ResponseJson::object();
+      delta["content"] = message["content"];
+      if (message.contains("tool_calls")) delta["tool_calls"] = message["tool_calls"];
+      if (c.refused) delta["refusal"] = c.text;
+    }
+    ResponseJson chunk = ChunkBase();
+    ResponseJson choice = {{"index", i}};
+    if (chat) {
+      choice["delta"] = delta;
+    } else {
+      choice["text"] = c.text;
+    }
+    choice["logprobs"] = nullptr;
+    choice["finish_reason"] = nullptr;
+    if (chat && delta.contains("tool_calls")) {
+      for (size_t k = 0; k < delta["tool_calls"].size(); ++k) delta["tool_calls"][k]["index"] = k;
+      choice["delta"] = delta;
+    }
+    chunk["choices"] = ResponseJson::array({choice});
+    out += Sse(chunk);
+    ResponseJson end = ChunkBase();
+    ResponseJson last = {{"index", i}, {"logprobs", nullptr}, {"finish_reason", finish}};
+    if (chat) {
+      last["delta"] = ResponseJson::object();
+    } else {
+      last["text"] = "";
+    }
+    end["choices"] = ResponseJson::array({last});
+    out += Sse(end);
+  }
+  return out + StreamTail();
+}
+
 ResponseJson ResponseShaper::Message(const Choice& c, std::string* finish_reason) const {
   ResponseJson message = {{"role", "assistant"}, {"content", c.text}, {"refusal", nullptr}};
+  if (c.refused) {
+    message["refusal"] = c.text;
+    return message;
+  }
   if (!tools_active_) return message;
   const runtime::ParsedReply parsed = runtime::ParseToolCalls(c.text, tools_);
   if (!parsed.is_call) return message;

@@ -17,6 +17,7 @@
 
 #include "core/status.h"
 #include "runtime/chat.h"
+#include "runtime/guard.h"
 #include "runtime/serving.h"
 #include "runtime/structured.h"
 #include "runtime/tools.h"
@@ -75,6 +76,12 @@ struct ModelInfo {
   // refused (400).
   std::function<Result<std::shared_ptr<const grammar::CompiledGrammar>>(runtime::GrammarKind, std::string_view)>
       grammars;
+  // Llama Guard screening (herd serve --guard): requests' last user message, and with guard_output the replies;
+  // POST /v1/moderations. Null: none.
+  std::shared_ptr<runtime::GuardClassifier> guard;
+  runtime::GuardPromptOptions guard_options;
+  bool guard_output = false;
+  std::string guard_name;  // the guard model's file name, for /v1/moderations
 };
 
 enum class ApiKind { kChatCompletion, kCompletion };
@@ -93,6 +100,8 @@ struct ApiRequest {
   // Chat tool calling: the request's functions, and whether the reply may be calls (tool_choice other than "none").
   std::vector<runtime::ToolFunction> tools;
   bool tools_active = false;
+  // What a guard judges: the last user message's text (chat) or the prompt's (completions).
+  std::string judged_user_text;
 };
 
 // Parses a request body: a JSON object nested at most 64 levels (checked before parsing, so hostile nesting costs
@@ -120,6 +129,13 @@ class ResponseShaper {
   void Add(const runtime::ServingEvent& event);
   // Every choice finished (stop, length, cancelled or error).
   bool done() const { return n_open_ == 0; }
+  int choices() const { return static_cast<int>(choices_.size()); }
+  const std::string& ChoiceText(int choice) const { return choices_[static_cast<size_t>(choice)].text; }
+  // Replaces a finished choice by a refusal: the text becomes `refusal`, finish_reason "content_filter".
+  void Refuse(int choice, const std::string& refusal);
+  // The whole response as one stream (head, the text of each choice, finish chunks, tail): streaming whose output is
+  // held back until it is screened.
+  std::string StreamWhole();
   // Set once a choice ended in error or was cancelled: what the client gets instead of a response (500 with the
   // engine's message; 503 "shutting_down" for a cancellation, which only a shutdown reports to a live client).
   const std::optional<ApiError>& failure() const { return failure_; }
@@ -149,6 +165,7 @@ class ResponseShaper {
     bool finished = false;
     std::string finish_reason;
     int64_t completion_tokens = 0;
+    bool refused = false;
     size_t streamed = 0;  // bytes of text already sent as content (tool calling holds text back while it may be a call)
   };
   // The message of a finished chat choice: content, or tool_calls when the reply is calls.

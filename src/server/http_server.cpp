@@ -174,6 +174,7 @@ constexpr RouteSpec kRoutes[] = {
     {"/completions", "POST"},
     {"/tokenize", "POST"},
     {"/detokenize", "POST"},
+    {"/v1/moderations", "POST"},
 };
 
 // The metrics label of a request path: the route, or "other" (unknown paths must not grow the label set).
@@ -360,12 +361,150 @@ class HttpServer::Impl {
     auto st = std::make_shared<RequestState>();
     auto shaper = std::make_shared<ResponseShaper>(api, model, NewResponseId(kind), UnixNow());
     const bool stream = api.stream;
+    if (model.guard && !api.judged_user_text.empty()) {
+      // The request is screened before anything is generated; a flagged one is answered with a refusal.
+      const runtime::GuardMessage judged{"user", api.judged_user_text, {}};
+      auto verdict =
+          model.guard->Classify(std::span<const runtime::GuardMessage>(&judged, 1), model.guard_options, false);
+      if (!verdict.ok()) {
+        return ReplyError(res, ApiError{500, "the safety check failed: " + verdict.status().message(), "server_error",
+                                        "", "guard_failed"});
+      }
+      if (verdict->verdict.unsafe) {
+        for (int i = 0; i < shaper->choices(); ++i) {
+          runtime::ServingEvent e;
+          e.choice = i;
+          e.finished = true;
+          e.prompt_tokens = static_cast<int64_t>(api.serving.prompt.size());
+          shaper->Add(e);
+          shaper->Refuse(i, Refusal(*verdict, "request"));
+        }
+        if (stream) {
+          res.set_header("Cache-Control", "no-cache");
+          return res.set_content(shaper->StreamWhole(), "text/event-stream");
+        }
+        return ReplyJson(res, 200, shaper->Body());
+      }
+    }
+    const std::string judged_user = api.judged_user_text;
     Result<uint64_t> id =
         engine->Submit(std::move(api.serving), [st](const runtime::ServingEvent& e) { return st->Push(e); });
     if (!id.ok()) return ReplyError(res, FromSubmitStatus(id.status()));
     st->id = *id;
+    if (model.guard && model.guard_output) return Screened(res, st, shaper, guard, stream, judged_user);
     if (stream) return Stream(res, st, shaper, guard);
     Whole(res, st, shaper, guard);
+  }
+
+  // The text that replaces flagged content, naming the categories.
+  std::string Refusal(const runtime::GuardResult& r, const char* what) const {
+    std::string cats;
+    for (const auto& code : r.verdict.categories) {
+      for (const auto& c : runtime::GuardCategories()) {
+        if (c.code == code) cats += (cats.empty() ? "" : ", ") + c.code + ": " + c.name;
+      }
+    }
+    return std::string("I can't help with that: the ") + what + " was flagged by the safety policy" +
+           (cats.empty() ? "" : " (" + cats + ")") + ".";
+  }
+
+  // --guard-output: the whole reply is generated, each choice is screened (the last user message and the reply),
+  // and only then is it sent, streamed or not; a flagged choice is replaced by a refusal (content_filter).
+  void Screened(Response& res, std::shared_ptr<RequestState> st, std::shared_ptr<ResponseShaper> shaper,
+                std::shared_ptr<InFlight> guard, bool stream, std::string user) {
+    res.status = 200;
+    if (stream) {
+      res.set_header("Cache-Control", "no-cache");
+      res.set_header("X-Accel-Buffering", "no");
+    }
+    res.set_chunked_content_provider(
+        stream ? "text/event-stream" : "application/json",
+        [this, st, shaper, stream, user](size_t, httplib::DataSink& sink) {
+          for (const runtime::ServingEvent& e : st->Take(Clock::now() + kPollInterval)) shaper->Add(e);
+          if (!shaper->done() && !shaper->failure()) return sink.is_writable();
+          if (!shaper->done()) Abandon(*st);
+          std::string body;
+          if (shaper->failure()) {
+            body = stream ? ResponseShaper::StreamError(*shaper->failure()) : Dump(shaper->failure()->ToJson());
+          } else {
+            std::optional<ApiError> failed;
+            for (int i = 0; i < shaper->choices() && !failed; ++i) {
+              const runtime::GuardMessage conv[2] = {{"user", user, {}}, {"assistant", shaper->ChoiceText(i), {}}};
+              auto v = model.guard->Classify(conv, model.guard_options, false);
+              if (!v.ok()) {
+                failed = ApiError{500, "the safety check failed: " + v.status().message(), "server_error", "",
+                                  "guard_failed"};
+              } else if (v->verdict.unsafe) {
+                shaper->Refuse(i, Refusal(*v, "reply"));
+              }
+            }
+            if (failed) {
+              body = stream ? ResponseShaper::StreamError(*failed) : Dump(failed->ToJson());
+            } else {
+              body = stream ? shaper->StreamWhole() : Dump(shaper->Body());
+            }
+          }
+          if (!sink.write(body.data(), body.size())) return false;
+          st->complete = true;
+          sink.done();
+          return true;
+        },
+        [this, st, guard](bool) {
+          if (!st->complete) Abandon(*st);
+        });
+  }
+
+  // POST /v1/moderations (OpenAI's shape): each input classified by the guard, with per-category scores.
+  void Moderations(const Request& req, Response& res) {
+    if (auto e = Gate(req, true)) return ReplyError(res, *e);
+    if (!model.guard) {
+      return ReplyError(res, BadRequest("moderation needs a guard model: start herd serve with --guard", "model",
+                                        "moderation_not_available"));
+    }
+    json body;
+    if (auto e = ParseJsonBody(req.body, &body)) return ReplyError(res, *e);
+    std::vector<std::string> inputs;
+    auto input = body.find("input");
+    if (input != body.end() && input->is_string()) {
+      inputs.push_back(input->get<std::string>());
+    } else if (input != body.end() && input->is_array() && !input->empty() && input->size() <= 32) {
+      for (const auto& i : *input) {
+        if (!i.is_string())
+          return ReplyError(res, BadRequest("'input' must be a string or a list of strings", "input"));
+        inputs.push_back(i.get<std::string>());
+      }
+    } else {
+      return ReplyError(res, BadRequest("'input' must be a string or a list of 1 to 32 strings", "input"));
+    }
+    ResponseJson results = ResponseJson::array();
+    for (const auto& text : inputs) {
+      const runtime::GuardMessage m{"user", text, {}};
+      auto r = model.guard->Classify(std::span<const runtime::GuardMessage>(&m, 1), model.guard_options, true);
+      if (!r.ok()) {
+        const bool bad =
+            r.status().code() == StatusCode::kInvalidArgument || r.status().code() == StatusCode::kOutOfRange;
+        return ReplyError(res, bad ? BadRequest(r.status().message(), "input")
+                                   : ApiError{500, "the safety check failed: " + r.status().message(), "server_error",
+                                              "", "guard_failed"});
+      }
+      ResponseJson categories = ResponseJson::object(), scores = ResponseJson::object(), names = ResponseJson::object();
+      for (const auto& [code, p] : r->category_scores) {
+        categories[code] =
+            std::find(r->verdict.categories.begin(), r->verdict.categories.end(), code) != r->verdict.categories.end();
+        scores[code] = p;
+        for (const auto& c : runtime::GuardCategories()) {
+          if (c.code == code) names[code] = c.name;
+        }
+      }
+      results.push_back({{"flagged", r->verdict.unsafe},
+                         {"categories", categories},
+                         {"category_scores", scores},
+                         {"category_names", names},
+                         {"p_unsafe", r->score.p_unsafe_2way}});
+    }
+    std::string id = NewResponseId(ApiKind::kCompletion);
+    id.replace(0, 4, "modr");
+    ReplyJson(res, 200, {{"id", id}, {"model", model.guard_name}, {"results", results}});
   }
 
   void Stream(Response& res, std::shared_ptr<RequestState> st, std::shared_ptr<ResponseShaper> shaper,
@@ -509,6 +648,7 @@ void HttpServer::Impl::Install() {
       {"/completions", gen(ApiKind::kCompletion)},
       {"/tokenize", [this](const Request& q, Response& r) { Tokenize(q, r); }},
       {"/detokenize", [this](const Request& q, Response& r) { Detokenize(q, r); }},
+      {"/v1/moderations", [this](const Request& q, Response& r) { Moderations(q, r); }},
   };
   for (const RouteSpec& route : kRoutes) {
     const std::string method = route.method;

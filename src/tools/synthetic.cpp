@@ -226,6 +226,7 @@ Result<model::ModelConfig> SyntheticConfig(const SyntheticSpec& spec) {
   set("intermediate_size_mlp",
       pick(spec.intermediate_size_mlp, spec.intermediate_size > 0 ? 2 * spec.intermediate_size : preset->ffn_mlp));
   set("interleave_moe_layer_step", pick(spec.interleave_moe_layer_step, preset->moe_step));
+  if (spec.all_dense) set("moe_layers", ModelMetadata::IntList{});
   set("vocab_size", pick(spec.vocab_size, preset->vocab));
   set("max_position_embeddings", pick(spec.max_position_embeddings, preset->max_pos));
   set("rms_norm_eps", 1e-5);

@@ -43,6 +43,7 @@ struct SyntheticSpec {
   int64_t interleave_moe_layer_step = 0;
   int64_t vocab_size = 0;
   int64_t max_position_embeddings = 0;
+  bool all_dense = false;  // every layer a dense FFN, no experts (Llama Guard 4's shape)
 };
 
 // The preset names SyntheticConfig accepts, for help texts.

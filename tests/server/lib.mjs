@@ -171,3 +171,29 @@ export function validateJson(records) {
     throw new Error(`invalid JSON outputs: ${JSON.stringify(summary)}`);
   }
 }
+
+// A random-weight all-dense Llama 4 (Llama Guard 4's shape: no experts), saved once per seed as GGUF into the test
+// directory; used with --guard-tokenizer shared/models/llama4-tokenizer/tokenizer.model. Such a guard gives the same
+// verdict to almost every text: seed 7 flags them, seed 11 lets them pass.
+export function tinyGuard(seed = 11) {
+  const file = path.join(testDir(), `tiny-guard-${seed}.gguf`);
+  if (fs.existsSync(file)) return file;
+  const r = herd(['bench', '--synthetic', 'custom', '--dense', '--layers', '2', '--hidden', '64', '--heads', '4',
+                  '--kv-heads', '2', '--ffn', '64', '--ffn-dense', '128', '--vocab', '202048', '--max-ctx', '4096',
+                  '--type', 'q8_0', '--seed', String(seed), '--save', file, '-p', '4', '-n', '2', '-r', '1',
+                  '--probe-mib', '0', '-t', '2']);
+  if (r.code !== 0) throw new Error(`herd bench --save failed (${r.code}): ${r.stderr}`);
+  return file;
+}
+
+// The content text and the finish_reason of choice 0 of a streamed chat completion (an openai client stream).
+export async function collectChatStream(stream) {
+  let text = '';
+  let finish = null;
+  for await (const chunk of stream) {
+    if (chunk.choices.length === 0) continue;
+    text += chunk.choices[0].delta.content ?? '';
+    finish = chunk.choices[0].finish_reason ?? finish;
+  }
+  return { text, finish };
+}

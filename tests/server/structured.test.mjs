@@ -5,7 +5,7 @@
 // unsupported keywords and malformed formats are refused with 400 naming the parameter.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { expectError, loadOpenAI, post, sharedPath, startServer, tinyLlama4, validateJson as validate } from './lib.mjs';
+import { collectChatStream, expectError, loadOpenAI, post, sharedPath, startServer, tinyLlama4, validateJson as validate } from './lib.mjs';
 
 const OpenAI = loadOpenAI();
 const TOKENIZER = sharedPath('models/llama4-tokenizer/tokenizer.model');
@@ -69,14 +69,7 @@ describe('herd serve: structured output', () => {
       response_format: { type: 'json_schema', json_schema: { name: 'person', schema: PERSON } },
     };
     const whole = await client.chat.completions.create(body);
-    const stream = await client.chat.completions.create({ ...body, stream: true });
-    let text = '';
-    let finish = null;
-    for await (const chunk of stream) {
-      if (chunk.choices.length === 0) continue;
-      text += chunk.choices[0].delta.content ?? '';
-      finish = chunk.choices[0].finish_reason ?? finish;
-    }
+    const { text, finish } = await collectChatStream(await client.chat.completions.create({ ...body, stream: true }));
     assert.equal(text, whole.choices[0].message.content);
     assert.equal(finish, 'stop');
     validate([{ schema: PERSON, text }]);
