@@ -194,5 +194,33 @@ ws ::= " "?
   EXPECT_NE(r.status().message().find("shortest output"), std::string::npos) << r.status().message();
 }
 
+// llama.cpp's own .gbnf files (from the llama.cpp peer's sources, build/peer: `make peer`, which `make test` runs)
+// parse unchanged, and constrain generation to sentences of each.
+TEST(StructuredOutput, LlamaCppGrammarFilesParseUnchangedAndConstrain) {
+  const std::string dir = std::string(HERD_SOURCE_DIR) + "/build/peer/llama-src/grammars";
+  ASSERT_TRUE(std::filesystem::is_directory(dir)) << dir << " is missing: run `make peer` (scripts/install-peer.sh)";
+  ThreadPool pool(2);
+  auto m = TinyModel(202048, "models/llama4-tokenizer/tokenizer.model", pool);
+  runtime::GrammarCache cache(*m, 16);
+  int files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().extension() != ".gbnf") continue;
+    ++files;
+    const std::string text = testing::ReadText(e.path().string());
+    auto parsed = grammar::ParseGbnf(text);
+    ASSERT_TRUE(parsed.ok()) << e.path() << ": " << parsed.status().ToString();
+    if (kSanitized && files > 3) continue;  // generation with three of them under the sanitizers (time)
+    auto g = cache.Get(runtime::GrammarKind::kGbnf, text);
+    ASSERT_TRUE(g.ok()) << g.status().ToString();
+    std::vector<Output> outputs;
+    Generate(*m, pool, *g, e.path().filename().string(), nullptr, {1}, &outputs);
+    for (const auto& o : outputs) {
+      grammar::ByteMatcher bm(*parsed);
+      EXPECT_TRUE(bm.Accept(o.text) && bm.CanEnd()) << o.id << ": " << o.text;
+    }
+  }
+  EXPECT_GE(files, 8);  // arithmetic, c, chess, english, japanese, json, json_arr, list
+}
+
 }  // namespace
 }  // namespace herd
