@@ -12,6 +12,7 @@
 #include "core/file.h"
 #include "server/test_fakes.h"
 #include "test_util.h"
+#include "tokenizer/tokenizer.h"
 
 namespace herd::server {
 namespace {
@@ -619,6 +620,66 @@ TEST_F(ApiTest, InvalidUtf8InTokensIsReplaced) {
   EXPECT_EQ(NewResponseId(ApiKind::kChatCompletion).rfind("chatcmpl-", 0), 0u);
   EXPECT_EQ(NewResponseId(ApiKind::kCompletion).size(), 5u + 24u);
   EXPECT_NE(NewResponseId(ApiKind::kCompletion), NewResponseId(ApiKind::kCompletion));
+}
+
+}  // namespace
+}  // namespace herd::server
+
+namespace herd::server {
+namespace {
+
+// Tool calling renders the functions where each format expects them, past calls as the model writes them, and tool
+// results as ipython turns (real Llama 4 and Llama 3 tokenizers).
+TEST(ApiTools, PromptsPlaceTheFunctionsAsEachFormatExpects) {
+  const char* body = R"({"messages": [{"role": "system", "content": "Be brief."},
+      {"role": "user", "content": "Weather in Paris?"},
+      {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+        "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\", \"days\": 2}"}}]},
+      {"role": "tool", "tool_call_id": "c1", "content": "{\"t\": 21}"}],
+    "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
+      "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]})";
+  const std::pair<runtime::ChatFormat, const char*> formats[] = {
+      {runtime::ChatFormat::kLlama4, "models/llama4-tokenizer/tokenizer.model"},
+      {runtime::ChatFormat::kLlama3, "models/llama3-tokenizer/tokenizer.model"}};
+  for (auto [format, path] : formats) {
+    auto tok = tokenizer::LoadTokenizer(herd::testing::SharedPath(path));
+    ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+    ModelInfo m;
+    m.id = "t";
+    m.vocab_size = (*tok)->vocab_size();
+    m.n_ctx = 8192;
+    m.tokenizer = tok->get();
+    m.chat_format = format;
+    m.chat_stop_ids = runtime::ChatStopIds(**tok, format);
+    ApiRequest req;
+    auto e = ParseGenerateRequest(json::parse(body), m, ApiKind::kChatCompletion, &req);
+    ASSERT_FALSE(e.has_value()) << e->message;
+    EXPECT_TRUE(req.tools_active);
+    const std::string text = (*tok)->Decode(req.serving.prompt, /*skip_special=*/false);
+    if (format == runtime::ChatFormat::kLlama4) {
+      EXPECT_NE(text.find("<|header_start|>system<|header_end|>\n\nYou are a helpful assistant and an expert in "
+                          "function composition."),
+                std::string::npos)
+          << text;
+      EXPECT_NE(text.find("by using the tool outputs.\n\nBe brief.<|eot|>"), std::string::npos) << text;
+      EXPECT_NE(text.find("<|header_start|>assistant<|header_end|>\n\n[get_weather(city=\"Paris\", days=2)]<|eot|>"),
+                std::string::npos)
+          << text;
+      EXPECT_NE(text.find("<|header_start|>ipython<|header_end|>\n\n{\"t\": 21}<|eot|>"), std::string::npos) << text;
+    } else {
+      EXPECT_NE(text.find("<|start_header_id|>user<|end_header_id|>\n\nGiven the following functions, please respond "
+                          "with a JSON for a function call"),
+                std::string::npos)
+          << text;
+      EXPECT_NE(text.find("\"name\": \"get_weather\""), std::string::npos) << text;
+      EXPECT_NE(text.find("\n\nWeather in Paris?<|eot_id|>"), std::string::npos) << text;
+      EXPECT_NE(text.find("{\"name\":\"get_weather\",\"parameters\":{\"city\":\"Paris\",\"days\":2}}<|eot_id|>"),
+                std::string::npos)
+          << text;
+      EXPECT_NE(text.find("<|start_header_id|>ipython<|end_header_id|>\n\n{\"t\": 21}<|eot_id|>"), std::string::npos)
+          << text;
+    }
+  }
 }
 
 }  // namespace
