@@ -126,6 +126,34 @@ describe('herd serve: tool calling', () => {
     assert.equal(none.choices[0].message.tool_calls, undefined);
   });
 
+  it('parallel calls: two calls in one turn, two results, an answer', async () => {
+    const calls = [{ id: 'call_a', type: 'function', function: { name: 'get_weather',
+                                                                  arguments: '{"city": "Paris", "days": 2}' } },
+                   { id: 'call_b', type: 'function', function: { name: 'get_time', arguments: '{"zone": "CET"}' } }];
+    const messages = [...MESSAGES, { role: 'assistant', content: null, tool_calls: calls },
+                      { role: 'tool', tool_call_id: 'call_a', content: '{"temperature": 21}' },
+                      { role: 'tool', tool_call_id: 'call_b', content: '"14:05"' }];
+    const r = await client.chat.completions.create({ model: 'tiny-llama4', messages, tools: TOOLS, max_tokens: 8,
+                                                     temperature: 0 });
+    assert.ok(['stop', 'length', 'tool_calls'].includes(r.choices[0].finish_reason));
+    // Both calls and both results are in the prompt: more tokens than with one of each.
+    const one = await client.chat.completions.create({
+      model: 'tiny-llama4', tools: TOOLS, max_tokens: 1, temperature: 0,
+      messages: [...MESSAGES, { role: 'assistant', content: null, tool_calls: calls.slice(0, 1) },
+                 { role: 'tool', tool_call_id: 'call_a', content: '{"temperature": 21}' }],
+    });
+    assert.ok(r.usage.prompt_tokens > one.usage.prompt_tokens + 10);
+    // Required calls in parallel form are a list: every reply parses, however many calls it holds.
+    let most = 0;
+    for (const seed of [21, 22, 23, 24]) {
+      const p = await client.chat.completions.create({ model: 'tiny-llama4', messages: MESSAGES, tools: TOOLS,
+                                                       tool_choice: 'required', parallel_tool_calls: true,
+                                                       max_tokens: 200, temperature: 1, seed });
+      most = Math.max(most, p.choices[0].message.tool_calls.length);
+    }
+    assert.ok(most >= 1);
+  });
+
   it('refuses malformed tool requests, naming the field', async () => {
     const url = `${server.url}/v1/chat/completions`;
     let r = await post(url, { messages: MESSAGES, tools: TOOLS, tool_choice: { type: 'function',
