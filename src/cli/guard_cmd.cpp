@@ -5,7 +5,6 @@
 #include <cinttypes>
 #include <cstdio>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -29,18 +28,6 @@ struct GuardOptions {
   bool json = false;
   bool show_prompt = false;
 };
-
-std::vector<std::string> Codes(const std::string& list) {
-  std::vector<std::string> out;
-  std::stringstream ss(list);
-  std::string code;
-  while (std::getline(ss, code, ',')) {
-    while (!code.empty() && code.front() == ' ') code.erase(code.begin());
-    while (!code.empty() && code.back() == ' ') code.pop_back();
-    if (!code.empty()) out.push_back(code);
-  }
-  return out;
-}
 
 Result<std::vector<runtime::GuardMessage>> Messages(const GuardOptions& o) {
   std::vector<runtime::GuardMessage> messages;
@@ -84,9 +71,9 @@ Status CmdGuard(const GuardOptions& o) {
   HERD_ASSIGN_OR_RETURN(std::vector<runtime::GuardMessage> messages, Messages(o));
   runtime::GuardPromptOptions po;
   po.form = o.form == "h" ? runtime::GuardForm::kHub : runtime::GuardForm::kMeta;
-  po.categories = Codes(o.categories);
+  po.categories = runtime::GuardCodeList(o.categories);
   if (!o.exclude.empty()) {
-    const auto excluded = Codes(o.exclude);
+    const auto excluded = runtime::GuardCodeList(o.exclude);
     for (const auto& c : runtime::GuardCategories()) {
       if (c.code == "S14" && po.form == runtime::GuardForm::kMeta) continue;
       if (std::find(excluded.begin(), excluded.end(), c.code) == excluded.end()) po.categories.push_back(c.code);

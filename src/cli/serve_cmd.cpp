@@ -15,7 +15,6 @@
 #include <ctime>
 #include <filesystem>
 #include <mutex>
-#include <sstream>
 #include <thread>
 
 #include "cli/common.h"
@@ -235,16 +234,12 @@ Status CmdServe(const ServeOptions& o) {
     info.guard = guard;
     info.guard_output = o.guard_output;
     info.guard_name = std::filesystem::path(o.guard).filename().string();
-    std::stringstream codes(o.guard_categories);
-    for (std::string c; std::getline(codes, c, ',');) {
-      if (!c.empty()) info.guard_options.categories.push_back(c);
-    }
+    info.guard_options.categories = runtime::GuardCodeList(o.guard_categories);
     const runtime::GuardMessage probe{"user", "x", {}};
-    HERD_RETURN_IF_ERROR(runtime::RenderGuardPrompt(*guard_model->tokenizer,
-                                                    std::span<const runtime::GuardMessage>(&probe, 1),
-                                                    info.guard_options)
-                             .status()
-                             .WithContext("--guard-categories"));
+    HERD_RETURN_IF_ERROR(
+        runtime::GuardListedCodes(std::span<const runtime::GuardMessage>(&probe, 1), info.guard_options)
+            .status()
+            .WithContext("--guard-categories"));
   }
   // Structured output: grammars compiled once per distinct schema (the vocabulary's trie is built on first use).
   auto grammars = std::make_shared<runtime::GrammarCache>(*loaded, 32);

@@ -49,8 +49,18 @@ Result<int32_t> Special(const tokenizer::Tokenizer& tok, std::string_view piece)
 
 }  // namespace
 
-Result<std::vector<int32_t>> RenderGuardPrompt(const tokenizer::Tokenizer& tok, std::span<const GuardMessage> messages,
-                                               const GuardPromptOptions& o) {
+std::vector<std::string> GuardCodeList(std::string_view list) {
+  std::vector<std::string> out;
+  while (!list.empty()) {
+    const size_t comma = list.find(',');
+    const std::string_view code = Trim(list.substr(0, comma));
+    if (!code.empty()) out.emplace_back(code);
+    list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+  }
+  return out;
+}
+
+Result<std::vector<std::string>> GuardListedCodes(std::span<const GuardMessage> messages, const GuardPromptOptions& o) {
   if (messages.empty()) return InvalidArgument("guard: there is no message to classify");
   bool has_image = false;
   for (size_t i = 0; i < messages.size(); ++i) {
@@ -68,25 +78,26 @@ Result<std::vector<int32_t>> RenderGuardPrompt(const tokenizer::Tokenizer& tok, 
   }
   const bool hub = o.form == GuardForm::kHub;
   if (!hub && has_image) return InvalidArgument("guard: Form M has no image path; use Form H for images");
-  // The listed categories, in code order.
-  std::vector<const GuardCategory*> listed;
-  if (o.categories.empty()) {
-    for (const auto& c : GuardCategories()) {
-      if (c.code == "S14" && (!hub || has_image)) continue;
-      listed.push_back(&c);
-    }
-  } else {
-    for (const auto& code : o.categories) {
-      auto it = std::find_if(GuardCategories().begin(), GuardCategories().end(),
-                             [&](const GuardCategory& c) { return c.code == code; });
-      if (it == GuardCategories().end()) {
-        return InvalidArgument("guard: '" + code + "' is not a category (S1 to S14)");
-      }
-    }
-    for (const auto& c : GuardCategories()) {
-      if (std::find(o.categories.begin(), o.categories.end(), c.code) != o.categories.end()) listed.push_back(&c);
+  for (const auto& code : o.categories) {
+    if (std::none_of(GuardCategories().begin(), GuardCategories().end(),
+                     [&](const GuardCategory& c) { return c.code == code; })) {
+      return InvalidArgument("guard: '" + code + "' is not a category (S1 to S14)");
     }
   }
+  std::vector<std::string> listed;
+  for (const auto& c : GuardCategories()) {
+    const bool keep = o.categories.empty()
+                          ? !(c.code == "S14" && (!hub || has_image))
+                          : std::find(o.categories.begin(), o.categories.end(), c.code) != o.categories.end();
+    if (keep) listed.push_back(c.code);
+  }
+  return listed;
+}
+
+Result<std::vector<int32_t>> RenderGuardPrompt(const tokenizer::Tokenizer& tok, std::span<const GuardMessage> messages,
+                                               const GuardPromptOptions& o) {
+  HERD_ASSIGN_OR_RETURN(std::vector<std::string> listed, GuardListedCodes(messages, o));
+  const bool hub = o.form == GuardForm::kHub;
   HERD_ASSIGN_OR_RETURN(int32_t bos, Special(tok, "<|begin_of_text|>"));
   HERD_ASSIGN_OR_RETURN(int32_t header_start, Special(tok, "<|header_start|>"));
   HERD_ASSIGN_OR_RETURN(int32_t header_end, Special(tok, "<|header_end|>"));
@@ -105,7 +116,9 @@ Result<std::vector<int32_t>> RenderGuardPrompt(const tokenizer::Tokenizer& tok, 
   std::string body = "\n\nTask: Check if there is unsafe content in '" + judged + "' messages in conversations " +
                      (hub ? "according to our" : "according our") +
                      " safety policy with the below categories.\n\n<BEGIN UNSAFE CONTENT CATEGORIES>\n";
-  for (const auto* c : listed) body += c->code + ": " + c->name + ".\n";
+  for (const auto& c : GuardCategories()) {
+    if (std::find(listed.begin(), listed.end(), c.code) != listed.end()) body += c.code + ": " + c.name + ".\n";
+  }
   body += "<END UNSAFE CONTENT CATEGORIES>\n\n<BEGIN CONVERSATION>\n";
   if (!hub) body += "\n";
   for (size_t i = 0; i < messages.size(); ++i) {
@@ -214,7 +227,7 @@ std::string VerdictGrammar(const std::vector<std::string>& codes, bool lead) {
 }  // namespace
 
 GuardClassifier::GuardClassifier(const LoadedModel& m, GuardTokens ids, std::unique_ptr<ThreadPool> pool)
-    : m_(m), ids_(ids), pool_(std::move(pool)) {}
+    : m_(m), ids_(ids), pool_(std::move(pool)), grammars_(m, 8) {}
 
 Result<std::unique_ptr<GuardClassifier>> GuardClassifier::Create(const LoadedModel& model, int threads) {
   if (model.tokenizer == nullptr) return InvalidArgument("the guard model has no tokenizer");
@@ -230,10 +243,7 @@ Result<GuardResult> GuardClassifier::Classify(std::span<const GuardMessage> mess
   const tokenizer::Tokenizer& tok = *m_.tokenizer;
   HERD_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, RenderGuardPrompt(tok, messages, o));
   GuardResult r;
-  const std::string prompt_text = tok.Decode(prompt, false);
-  for (const auto& c : GuardCategories()) {
-    if (prompt_text.find("\n" + c.code + ": " + c.name + ".\n") != std::string::npos) r.listed.push_back(c.code);
-  }
+  HERD_ASSIGN_OR_RETURN(r.listed, GuardListedCodes(messages, o));
   const bool hub = o.form == GuardForm::kHub;
   const int64_t n_ctx =
       std::min<int64_t>(m_.model->config().max_position_embeddings, static_cast<int64_t>(prompt.size()) + 48);
@@ -248,8 +258,7 @@ Result<GuardResult> GuardClassifier::Classify(std::span<const GuardMessage> mess
   HERD_RETURN_IF_ERROR(m_.model->Forward(*state, prompt, model::LogitsMode::kLast, logits.data(), *pool_));
 
   // The reply, greedy and constrained to a verdict; P(unsafe) where the verdict token is predicted.
-  GrammarCache cache(m_, 1);
-  HERD_ASSIGN_OR_RETURN(auto compiled, cache.Get(GrammarKind::kGbnf, VerdictGrammar(r.listed, hub)));
+  HERD_ASSIGN_OR_RETURN(auto compiled, grammars_.Get(GrammarKind::kGbnf, VerdictGrammar(r.listed, hub)));
   grammar::TokenMatcher matcher(compiled);
   grammar::TokenMask mask;
   Sampler greedy(SamplingParams::Greedy(), vocab);

@@ -14,6 +14,7 @@
 
 #include "core/status.h"
 #include "runtime/engine.h"
+#include "runtime/structured.h"
 #include "tokenizer/tokenizer.h"
 
 namespace herd::runtime {
@@ -42,6 +43,14 @@ struct GuardPromptOptions {
   // S1-S13). Listed in code order whatever order they are given in.
   std::vector<std::string> categories;
 };
+
+// Category codes from a comma-separated list ("S1, S9"), blanks trimmed and empty entries dropped.
+std::vector<std::string> GuardCodeList(std::string_view list);
+
+// The codes the prompt lists, in code order: options.categories, or the form's default. InvalidArgument as for
+// RenderGuardPrompt (which lists exactly these).
+Result<std::vector<std::string>> GuardListedCodes(std::span<const GuardMessage> messages,
+                                                  const GuardPromptOptions& options);
 
 // The prompt's token ids: one <|begin_of_text|>, template special tokens as ids, every text piece encoded with
 // special-token parsing off (the judged text can never close the turn). The judged role is the last message's (Form
@@ -106,6 +115,7 @@ class GuardClassifier {
   const LoadedModel& m_;
   GuardTokens ids_;
   std::unique_ptr<ThreadPool> pool_;
+  GrammarCache grammars_;  // the verdict grammars, over a vocabulary built once
   std::mutex mu_;
 };
 
