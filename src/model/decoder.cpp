@@ -15,6 +15,7 @@
 #include "core/progress.h"
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
+#include "kernels/moe.h"
 #include "kernels/ops.h"
 #include "kernels/quantize.h"
 #include "kernels/repack.h"
@@ -54,6 +55,7 @@ class DecoderModel::Work final : public Workspace {
       expert_count.resize(e);
       expert_offset.resize(e + 1);
       order.resize(n * k_used);
+      slot.resize(n * k_used);
       xe.resize(n * k_used * d);
       ge.resize(n * k_used * max_ffn);
       ue.resize(n * k_used * max_ffn);
@@ -68,7 +70,7 @@ class DecoderModel::Work final : public Workspace {
   };
   std::vector<float> x, xn, q, k, v, att, gate, up, out, cos, sin, logits;
   std::vector<float> router, choice_gate, xe, ge, ue, ye;
-  std::vector<int32_t> choice, order, seq_of;
+  std::vector<int32_t> choice, order, slot, seq_of;
   std::vector<int64_t> pos, expert_count, expert_offset, logit_rows;
   std::vector<Item> items;
   std::vector<float> attn_scratch;  // [threads][kernels::AttentionScratchFloats(head_dim)]
@@ -515,41 +517,19 @@ void DecoderModel::MoeFfn(Work& s, int64_t layer, int64_t n, ThreadPool& pool) c
 
   profile::OpSequence op("moe.router");
   MatMul(w.router, s.xn.data(), n, s.router.data(), pool);
-  op.Next("moe.route");
-  std::fill(s.expert_count.begin(), s.expert_count.end(), 0);
-  for (int64_t t = 0; t < n; ++t) {
-    const float* r = s.router.data() + t * n_exp;
-    for (int64_t j = 0; j < k_used; ++j) {
-      int32_t best = -1;
-      for (int64_t e = 0; e < n_exp; ++e) {
-        bool taken = false;
-        for (int64_t i = 0; i < j; ++i) taken |= s.choice[t * k_used + i] == e;
-        if (!taken && (best < 0 || r[e] > r[best])) best = static_cast<int32_t>(e);
-      }
-      s.choice[t * k_used + j] = best;
-      s.choice_gate[t * k_used + j] = 1.0f / (1.0f + std::exp(-r[best]));
-      s.expert_count[best]++;
-    }
-  }
+  op.Next("moe.route");  // kernels/moe.h; tokens split over the pool as the other per-token loops
+  ParallelRows(pool, n, [&](int64_t t) {
+    kernels::RouteTopK(s.router.data(), n_exp, k_used, t, t + 1, s.choice.data(), s.choice_gate.data());
+  });
   if (s.trace != nullptr) {
     s.trace->router_logits.emplace_back(s.router.begin(), s.router.begin() + n * n_exp);
     s.trace->router_choice.emplace_back(s.choice.begin(), s.choice.begin() + n * k_used);
   }
-  // Counting sort of the (token, slot) assignments by expert.
-  s.expert_offset[0] = 0;
-  for (int64_t e = 0; e < n_exp; ++e) s.expert_offset[e + 1] = s.expert_offset[e] + s.expert_count[e];
-  std::fill(s.expert_count.begin(), s.expert_count.end(), 0);
-  for (int64_t a = 0; a < n * k_used; ++a) {
-    const int32_t e = s.choice[a];
-    s.order[s.expert_offset[e] + s.expert_count[e]++] = static_cast<int32_t>(a);
-  }
-  for (int64_t i = 0; i < n * k_used; ++i) {
-    const int32_t a = s.order[i];
-    const float g = s.choice_gate[a];
-    const float* src = s.xn.data() + (a / k_used) * d;
-    float* dst = s.xe.data() + i * d;
-    for (int64_t j = 0; j < d; ++j) dst[j] = g * src[j];
-  }
+  kernels::GroupByExpert(s.choice.data(), n * k_used, n_exp, s.expert_offset.data(), s.expert_count.data(),
+                         s.order.data(), s.slot.data());
+  ParallelRows(pool, n * k_used, [&](int64_t i) {
+    kernels::GatherScaled(s.xn.data(), d, s.order.data(), s.choice_gate.data(), k_used, i, i + 1, s.xe.data());
+  });
   for (int64_t e = 0; e < n_exp; ++e) {
     const int64_t begin = s.expert_offset[e], count = s.expert_offset[e + 1] - begin;
     if (count == 0) continue;  // decode reads only the selected experts' weights
@@ -577,10 +557,8 @@ void DecoderModel::MoeFfn(Work& s, int64_t layer, int64_t n, ThreadPool& pool) c
     }
   }
   op.Next("moe.scatter");
-  for (int64_t i = 0; i < n * k_used; ++i) {
-    const int64_t t = s.order[i] / k_used;
-    kernels::Add(s.out.data() + t * d, s.ye.data() + i * d, s.out.data() + t * d, d);
-  }
+  ParallelRows(pool, n,
+               [&](int64_t t) { kernels::ScatterAdd(s.ye.data(), d, s.slot.data(), k_used, t, t + 1, s.out.data()); });
 }
 
 // Items are (block of query tokens of one sequence, all in one chunk of the layer, KV head) pairs: one kernel call
