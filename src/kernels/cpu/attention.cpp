@@ -118,6 +118,51 @@ HWY_INLINE void ScoresBlock(const float* const* q_rows, const float* k0, const f
   }
 }
 
+#if HWY_TARGET <= HWY_AVX3
+// ScoresBlock for 4 rows x 4 keys with 16-lane vectors (head_dim a multiple of 16): the same 16 per-lane FMA chains
+// as ScoresBlock, then the 16 sums reduced together by a transposing tree instead of one SumOfLanes each. The tree
+// pairs lanes exactly as SumOfLanes (_mm512_reduce_add_ps: lane i + lane i+8, then i + i+4, i + i+2, i + i+1) does
+// for each accumulator, so every score has the same bits as ScoresBlock's; the reduction costs 15 shuffle pairs
+// and adds for 16 scores instead of about 16 x 7 operations. Accumulator 4 key + row ends in lane 4 row + key.
+HWY_INLINE void ScoresBlock4x4(const float* const* q_rows, const float* const* k, int64_t hd, float scale, float* s,
+                               int64_t j0) {
+  __m512 a[16];
+  for (int x = 0; x < 16; ++x) a[x] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < hd; i += 16) {
+    __m512 vq[4], vk[4];
+    for (int r = 0; r < 4; ++r) vq[r] = _mm512_loadu_ps(q_rows[r] + i);
+    for (int key = 0; key < 4; ++key) vk[key] = _mm512_loadu_ps(k[key] + i);
+    for (int key = 0; key < 4; ++key) {
+      for (int r = 0; r < 4; ++r) a[4 * key + r] = _mm512_fmadd_ps(vq[r], vk[key], a[4 * key + r]);
+    }
+  }
+  // Halves of 256 bits (lane i + lane i+8) of two accumulators side by side: b[m] = a[2m] | a[2m+1].
+  __m512 b[8];
+  for (int m = 0; m < 8; ++m) {
+    b[m] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * m], a[2 * m + 1], 0x44),
+                         _mm512_shuffle_f32x4(a[2 * m], a[2 * m + 1], 0xEE));
+  }
+  // Quarters (i + i+4): c[m] = a[4m] | a[4m+1] | a[4m+2] | a[4m+3], four lanes each.
+  __m512 c[4];
+  for (int m = 0; m < 4; ++m) {
+    c[m] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * m], b[2 * m + 1], 0x88),
+                         _mm512_shuffle_f32x4(b[2 * m], b[2 * m + 1], 0xDD));
+  }
+  // Within each quarter, (i + i+2) and then (i + i+1).
+  __m512 d[2];
+  for (int m = 0; m < 2; ++m) {
+    d[m] =
+        _mm512_add_ps(_mm512_shuffle_ps(c[2 * m], c[2 * m + 1], 0x44), _mm512_shuffle_ps(c[2 * m], c[2 * m + 1], 0xEE));
+  }
+  const __m512 e = _mm512_mul_ps(
+      _mm512_add_ps(_mm512_shuffle_ps(d[0], d[1], 0x88), _mm512_shuffle_ps(d[0], d[1], 0xDD)), _mm512_set1_ps(scale));
+  _mm_storeu_ps(s + j0, _mm512_extractf32x4_ps(e, 0));
+  _mm_storeu_ps(s + kTile + j0, _mm512_extractf32x4_ps(e, 1));
+  _mm_storeu_ps(s + 2 * kTile + j0, _mm512_extractf32x4_ps(e, 2));
+  _mm_storeu_ps(s + 3 * kTile + j0, _mm512_extractf32x4_ps(e, 3));
+}
+#endif
+
 // acc_r[c, c + width) += sum_{j < nk} p[r * kTile + j] * v_j[c, c + width) for r < NR (1 or 4), width = W vectors
 // (1 or 2). The accumulators stay in registers over the whole tile.
 template <int NR, int W>
@@ -178,11 +223,38 @@ HWY_INLINE void PvBlock(const float* p, const float* const* v, int64_t nk, float
   }
 }
 
+// PvBlock for 4 rows x 4 vectors of head_dim: the same FMA per (row, element, key) in the same key order as
+// PvBlock (so the same bits), with each P broadcast and V load shared by twice the accumulators.
+HWY_INLINE void PvBlock4x4(const float* p, const float* const* v, int64_t nk, float* acc, int64_t hd, int64_t c) {
+  const hn::ScalableTag<float> d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  using V = hn::Vec<decltype(d)>;
+  V a[4][4];
+  for (int r = 0; r < 4; ++r) {
+    for (int w = 0; w < 4; ++w) a[r][w] = hn::LoadU(d, acc + r * hd + c + w * lanes);
+  }
+  for (int64_t j = 0; j < nk; ++j) {
+    const float* vj = v[j] + c;
+    V vv[4];
+    for (int w = 0; w < 4; ++w) vv[w] = hn::LoadU(d, vj + w * lanes);
+    for (int r = 0; r < 4; ++r) {
+      const V pr = hn::Set(d, p[r * kTile + j]);
+      for (int w = 0; w < 4; ++w) a[r][w] = hn::MulAdd(pr, vv[w], a[r][w]);
+    }
+  }
+  for (int r = 0; r < 4; ++r) {
+    for (int w = 0; w < 4; ++w) hn::StoreU(a[r][w], d, acc + r * hd + c + w * lanes);
+  }
+}
+
 template <int NR>
 HWY_INLINE void PvRows(const float* p, const float* const* v, int64_t nk, float* acc, int64_t hd) {
   const hn::ScalableTag<float> d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
   int64_t c = 0;
+  if constexpr (NR == 4 && HWY_TARGET <= HWY_AVX3) {
+    for (; c + 4 * lanes <= hd; c += 4 * lanes) PvBlock4x4(p, v, nk, acc, hd, c);
+  }
   for (; c + 2 * lanes <= hd; c += 2 * lanes) PvBlock<NR, 2>(p, v, nk, acc, hd, c);
   for (; c + lanes <= hd; c += lanes) PvBlock<NR, 1>(p, v, nk, acc, hd, c);
   for (; c < hd; ++c) {  // head_dim not a multiple of the lanes
@@ -199,8 +271,13 @@ HWY_INLINE void PvRows(const float* p, const float* const* v, int64_t nk, float*
 HWY_INLINE void OnlineSoftmaxRow(float* s, int64_t nk, float* m, float* l, float* acc, int64_t hd) {
   const hn::ScalableTag<float> d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
-  float tile_max = -HUGE_VALF;
-  for (int64_t j = 0; j < nk; ++j) tile_max = std::max(tile_max, s[j]);
+  // The largest score, in vectors (max is exact, so any order gives the same value; a +0/-0 difference cannot
+  // change an exp below).
+  auto vmax = hn::Set(d, -HUGE_VALF);
+  int64_t jm = 0;
+  for (; jm + lanes <= nk; jm += lanes) vmax = hn::Max(vmax, hn::LoadU(d, s + jm));
+  float tile_max = hn::GetLane(hn::MaxOfLanes(d, vmax));
+  for (; jm < nk; ++jm) tile_max = std::max(tile_max, s[jm]);
   const float m_new = std::max(*m, tile_max);
   // exp(-inf) would be 0 as well; the branch keeps a fresh row's first tile free of the rescale pass.
   const float corr = *m == -HUGE_VALF ? 0.0f : std::exp(*m - m_new);
@@ -268,12 +345,28 @@ HWY_INLINE void AttentionBlock(const float* q, int64_t q_stride, int64_t t0, int
     load(tb, nk, krow, vrow, kbuf, vbuf);
     // 1. Scores of every row for every key of the tile (an odd last key is computed twice, into the unused
     //    column nk < kTile).
-    for (int64_t j = 0; j < nk; j += 2) {
-      const float* k0 = krow[j];
-      const float* k1 = j + 1 < nk ? krow[j + 1] : k0;
-      int64_t r = 0;
-      for (; r + 4 <= rows; r += 4) ScoresBlock<4>(q_rows + r, k0, k1, hd, scale, s + r * kTile, j);
-      for (; r < rows; ++r) ScoresBlock<1>(q_rows + r, k0, k1, hd, scale, s + r * kTile, j);
+#if HWY_TARGET <= HWY_AVX3
+    if (hd % 16 == 0) {  // keys in fours (the last ones repeated into unused columns < kTile)
+      for (int64_t j = 0; j < nk; j += 4) {
+        const float* k4[4];
+        for (int x = 0; x < 4; ++x) k4[x] = krow[std::min(j + x, nk - 1)];
+        int64_t r = 0;
+        for (; r + 4 <= rows; r += 4) ScoresBlock4x4(q_rows + r, k4, hd, scale, s + r * kTile, j);
+        for (; r < rows; ++r) {
+          ScoresBlock<1>(q_rows + r, k4[0], k4[1], hd, scale, s + r * kTile, j);
+          ScoresBlock<1>(q_rows + r, k4[2], k4[3], hd, scale, s + r * kTile, j + 2);
+        }
+      }
+    } else  // NOLINT(readability/braces): the loop below is the else branch
+#endif
+    {
+      for (int64_t j = 0; j < nk; j += 2) {
+        const float* k0 = krow[j];
+        const float* k1 = j + 1 < nk ? krow[j + 1] : k0;
+        int64_t r = 0;
+        for (; r + 4 <= rows; r += 4) ScoresBlock<4>(q_rows + r, k0, k1, hd, scale, s + r * kTile, j);
+        for (; r < rows; ++r) ScoresBlock<1>(q_rows + r, k0, k1, hd, scale, s + r * kTile, j);
+      }
     }
     // 2. Mask and online softmax per row.
     for (int64_t t = 0; t < nt; ++t) {
