@@ -25,17 +25,17 @@ struct QuantizeCmdOptions {
 };
 
 Status CmdQuantize(const QuantizeCmdOptions& o) {
-  // q4_k_m / q5_k_m: the K-quant mixes (tools::QuantizeOptions::mixed).
-  const bool mixed = o.type == "q4_k_m" || o.type == "q5_k_m";
-  auto t = ParseDType(mixed ? o.type.substr(0, 4) : o.type);
+  // q4_k_s ... q6_k_m: the K-quant mixes (tools::MixTensorType).
+  const std::optional<tools::QuantizeType> t = tools::ParseQuantizeType(o.type);
   if (!t) {
-    return InvalidArgument("unknown type '" + o.type + "' (q8_0, q4_0, q4_k, q4_k_m, q5_k, q5_k_m, q6_k, f16, bf16)");
+    return InvalidArgument("unknown type '" + o.type +
+                           "' (q8_0, q4_0, q4_k, q4_k_s, q4_k_m, q5_k, q5_k_s, q5_k_m, q6_k, q6_k_m, f16, bf16, f32)");
   }
   tools::QuantizeOptions q;
   q.input = o.input;
   q.output = o.output;
-  q.type = *t;
-  q.mixed = mixed;
+  q.type = t->type;
+  q.mix = t->mix;
   q.threads = o.threads;
   q.show_progress = !o.quiet;
   return tools::QuantizeModel(q);
@@ -209,8 +209,9 @@ Command AddQuantizeCommand(CLI::App& app) {
   cmd->add_option("input", o->input, "GGUF file or HF directory")->required();
   cmd->add_option("output", o->output, "GGUF file to write")->required();
   cmd->add_option("--type", o->type,
-                  "q8_0, q4_0, q4_k, q5_k, q6_k, f16, bf16; or q4_k_m / q5_k_m: Q4_K / Q5_K with the output head and "
-                  "attn_v in Q6_K");
+                  "q8_0, q4_0, q4_k, q5_k, q6_k (every matrix in that type), f16, bf16, f32; or a K-quant mix, "
+                  "more bits where rounding costs most (llama.cpp's names and about its sizes): q4_k_s, q4_k_m, "
+                  "q5_k_s, q5_k_m, q6_k_m (README.md lists which tensor gets which type)");
   cmd->add_option("-t,--threads", o->threads, "threads (default: all cores)")->check(CLI::Range(0, 1024));
   cmd->add_flag("-q,--quiet", o->quiet, "no progress bar");
   return {cmd, [o] { return CmdQuantize(*o); }};

@@ -1,5 +1,6 @@
 #include "tools/quantize.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <vector>
@@ -24,26 +25,70 @@ bool KeepAsIs(const std::string& name, const TensorView& v) {
   return false;
 }
 
-// The type `name` gets (QuantizeOptions::mixed): in a mix the output head takes Q6_K; in a model with routed
-// experts, where attention is a few percent of the weights, attn_k and attn_v take Q8_0 and attn_output Q6_K; in a
-// dense model attn_v takes Q6_K. Everything else the requested type.
-DType TargetType(const QuantizeOptions& o, const std::string& name, bool moe) {
-  if (!o.mixed) return o.type;
-  if (name == "output.weight") return DType::kQ6_K;
-  if (moe) {
-    if (name.ends_with("attn_k.weight") || name.ends_with("attn_v.weight")) return DType::kQ8_0;
-    if (name.ends_with("attn_output.weight")) return DType::kQ6_K;
-  } else if (name.ends_with("attn_v.weight")) {
-    return DType::kQ6_K;
-  }
-  return o.type;
+// The block index of "blk.N.<...>", or -1.
+int LayerOf(const std::string& name) {
+  if (!name.starts_with("blk.")) return -1;
+  int layer = 0;
+  size_t i = 4;
+  if (i >= name.size() || name[i] < '0' || name[i] > '9') return -1;
+  for (; i < name.size() && name[i] >= '0' && name[i] <= '9'; ++i) layer = layer * 10 + (name[i] - '0');
+  return i < name.size() && name[i] == '.' ? layer : -1;
+}
+
+// llama.cpp's layers that get more bits in its _m mixes: the first and last eighth and every third one between.
+bool MoreBitsLayer(int layer, int n_layers) {
+  return layer < n_layers / 8 || layer >= 7 * n_layers / 8 || (layer - n_layers / 8) % 3 == 2;
 }
 
 }  // namespace
 
+DType MixTensorType(DType type, QuantMix mix, const std::string& name, bool moe, int n_layers) {
+  if (mix == QuantMix::kNone) return type;
+  if (name == "output.weight") return DType::kQ6_K;
+  const int layer = LayerOf(name);
+  const bool more_bits = layer >= 0 && MoreBitsLayer(layer, n_layers);
+  const bool q4 = type == DType::kQ4_K, medium = mix == QuantMix::kMedium;
+  if (name.ends_with("attn_k.weight")) return moe ? DType::kQ8_0 : type;
+  if (name.ends_with("attn_v.weight")) {
+    if (moe) return DType::kQ8_0;
+    if (q4 && !medium && layer >= 0 && layer < 4) return DType::kQ5_K;
+    if (medium && type != DType::kQ6_K && more_bits) return DType::kQ6_K;
+    return type;
+  }
+  if (name.ends_with("attn_output.weight")) return moe && q4 ? DType::kQ5_K : type;
+  if (name.find("ffn_down") != std::string::npos) {
+    if (q4 && !medium && layer >= 0 && layer < n_layers / 8) return DType::kQ5_K;
+    if (medium && type != DType::kQ6_K && more_bits) return DType::kQ6_K;
+  }
+  return type;
+}
+
+std::optional<QuantizeType> ParseQuantizeType(const std::string& name) {
+  static const std::pair<const char*, QuantizeType> kMixes[] = {
+      {"q4_k_s", {DType::kQ4_K, QuantMix::kSmall}},  {"q4_k_m", {DType::kQ4_K, QuantMix::kMedium}},
+      {"q5_k_s", {DType::kQ5_K, QuantMix::kSmall}},  {"q5_k_m", {DType::kQ5_K, QuantMix::kMedium}},
+      {"q6_k_m", {DType::kQ6_K, QuantMix::kMedium}},
+  };
+  for (const auto& [n, t] : kMixes) {
+    if (name == n) return t;
+  }
+  std::optional<DType> t = ParseDType(name);
+  if (!t) return std::nullopt;
+  return QuantizeType{*t, QuantMix::kNone};
+}
+
+uint32_t MixFileType(DType type, QuantMix mix) {
+  if (mix == QuantMix::kNone) return formats::GgufFileType(type);
+  if (type == DType::kQ4_K) return mix == QuantMix::kSmall ? 14u : 15u;
+  if (type == DType::kQ5_K) return mix == QuantMix::kSmall ? 16u : 17u;
+  return 18u;
+}
+
 Status QuantizeModel(const QuantizeOptions& o) {
-  if (o.mixed && o.type != DType::kQ4_K && o.type != DType::kQ5_K) {
-    return InvalidArgument("a K-quant mix (_m) is made of Q4_K or Q5_K, not " + std::string(DTypeName(o.type)));
+  if (o.mix != QuantMix::kNone && o.type != DType::kQ4_K && o.type != DType::kQ5_K &&
+      !(o.type == DType::kQ6_K && o.mix == QuantMix::kMedium)) {
+    return InvalidArgument("a K-quant mix is made of Q4_K, Q5_K (_s, _m) or Q6_K (_m), not " +
+                           std::string(DTypeName(o.type)));
   }
   if (!kernels::QuantizeSupports(o.type)) {
     return InvalidArgument("cannot quantize to " + std::string(DTypeName(o.type)));
@@ -57,7 +102,7 @@ Status QuantizeModel(const QuantizeOptions& o) {
   };
   std::error_code ec;
   if (std::filesystem::is_directory(o.input, ec)) {
-    if (o.mixed) {
+    if (o.mix != QuantMix::kNone) {
       return NotSupported(o.input +
                           ": the K-quant mixes are made from GGUF files; convert the directory first "
                           "(herd convert DIR -o F32.gguf --type f32)");
@@ -84,17 +129,23 @@ Status QuantizeModel(const QuantizeOptions& o) {
     if (key.starts_with("split.")) continue;  // the output is one file
     w.Add(key, value);
   }
-  // llama.cpp's file types of its mixes: MOSTLY_Q4_K_M = 15, MOSTLY_Q5_K_M = 17.
-  w.AddUint32("general.file_type", o.mixed ? (o.type == DType::kQ4_K ? 15u : 17u) : formats::GgufFileType(o.type));
+  w.AddUint32("general.file_type", MixFileType(o.type, o.mix));
   w.AddUint32("general.quantization_version", 2);
   int kept = 0, skipped_shape = 0, fallback = 0;
-  bool moe = false;
-  for (const formats::GgufTensorInfo& info : files.gguf->tensor_infos()) moe |= info.name.ends_with("_exps.weight");
+  bool moe = false, tied = true;
+  int n_layers = 0;
+  for (const formats::GgufTensorInfo& info : files.gguf->tensor_infos()) {
+    moe |= info.name.ends_with("_exps.weight");
+    tied &= info.name != "output.weight";
+    n_layers = std::max(n_layers, LayerOf(info.name) + 1);
+  }
   for (const formats::GgufTensorInfo& info : files.gguf->tensor_infos()) {
     const TensorView* v = files.weights.Find(info.name);
     if (v == nullptr) return Internal("tensor '" + info.name + "' vanished");
     const bool convertible = kernels::MatMulSupports(v->dtype);
-    const DType want = TargetType(o, info.name, moe);
+    // Without output.weight the token embeddings are the output head too (tied), and get its type, as in llama.cpp.
+    const std::string role = tied && info.name == "token_embd.weight" ? "output.weight" : info.name;
+    const DType want = MixTensorType(o.type, o.mix, role, moe, n_layers);
     const DType type = KeepAsIs(info.name, *v) || !convertible ? want : RowCompatibleType(want, v->Cols());
     if (type != want) {
       ++fallback;

@@ -129,8 +129,8 @@ TEST(BenchCliTest, KQuantsFromHerdQuantizeRunAndRankByBits) {
   EXPECT_LT(kld[2], kld[1]);
   EXPECT_LT(kld[1], kld[0]);
 
-  // q4_k_m on this MoE model: the output head in Q6_K, attn_k / attn_v in Q8_0, attn_output in Q6_K, the rest Q4_K
-  // (llama.cpp's file type 15); closer to F32 than Q4_K.
+  // q4_k_m on this MoE model (tools::MixTensorType): the output head in Q6_K, attn_k / attn_v in Q8_0, attn_output in
+  // Q5_K, the rest Q4_K (llama.cpp's file type 15); closer to F32 than Q4_K.
   const std::string mixed = dir + "/q4_k_m.gguf";
   Outcome q = Herd({"quantize", f32, mixed, "--type", "q4_k_m", "-q"});
   ASSERT_EQ(q.exit_code, 0) << q.err;
@@ -141,7 +141,7 @@ TEST(BenchCliTest, KQuantsFromHerdQuantizeRunAndRankByBits) {
        std::vector<std::pair<std::string, std::string>>{{" output.weight", "Q6_K"},
                                                         {" blk.1.attn_v.weight", "Q8_0"},
                                                         {" blk.1.attn_k.weight", "Q8_0"},
-                                                        {" blk.1.attn_output.weight", "Q6_K"},
+                                                        {" blk.1.attn_output.weight", "Q5_K"},
                                                         {" blk.1.attn_q.weight", "Q4_K"}}) {
     const size_t at = info.out.find(tensor);
     ASSERT_NE(at, std::string::npos) << tensor << "\n" << info.out;
@@ -150,7 +150,22 @@ TEST(BenchCliTest, KQuantsFromHerdQuantizeRunAndRankByBits) {
   Outcome k = Herd({"kld", "-m", mixed, "--ref", f32, "-f", dir + "/text.txt", "-c", "64", "--json"});
   ASSERT_EQ(k.exit_code, 0) << k.err;
   EXPECT_LT(nlohmann::json::parse(k.out)["mean_kld"].get<double>(), kld[0]);
-  EXPECT_EQ(Herd({"quantize", f32, dir + "/bad.gguf", "--type", "q8_0_m", "-q"}).exit_code, 1);
+  // q6_k_m: Q6_K with attn_k / attn_v in Q8_0 (llama.cpp's q6_k on models with routed experts), file type 18.
+  const std::string q6m = dir + "/q6_k_m.gguf";
+  q = Herd({"quantize", f32, q6m, "--type", "q6_k_m", "-q"});
+  ASSERT_EQ(q.exit_code, 0) << q.err;
+  info = Herd({"info", q6m});
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_NE(info.out.find("general.file_type                            18"), std::string::npos) << info.out;
+  for (const auto& [tensor, type] : std::vector<std::pair<std::string, std::string>>{
+           {" blk.1.attn_k.weight", "Q8_0"}, {" blk.1.attn_output.weight", "Q6_K"}, {" blk.1.attn_q.weight", "Q6_K"}}) {
+    const size_t at = info.out.find(tensor);
+    ASSERT_NE(at, std::string::npos) << tensor << "\n" << info.out;
+    EXPECT_NE(info.out.substr(at, info.out.find('\n', at) - at).find(type), std::string::npos) << tensor;
+  }
+  for (const char* bad : {"q8_0_m", "q6_k_s"}) {
+    EXPECT_EQ(Herd({"quantize", f32, dir + "/bad.gguf", "--type", bad, "-q"}).exit_code, 1) << bad;
+  }
 }
 
 TEST(BenchCliTest, CountBytesMatchesActiveBytes) {
