@@ -184,6 +184,7 @@ HWY_INLINE void Tile(const uint8_t* const* rows, const uint8_t* const* acts, int
 struct Tiles {
   static constexpr int kRows = 2, kTokens = 4;
   static constexpr bool kDecodePrefetch = true;
+  static constexpr int kDecodeStreams = 1;  // (qdot::DecodeInStreams; not measured for BF16)
   static int64_t Length(const TensorView& w) { return w.Cols(); }
   template <int R, int NT>
   static HWY_INLINE void Tile(const uint8_t* const* rows, const uint8_t* const* acts, int64_t n_in, float* y,

@@ -834,7 +834,8 @@ template <class K>
 struct QuantTiles {
   static constexpr bool kQ8 = HWY_TARGET <= HWY_AVX3 && std::is_same_v<K, DotQ8_0Q8>;
   static constexpr int kRows = kQ8 ? 4 : kPrefillRows, kTokens = kQ8 ? 4 : kPrefillTokens;
-  static constexpr bool kDecodePrefetch = std::is_same_v<K, DotQ4KQ8K>;  // see kPrefetchAhead
+  static constexpr bool kDecodePrefetch = std::is_same_v<K, DotQ4KQ8K>;        // see kPrefetchAhead
+  static constexpr int kDecodeStreams = std::is_same_v<K, DotQ8_0Q8> ? 4 : 1;  // see DecodeInStreams
   static int64_t Length(const TensorView& w) { return w.Cols() / K::kBlockElems; }
   template <int R, int NT>
   static HWY_INLINE void Tile(const uint8_t* const* rows, const uint8_t* const* acts, int64_t n_blocks, float* y,
@@ -902,7 +903,8 @@ HWY_INLINE void NibbleGroupSums(const uint8_t* const* rows, const uint8_t* const
 template <bool kQ4>
 struct RepackedTiles {
   static constexpr int kRows = 4, kTokens = 3;
-  static constexpr bool kDecodePrefetch = false;  // (ignored: Tile never prefetches)
+  static constexpr bool kDecodePrefetch = false;      // (ignored: Tile never prefetches)
+  static constexpr int kDecodeStreams = kQ4 ? 1 : 4;  // Q8_0R: see DecodeInStreams
   static constexpr int64_t kGroupBytes = kQ4 ? 288 : 544, kRecordBytes = 640;
   static constexpr int64_t kScalesAt = kQ4 ? 256 : 512;  // the 16 f16 weight scales of a group
   static_assert(kNI == 16);
@@ -983,6 +985,7 @@ struct RepackedKTiles {
   // Decode prefetches kPrefetchAhead on, as Q4_K's kernel: on the d2048 Q4_K model, decode ran 103 tokens/s without
   // it and 116 with it in the same memory state (39 GB/s), against Q4_K's 120-123 (bench/RESULTS.md).
   static constexpr bool kDecodePrefetch = true;
+  static constexpr int kDecodeStreams = 1;
   static constexpr int64_t kGroupBytes = kQ5 ? 360 : 296, kRecordBytes = 640;
   static constexpr int64_t kMetaAt = kQ5 ? 320 : 256;  // sc[16], mn[16], f16 d[2], f16 dmin[2]
   static_assert(kNI == 16);
@@ -1061,6 +1064,7 @@ using RepackedQ5KTiles = RepackedKTiles<true>;
 struct RepackedQ6KTiles {
   static constexpr int kRows = 4, kTokens = 3;
   static constexpr bool kDecodePrefetch = true;  // as RepackedKTiles
+  static constexpr int kDecodeStreams = 1;
   static constexpr int64_t kGroupBytes = 420, kRecordBytes = 640;
   static_assert(kNI == 16);
 
@@ -1231,8 +1235,34 @@ HWY_INLINE void RowTiles(const TensorView& w, int64_t n, int64_t stride, const u
   }
 }
 
-// Rows are taken one at a time for a single token (decode: the weights are then read as one linear stream, which
-// the prefetch above keeps ahead of; 4-row tiles measured slower). Several tokens (prefill, or a batch of
+// Decode (one token) over rows [o_begin, o_end) as S interleaved streams: the range is cut into S equal parts and
+// each S-row tile takes the next row of every part, so a core reads S sequential streams at once instead of one.
+// On this host's fast memory state (the read probe at ~55-65 GB/s with 2 threads) one stream per core stays near
+// 18 GB/s, while several streams let the hardware prefetchers keep more lines in flight: the d2048 Q8_0 model
+// decodes at 80-93 tokens/s with 4 streams against 60-66 with one (78-95% of the bound against 58-64%), and at
+// 49-55 against 46-50 in the slow state (bench/RESULTS.md). Used where the kernel consumes bytes fast enough for
+// memory to be the limit (Q8_0, Q8_0R: T::kDecodeStreams = 4); the 4-bit kernels measured no gain. The rows left
+// over (fewer than S) go one at a time. Each output is its own row's arithmetic, as in every tile.
+template <class T, int S>
+HWY_INLINE void DecodeInStreams(const TensorView& w, int64_t n, int64_t stride, const uint8_t* acts, float* y,
+                                int64_t o_begin, int64_t o_end) {
+  const int64_t len = (o_end - o_begin) / S;
+  const uint8_t* tok[1] = {acts};
+  for (int64_t i = 0; i < len; ++i) {
+    const uint8_t* rows[S];
+    for (int s = 0; s < S; ++s) rows[s] = w.data + (o_begin + s * len + i) * stride;
+    float part[S];
+    T::template Tile<S, 1>(rows, tok, n, part, 1, false);
+    for (int s = 0; s < S; ++s) y[o_begin + s * len + i] = part[s];
+  }
+  if (o_begin + S * len < o_end) {
+    RowTiles<T, 1, 4, T::kDecodePrefetch>(w, n, stride, acts, 0, 1, y, 1, o_begin + S * len, o_end);
+  }
+}
+
+// For a single token (decode) rows are taken one at a time (the weights are then read as one linear stream, which
+// the prefetch above keeps ahead of; 4 adjacent rows per tile measured slower), or, where T::kDecodeStreams > 1,
+// from that many distant parts of the range at once (DecodeInStreams). Several tokens (prefill, or a batch of
 // sequences) run in tiles of T::kRows rows x up to T::kTokens tokens, reusing each decoded weight step for the
 // tile's tokens in registers, with the tokens in blocks of kTokenBlockBytes. Every output's arithmetic is that of
 // its own row and token, whatever the tiling (batch invariance).
@@ -1240,7 +1270,10 @@ template <class T>
 void DotRows(const TensorView& w, const uint8_t* acts, int64_t token_bytes, int64_t n_tokens, float* y,
              int64_t y_stride, int64_t o_begin, int64_t o_end) {
   const int64_t n = T::Length(w), stride = w.RowStride();  // once: RowStride looks up the dtype's traits
-  if (n_tokens == 1) {  // decode: software prefetch (kPrefetchAhead) where T::kDecodePrefetch
+  if (n_tokens == 1) {  // decode: streams (DecodeInStreams) or software prefetch (kPrefetchAhead) per T
+    if constexpr (T::kDecodeStreams > 1) {
+      return DecodeInStreams<T, T::kDecodeStreams>(w, n, stride, acts, y, o_begin, o_end);
+    }
     // Tiles of up to 4 tokens, though one is used: GCC then hoists each step's weight loads ahead of the products,
     // which streams the weights ~10% faster than the code it makes for 1-token tiles (measured on Q8_0R).
     return RowTiles<T, 1, 4, T::kDecodePrefetch>(w, n, stride, acts, token_bytes, 1, y, y_stride, o_begin, o_end);
