@@ -148,7 +148,7 @@ TEST(MoeKernels, GatherAndScatterMatchTheSequentialLoops) {
     }
     InPieces(s.n_tokens, rng,
              [&](int64_t b, int64_t e) { ScatterAdd(ye.data(), d, slot.data(), s.k, b, e, got.data()); });
-    ASSERT_EQ(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)), 0);
+    ASSERT_TRUE(want.empty() || std::memcmp(want.data(), got.data(), want.size() * sizeof(float)) == 0);
   }
 }
 
