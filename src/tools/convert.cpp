@@ -107,19 +107,6 @@ formats::GgufWriter::Producer MakeProducer(const OutTensor& t) {
   };
 }
 
-// "blk.12.attn_q.weight" -> 12 and "attn_q.weight"; -1 for names outside the blocks.
-int64_t LayerOf(std::string_view name, std::string_view* suffix) {
-  *suffix = name;
-  if (!name.starts_with("blk.")) return -1;
-  const size_t dot = name.find('.', 4);
-  if (dot == std::string_view::npos) return -1;
-  int64_t layer = -1;
-  auto [p, ec] = std::from_chars(name.data() + 4, name.data() + dot, layer);
-  if (ec != std::errc() || p != name.data() + dot) return -1;
-  *suffix = name.substr(dot + 1);
-  return layer;
-}
-
 // llama.cpp's order: rope_freqs, token_embd, the blocks in layer order, output_norm, output.
 std::tuple<int, int64_t, std::string> SortKey(const std::string& name) {
   std::string_view suffix;
@@ -271,6 +258,18 @@ std::string DirName(const std::string& dir) {
 }
 
 }  // namespace
+
+int64_t LayerOf(std::string_view name, std::string_view* suffix) {
+  *suffix = name;
+  if (!name.starts_with("blk.")) return -1;
+  const size_t dot = name.find('.', 4);
+  if (dot == std::string_view::npos) return -1;
+  int64_t layer = -1;
+  auto [p, ec] = std::from_chars(name.data() + 4, name.data() + dot, layer);
+  if (ec != std::errc() || p != name.data() + dot) return -1;
+  *suffix = name.substr(dot + 1);
+  return layer;
+}
 
 DType RowCompatibleType(DType want, int64_t cols) {
   if (Traits(want).block_size == 256 && cols % 256 != 0 && cols % 32 == 0) return DType::kQ8_0;

@@ -72,4 +72,8 @@ DType RowCompatibleType(DType want, int64_t cols);
 // "f32", "F16", "bf16", "q8_0", "Q4_0" -> DType; InvalidArgument naming the choices otherwise.
 Result<DType> ParseConvertType(std::string_view s);
 
+// The block of a GGUF tensor name: "blk.12.attn_q.weight" -> 12, *suffix = "attn_q.weight"; -1 (and *suffix = name)
+// for names outside the blocks.
+int64_t LayerOf(std::string_view name, std::string_view* suffix);
+
 }  // namespace herd::tools

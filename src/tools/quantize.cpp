@@ -25,14 +25,10 @@ bool KeepAsIs(const std::string& name, const TensorView& v) {
   return false;
 }
 
-// The block index of "blk.N.<...>", or -1.
-int LayerOf(const std::string& name) {
-  if (!name.starts_with("blk.")) return -1;
-  int layer = 0;
-  size_t i = 4;
-  if (i >= name.size() || name[i] < '0' || name[i] > '9') return -1;
-  for (; i < name.size() && name[i] >= '0' && name[i] <= '9'; ++i) layer = layer * 10 + (name[i] - '0');
-  return i < name.size() && name[i] == '.' ? layer : -1;
+// The block index of "blk.N.<...>", or -1 (convert.h's LayerOf without the suffix).
+int BlockIndex(const std::string& name) {
+  std::string_view suffix;
+  return static_cast<int>(LayerOf(name, &suffix));
 }
 
 // llama.cpp's layers that get more bits in its _m mixes: the first and last eighth and every third one between.
@@ -45,7 +41,7 @@ bool MoreBitsLayer(int layer, int n_layers) {
 DType MixTensorType(DType type, QuantMix mix, const std::string& name, bool moe, int n_layers) {
   if (mix == QuantMix::kNone) return type;
   if (name == "output.weight") return DType::kQ6_K;
-  const int layer = LayerOf(name);
+  const int layer = BlockIndex(name);
   const bool more_bits = layer >= 0 && MoreBitsLayer(layer, n_layers);
   const bool q4 = type == DType::kQ4_K, medium = mix == QuantMix::kMedium;
   if (name.ends_with("attn_k.weight")) return moe ? DType::kQ8_0 : type;
@@ -137,7 +133,7 @@ Status QuantizeModel(const QuantizeOptions& o) {
   for (const formats::GgufTensorInfo& info : files.gguf->tensor_infos()) {
     moe |= info.name.ends_with("_exps.weight");
     tied &= info.name != "output.weight";
-    n_layers = std::max(n_layers, LayerOf(info.name) + 1);
+    n_layers = std::max(n_layers, BlockIndex(info.name) + 1);
   }
   for (const formats::GgufTensorInfo& info : files.gguf->tensor_infos()) {
     const TensorView* v = files.weights.Find(info.name);
