@@ -54,26 +54,17 @@ void GatherScaled(const float* x, int64_t d, const int32_t* order, const float* 
 
 void ScatterAdd(const float* ye, int64_t d, const int32_t* slot, int64_t k, int64_t t_begin, int64_t t_end,
                 float* out) {
-  constexpr int64_t kMaxSorted = 64;  // k beyond this (no model has it) is added in choice order by a slower path
   for (int64_t t = t_begin; t < t_end; ++t) {
     float* row = out + t * d;
-    int32_t pos[kMaxSorted];
     const int32_t* s = slot + t * k;
-    if (k <= kMaxSorted) {
-      std::copy(s, s + k, pos);
-      std::sort(pos, pos + k);
-      for (int64_t j = 0; j < k; ++j) Add(row, ye + pos[j] * d, row, d);
-    } else {
-      // Smallest remaining position each time: the same order, without a buffer.
-      int32_t last = -1;
-      for (int64_t j = 0; j < k; ++j) {
-        int32_t next = -1;
-        for (int64_t i = 0; i < k; ++i) {
-          if (s[i] > last && (next < 0 || s[i] < next)) next = s[i];
-        }
-        Add(row, ye + static_cast<int64_t>(next) * d, row, d);
-        last = next;
+    // The k positions in increasing order, the smallest remaining one each time (k is small: 1 for Llama 4).
+    for (int32_t j = 0, last = -1; j < k; ++j) {
+      int32_t next = -1;
+      for (int64_t i = 0; i < k; ++i) {
+        if (s[i] > last && (next < 0 || s[i] < next)) next = s[i];
       }
+      Add(row, ye + static_cast<int64_t>(next) * d, row, d);
+      last = next;
     }
   }
 }
