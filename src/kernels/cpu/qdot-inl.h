@@ -996,10 +996,19 @@ struct RepackedKTiles {
   static HWY_INLINE VF Bytes16(const uint8_t* p) {
     return hn::ConvertTo(DF(), hn::PromoteTo(DI(), hn::LoadU(hn::Full128<uint8_t>(), p)));
   }
-  // Lanes 0-7 = a, lanes 8-15 = b (one value per super-block).
-  static HWY_INLINE VF Halves(float a, float b) {
-    const hn::Half<DF> dh;
-    return hn::Combine(DF(), hn::Set(dh, b), hn::Set(dh, a));
+  // Lanes 0-7 = f32 of lane a of f, lanes 8-15 = of lane a + 1 (one value per super-block).
+  static HWY_INLINE VF Halves(__m128 f, int a) {
+    const __m512i idx =
+        _mm512_add_epi32(_mm512_set1_epi32(a), _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
+    // (maskz with a full mask: GCC 12 warns about the undefined pass-through of the plain intrinsic)
+    return VF{_mm512_maskz_permutexvar_ps(0xFFFF, idx, _mm512_zextps128_ps512(f))};
+  }
+  // The n (2 or 4) f16 values at p as f32 lanes 0 .. n - 1, each times its factor (1 or 1/128: exact, a power of 2).
+  template <int n>
+  static HWY_INLINE __m128 F16s(const uint8_t* p, __m128 factors) {
+    uint64_t bits = 0;
+    std::memcpy(&bits, p, 2 * n);
+    return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<int64_t>(bits))), factors);
   }
 
   template <int R, int NT>
@@ -1029,8 +1038,11 @@ struct RepackedKTiles {
       VF ws[R], mt[R];
       for (int r = 0; r < R; ++r) {
         const uint8_t* meta = rows[r] + g * kGroupBytes + kMetaAt;
-        ws[r] = hn::Mul(Bytes16(meta), Halves(F16(meta + 32), F16(meta + 34)));
-        mt[r] = hn::Mul(Bytes16(meta + 16), Halves(F16(meta + 36) / 128.0f, F16(meta + 38) / 128.0f));
+        // d0, d1, dmin0 / 128, dmin1 / 128 in one conversion and two permutes (four scalar conversions, broadcasts
+        // and combines before: Q4_KR prefill 1.08x, decode from L2 ~1.1x, the same products).
+        const __m128 d = F16s<4>(meta + 32, _mm_setr_ps(1.0f, 1.0f, 1.0f / 128, 1.0f / 128));
+        ws[r] = hn::Mul(Bytes16(meta), Halves(d, 0));
+        mt[r] = hn::Mul(Bytes16(meta + 16), Halves(d, 2));
       }
       for (int t = 0; t < NT; ++t) {
         const uint8_t* rec = acts[t] + g * kRecordBytes;
@@ -1149,7 +1161,7 @@ struct RepackedQ6KTiles {
       VF sa[R], sb[R];
       for (int r = 0; r < R; ++r) {
         const uint8_t* grp = rows[r] + g * kGroupBytes;
-        const VF d = RepackedKTiles<false>::Halves(F16(grp + 416), F16(grp + 418));
+        const VF d = RepackedKTiles<false>::Halves(RepackedKTiles<false>::F16s<2>(grp + 416, _mm_set1_ps(1.0f)), 0);
         sa[r] = hn::Mul(Int8x16(grp + 384), d);
         sb[r] = hn::Mul(Int8x16(grp + 400), d);
       }
