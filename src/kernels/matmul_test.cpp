@@ -586,6 +586,43 @@ TEST_P(MatMulTest, ThreadCountAndRowRangesDoNotChangeResults) {
   }
 }
 
+// Decode (one token) over matrices of many claim blocks (the balanced split of MatMulBatch, which MatMul also takes
+// for one token): every row is computed, by whichever thread, with the bits of one thread's product, for thread
+// counts above the cores (so that threads finish early and take the others' blocks) and shares that end inside rows.
+TEST_P(MatMulTest, DecodeSplitInClaimedBlocksComputesEveryRow) {
+  const uint64_t seed = testing::BaseSeed() + 2400;
+  std::mt19937_64 rng(seed);
+  SCOPED_TRACE(SeedTrace(seed));
+  const int64_t n_in = 2048;
+  const Weights w[3] = {RandomWeights(DType::kQ4_0, 701, n_in, Fill::kRandom, rng),
+                        RandomWeights(DType::kQ4_K, 299, n_in, Fill::kRandom, rng),
+                        RandomWeights(DType::kQ4_0, 3, n_in, Fill::kRandom, rng)};
+  std::vector<float> x(static_cast<size_t>(n_in));
+  testing::FillUniform(rng, -1.0f, 1.0f, x.data(), n_in);
+  std::vector<float> want[3], got[3];
+  ThreadPool pool1(1);
+  for (int j = 0; j < 3; ++j) {
+    want[j].resize(static_cast<size_t>(w[j].view.Rows()));
+    MatMul(w[j].view, x.data(), 1, want[j].data(), pool1);
+  }
+  for (int threads : {2, 3, 5}) {
+    ThreadPool pool(threads);
+    MatMulJob jobs[3];
+    for (int j = 0; j < 3; ++j) {
+      got[j].assign(want[j].size(), -7.0f);
+      jobs[j] = {&w[j].view, x.data(), got[j].data()};
+    }
+    MatMulBatch(jobs, 3, 1, pool);
+    for (int j = 0; j < 3; ++j) {
+      EXPECT_EQ(0, std::memcmp(want[j].data(), got[j].data(), want[j].size() * sizeof(float)))
+          << "MatMulBatch job " << j << ", " << threads << " threads";
+    }
+    std::vector<float> one(want[0].size(), -7.0f);
+    MatMul(w[0].view, x.data(), 1, one.data(), pool);
+    EXPECT_EQ(0, std::memcmp(want[0].data(), one.data(), one.size() * sizeof(float))) << threads << " threads";
+  }
+}
+
 // MatMulBatch gives the bits of one MatMul per job, whatever the mix: jobs sharing x and dtype (one activation
 // quantization), jobs of other dtypes or inputs, f32 jobs that take the plain path, row counts that do not split
 // evenly by bytes, 1 to 3 threads, decode and prefill token counts.

@@ -185,6 +185,10 @@ void MatMul(const TensorView& w, const float* x, int64_t n_tokens, float* y, Thr
   HERD_DCHECK(MatMulSupports(w.dtype));
   const int64_t n_out = w.Rows(), n_in = w.Cols();
   if (n_tokens <= 0 || n_out <= 0) return;
+  if (UsesQuantDot(w.dtype) && n_tokens == 1) {  // decode: MatMulBatch's balanced split
+    const MatMulJob job{&w, x, y};
+    return MatMulBatch(&job, 1, n_tokens, pool);
+  }
   CountWeightBytes(n_out * w.RowStride());
   if (UsesQuantDot(w.dtype)) {
     // Quantized once, into the calling thread's reused scratch; the workers only read it.
@@ -199,6 +203,17 @@ void MatMul(const TensorView& w, const float* x, int64_t n_tokens, float* y, Thr
     HWY_DYNAMIC_DISPATCH(MatMulRowsT)(w, x + t0 * n_in, t1 - t0, y + t0 * n_out, n_out, o0, o1);
   });
 }
+
+namespace {
+// Decode's balanced split (MatMulBatch): the weight bytes a thread claims at a time (~4 us of streaming, so that the
+// claims cost ~1% and the threads finish within a few us of each other), and the most threads it is used for (their
+// cursors live on the caller's stack).
+constexpr int64_t kClaimBytes = int64_t{128} << 10;
+constexpr int kMaxBalancedThreads = 64;
+// Weights whose one-token kernel reads several streams spread over the thread's whole share (cpu/qdot-inl.h
+// DecodeInStreams), which blocks would cut short: they keep the static split.
+bool ReadsStreams(DType t) { return t == DType::kQ8_0 || t == DType::kQ8_0R; }
+}  // namespace
 
 void MatMulBatch(const MatMulJob* jobs, int n_jobs, int64_t n_tokens, ThreadPool& pool) {
   constexpr int kMaxJobs = 8;
@@ -240,24 +255,46 @@ void MatMulBatch(const MatMulJob* jobs, int n_jobs, int64_t n_tokens, ThreadPool
   }
   const int64_t total = begin_bytes[n_fused];
   const int threads = pool.size();
-  auto work = [&](int idx) {
-    // This thread's share of the concatenated rows, by bytes, cut at row boundaries of each job.
-    const int64_t b0 = total * idx / threads, b1 = total * (idx + 1) / threads;
+  // The rows of the concatenated bytes [b0, b1), cut at row boundaries of each job: row r belongs to the range that
+  // holds its first byte, so ranges that partition the bytes partition the rows.
+  auto rows_of = [&](int64_t b0, int64_t b1) {
     for (int i = 0; i < n_fused; ++i) {
       const int64_t lo = std::max(b0, begin_bytes[i]), hi = std::min(b1, begin_bytes[i + 1]);
       if (lo >= hi) continue;
       const TensorView& w = *jobs[fused[i]].w;
       const int64_t stride = w.RowStride();
-      // Row r belongs to the thread whose byte range holds its first byte.
       const int64_t o0 = CeilDiv(lo - begin_bytes[i], stride), o1 = CeilDiv(hi - begin_bytes[i], stride);
       if (o0 < o1) QuantRows(w, *acts[i], 0, n_tokens, jobs[fused[i]].y, w.Rows(), o0, o1);
     }
   };
-  if (threads <= 1) {
-    work(0);
-  } else {
-    pool.Run([&](int idx) { work(idx); });
+  if (threads <= 1) return rows_of(0, total);
+  bool balanced = n_tokens == 1 && threads <= kMaxBalancedThreads;
+  for (int i = 0; i < n_fused; ++i) balanced = balanced && !ReadsStreams(jobs[fused[i]].w->dtype);
+  if (!balanced) {  // each thread its share of the bytes
+    pool.Run([&](int idx) { rows_of(total * idx / threads, total * (idx + 1) / threads); });
+    return;
   }
+  // Decode: each thread takes its share in blocks of kClaimBytes from the front (still one sequential stream), and a
+  // thread done early takes the next blocks of the others' shares, so that the step does not wait for the thread whose
+  // memory stream is slower; no output depends on which thread computes it. On the d2048 Q4_0 model (Q4_0R), whose
+  // threads were busy 88-90% of the matrix products' time in the host's fast memory state, decode rose from a median
+  // 72% to 80% of the bound there and stayed level in the slow state (bench/RESULTS.md).
+  struct alignas(64) Cursor {
+    std::atomic<int64_t> next;
+  };
+  Cursor cursors[kMaxBalancedThreads];
+  for (int j = 0; j < threads; ++j) cursors[j].next.store(total * j / threads, std::memory_order_relaxed);
+  pool.Run([&](int idx) {
+    for (int k = 0; k < threads; ++k) {
+      const int j = (idx + k) % threads;
+      const int64_t end = total * (j + 1) / threads;
+      for (;;) {
+        const int64_t lo = cursors[j].next.fetch_add(kClaimBytes, std::memory_order_relaxed);
+        if (lo >= end) break;
+        rows_of(lo, std::min(lo + kClaimBytes, end));
+      }
+    }
+  });
 }
 
 void DequantizeRow(const TensorView& w, int64_t r, float* dst) {
