@@ -185,7 +185,9 @@ void MatMul(const TensorView& w, const float* x, int64_t n_tokens, float* y, Thr
   HERD_DCHECK(MatMulSupports(w.dtype));
   const int64_t n_out = w.Rows(), n_in = w.Cols();
   if (n_tokens <= 0 || n_out <= 0) return;
-  if (UsesQuantDot(w.dtype) && n_tokens == 1) {  // decode: MatMulBatch's balanced split
+  // Decode: MatMulBatch's balanced split, for matrices that ParallelGrid would give every thread (smaller ones, such
+  // as a router's, stay on fewer threads).
+  if (UsesQuantDot(w.dtype) && n_tokens == 1 && n_out >= kRowGrain * pool.size()) {
     const MatMulJob job{&w, x, y};
     return MatMulBatch(&job, 1, n_tokens, pool);
   }
