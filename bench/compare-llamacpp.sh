@@ -13,7 +13,8 @@
 #                                  [--peer DIR] [--quick]
 #   --quick: 64 and 512 tokens only, no single-thread rows.
 # Needs the peer (scripts/install-peer.sh puts it in build/peer) and /usr/bin/python3 with numpy (the peer's setup
-# installs it). Prints a markdown table; every raw JSON result goes to $OUT (default bench/compare-llamacpp.jsonl).
+# installs it). Prints a markdown table; every raw JSON result is appended to $OUT (default bench/compare-llamacpp.jsonl),
+# each record with the run's start time ("run", UTC), so that earlier runs stay in the file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,7 +39,7 @@ out=${OUT:-bench/compare-llamacpp.jsonl}
 [ -x "$herd" ] || { echo "compare-llamacpp: $herd not found (build it: make run, or cmake --build --preset release)" >&2; exit 1; }
 [ -f "$peer/peer_logits.mjs" ] || { echo "compare-llamacpp: no peer in $peer (run scripts/install-peer.sh)" >&2; exit 1; }
 mkdir -p "$dir"
-: >"$out"
+run_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
 q8="$dir/bench-llama4-d2048-q8_0.gguf"
 if [ ! -f "$q8" ]; then
@@ -69,8 +70,8 @@ measure() {
   }
   if [ $((row % 2)) -eq 0 ]; then run_herd; run_peer; else run_peer; run_herd; fi
   row=$((row + 1))
-  printf '{"label": "%s", "threads": %s, "n_prompt": %s, "n_gen": %s, "herd": %s, "llama_cpp": %s}\n' \
-    "$label" "$threads" "$np" "$ng" "$hj" "$(echo "$pj" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin).get("timings", {})))')" >>"$out"
+  printf '{"run": "%s", "label": "%s", "threads": %s, "n_prompt": %s, "n_gen": %s, "herd": %s, "llama_cpp": %s}\n' \
+    "$run_at" "$label" "$threads" "$np" "$ng" "$hj" "$(echo "$pj" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin).get("timings", {})))')" >>"$out"
   python3 - "$label" "$threads" "$np" "$ng" "$what" "$hj" "$pj" <<'PY'
 import json, sys
 label, threads, np_, ng, what, hj, pj = sys.argv[1:8]
