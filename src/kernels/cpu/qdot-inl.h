@@ -834,8 +834,9 @@ template <class K>
 struct QuantTiles {
   static constexpr bool kQ8 = HWY_TARGET <= HWY_AVX3 && std::is_same_v<K, DotQ8_0Q8>;
   static constexpr int kRows = kQ8 ? 4 : kPrefillRows, kTokens = kQ8 ? 4 : kPrefillTokens;
-  static constexpr bool kDecodePrefetch = std::is_same_v<K, DotQ4KQ8K>;        // see kPrefetchAhead
-  static constexpr int kDecodeStreams = std::is_same_v<K, DotQ8_0Q8> ? 4 : 1;  // see DecodeInStreams
+  static constexpr bool kDecodePrefetch = std::is_same_v<K, DotQ4KQ8K>;  // see kPrefetchAhead
+  // See DecodeInStreams; cpu/matmul.cpp ReadsStreams names the types with more than one (they keep a static split).
+  static constexpr int kDecodeStreams = std::is_same_v<K, DotQ8_0Q8> ? 4 : 1;
   static int64_t Length(const TensorView& w) { return w.Cols() / K::kBlockElems; }
   template <int R, int NT>
   static HWY_INLINE void Tile(const uint8_t* const* rows, const uint8_t* const* acts, int64_t n_blocks, float* y,
@@ -904,7 +905,7 @@ template <bool kQ4>
 struct RepackedTiles {
   static constexpr int kRows = 4, kTokens = 3;
   static constexpr bool kDecodePrefetch = false;      // (ignored: Tile never prefetches)
-  static constexpr int kDecodeStreams = kQ4 ? 1 : 4;  // Q8_0R: see DecodeInStreams
+  static constexpr int kDecodeStreams = kQ4 ? 1 : 4;  // Q8_0R: see DecodeInStreams (and cpu/matmul.cpp ReadsStreams)
   static constexpr int64_t kGroupBytes = kQ4 ? 288 : 544, kRecordBytes = 640;
   static constexpr int64_t kScalesAt = kQ4 ? 256 : 512;  // the 16 f16 weight scales of a group
   static_assert(kNI == 16);
@@ -1003,12 +1004,12 @@ struct RepackedKTiles {
     // (maskz with a full mask: GCC 12 warns about the undefined pass-through of the plain intrinsic)
     return VF{_mm512_maskz_permutexvar_ps(0xFFFF, idx, _mm512_zextps128_ps512(f))};
   }
-  // The n (2 or 4) f16 values at p as f32 lanes 0 .. n - 1, each times its factor (1 or 1/128: exact, a power of 2).
+  // The n (2 or 4) f16 values at p as f32 lanes 0 .. n - 1.
   template <int n>
-  static HWY_INLINE __m128 F16s(const uint8_t* p, __m128 factors) {
+  static HWY_INLINE __m128 F16s(const uint8_t* p) {
     uint64_t bits = 0;
     std::memcpy(&bits, p, 2 * n);
-    return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<int64_t>(bits))), factors);
+    return _mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<int64_t>(bits)));
   }
 
   template <int R, int NT>
@@ -1040,7 +1041,8 @@ struct RepackedKTiles {
         const uint8_t* meta = rows[r] + g * kGroupBytes + kMetaAt;
         // d0, d1, dmin0 / 128, dmin1 / 128 in one conversion and two permutes (four scalar conversions, broadcasts
         // and combines before: Q4_KR prefill 1.08x, decode from L2 ~1.1x, the same products).
-        const __m128 d = F16s<4>(meta + 32, _mm_setr_ps(1.0f, 1.0f, 1.0f / 128, 1.0f / 128));
+        // (the division by 128 is exact: a power of 2)
+        const __m128 d = _mm_mul_ps(F16s<4>(meta + 32), _mm_setr_ps(1.0f, 1.0f, 1.0f / 128, 1.0f / 128));
         ws[r] = hn::Mul(Bytes16(meta), Halves(d, 0));
         mt[r] = hn::Mul(Bytes16(meta + 16), Halves(d, 2));
       }
@@ -1161,7 +1163,7 @@ struct RepackedQ6KTiles {
       VF sa[R], sb[R];
       for (int r = 0; r < R; ++r) {
         const uint8_t* grp = rows[r] + g * kGroupBytes;
-        const VF d = RepackedKTiles<false>::Halves(RepackedKTiles<false>::F16s<2>(grp + 416, _mm_set1_ps(1.0f)), 0);
+        const VF d = RepackedKTiles<false>::Halves(RepackedKTiles<false>::F16s<2>(grp + 416), 0);
         sa[r] = hn::Mul(Int8x16(grp + 384), d);
         sb[r] = hn::Mul(Int8x16(grp + 400), d);
       }
