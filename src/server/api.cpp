@@ -1016,13 +1016,17 @@ std::string ResponseShaper::StreamEvent(const runtime::ServingEvent& event) {
                 {"logprobs", nullptr},
                 {"finish_reason", nullptr}}});
           out += Sse(head);
-          for (size_t at = 0; at < args.size(); at += 16) {
+          for (size_t at = 0, len = 0; at < args.size(); at += len) {
+            // Pieces of about 16 bytes that end on a character boundary: a piece holding part of a multi-byte
+            // UTF-8 character would reach the client as U+FFFD, and the pieces would not add up to the arguments.
+            len = std::min<size_t>(16, args.size() - at);
+            while (at + len < args.size() && (static_cast<unsigned char>(args[at + len]) & 0xC0) == 0x80) ++len;
             ResponseJson piece = ChunkBase();
             piece["choices"] = ResponseJson::array(
                 {{{"index", event.choice},
                   {"delta",
                    {{"tool_calls",
-                     ResponseJson::array({{{"index", i}, {"function", {{"arguments", args.substr(at, 16)}}}}})}}},
+                     ResponseJson::array({{{"index", i}, {"function", {{"arguments", args.substr(at, len)}}}}})}}},
                   {"logprobs", nullptr},
                   {"finish_reason", nullptr}}});
             out += Sse(piece);

@@ -615,6 +615,48 @@ TEST_F(ApiTest, ErrorsAndCancellationsBecomeFailures) {
   EXPECT_EQ(cancelled.failure()->code, "shutting_down");
 }
 
+// A reply that ends as a call streams its arguments in pieces; a piece boundary inside a multi-byte character would
+// reach the client as U+FFFD and the pieces would no longer add up to the call's arguments.
+TEST_F(ApiTest, StreamedToolCallArgumentsSplitBetweenCharacters) {
+  model_.n_ctx = 8192;  // the tools' system prompt is long
+  const auto err = Chat(R"({"messages": [{"role": "user", "content": "x"}], "stream": true,
+                        "tools": [{"type": "function", "function": {"name": "get_weather", "parameters":
+                                   {"type": "object", "properties": {"city": {"type": "string"}}}}}]})");
+  ASSERT_FALSE(err) << err->message;
+  ResponseShaper shaper(req_, model_, "chatcmpl-t", 5);
+  std::string sse = shaper.StreamHead();
+  runtime::ServingEvent e;
+  // 3-byte characters after the 9 bytes of {"city":" put a character across every 16-byte offset.
+  std::string city_utf8;
+  for (int i = 0; i < 8; ++i) city_utf8 += "\u8eca\ubbf8\ub798";  // 車미래 in UTF-8, 3 bytes each
+  e.text = "[get_weather(city=\"" + city_utf8 + "\")]";
+  e.tokens = {1, 2, 3};
+  e.finished = true;
+  e.finish_reason = runtime::FinishReason::kStop;
+  e.completion_tokens = 3;
+  sse += shaper.StreamEvent(e);
+  sse += shaper.StreamTail();
+  EXPECT_EQ(sse.find("\xEF\xBF\xBD"), std::string::npos) << "a piece carried a replacement character";
+  bool done = false;
+  std::string arguments, finish;
+  int pieces = 0;
+  for (const json& c : SseChunks(sse, &done)) {
+    if (c["choices"].empty()) continue;
+    const json& ch = c["choices"][0];
+    if (!ch["finish_reason"].is_null()) finish = ch["finish_reason"].get<std::string>();
+    for (const json& t : ch["delta"].value("tool_calls", json::array())) {
+      const std::string piece = t["function"]["arguments"].get<std::string>();
+      EXPECT_LE(piece.size(), 18u);  // about 16 bytes, moved to the next character boundary
+      pieces += !piece.empty();
+      arguments += piece;
+    }
+  }
+  EXPECT_TRUE(done);
+  EXPECT_EQ(finish, "tool_calls");
+  EXPECT_GT(pieces, 4);
+  EXPECT_EQ(json::parse(arguments), json({{"city", city_utf8}})) << arguments;
+}
+
 TEST_F(ApiTest, InvalidUtf8InTokensIsReplaced) {
   EXPECT_EQ(Dump(ResponseJson{{"t", std::string("a\xff")}}), "{\"t\":\"a\xEF\xBF\xBD\"}");
   EXPECT_EQ(NewResponseId(ApiKind::kChatCompletion).rfind("chatcmpl-", 0), 0u);
