@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/kernels_test_util.h"
+#include "kernels/ops.h"
 #include "kernels/ref/rope.h"
 
 namespace herd::kernels {
@@ -171,6 +172,96 @@ TEST(RopeCosSinTest, MatchesDoublePrecisionWithinDerivedBound) {
       ASSERT_LE(std::fabs(sin[i] - std::sin(a)), kU * (std::fabs(a) + 1)) << "sin, pos " << p << ", pair " << i;
     }
   }
+}
+
+// ---- PrepareQueryKey, AttentionTemperature ----
+
+// Random token shapes (GQA groups, odd head counts, head sizes around the SIMD widths) under every combination of
+// the layer flags: the fused call equals Rope, RmsNorm and Scale called in turn bit for bit (what the decoder ran
+// inline before), and the scalar twin within a bound derived from the steps.
+TEST_P(RopeTest, PrepareQueryKeyIsTheKernelsInTurnAndMatchesReference) {
+  struct Shape {
+    int64_t n_heads, n_kv_heads, head_dim;
+  };
+  uint64_t case_idx = 0;
+  for (const Shape sh : {Shape{1, 1, 2}, Shape{4, 1, 8}, Shape{5, 5, 18}, Shape{8, 2, 64}, Shape{3, 1, 34},
+                         Shape{40, 8, 128}, Shape{2, 2, 130}}) {
+    for (int flags = 0; flags < 16; ++flags) {
+      const uint64_t seed = testing::BaseSeed() + case_idx++;
+      QueryKeyPrep p{sh.n_heads,
+                     sh.n_kv_heads,
+                     sh.head_dim,
+                     (flags & 8) != 0 ? RopeStyle::kHalfSplit : RopeStyle::kInterleaved,
+                     (flags & 1) != 0,
+                     (flags & 2) != 0,
+                     1e-5f};
+      const bool scale_q = (flags & 4) != 0;
+      SCOPED_TRACE("heads " + std::to_string(sh.n_heads) + "/" + std::to_string(sh.n_kv_heads) + ", head_dim " +
+                   std::to_string(sh.head_dim) + ", flags " + std::to_string(flags) + ", " + SeedTrace(seed));
+      std::mt19937_64 rng(seed);
+      const int64_t hd = sh.head_dim, half = hd / 2, nq = sh.n_heads * hd, nk = sh.n_kv_heads * hd;
+      std::vector<float> q(nq), k(nk), cos(half), sin(half);
+      testing::FillUniform(rng, -3.0f, 3.0f, q.data(), nq);
+      testing::FillUniform(rng, -3.0f, 3.0f, k.data(), nk);
+      std::uniform_real_distribution<double> angle(-50.0, 50.0);
+      for (int64_t i = 0; i < half; ++i) {
+        const double a = angle(rng);
+        cos[i] = static_cast<float>(std::cos(a));
+        sin[i] = static_cast<float>(std::sin(a));
+      }
+      const float q_scale = AttentionTemperature(static_cast<int64_t>(rng() % 100000), 8192.0f, 0.1f);
+
+      std::vector<float> got_q = q, got_k = k, seq_q = q, seq_k = k, ref_q = q, ref_k = k;
+      PrepareQueryKey(p, cos.data(), sin.data(), scale_q, q_scale, got_q.data(), got_k.data());
+      for (int64_t h = 0; h < sh.n_heads && p.rope; ++h)
+        Rope(seq_q.data() + h * hd, hd, cos.data(), sin.data(), p.style);
+      for (int64_t h = 0; h < sh.n_kv_heads && p.rope; ++h) {
+        Rope(seq_k.data() + h * hd, hd, cos.data(), sin.data(), p.style);
+      }
+      for (int64_t h = 0; h < sh.n_heads && p.qk_norm; ++h) {
+        RmsNorm(seq_q.data() + h * hd, nullptr, hd, p.eps, seq_q.data() + h * hd);
+      }
+      for (int64_t h = 0; h < sh.n_kv_heads && p.qk_norm; ++h) {
+        RmsNorm(seq_k.data() + h * hd, nullptr, hd, p.eps, seq_k.data() + h * hd);
+      }
+      if (scale_q) Scale(seq_q.data(), q_scale, nq);
+      ASSERT_EQ(got_q, seq_q);
+      ASSERT_EQ(got_k, seq_k);
+
+      ref::PrepareQueryKey(p, cos.data(), sin.data(), scale_q, q_scale, ref_q.data(), ref_k.data());
+      // Per head, with M = max |input| and r its RMS: a rotated element is off by at most ~2u(|a c| + |b s|) <=
+      // 3u M; the norm divides that by r and adds (hd / 2 + 8) u relative (ops_test's bound); the scale one more u.
+      const auto check = [&](const std::vector<float>& in, const std::vector<float>& got,
+                             const std::vector<float>& want, int64_t heads, float s) {
+        for (int64_t h = 0; h < heads; ++h) {
+          double m = 0, sq = 0;
+          for (int64_t i = 0; i < hd; ++i) {
+            m = std::max(m, std::fabs(static_cast<double>(in[h * hd + i])));
+            sq += static_cast<double>(in[h * hd + i]) * in[h * hd + i];
+          }
+          const double r = std::sqrt(sq / static_cast<double>(hd) + p.eps);
+          const double absolute = 4 * kU * m * (p.qk_norm ? 1.0 / r : 1.0) * std::fabs(s);
+          for (int64_t i = 0; i < hd; ++i) {
+            const size_t j = static_cast<size_t>(h * hd + i);
+            ASSERT_LE(std::fabs(static_cast<double>(got[j]) - want[j]),
+                      absolute + (static_cast<double>(hd) / 2 + 10) * kU * std::fabs(want[j]))
+                << "head " << h << ", element " << i << ": " << got[j] << " vs " << want[j];
+          }
+        }
+      };
+      check(q, got_q, ref_q, sh.n_heads, scale_q ? q_scale : 1.0f);
+      check(k, got_k, ref_k, sh.n_kv_heads, 1.0f);
+    }
+  }
+}
+
+TEST(AttentionTemperatureTest, HandValues) {
+  // llama4.md 2.8: log(floor((pos + 1) / floor_scale) + 1) * attn_scale + 1.
+  EXPECT_EQ(AttentionTemperature(0, 8192.0f, 0.1f), 1.0f);     // floor(1 / 8192) = 0: log 1 = 0
+  EXPECT_EQ(AttentionTemperature(8190, 8192.0f, 0.1f), 1.0f);  // floor(8191 / 8192) = 0
+  EXPECT_EQ(AttentionTemperature(8191, 8192.0f, 0.1f), std::log(2.0f) * 0.1f + 1.0f);
+  EXPECT_EQ(AttentionTemperature(3 * 8192 - 1, 8192.0f, 0.1f), std::log(4.0f) * 0.1f + 1.0f);
+  EXPECT_EQ(AttentionTemperature(5, 2.0f, 0.5f), std::log(4.0f) * 0.5f + 1.0f);  // floor(6 / 2) = 3
 }
 
 }  // namespace

@@ -10,4 +10,8 @@ namespace herd::kernels::ref {
 
 void Rope(float* x, int64_t head_dim, const float* cos, const float* sin, RopeStyle style);
 
+// kernels::PrepareQueryKey from ref::Rope, ref::RmsNorm and ref::Scale (each step rounded once per output).
+void PrepareQueryKey(const QueryKeyPrep& p, const float* cos, const float* sin, bool scale_q, float q_scale, float* q,
+                     float* k);
+
 }  // namespace herd::kernels::ref
