@@ -1,8 +1,9 @@
 // The Llama decoder forward pass as batched steps over many sequences (model/model.h Step): the tokens of every
 // sequence in a step go through each matrix product together (prompts as matrix-matrix products, decode tokens of
 // many sequences as one), attention runs per sequence over its own KV pages (model/kv_cache.h). Activations are
-// f32; weights stay in their stored dtype. Every kernel computes a token's row the same way whatever else is in
-// the step (kernels/matmul.h, kernels/attention.h), so a sequence's logits do not depend on its batch.
+// f32; weights stay in their stored dtype. This file orders the operations; the model's Backend (model/backend.h)
+// runs each one. Every CPU kernel computes a token's row the same way whatever else is in the step
+// (kernels/matmul.h, kernels/attention.h), so a sequence's logits do not depend on its batch.
 #include "model/decoder.h"
 
 #include <algorithm>
@@ -24,56 +25,19 @@
 
 namespace herd::model {
 
-// Scratch for steps of up to max_tokens tokens from up to max_seqs sequences, sized at creation; nothing is
-// allocated per step (the per-thread attention scratch grows once, with the pool).
+// The activations of steps of up to max_tokens tokens from up to max_seqs sequences, in the backend's memory,
+// sized at creation (nothing is allocated per step), and the host's description of each step.
 class DecoderModel::Work final : public Workspace {
  public:
-  Work(const ModelConfig& c, int64_t max_tokens, int64_t max_seqs, int64_t max_ffn) : Workspace(max_tokens, max_seqs) {
-    const int64_t n = max_tokens, d = c.hidden_size, q_dim = c.num_attention_heads * c.head_dim,
-                  kv_dim = c.num_key_value_heads * c.head_dim;
-    x.resize(n * d);
-    xn.resize(n * d);
-    q.resize(n * q_dim);
-    k.resize(n * kv_dim);
-    v.resize(n * kv_dim);
-    att.resize(n * q_dim);
-    gate.resize(n * max_ffn);
-    up.resize(n * max_ffn);
-    out.resize(n * d);
-    cos.resize(n * c.head_dim / 2);
-    sin.resize(n * c.head_dim / 2);
-    pos.resize(n);
-    seq_of.resize(n);
-    items.resize(n);
-    logit_rows.resize(std::max(max_seqs, int64_t{1}));
-    if (max_seqs > 1) logits.resize(static_cast<size_t>(max_seqs * c.vocab_size));
-    if (c.num_local_experts > 0) {
-      const int64_t e = c.num_local_experts, k_used = c.num_experts_per_tok;
-      router.resize(n * e);
-      choice.resize(n * k_used);
-      choice_gate.resize(n * k_used);
-      expert_count.resize(e);
-      expert_offset.resize(e + 1);
-      order.resize(n * k_used);
-      slot.resize(n * k_used);
-      xe.resize(n * k_used * d);
-      ge.resize(n * k_used * max_ffn);
-      ue.resize(n * k_used * max_ffn);
-      ye.resize(n * k_used * d);
-    }
-  }
+  Work(int64_t max_tokens, int64_t max_seqs) : Workspace(max_tokens, max_seqs) {}
 
-  // An attention work item: tokens [t0, t0 + nt) of input `input`, all in one chunk of the layer.
-  struct Item {
-    int32_t input;
-    int64_t t0, nt;
-  };
-  std::vector<float> x, xn, q, k, v, att, gate, up, out, cos, sin, logits;
-  std::vector<float> router, choice_gate, xe, ge, ue, ye;
-  std::vector<int32_t> choice, order, slot, seq_of;
-  std::vector<int64_t> pos, expert_count, expert_offset, logit_rows;
-  std::vector<Item> items;
-  std::vector<float> attn_scratch;  // [threads][kernels::AttentionScratchFloats(head_dim)]
+  // Buffers of floats / int32s in the backend's memory space.
+  Buffer x, xn, q, k, v, att, gate, up, out, cos, sin, logits, router, choice_gate, choice;
+  float* f(const Buffer& b) const { return b.as<float>(); }
+  std::unique_ptr<BackendScratch> scratch;
+  // Host: each token's position and input, the rows that need logits.
+  std::vector<int64_t> pos, logit_rows;
+  std::vector<int32_t> seq_of;
 };
 
 void DecoderModel::SetTrace(ModelState& state, ForwardTrace* trace) { state.workspace().trace = trace; }
@@ -127,57 +91,10 @@ Status BindExperts(WeightBinder& b, const WeightMap& weights, const std::string&
   return Status::Ok();
 }
 
-void MatMul(const LinearWeight& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
-  kernels::MatMulScaled(w.w, w.scale_data(), x, n_tokens, y, pool);
-}
-
-// Independent products y_j = W_j x_j in one parallel region where the kernels can (kernels::MatMulBatch: same
-// bits as one MatMul after another, fewer thread meetings per decoded token); scaled (FP8) weights one by one.
-struct Product {
-  const LinearWeight& w;
-  const float* x;
-  float* y;
-};
-void MatMulMany(std::initializer_list<Product> products, int64_t n_tokens, ThreadPool& pool) {
-  kernels::MatMulJob jobs[4];
-  int n = 0;
-  bool scaled = false;
-  for (const Product& p : products) scaled |= p.w.scale_data() != nullptr;
-  if (scaled || products.size() > 4) {
-    for (const Product& p : products) MatMul(p.w, p.x, n_tokens, p.y, pool);
-    return;
-  }
-  for (const Product& p : products) jobs[n++] = {&p.w.w, p.x, p.y};
-  kernels::MatMulBatch(jobs, n, n_tokens, pool);
-}
-
 }  // namespace
 
-// fn(t) for rows t in [0, n), split over the pool from kParallelRows rows (prefill); decode's single row stays on the
-// calling thread. Each row's arithmetic is the same either way.
-constexpr int64_t kParallelRows = 4;
-template <class Fn>
-void ParallelRows(ThreadPool& pool, int64_t n, Fn&& fn) {
-  if (n < kParallelRows || pool.size() == 1) {
-    for (int64_t t = 0; t < n; ++t) fn(t);
-    return;
-  }
-  pool.ParallelFor(n, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) fn(t);
-  });
-}
-
-// y[t] = RmsNorm(x[t]) * weight for n rows of d.
-void RowNorms(const float* x, const float* weight, int64_t n, int64_t d, float eps, float* y, ThreadPool& pool) {
-  ParallelRows(pool, n, [&](int64_t t) { kernels::RmsNorm(x + t * d, weight, d, eps, y + t * d); });
-}
-
-// gate = SwiGLU(gate, up) for n rows of f.
-void RowSwiGLU(float* gate, const float* up, int64_t n, int64_t f, ThreadPool& pool) {
-  ParallelRows(pool, n, [&](int64_t t) { kernels::SwiGLU(gate + t * f, up + t * f, gate + t * f, f); });
-}
-
-Result<std::unique_ptr<Model>> DecoderModel::Create(ModelConfig config, const WeightMap& weights) {
+Result<std::unique_ptr<Model>> DecoderModel::Create(ModelConfig config, const WeightMap& weights,
+                                                    std::unique_ptr<Backend> backend) {
   HERD_RETURN_IF_ERROR(config.Validate());  // sizes below are products of these fields
   std::unique_ptr<DecoderModel> m(new DecoderModel());
   m->weights_ = weights;
@@ -186,9 +103,9 @@ Result<std::unique_ptr<Model>> DecoderModel::Create(ModelConfig config, const We
   const int64_t q_dim = config.num_attention_heads * hd, kv_dim = config.num_key_value_heads * hd;
   const int64_t n_exp = config.num_local_experts;
 
-  HERD_ASSIGN_OR_RETURN(m->token_embd_, b.Linear("token_embd.weight", -1, d));
-  if (m->token_embd_.w.shape[0] != config.vocab_size) {
-    return Corruption("tensor 'token_embd.weight' has " + std::to_string(m->token_embd_.w.shape[0]) +
+  HERD_ASSIGN_OR_RETURN(m->w_.token_embd, b.Linear("token_embd.weight", -1, d));
+  if (m->w_.token_embd.w.shape[0] != config.vocab_size) {
+    return Corruption("tensor 'token_embd.weight' has " + std::to_string(m->w_.token_embd.w.shape[0]) +
                       " rows but vocab_size is " + std::to_string(config.vocab_size));
   }
   for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
@@ -214,13 +131,13 @@ Result<std::unique_ptr<Model>> DecoderModel::Create(ModelConfig config, const We
       HERD_RETURN_IF_ERROR(BindExperts(b, weights, p, n_exp, d, f, &lw));
     }
     m->max_ffn_ = std::max(m->max_ffn_, f);
-    m->layers_.push_back(std::move(lw));
+    m->w_.layers.push_back(std::move(lw));
   }
-  HERD_ASSIGN_OR_RETURN(m->output_norm_, b.Vector("output_norm.weight", d));
+  HERD_ASSIGN_OR_RETURN(m->w_.output_norm, b.Vector("output_norm.weight", d));
   if (weights.Contains("output.weight")) {
-    HERD_ASSIGN_OR_RETURN(m->output_, b.Linear("output.weight", config.vocab_size, d));
+    HERD_ASSIGN_OR_RETURN(m->w_.output, b.Linear("output.weight", config.vocab_size, d));
   } else {
-    m->output_ = m->token_embd_;  // tied (llama.cpp falls back the same way)
+    m->w_.output = m->w_.token_embd;  // tied (llama.cpp falls back the same way)
     config.tie_word_embeddings = true;
   }
   std::vector<float> divisors;
@@ -231,9 +148,13 @@ Result<std::unique_ptr<Model>> DecoderModel::Create(ModelConfig config, const We
     }
   }
   HERD_RETURN_IF_ERROR(b.CheckAllUsed());
-  m->inv_freq_ = RopeInvFreq(config, divisors.empty() ? nullptr : divisors.data());
+  m->w_.inv_freq = RopeInvFreq(config, divisors.empty() ? nullptr : divisors.data());
   m->weight_bytes_ = b.bound_bytes();
   m->config_ = std::move(config);
+  m->backend_ = backend != nullptr ? std::move(backend) : NewCpuBackend();
+  HERD_RETURN_IF_ERROR(
+      m->backend_->Bind(m->config_, m->w_)
+          .WithContext(std::string("the ") + m->backend_->name() + " backend cannot take the weights"));
   return std::unique_ptr<Model>(std::move(m));
 }
 
@@ -242,14 +163,44 @@ Result<std::unique_ptr<Workspace>> DecoderModel::NewWorkspace(int64_t max_tokens
     return InvalidArgument("a step needs 1 <= sequences <= tokens, got " + std::to_string(max_seqs) + " and " +
                            std::to_string(max_tokens));
   }
+  const ModelConfig& c = config_;
+  const int64_t n = max_tokens, d = c.hidden_size, q_dim = c.num_attention_heads * c.head_dim,
+                kv_dim = c.num_key_value_heads * c.head_dim, half = c.head_dim / 2;
+  auto s = std::make_unique<Work>(max_tokens, max_seqs);
+  struct Size {
+    Buffer* buffer;
+    int64_t elements;  // of 4 bytes: floats or int32s
+  };
+  std::vector<Size> sizes = {{&s->x, n * d},           {&s->xn, n * d},        {&s->q, n * q_dim},
+                             {&s->k, n * kv_dim},      {&s->v, n * kv_dim},    {&s->att, n * q_dim},
+                             {&s->gate, n * max_ffn_}, {&s->up, n * max_ffn_}, {&s->out, n * d},
+                             {&s->cos, n * half},      {&s->sin, n * half}};
+  // One product over every sequence's last row reads the output head once per step; the rows land here.
+  if (max_seqs > 1 || backend_->space() != MemorySpace::kHost) sizes.push_back({&s->logits, max_seqs * c.vocab_size});
+  if (c.num_local_experts > 0) {
+    const int64_t k_used = c.num_experts_per_tok;
+    sizes.push_back({&s->router, n * c.num_local_experts});
+    sizes.push_back({&s->choice, n * k_used});
+    sizes.push_back({&s->choice_gate, n * k_used});
+  }
+  for (const Size& z : sizes) {
+    auto buffer = backend_->Allocate(z.elements * 4);
+    if (!buffer.ok())
+      return buffer.status().WithContext("the scratch of " + std::to_string(max_tokens) + "-token steps");
+    *z.buffer = std::move(buffer).value();
+  }
+  HERD_ASSIGN_OR_RETURN(s->scratch, backend_->NewScratch(c, max_tokens, max_ffn_));
   try {
-    return std::unique_ptr<Workspace>(new Work(config_, max_tokens, max_seqs, max_ffn_));
+    s->pos.resize(n);
+    s->seq_of.resize(n);
+    s->logit_rows.resize(max_seqs);
   } catch (const std::bad_alloc&) {
     return ResourceExhausted("not enough memory for the scratch of " + std::to_string(max_tokens) + "-token steps");
   }
+  return std::unique_ptr<Workspace>(std::move(s));
 }
 
-Status DecoderModel::Step(KvCache& cache, std::span<const StepInput> batch, Workspace& base, ThreadPool& pool) const {
+Status DecoderModel::Step(KvCache& cache, std::span<const StepInput> batch, Workspace& base, ExecContext ctx) const {
   Work& s = static_cast<Work&>(base);
   const ModelConfig& c = config_;
   const int64_t n_inputs = static_cast<int64_t>(batch.size());
@@ -278,106 +229,63 @@ Status DecoderModel::Step(KvCache& cache, std::span<const StepInput> batch, Work
     return InvalidArgument("a step of " + std::to_string(n) + " tokens exceeds the workspace's " +
                            std::to_string(s.max_tokens()));
   }
-  const size_t scratch = static_cast<size_t>(pool.size() * kernels::AttentionScratchFloats(c.head_dim));
-  if (s.attn_scratch.size() < scratch) s.attn_scratch.resize(scratch);
-  StepTokens(cache, batch, s, n, pool);
+  for (int64_t i = 0, t = 0; i < n_inputs; ++i) {
+    for (int64_t j = 0; j < static_cast<int64_t>(batch[i].tokens.size()); ++j, ++t) {
+      s.pos[t] = batch[i].seq->n_past() + j;
+      s.seq_of[t] = static_cast<int32_t>(i);
+    }
+  }
+  StepTokens(cache, StepRows{batch, s.pos.data(), s.seq_of.data(), n}, s, ctx);
   for (const StepInput& in : batch) cache.Commit(*in.seq, in.cache_keys.empty() ? in.tokens : in.cache_keys);
   return Status::Ok();
 }
 
-void DecoderModel::StepTokens(KvCache& cache, std::span<const StepInput> batch, Work& s, int64_t n,
-                              ThreadPool& pool) const {
+void DecoderModel::StepTokens(KvCache& cache, const StepRows& rows, Work& s, ExecContext ctx) const {
   const ModelConfig& c = config_;
-  const int64_t d = c.hidden_size, hd = c.head_dim, half = hd / 2;
-  const int64_t q_dim = c.num_attention_heads * hd, kv_dim = c.num_key_value_heads * hd;
-  const DType kv_type = cache.type();
+  const Backend& be = *backend_;
+  const std::span<const StepInput> batch = rows.batch;
+  const int64_t n = rows.n, d = c.hidden_size;
+  float *x = s.f(s.x), *xn = s.f(s.xn), *q = s.f(s.q), *k = s.f(s.k), *v = s.f(s.v), *att = s.f(s.att),
+        *out = s.f(s.out);
   auto trace_hidden = [&](const float* src) {
-    if (s.trace != nullptr) s.trace->hidden.emplace_back(src, src + n * d);
+    if (s.trace == nullptr) return;
+    std::vector<float>& h = s.trace->hidden.emplace_back(static_cast<size_t>(n * d));
+    be.ToHost(src, n * d * 4, h.data(), ctx);
   };
 
   profile::OpSequence op("embed");  // the op timed now (herd bench --profile)
-  for (int64_t i = 0, t = 0; i < static_cast<int64_t>(batch.size()); ++i) {
-    const StepInput& in = batch[i];
-    const int64_t t0 = t;
-    for (int64_t j = 0; j < static_cast<int64_t>(in.tokens.size()); ++j, ++t) {
-      s.pos[t] = in.seq->n_past() + j;
-      s.seq_of[t] = static_cast<int32_t>(i);
-      kernels::DequantizeRowScaled(token_embd_.w, token_embd_.scale_data(), in.tokens[j], s.x.data() + t * d);
-      kernels::RopeCosSin(inv_freq_.data(), half, s.pos[t], s.cos.data() + t * half, s.sin.data() + t * half);
-    }
-    for (size_t k = 0; k < in.embed_at.size(); ++k) {  // early fusion: these rows replace the table's
-      std::memcpy(s.x.data() + (t0 + in.embed_at[k]) * d, in.embed_rows + static_cast<int64_t>(k) * d,
-                  static_cast<size_t>(d) * sizeof(float));
-    }
-  }
-  trace_hidden(s.x.data());
+  be.Embed(w_.token_embd, rows, d, x, ctx);
+  be.PositionTables(w_.inv_freq.data(), c.head_dim / 2, rows, s.f(s.cos), s.f(s.sin), ctx);
+  trace_hidden(x);
 
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const DecoderLayerWeights& w = layers_[l];
-    const LayerConfig& lc = c.layers[l];
+    const DecoderLayerWeights& w = w_.layers[l];
     op.Next("norm");
-    RowNorms(s.x.data(), w.attn_norm.data(), n, d, c.rms_norm_eps, s.xn.data(), pool);
+    be.Norm(x, nullptr, w.attn_norm, n, d, c.rms_norm_eps, xn, ctx);
     op.Next("attn.qkv");
-    MatMulMany(
-        {{w.attn_q, s.xn.data(), s.q.data()}, {w.attn_k, s.xn.data(), s.k.data()}, {w.attn_v, s.xn.data(), s.v.data()}},
-        n, pool);
+    const Product qkv[] = {{w.attn_q, xn, q}, {w.attn_k, xn, k}, {w.attn_v, xn, v}};
+    be.Linear(qkv, n, ctx);
     op.Next("attn.rope_kv");
-    ParallelRows(pool, n, [&](int64_t t) {
-      float* qt = s.q.data() + t * q_dim;
-      float* kt = s.k.data() + t * kv_dim;
-      if (lc.use_rope) {
-        const float* cs = s.cos.data() + t * half;
-        const float* sn = s.sin.data() + t * half;
-        for (int64_t h = 0; h < c.num_attention_heads; ++h) kernels::Rope(qt + h * hd, hd, cs, sn, c.rope_style);
-        for (int64_t h = 0; h < c.num_key_value_heads; ++h) kernels::Rope(kt + h * hd, hd, cs, sn, c.rope_style);
-      }
-      if (lc.use_qk_norm) {  // weightless RMS over each head, after RoPE (llama4.md 2.4)
-        for (int64_t h = 0; h < c.num_attention_heads; ++h) {
-          kernels::RmsNorm(qt + h * hd, nullptr, hd, c.rms_norm_eps, qt + h * hd);
-        }
-        for (int64_t h = 0; h < c.num_key_value_heads; ++h) {
-          kernels::RmsNorm(kt + h * hd, nullptr, hd, c.rms_norm_eps, kt + h * hd);
-        }
-      }
-      if (lc.attn_temperature_tuning) {  // llama4.md 2.8, in fp32 like the references
-        const float steps = std::floor(static_cast<float>(s.pos[t] + 1) / c.floor_scale);
-        const float scale = std::log(steps + 1.0f) * c.attn_scale + 1.0f;
-        kernels::Scale(qt, scale, q_dim);
-      }
-      const KvSequence& seq = *batch[s.seq_of[t]].seq;
-      for (int64_t h = 0; h < c.num_key_value_heads; ++h) {
-        const float* vh = s.v.data() + t * kv_dim + h * hd;
-        uint8_t* kdst = cache.KeyRow(seq, static_cast<int>(l), h, s.pos[t]);
-        uint8_t* vdst = cache.ValueRow(seq, static_cast<int>(l), h, s.pos[t]);
-        if (kv_type == DType::kF32) {
-          std::memcpy(kdst, kt + h * hd, static_cast<size_t>(hd) * sizeof(float));
-          std::memcpy(vdst, vh, static_cast<size_t>(hd) * sizeof(float));
-        } else {
-          kernels::QuantizeRow(kv_type, kt + h * hd, hd, kdst);
-          kernels::QuantizeRow(kv_type, vh, hd, vdst);
-        }
-      }
-    });
+    be.PrepareAttention(c, static_cast<int>(l), rows, s.f(s.cos), s.f(s.sin), q, k, v, cache, ctx);
     op.Next("attn.core");
-    Attention(cache, batch, s, l, n, pool);
+    be.Attention(c, static_cast<int>(l), rows, cache, q, att, *s.scratch, ctx);
     op.Next("attn.output");
-    MatMul(w.attn_output, s.att.data(), n, s.out.data(), pool);
+    const Product o_proj[] = {{w.attn_output, att, out}};
+    be.Linear(o_proj, n, ctx);
     op.Next("residual");
-    ParallelRows(pool, n,
-                 [&](int64_t t) { kernels::Add(s.x.data() + t * d, s.out.data() + t * d, s.x.data() + t * d, d); });
+    be.Add(x, out, n, d, ctx);
 
     op.Next("norm");
-    RowNorms(s.x.data(), w.ffn_norm.data(), n, d, c.rms_norm_eps, s.xn.data(), pool);
+    be.Norm(x, nullptr, w.ffn_norm, n, d, c.rms_norm_eps, xn, ctx);
     op.End();  // the FFNs time their own parts
-    if (lc.moe) {
-      MoeFfn(s, l, n, pool);  // adds the routed experts into s.out after the shared expert
+    if (c.layers[l].moe) {
+      MoeFfn(s, l, n, ctx);  // adds the routed experts into out after the shared expert
     } else {
-      DenseFfn(s, w, n, s.out.data(), pool);
+      DenseFfn(s, w, n, out, ctx);
     }
     op.Next("residual");
-    ParallelRows(pool, n,
-                 [&](int64_t t) { kernels::Add(s.x.data() + t * d, s.out.data() + t * d, s.x.data() + t * d, d); });
-    trace_hidden(s.x.data());
+    be.Add(x, out, n, d, ctx);
+    trace_hidden(x);
   }
   op.Next("output");
 
@@ -394,28 +302,43 @@ void DecoderModel::StepTokens(KvCache& cache, std::span<const StepInput> batch, 
     }
     t0 += nt;
   }
+  // The output head writes host logits directly when the backend computes in host memory, else into s.logits
+  // (room for max_seqs rows) a few rows at a time, and then across.
+  const bool host = be.space() == MemorySpace::kHost;
+  const auto head = [&](const float* rows_in, int64_t count, float* host_logits) {
+    if (host) {
+      const Product o[] = {{w_.output, rows_in, host_logits}};
+      be.Linear(o, count, ctx);
+      return;
+    }
+    for (int64_t r = 0; r < count; r += s.max_seqs()) {
+      const int64_t m = std::min(count - r, s.max_seqs());
+      const Product o[] = {{w_.output, rows_in + r * d, s.f(s.logits)}};
+      be.Linear(o, m, ctx);
+      be.ToHost(s.f(s.logits), m * c.vocab_size * 4, host_logits + r * c.vocab_size, ctx);
+    }
+  };
   if (n_rows < 0) {  // one input with every row (kAll, or a trace)
-    RowNorms(s.x.data(), output_norm_.data(), n, d, c.rms_norm_eps, s.xn.data(), pool);
-    trace_hidden(s.xn.data());
+    be.Norm(x, nullptr, w_.output_norm, n, d, c.rms_norm_eps, xn, ctx);
+    trace_hidden(xn);
     const StepInput& in = batch[0];
     if (in.mode == LogitsMode::kNone) return;
     const int64_t first = in.mode == LogitsMode::kAll ? 0 : n - 1;
-    MatMul(output_, s.xn.data() + first * d, n - first, in.logits, pool);
+    head(xn + first * d, n - first, in.logits);
     return;
   }
   if (n_rows == 0) return;
-  for (int64_t r = 0; r < n_rows; ++r) {
-    kernels::RmsNorm(s.x.data() + s.logit_rows[r] * d, output_norm_.data(), d, c.rms_norm_eps, s.xn.data() + r * d);
-  }
+  be.Norm(x, s.logit_rows.data(), w_.output_norm, n_rows, d, c.rms_norm_eps, xn, ctx);
   if (batch.size() == 1) {
-    MatMul(output_, s.xn.data(), 1, batch[0].logits, pool);
+    head(xn, 1, batch[0].logits);
     return;
   }
   // One product over every sequence's row, so the output head is read once per step.
-  MatMul(output_, s.xn.data(), n_rows, s.logits.data(), pool);
+  const Product o[] = {{w_.output, xn, s.f(s.logits)}};
+  be.Linear(o, n_rows, ctx);
   for (int64_t i = 0, r = 0; i < static_cast<int64_t>(batch.size()); ++i) {
     if (batch[i].mode != LogitsMode::kLast) continue;
-    std::memcpy(batch[i].logits, s.logits.data() + r * c.vocab_size, static_cast<size_t>(c.vocab_size) * sizeof(float));
+    be.ToHost(s.f(s.logits) + r * c.vocab_size, c.vocab_size * 4, batch[i].logits, ctx);
     ++r;
   }
 }
@@ -428,7 +351,7 @@ void DecoderModel::ForEachRepackTarget(Self& self, Fn&& fn) {
     // Unbound slots (a dense layer's router, an MoE layer's dense FFN) have no data.
     if (lw.w.data != nullptr && lw.w.Rows() > 0 && kernels::MatMulSupports(lw.w.dtype)) fn(lw);
   };
-  for (auto& l : self.layers_) {
+  for (auto& l : self.w_.layers) {
     consider(l.attn_q);
     consider(l.attn_k);
     consider(l.attn_v);
@@ -441,11 +364,11 @@ void DecoderModel::ForEachRepackTarget(Self& self, Fn&& fn) {
       for (auto& e : *experts) consider(e);
     }
   }
-  if (self.output_.w.data != self.token_embd_.w.data) consider(self.output_);
+  if (self.w_.output.w.data != self.w_.token_embd.w.data) consider(self.w_.output);
 }
 
 int64_t DecoderModel::RepackBytes() const {
-  if (repacked_ != nullptr) return 0;
+  if (repacked_ != nullptr || backend_->space() != MemorySpace::kHost) return 0;
   int64_t bytes = 0;
   ForEachRepackTarget(*this, [&](const LinearWeight& lw) { bytes += (kernels::RepackedBytes(lw.w) + 63) / 64 * 64; });
   return bytes;
@@ -453,6 +376,7 @@ int64_t DecoderModel::RepackBytes() const {
 
 Result<Model::RepackStats> DecoderModel::RepackWeights(ThreadPool& pool, bool show_progress) {
   std::vector<LinearWeight*> todo;
+  if (backend_->space() != MemorySpace::kHost) return RepackStats{};  // a device backend has its own copies
   ForEachRepackTarget(*this, [&](LinearWeight& lw) { todo.push_back(&lw); });
   RepackStats stats;
   if (repacked_ != nullptr || todo.empty()) return stats;
@@ -490,120 +414,51 @@ Result<Model::RepackStats> DecoderModel::RepackWeights(ThreadPool& pool, bool sh
   return stats;
 }
 
-void DecoderModel::DenseFfn(Work& s, const DecoderLayerWeights& w, int64_t n, float* out, ThreadPool& pool) const {
+void DecoderModel::DenseFfn(Work& s, const DecoderLayerWeights& w, int64_t n, float* out, ExecContext ctx) const {
+  const Backend& be = *backend_;
   const int64_t f = w.ffn_gate.w.shape[0];
+  float *xn = s.f(s.xn), *gate = s.f(s.gate), *up = s.f(s.up);
   {
     profile::Scope op("ffn.gate_up");
-    MatMulMany({{w.ffn_gate, s.xn.data(), s.gate.data()}, {w.ffn_up, s.xn.data(), s.up.data()}}, n, pool);
+    const Product gate_up[] = {{w.ffn_gate, xn, gate}, {w.ffn_up, xn, up}};
+    be.Linear(gate_up, n, ctx);
   }
   {
     profile::Scope op("swiglu");
-    RowSwiGLU(s.gate.data(), s.up.data(), n, f, pool);
+    be.SwiGLU(gate, up, n, f, ctx);
   }
   profile::Scope op("ffn.down");
-  MatMul(w.ffn_down, s.gate.data(), n, out, pool);
+  const Product down[] = {{w.ffn_down, gate, out}};
+  be.Linear(down, n, ctx);
 }
 
 // MoE (llama4.md 2.9): router logits -> top-k per token (lowest index on ties) -> gate = sigmoid(logit) scales
 // the expert INPUT -> tokens grouped by expert, one matrix-matrix product per active expert over its tokens
 // -> outputs scattered back and added to the shared expert's output.
-void DecoderModel::MoeFfn(Work& s, int64_t layer, int64_t n, ThreadPool& pool) const {
+void DecoderModel::MoeFfn(Work& s, int64_t layer, int64_t n, ExecContext ctx) const {
   const ModelConfig& c = config_;
-  const DecoderLayerWeights& w = layers_[layer];
+  const Backend& be = *backend_;
+  const DecoderLayerWeights& w = w_.layers[layer];
   const int64_t d = c.hidden_size, f = c.layers[layer].ffn_size;
   const int64_t n_exp = c.num_local_experts, k_used = c.num_experts_per_tok;
+  float *xn = s.f(s.xn), *router = s.f(s.router), *gate = s.f(s.choice_gate);
+  int32_t* choice = s.choice.as<int32_t>();
 
-  DenseFfn(s, w, n, s.out.data(), pool);  // shared expert, unscaled input
+  DenseFfn(s, w, n, s.f(s.out), ctx);  // shared expert, unscaled input
 
   profile::OpSequence op("moe.router");
-  MatMul(w.router, s.xn.data(), n, s.router.data(), pool);
-  op.Next("moe.route");  // kernels/moe.h; tokens split over the pool as the other per-token loops
-  ParallelRows(pool, n, [&](int64_t t) {
-    kernels::RouteTopK(s.router.data(), n_exp, k_used, t, t + 1, s.choice.data(), s.choice_gate.data());
-  });
+  const Product route[] = {{w.router, xn, router}};
+  be.Linear(route, n, ctx);
+  op.Next("moe.route");
+  be.Route(router, n, n_exp, k_used, choice, gate, ctx);
   if (s.trace != nullptr) {
-    s.trace->router_logits.emplace_back(s.router.begin(), s.router.begin() + n * n_exp);
-    s.trace->router_choice.emplace_back(s.choice.begin(), s.choice.begin() + n * k_used);
+    std::vector<float>& logits = s.trace->router_logits.emplace_back(static_cast<size_t>(n * n_exp));
+    be.ToHost(router, n * n_exp * 4, logits.data(), ctx);
+    std::vector<int32_t>& chosen = s.trace->router_choice.emplace_back(static_cast<size_t>(n * k_used));
+    be.ToHost(choice, n * k_used * 4, chosen.data(), ctx);
   }
-  kernels::GroupByExpert(s.choice.data(), n * k_used, n_exp, s.expert_offset.data(), s.expert_count.data(),
-                         s.order.data(), s.slot.data());
-  ParallelRows(pool, n * k_used, [&](int64_t i) {
-    kernels::GatherScaled(s.xn.data(), d, s.order.data(), s.choice_gate.data(), k_used, i, i + 1, s.xe.data());
-  });
-  for (int64_t e = 0; e < n_exp; ++e) {
-    const int64_t begin = s.expert_offset[e], count = s.expert_offset[e + 1] - begin;
-    if (count == 0) continue;  // decode reads only the selected experts' weights
-    op.Next("moe.experts");
-    const float* xe = s.xe.data() + begin * d;
-    float* ge = s.ge.data() + begin * f;
-    float* ue = s.ue.data() + begin * f;
-    float* ye = s.ye.data() + begin * d;
-    if (w.experts_input_major) {
-      const TensorView gu = w.gate_up_exps_im.w.Slice(e);  // [d, 2f]
-      const float* gu_scale = w.gate_up_exps_im.scale.empty() ? nullptr : w.gate_up_exps_im.scale.data() + e * 2 * f;
-      const float* down_scale = w.down_exps_im.scale.empty() ? nullptr : w.down_exps_im.scale.data() + e * d;
-      kernels::MatMulInputMajorScaled(gu, gu_scale, 0, f, xe, count, ge, pool);
-      kernels::MatMulInputMajorScaled(gu, gu_scale, f, 2 * f, xe, count, ue, pool);
-      op.Next("swiglu");
-      RowSwiGLU(ge, ue, count, f, pool);
-      op.Next("moe.experts");
-      kernels::MatMulInputMajorScaled(w.down_exps_im.w.Slice(e), down_scale, 0, d, ge, count, ye, pool);
-    } else {
-      MatMulMany({{w.gate_exps[e], xe, ge}, {w.up_exps[e], xe, ue}}, count, pool);
-      op.Next("swiglu");
-      RowSwiGLU(ge, ue, count, f, pool);
-      op.Next("moe.experts");
-      MatMul(w.down_exps[e], ge, count, ye, pool);
-    }
-  }
-  op.Next("moe.scatter");
-  ParallelRows(pool, n,
-               [&](int64_t t) { kernels::ScatterAdd(s.ye.data(), d, s.slot.data(), k_used, t, t + 1, s.out.data()); });
-}
-
-// Items are (block of query tokens of one sequence, all in one chunk of the layer, KV head) pairs: one kernel call
-// reads that head's keys and values once, in tiles, for all the query heads of its group and all tokens of the
-// block. Items go to threads round-robin, which mixes cheap early (causal) blocks with expensive late ones on
-// every thread. Blocks start at each sequence's first token and at chunk boundaries, never at another sequence's
-// tokens, and the kernel's tiles lie on a grid of absolute positions: each row is computed the same way whatever
-// else is in the step.
-void DecoderModel::Attention(const KvCache& cache, std::span<const StepInput> batch, Work& s, int64_t layer, int64_t n,
-                             ThreadPool& pool) const {
-  const ModelConfig& c = config_;
-  const int64_t hd = c.head_dim, n_kv = c.num_key_value_heads;
-  const int64_t group = c.num_attention_heads / n_kv;
-  const int64_t q_dim = c.num_attention_heads * hd;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const int64_t block = kernels::AttentionTokenBlock(group);
-  const int64_t scratch_floats = kernels::AttentionScratchFloats(hd);
-  const int l = static_cast<int>(layer);
-  int64_t n_items = 0;
-  for (int64_t t = 0; t < n;) {
-    const int32_t i = s.seq_of[t];
-    int64_t nt = 1;
-    const int64_t first = cache.FirstKey(l, s.pos[t]);
-    while (t + nt < n && nt < block && s.seq_of[t + nt] == i && cache.FirstKey(l, s.pos[t + nt]) == first) ++nt;
-    s.items[n_items++] = {i, t, nt};
-    t += nt;
-  }
-  pool.Run([&](int thread_idx) {
-    float* scratch = s.attn_scratch.data() + thread_idx * scratch_floats;
-    int64_t key_begin[kernels::kAttentionMaxRows], key_end[kernels::kAttentionMaxRows];
-    for (int64_t it = thread_idx; it < n_items * n_kv; it += pool.size()) {
-      const Work::Item& item = s.items[it / n_kv];
-      const int64_t kvh = it % n_kv;
-      // Causal; chunked layers see only their own fixed, absolutely aligned block (llama4.md 2.7).
-      for (int64_t t = 0; t < item.nt; ++t) {
-        const int64_t pos = s.pos[item.t0 + t];
-        key_begin[t] = cache.FirstKey(l, pos);
-        key_end[t] = pos + 1;
-      }
-      const kernels::KvView view = cache.View(*batch[item.input].seq, l, kvh);
-      kernels::AttentionPaged(s.q.data() + item.t0 * q_dim + kvh * group * hd, q_dim, item.nt, group, hd, view,
-                              key_begin, key_end, scale, s.att.data() + item.t0 * q_dim + kvh * group * hd, q_dim,
-                              scratch);
-    }
-  });
+  op.End();  // the experts time their own parts
+  be.Experts(w, d, f, n_exp, k_used, xn, choice, gate, n, s.f(s.out), *s.scratch, ctx);
 }
 
 }  // namespace herd::model

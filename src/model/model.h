@@ -15,6 +15,7 @@
 #include "core/tensor.h"
 #include "core/thread_pool.h"
 #include "model/config.h"
+#include "model/exec_context.h"
 #include "model/kv_cache.h"
 
 namespace herd::model {
@@ -128,7 +129,9 @@ class Model {
   // InvalidArgument for a token id outside the vocabulary or inputs beyond the workspace; the cache is
   // unchanged on error.
   virtual Status Step(KvCache& cache, std::span<const StepInput> batch, Workspace& workspace,
-                      ThreadPool& pool) const = 0;
+                      ExecContext ctx) const = 0;
+  // The backend every step runs on, chosen at load (model/backend.h): "cpu", ...
+  virtual const char* BackendName() const = 0;
 
   // A fresh single-sequence state for up to n_ctx positions with KV rows of kv_type, processed in batches of at
   // most n_batch tokens. OutOfRange when n_ctx exceeds the model's max_position_embeddings; InvalidArgument for
@@ -139,7 +142,7 @@ class Model {
   // most n_batch tokens that never cross a chunk boundary. logits receives [1 or n_tokens, vocab_size] f32 per
   // `mode`. InvalidArgument for a token id outside the vocabulary or a bad override, OutOfRange when the cache
   // would overflow; the state is unchanged on error. `embeds` (optional) replaces embedding rows (early fusion).
-  Status Forward(ModelState& state, std::span<const int32_t> tokens, LogitsMode mode, float* logits, ThreadPool& pool,
+  Status Forward(ModelState& state, std::span<const int32_t> tokens, LogitsMode mode, float* logits, ExecContext ctx,
                  const EmbeddingOverride* embeds = nullptr) const;
 
   // Total bytes of bound weights.
@@ -171,8 +174,12 @@ class Model {
 
 // Picks the family of config.architecture and binds `weights` (canonical names) to it, checking every tensor's
 // presence, dtype and shape against the config first (Corruption / NotSupported naming the tensor). The model
-// keeps what `weights` keeps alive (the file maps or the buffers).
+// keeps what `weights` keeps alive (the file maps or the buffers). Every step runs on `backend` (model/backend.h),
+// chosen here once; the first form, and a null backend, choose the CPU backend.
+class Backend;
 Result<std::unique_ptr<Model>> CreateModel(ModelConfig config, const WeightMap& weights);
+Result<std::unique_ptr<Model>> CreateModel(ModelConfig config, const WeightMap& weights,
+                                           std::unique_ptr<Backend> backend);
 
 // InvalidArgument unless `at` is strictly ascending inside [0, n_tokens), rows is given when at is not empty, and
 // cache_keys is empty or holds n_tokens keys (StepInput's and EmbeddingOverride's rules).

@@ -166,7 +166,7 @@ void SetOverrideChunk(const EmbeddingOverride& embeds, int64_t hidden_size, int6
 }
 
 Status Model::Forward(ModelState& state, std::span<const int32_t> tokens, LogitsMode mode, float* logits,
-                      ThreadPool& pool, const EmbeddingOverride* embeds) const {
+                      ExecContext ctx, const EmbeddingOverride* embeds) const {
   const int64_t n = static_cast<int64_t>(tokens.size());
   if (n == 0) return InvalidArgument("no tokens to process");
   if (state.n_past() + n > state.n_ctx()) {
@@ -189,7 +189,7 @@ Status Model::Forward(ModelState& state, std::span<const int32_t> tokens, Logits
     in.logits = mode == LogitsMode::kAll ? logits + b * vocab : logits;
     if (embeds != nullptr) SetOverrideChunk(*embeds, config().hidden_size, b, nb, &local_at, &in);
     HERD_RETURN_IF_ERROR(cache.Reserve(seq, seq.n_past() + nb));
-    HERD_RETURN_IF_ERROR(Step(cache, std::span<const StepInput>(&in, 1), state.workspace(), pool));
+    HERD_RETURN_IF_ERROR(Step(cache, std::span<const StepInput>(&in, 1), state.workspace(), ctx));
     b += nb;
   }
   return Status::Ok();
