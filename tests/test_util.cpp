@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -74,6 +75,18 @@ const std::string& SharedDir() {
     return std::filesystem::absolute(d).string();
   }();
   return dir;
+}
+
+std::string ModelParamName(const std::string& rel) {
+  if (rel.find("interleaved") != std::string::npos) return "interleaved";
+  if (rel.find("allmoe") != std::string::npos) return "allmoe";
+  std::string stem = rel.substr(rel.find_last_of('/') + 1);
+  stem = stem.substr(0, stem.find('.'));
+  std::string name;
+  for (char ch : stem) {
+    if (std::isalnum(static_cast<unsigned char>(ch)) || ch == '_') name += ch;
+  }
+  return name;
 }
 
 std::string SharedPath(const std::string& rel) { return SharedDir() + "/" + rel; }

@@ -14,6 +14,9 @@ namespace herd::testing {
 const std::string& SharedDir();
 // SharedDir() + "/" + rel.
 std::string SharedPath(const std::string& rel);
+// A test-parameter name for a shared model path: "interleaved", "allmoe" (the Llama 4 tiny fixtures), else the file's
+// stem with its characters outside [A-Za-z0-9_] dropped ("stories260K").
+std::string ModelParamName(const std::string& rel);
 // A fresh empty directory under the build tree for test outputs.
 std::string TempDir(const std::string& name);
 // As TempDir, removed when the test program exits (for large outputs such as converted models).

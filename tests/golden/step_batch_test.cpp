@@ -262,9 +262,7 @@ INSTANTIATE_TEST_SUITE_P(Models, BatchInvariance,
                          ::testing::Values("fixtures/llama4-tiny-text/interleaved", "fixtures/llama4-tiny-text/allmoe",
                                            "models/stories260K/stories260K.bin"),
                          [](const ::testing::TestParamInfo<std::string>& p) {
-                           return p.param.find("interleaved") != std::string::npos ? std::string("interleaved")
-                                  : p.param.find("allmoe") != std::string::npos    ? std::string("allmoe")
-                                                                                   : std::string("stories260K");
+                           return testing::ModelParamName(p.param);
                          });
 
 }  // namespace
