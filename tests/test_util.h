@@ -7,7 +7,23 @@
 #include <string>
 #include <vector>
 
+// Defined in builds under AddressSanitizer (the asan preset), where tests that sweep large spaces take a subset (the
+// Release run covers all of it).
+#if defined(__SANITIZE_ADDRESS__)
+#define HERD_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HERD_SANITIZED 1
+#endif
+#endif
+
 namespace herd::testing {
+
+#ifdef HERD_SANITIZED
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr bool kSanitized = false;
+#endif
 
 // Absolute path of the shared folder: $HERD_SHARED, else ../shared beside the source tree. Aborts the test
 // program with a loud message when it does not exist: golden tests must fail, not skip, without it.

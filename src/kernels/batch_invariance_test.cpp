@@ -34,6 +34,7 @@
 #include "kernels/matmul.h"
 #include "kernels/quantize.h"
 #include "kernels/repack.h"
+#include "test_util.h"
 
 namespace herd::kernels {
 namespace {
@@ -45,14 +46,7 @@ using testing::Weights;
 
 // Under AddressSanitizer the products run ~50x slower: fewer batch sizes and no long rows there (the Release run
 // covers them); every dtype, entry point and target still runs.
-#if defined(__SANITIZE_ADDRESS__)
-#define HERD_BATCH_TEST_SMALL 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HERD_BATCH_TEST_SMALL 1
-#endif
-#endif
-#ifdef HERD_BATCH_TEST_SMALL
+#ifdef HERD_SANITIZED  // tests/test_util.h
 constexpr int64_t kBatchSizes[] = {1, 2, 5, 17, 33};
 constexpr int64_t kMaxTokens = 33;
 constexpr bool kLongRows = false;
