@@ -5,7 +5,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <initializer_list>
 #include <new>
 #include <string>
 
@@ -40,12 +39,13 @@ void MatMul(const LinearWeight& w, const float* x, int64_t n_tokens, float* y, T
 }
 
 // Independent products y_j = W_j x_j in one parallel region where the kernels can (kernels::MatMulBatch: same bits
-// as one MatMul after another, fewer thread meetings per decoded token); scaled (FP8) weights one by one.
+// as one MatMul after another, fewer thread meetings per decoded token); a lone product, and scaled (FP8) weights,
+// one by one.
 void MatMulMany(std::span<const Product> products, int64_t n_tokens, ThreadPool& pool) {
   constexpr size_t kMaxJobs = 4;
   bool scaled = false;
   for (const Product& p : products) scaled |= p.w.scale_data() != nullptr;
-  if (scaled || products.size() > kMaxJobs) {
+  if (scaled || products.size() == 1 || products.size() > kMaxJobs) {
     for (const Product& p : products) MatMul(p.w, p.x, n_tokens, p.y, pool);
     return;
   }
@@ -141,11 +141,7 @@ class CpuBackend final : public Backend {
   }
 
   void Linear(std::span<const Product> products, int64_t n_tokens, ExecContext ctx) const override {
-    if (products.size() == 1) {
-      MatMul(products[0].w, products[0].x, n_tokens, products[0].y, *ctx.pool);
-    } else {
-      MatMulMany(products, n_tokens, *ctx.pool);
-    }
+    MatMulMany(products, n_tokens, *ctx.pool);
   }
 
   void PrepareAttention(const ModelConfig& c, int layer, const StepRows& rows, const float* cos, const float* sin,

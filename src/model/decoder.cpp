@@ -7,20 +7,12 @@
 #include "model/decoder.h"
 
 #include <algorithm>
-#include <cmath>
-#include <cstring>
-#include <initializer_list>
 #include <new>
 
 #include "core/profile.h"
 #include "core/progress.h"
-#include "kernels/attention.h"
 #include "kernels/matmul.h"
-#include "kernels/moe.h"
-#include "kernels/ops.h"
-#include "kernels/quantize.h"
 #include "kernels/repack.h"
-#include "kernels/rope.h"
 #include "model/weights.h"
 
 namespace herd::model {
