@@ -14,6 +14,7 @@
 #include "core/file.h"
 #include "core/profile.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/qdot.h"
 #include "kernels/matmul.h"
 #include "model/model.h"
 #include "model/vision.h"
@@ -673,6 +674,7 @@ Status CmdBench(const BenchOptions& o) {
     nlohmann::json j = {{"model", bm.label},
                         {"architecture", c.architecture_name},
                         {"backend", model.BackendName()},
+                        {"cpu_target", kernels::QuantDotTarget()},
                         {"threads", pool.size()},
                         {"n_prompt", o.n_prompt},
                         {"n_gen", o.n_gen},
@@ -713,10 +715,12 @@ Status CmdBench(const BenchOptions& o) {
     }
     std::printf("%s\n", j.dump().c_str());
   } else {
-    std::printf("model %s (%s, %.2f MiB weights, %s params, %s active per token), %s backend, %d threads, best of %d\n",
-                bm.label.c_str(), c.architecture_name.c_str(), static_cast<double>(model.WeightBytes()) / (1 << 20),
-                Count(fp.total_params).c_str(), Count(fp.active_params).c_str(), model.BackendName(), pool.size(),
-                o.reps);
+    std::printf(
+        "model %s (%s, %.2f MiB weights, %s params, %s active per token), %s backend (%s kernels), %d threads, best of "
+        "%d\n",
+        bm.label.c_str(), c.architecture_name.c_str(), static_cast<double>(model.WeightBytes()) / (1 << 20),
+        Count(fp.total_params).c_str(), Count(fp.active_params).c_str(), model.BackendName(), kernels::QuantDotTarget(),
+        pool.size(), o.reps);
     std::printf("  prompt     %6" PRId64 " tokens  %10.2f tokens/s", o.n_prompt, best_prompt);
     if (o.n_prompt > 0) {
       std::printf("  (%.1f G ops/s of matrix products = %.1f%% of the %s peak, %.1f G/s measured)", prefill_gops,

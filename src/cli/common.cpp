@@ -24,7 +24,7 @@ void AddModelOptions(CLI::App* cmd, CommonOptions* o, bool model_required) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   auto* repack = cmd->add_flag_callback(
       "--repack", [o] { o->repack = runtime::RepackMode::kAlways; },
-      "always copy the weight matrices at load into huge-page memory, Q8_0 regrouped for the AVX-512 VNNI kernels "
+      "always copy the weight matrices at load into huge-page memory, regrouped for the AVX-512 VNNI and AVX2 kernels "
       "(faster decode and prefill, the same values rounded in another order; a second copy of the weights in RAM). "
       "The default does so when the copy fits in the available memory with a margin");
   auto* no_repack = cmd->add_flag_callback(

@@ -49,7 +49,7 @@ enum class DType : uint32_t {
   kBool = 103,
   // Not in any file: herd's in-memory layouts made at load (kernels/repack.h). Ids from 200 up; never parsed
   // from a name or read from a file.
-  kQ8_0R = 200,  // Q8_0 rows regrouped for AVX-512 VNNI dot products
+  kQ8_0R = 200,  // Q8_0 rows regrouped for one int32 lane per block (AVX-512 VNNI and AVX2 kernels)
   kQ4_0R = 201,  // Q4_0 rows regrouped the same way (kernels/repack.h)
   kQ4_KR = 202,  // Q4_K rows regrouped for the same kernel, scales and mins unpacked to bytes
   kQ5_KR = 203,  // Q5_K the same, with the fifth bits as byte masks

@@ -679,20 +679,25 @@ TEST_P(MatMulTest, RepackedTypesAreTheirSourceRegrouped) {
   const uint64_t seed = testing::BaseSeed() + 2700;
   std::mt19937_64 rng(seed);
   SCOPED_TRACE(SeedTrace(seed));
-  const bool dot = QuantDotSupports(DType::kQ8_0R);
-  for (DType t : {DType::kQ4_0R, DType::kQ4_KR, DType::kQ5_KR, DType::kQ6_KR}) EXPECT_EQ(QuantDotSupports(t), dot);
-  EXPECT_EQ(RepackedType(DType::kQ8_0, 512), dot ? DType::kQ8_0R : DType::kQ8_0);
-  EXPECT_EQ(RepackedType(DType::kQ4_0, 1024), dot ? DType::kQ4_0R : DType::kQ4_0);
-  EXPECT_EQ(RepackedType(DType::kQ4_K, 512), dot ? DType::kQ4_KR : DType::kQ4_K);
-  EXPECT_EQ(RepackedType(DType::kQ5_K, 1536), dot ? DType::kQ5_KR : DType::kQ5_K);
+  // Which targets have the kernels: AVX3_DL and AVX2, the others none.
+  const int64_t target = GetParam();
+  const bool has = target == HWY_AVX3_DL || target == HWY_AVX2;
+  for (DType t : {DType::kQ8_0R, DType::kQ4_0R, DType::kQ4_KR, DType::kQ5_KR, DType::kQ6_KR}) {
+    EXPECT_EQ(QuantDotSupports(t), has) << DTypeName(t);
+  }
+  EXPECT_EQ(RepackedType(DType::kQ8_0, 512), has ? DType::kQ8_0R : DType::kQ8_0);
+  EXPECT_EQ(RepackedType(DType::kQ4_0, 1024), has ? DType::kQ4_0R : DType::kQ4_0);
+  EXPECT_EQ(RepackedType(DType::kQ4_K, 512), has ? DType::kQ4_KR : DType::kQ4_K);
+  EXPECT_EQ(RepackedType(DType::kQ5_K, 1536), has ? DType::kQ5_KR : DType::kQ5_K);
   EXPECT_EQ(RepackedType(DType::kQ8_0, 768), DType::kQ8_0);  // not a multiple of 512: left as it is
   EXPECT_EQ(RepackedType(DType::kQ4_0, 768), DType::kQ4_0);
   EXPECT_EQ(RepackedType(DType::kQ4_K, 768), DType::kQ4_K);
-  EXPECT_EQ(RepackedType(DType::kQ6_K, 512), dot ? DType::kQ6_KR : DType::kQ6_K);
+  EXPECT_EQ(RepackedType(DType::kQ6_K, 512), has ? DType::kQ6_KR : DType::kQ6_K);
   EXPECT_EQ(RepackedType(DType::kQ6_K, 256), DType::kQ6_K);
   for (DType to : {DType::kQ8_0R, DType::kQ4_0R, DType::kQ4_KR, DType::kQ5_KR, DType::kQ6_KR}) {
     SCOPED_TRACE(DTypeName(to));
     const DType from = PackedFrom(to);
+    const bool dot = has;
     for (auto [n_out, n_in] : {std::pair<int64_t, int64_t>{1, 512}, {37, 1536}, {130, 2048}}) {
       // Under the sanitizers, targets without the repacked kernels (products through the source type's kernels on
       // rows unpacked on the fly, which their own tests cover) skip the largest shape and most token counts: the

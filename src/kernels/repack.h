@@ -51,6 +51,9 @@
 // Unlike Q8_0R and Q4_0R, these are multiplied with Q8_0R's activation records (one scale per 32 inputs) where
 // Q4_K and Q5_K take Q8_K's (one per 256), so the products differ from the GGUF layout's by more than rounding:
 // they are those of a finer activation quantization (matmul_test bounds them against the exact product).
+//
+// AVX2 reads the same layouts as two 256-bit halves of each 64-byte vector (lanes 0-7 and 8-15, a K-quant's two
+// super-blocks), with pmaddubsw + pmaddwd for vpdpbusd (cpu/qdot-inl.h, HWY_AVX2's RepackedTiles and friends).
 #pragma once
 
 #include <cstdint>
@@ -61,8 +64,9 @@
 namespace herd::kernels {
 
 // The layout RepackRows turns a [rows, n_in] matrix of dtype t into on this CPU and Highway target, or t itself
-// when there is none or it would not be faster: kQ8_0R for Q8_0 and kQ4_0R for Q4_0 with n_in a multiple of 512 where
-// their dot kernels exist (AVX-512 VNNI); t otherwise.
+// when there is none or it would not be faster: Q8_0 -> kQ8_0R, Q4_0 -> kQ4_0R, Q4_K -> kQ4_KR, Q5_K -> kQ5_KR and
+// Q6_K -> kQ6_KR with n_in a multiple of 512 where their dot kernels exist (AVX-512 VNNI, and AVX2 with pmaddubsw on
+// half a group at a time); t otherwise.
 DType RepackedType(DType t, int64_t n_in);
 
 // Rows [r_begin, r_end) of w into dst in the layout RepackedType(w.dtype, w.Cols()) (a plain copy when that is

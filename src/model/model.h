@@ -151,13 +151,13 @@ class Model {
   // Optional repacking at load (by default when the copy fits, runtime::RepackMode): every matrix the kernels
   // multiply is copied into anonymous huge-page memory (core/mapped_file.h AnonymousMemory), in the layout
   // kernels::RepackedType names for this CPU (Q8_0 -> Q8_0R, Q4_0 -> Q4_0R, Q4_K -> Q4_KR, Q5_K -> Q5_KR, Q6_K -> Q6_KR
-  // on AVX-512 VNNI; the stored layout otherwise). Huge pages matter as much as the layout: decode streams every weight
-  // once per token, and a file map's 4 KiB pages cost a TLB miss per 4 KiB (bench/RESULTS.md). Costs one more copy of
-  // those weights in memory (the file stays mapped; its clean pages may be dropped by the OS) and the time of the copy.
-  // Outputs equal the map's up to f32 rounding (Q8_0R and Q4_0R sum their blocks in another order; every other type is
-  // bit-identical), except the K-quants' layouts, which quantize activations per 32 inputs where Q4_K, Q5_K and Q6_K do
-  // per 256. Call once, before any NewState/Forward; later calls do nothing. ResourceExhausted (naming the size) when
-  // the memory cannot be had; the model is then unchanged.
+  // on AVX-512 VNNI and AVX2; the stored layout otherwise). Huge pages matter as much as the layout: decode streams
+  // every weight once per token, and a file map's 4 KiB pages cost a TLB miss per 4 KiB (bench/RESULTS.md). Costs one
+  // more copy of those weights in memory (the file stays mapped; its clean pages may be dropped by the OS) and the time
+  // of the copy. Outputs equal the map's up to f32 rounding (Q8_0R and Q4_0R sum their blocks in another order; every
+  // other type is bit-identical), except the K-quants' layouts, which quantize activations per 32 inputs where Q4_K,
+  // Q5_K and Q6_K do per 256. Call once, before any NewState/Forward; later calls do nothing. ResourceExhausted (naming
+  // the size) when the memory cannot be had; the model is then unchanged.
   struct RepackStats {
     int64_t tensors = 0;  // matrices copied
     int64_t bytes = 0;    // their bytes

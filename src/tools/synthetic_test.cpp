@@ -250,8 +250,8 @@ double NormalizedRmsError(const std::vector<float>& a, const std::vector<float>&
 // --repack (model::Model::RepackWeights), on a model whose every matrix has rows of 512 or 1024 inputs (the
 // repacked layouts' unit), in prefill (the expert GEMMs over their tokens) and decode. Types that are only copied
 // (BF16, and every type on a CPU without the repacked kernels) give the same logits bit for bit. Types that change
-// layout on AVX-512 VNNI (Q8_0 -> Q8_0R, Q4_0 -> Q4_0R: f32 sums in another order; Q4_K -> Q4_KR, Q5_K -> Q5_KR:
-// activations quantized per 32 inputs instead of 256) stay as close to the reference-dequantized F32 network as
+// layout on AVX-512 VNNI and AVX2 (Q8_0 -> Q8_0R, Q4_0 -> Q4_0R: f32 sums in another order; Q4_K -> Q4_KR, Q5_K ->
+// Q5_KR: activations quantized per 32 inputs instead of 256) stay as close to the reference-dequantized F32 network as
 // the file's own layout is (their error within 1.25x the map's, which is within
 // EveryTypeComputesItsDequantizedNetwork's bound), and close to the map's logits. A second call does nothing.
 TEST(SyntheticWeightsTest, RepackedModelComputesTheSameNetwork) {

@@ -50,6 +50,12 @@ TEST(BenchCliTest, SyntheticJsonHasTheKeys) {
       Herd(Args(Args({"bench"}, kTiny), {"-p", "16", "-n", "4", "-r", "3", "-t", "2", "--json", "--probe-mib", "32"}));
   ASSERT_EQ(o.exit_code, 0) << o.err;
   auto j = nlohmann::json::parse(o.out);
+  // Which kernels ran: the backend and the CPU's Highway target (one of those herd compiles).
+  EXPECT_EQ(j["backend"], "cpu");
+  const std::string target = j["cpu_target"].get<std::string>();
+  EXPECT_TRUE(target == "AVX3_DL" || target == "AVX3" || target == "AVX2" || target == "SSE4" || target == "SSSE3" ||
+              target == "EMU128" || target == "SCALAR" || target == "NEON" || target == "SVE")
+      << target;
   // The bandwidth probe and the bound: (active + KV bytes per token) x gen tok/s / bandwidth.
   const double bw = j["bandwidth_gbs"].get<double>();
   EXPECT_GT(bw, 0.1);

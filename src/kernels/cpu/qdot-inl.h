@@ -1181,6 +1181,347 @@ struct RepackedQ6KTiles {
   }
 };
 
+#endif  // HWY_TARGET == HWY_AVX3_DL
+
+#if HWY_TARGET == HWY_AVX2
+// Q8_0R and Q4_0R (kernels/repack.h) x Q8_0R's records on AVX2, which has no vpdpbusd: a group's 16 int32 lanes
+// (one per block) are two 256-bit halves of 8, each code vector's half multiplied by pmaddubsw (unsigned x signed
+// bytes, pairs added to int16) and pmaddwd (pairs of int16 added to int32), so that int32 lane b still sums block b
+// alone and the f32 work (convert, scale, add) is done once per 8 blocks, where the Q8_0 and Q4_0 kernels on their
+// GGUF layout do it per block or two.
+//   Q4_0R: the codes q (0 .. 15) are pmaddubsw's unsigned operand as they are; a pair of products is at most 2 x 15 x
+//     127 = 3810, so the 8 code vectors of a half are added in int16 (at most 30480) before one pmaddwd: per half and
+//     (row, token) 8 pmaddubsw, 8 int16 adds, one pmaddwd, one add of the start value -8 sum x (the record's -128
+//     sum x shifted right by 4), and 3 f32 operations.
+//   Q8_0R: the codes are stored plus 128; the signed code w (an xor) gives |w| (the unsigned operand) and its sign,
+//     moved onto x (psignb, so that |w| (x sign w) = w x): pairs of products at most 2 x 128 x 127 = 32512 < 2^15,
+//     but two such pairs can overflow int16, so each code vector takes its own pmaddwd: per half and (row, token) 8
+//     x (psignb, pmaddubsw, pmaddwd, add); the record's start value (the offset's share on VNNI) is not used.
+// Every integer sum is exact, and each output's f32 operations are acc += f32(isum) (d_w d_x) per half group in
+// order, then one sum of the 8 lanes, whatever the tile (batch invariance). They differ in rounding from AVX3_DL's
+// (16 lanes), as every target's do.
+//
+// Tile shapes (rows x tokens), from BM_Prefill (4096 x 4096, 64 and 512 tokens, one thread) over 2x3, 2x4, 3x3, 4x2,
+// 3x2 and 1x6 on a Zen 3 (bench/RESULTS.md): Q8_0R 2x3 (all within 5% but 1x6), Q4_0R 4x2 (134 ms at 512 tokens
+// against 143 for 2x3), Q4_KR and Q5_KR 2x4 (153 and 203 ms against 165 and 216).
+template <bool kQ4>
+struct RepackedTiles {
+  static constexpr int kRows = kQ4 ? 4 : 2, kTokens = kQ4 ? 2 : 3;
+  static constexpr bool kDecodePrefetch = false;      // (ignored: Tile never prefetches)
+  static constexpr int kDecodeStreams = kQ4 ? 1 : 4;  // as AVX3_DL's and Q8_0's (DecodeInStreams)
+  static constexpr int64_t kGroupBytes = kQ4 ? 288 : 544, kRecordBytes = 640;
+  static constexpr int64_t kScalesAt = kQ4 ? 256 : 512;  // the 16 f16 weight scales of a group
+
+  static int64_t Length(const TensorView& w) { return w.Cols() / 512; }  // groups per row
+
+  static HWY_INLINE __m256i Load(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+
+  template <int R, int NT>
+  static HWY_INLINE void Tile(const uint8_t* const* rows, const uint8_t* const* acts, int64_t n_groups, float* y,
+                              int64_t y_stride, bool /*prefetch*/) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[R][NT];
+    for (int r = 0; r < R; ++r) {
+      for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
+    }
+    for (int64_t g = 0; g < n_groups; ++g) {
+      for (int h = 0; h < 2; ++h) {  // lanes (blocks) 8 h .. 8 h + 7: bytes 32 h .. 32 h + 31 of each vector
+        const int64_t wat = g * kGroupBytes + 32 * h, xat = g * kRecordBytes + 32 * h;
+        __m256i isum[R][NT];
+        if constexpr (kQ4) {
+          const __m256i low = _mm256_set1_epi8(0x0F);
+          __m256i s16[R][NT];
+          for (int r = 0; r < R; ++r) {
+            for (int t = 0; t < NT; ++t) s16[r][t] = _mm256_setzero_si256();
+          }
+          for (int v = 0; v < 4; ++v) {
+            for (int r = 0; r < R; ++r) {
+              const __m256i packed = Load(rows[r] + wat + 64 * v);
+              const __m256i w0 = _mm256_and_si256(packed, low);
+              const __m256i w1 = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low);
+              for (int t = 0; t < NT; ++t) {
+                const uint8_t* x = acts[t] + xat + 128 * v;
+                s16[r][t] = _mm256_add_epi16(s16[r][t], _mm256_maddubs_epi16(w0, Load(x)));
+                s16[r][t] = _mm256_add_epi16(s16[r][t], _mm256_maddubs_epi16(w1, Load(x + 64)));
+              }
+            }
+          }
+          for (int t = 0; t < NT; ++t) {
+            const __m256i start = _mm256_srai_epi32(Load(acts[t] + xat + 512), 4);  // -128 sum x -> -8 sum x
+            for (int r = 0; r < R; ++r) isum[r][t] = _mm256_add_epi32(_mm256_madd_epi16(s16[r][t], ones), start);
+          }
+        } else {
+          const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80));
+          for (int r = 0; r < R; ++r) {
+            for (int t = 0; t < NT; ++t) isum[r][t] = _mm256_setzero_si256();
+          }
+          for (int v = 0; v < 8; ++v) {
+            for (int r = 0; r < R; ++r) {
+              const __m256i w = _mm256_xor_si256(Load(rows[r] + wat + 64 * v), bias);
+              const __m256i a = _mm256_abs_epi8(w);
+              for (int t = 0; t < NT; ++t) {
+                const __m256i p = _mm256_maddubs_epi16(a, _mm256_sign_epi8(Load(acts[t] + xat + 64 * v), w));
+                isum[r][t] = _mm256_add_epi32(isum[r][t], _mm256_madd_epi16(p, ones));
+              }
+            }
+          }
+        }
+        __m256 ws[R];
+        for (int r = 0; r < R; ++r) {
+          ws[r] = _mm256_cvtph_ps(
+              _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[r] + g * kGroupBytes + kScalesAt + 16 * h)));
+        }
+        for (int t = 0; t < NT; ++t) {
+          const __m256 dx = _mm256_loadu_ps(reinterpret_cast<const float*>(acts[t] + xat + 576));
+          for (int r = 0; r < R; ++r) {
+            acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][t]), _mm256_mul_ps(ws[r], dx), acc[r][t]);
+          }
+        }
+      }
+    }
+    const DF df;
+    for (int r = 0; r < R; ++r) {
+      for (int t = 0; t < NT; ++t) y[t * y_stride + r] = hn::GetLane(hn::SumOfLanes(df, VF{acc[r][t]}));
+    }
+  }
+};
+using RepackedQ8Tiles = RepackedTiles<false>;
+using RepackedQ4Tiles = RepackedTiles<true>;
+
+// Q4_KR / Q5_KR (kernels/repack.h) x Q8_0R's records on AVX2, as RepackedTiles<true> above: a half group is one
+// super-block, its 8 int32 lanes its 8 blocks. The codes q are unsigned (Q4_KR 0 .. 15; Q5_KR 0 .. 31, the fifth
+// bit of each byte expanded from its 32 mask bits by a broadcast, a pshufb, an and and a compare, then or'ed in as
+// 16), so the int16 sums of pmaddubsw stay exact over 8 code vectors (Q4: at most 16 x 15 x 127 = 30480) or 4 (Q5:
+// 8 x 31 x 127 = 31496) before each pmaddwd. Then, as AVX3_DL's RepackedKTiles, per (row, token) acc += f32(isum)
+// (d sc d_x) + (dmin mn / 128) (f32(start) d_x), start = -128 sum x being the record's start value.
+template <bool kQ5>
+struct RepackedKTiles {
+  static constexpr int kRows = 2, kTokens = 4;   // see RepackedTiles
+  static constexpr bool kDecodePrefetch = true;  // as AVX3_DL's
+  static constexpr int kDecodeStreams = 1;
+  static constexpr int64_t kGroupBytes = kQ5 ? 360 : 296, kRecordBytes = 640;
+  static constexpr int64_t kMetaAt = kQ5 ? 320 : 256;  // sc[16], mn[16], f16 d[2], f16 dmin[2]
+
+  static int64_t Length(const TensorView& w) { return w.Cols() / 512; }  // groups per row
+
+  static HWY_INLINE __m256i Load(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  // 8 bytes at p as f32 lanes.
+  static HWY_INLINE __m256 Bytes8(const uint8_t* p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  }
+  // 16 where bit k of the 32 bits at p is set, byte k; 0 elsewhere.
+  static HWY_INLINE __m256i FifthBits(const uint8_t* p) {
+    uint32_t m;
+    std::memcpy(&m, p, 4);
+    const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int32_t>(m)),
+                                               _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
+                                                                2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+    const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+    return _mm256_and_si256(set, _mm256_set1_epi8(16));
+  }
+
+  template <int R, int NT>
+  static HWY_INLINE void Tile(const uint8_t* const* rows, const uint8_t* const* acts, int64_t n_groups, float* y,
+                              int64_t y_stride, bool prefetch) {
+    const __m256i ones = _mm256_set1_epi16(1), low = _mm256_set1_epi8(0x0F);
+    constexpr int kPerMadd = kQ5 ? 2 : 4;  // packed vectors (2 code vectors each) per int16 sum
+    __m256 acc[R][NT];
+    for (int r = 0; r < R; ++r) {
+      for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
+    }
+    for (int64_t g = 0; g < n_groups; ++g) {
+      if (prefetch) {  // as Tile: the lines that start within this group's bytes, kPrefetchAhead on
+        for (int r = 0; r < R; ++r) {
+          for (int64_t line = (g * kGroupBytes + 63) >> 6; line < ((g + 1) * kGroupBytes + 63) >> 6; ++line) {
+            hwy::Prefetch(rows[r] + kPrefetchAhead + 64 * line);
+          }
+        }
+      }
+      for (int h = 0; h < 2; ++h) {  // super-block h: lanes (blocks) 8 h .. 8 h + 7
+        const int64_t wat = g * kGroupBytes + 32 * h, xat = g * kRecordBytes + 32 * h;
+        __m256i isum[R][NT];
+        for (int r = 0; r < R; ++r) {
+          for (int t = 0; t < NT; ++t) isum[r][t] = _mm256_setzero_si256();
+        }
+        for (int v0 = 0; v0 < 4; v0 += kPerMadd) {
+          __m256i s16[R][NT];
+          for (int r = 0; r < R; ++r) {
+            for (int t = 0; t < NT; ++t) s16[r][t] = _mm256_setzero_si256();
+          }
+          for (int v = v0; v < v0 + kPerMadd; ++v) {
+            for (int r = 0; r < R; ++r) {
+              const __m256i packed = Load(rows[r] + wat + 64 * v);
+              __m256i w0 = _mm256_and_si256(packed, low);
+              __m256i w1 = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low);
+              if constexpr (kQ5) {
+                const uint8_t* masks = rows[r] + g * kGroupBytes + 256 + 4 * h;
+                w0 = _mm256_or_si256(w0, FifthBits(masks + 8 * (2 * v)));
+                w1 = _mm256_or_si256(w1, FifthBits(masks + 8 * (2 * v + 1)));
+              }
+              for (int t = 0; t < NT; ++t) {
+                const uint8_t* x = acts[t] + xat + 128 * v;
+                s16[r][t] = _mm256_add_epi16(s16[r][t], _mm256_maddubs_epi16(w0, Load(x)));
+                s16[r][t] = _mm256_add_epi16(s16[r][t], _mm256_maddubs_epi16(w1, Load(x + 64)));
+              }
+            }
+          }
+          for (int r = 0; r < R; ++r) {
+            for (int t = 0; t < NT; ++t) isum[r][t] = _mm256_add_epi32(isum[r][t], _mm256_madd_epi16(s16[r][t], ones));
+          }
+        }
+        __m256 ws[R], mt[R];
+        for (int r = 0; r < R; ++r) {
+          const uint8_t* meta = rows[r] + g * kGroupBytes + kMetaAt;
+          uint16_t dh, mh;
+          std::memcpy(&dh, meta + 32 + 2 * h, 2);
+          std::memcpy(&mh, meta + 36 + 2 * h, 2);
+          const __m128 dm =
+              _mm_cvtph_ps(_mm_setr_epi16(static_cast<int16_t>(dh), static_cast<int16_t>(mh), 0, 0, 0, 0, 0, 0));
+          // (the division by 128 is exact: a power of 2)
+          ws[r] = _mm256_mul_ps(Bytes8(meta + 8 * h), _mm256_broadcastss_ps(dm));
+          mt[r] = _mm256_mul_ps(Bytes8(meta + 16 + 8 * h),
+                                _mm256_set1_ps(_mm_cvtss_f32(_mm_shuffle_ps(dm, dm, 1)) * (1.0f / 128)));
+        }
+        for (int t = 0; t < NT; ++t) {
+          const __m256 dx = _mm256_loadu_ps(reinterpret_cast<const float*>(acts[t] + xat + 576));
+          const __m256 xs = _mm256_mul_ps(_mm256_cvtepi32_ps(Load(acts[t] + xat + 512)), dx);
+          for (int r = 0; r < R; ++r) {
+            acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][t]), _mm256_mul_ps(ws[r], dx), acc[r][t]);
+            acc[r][t] = _mm256_fmadd_ps(mt[r], xs, acc[r][t]);
+          }
+        }
+      }
+    }
+    const DF df;
+    for (int r = 0; r < R; ++r) {
+      for (int t = 0; t < NT; ++t) y[t * y_stride + r] = hn::GetLane(hn::SumOfLanes(df, VF{acc[r][t]}));
+    }
+  }
+};
+using RepackedQ4KTiles = RepackedKTiles<false>;
+using RepackedQ5KTiles = RepackedKTiles<true>;
+
+// Q6_KR (kernels/repack.h) x Q8_0R's records on AVX2, as AVX3_DL's RepackedQ6KTiles on half groups (a super-block
+// each): code vectors 0-3 hold each block's first 16 codes (scale S_a), 4-7 its last 16 (S_b); a code q (0 .. 63) is
+// its nibble or'ed with its 2 high bits moved to bits 4-5 (a shift and an and). A pair of products is at most 2 x 63
+// x 127 = 16002, so two code vectors' pmaddubsw are added in int16 before each pmaddwd. Per half block and (row,
+// token) an exact int32 sum of (q - 32) x, started at -32 sum x of that half (the first half's sum x by pmaddubsw of
+// ones, the whole block's from the record's start value), then acc += f32(isum) (d S d_x), first half then second.
+struct RepackedQ6KTiles {
+  static constexpr int kRows = 2, kTokens = 3;
+  static constexpr bool kDecodePrefetch = true;  // as AVX3_DL's
+  static constexpr int kDecodeStreams = 1;
+  static constexpr int64_t kGroupBytes = 420, kRecordBytes = 640;
+
+  static int64_t Length(const TensorView& w) { return w.Cols() / 512; }  // groups per row
+
+  static HWY_INLINE __m256i Load(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  // 8 int8 at p as f32 lanes.
+  static HWY_INLINE __m256 Int8x8(const uint8_t* p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  }
+  // Code vector c (a compile-time constant) of half h of the group at grp: 32 codes q.
+  template <int c>
+  static HWY_INLINE __m256i Codes(const uint8_t* grp, int h) {
+    const __m256i packed = Load(grp + 64 * (c / 2) + 32 * h);
+    const __m256i nib = c % 2 == 0 ? packed : _mm256_srli_epi16(packed, 4);
+    const __m256i hb = Load(grp + 256 + 64 * (c / 4) + 32 * h);  // bits 2 (c % 4), 2 (c % 4) + 1 of each byte
+    __m256i high;
+    if constexpr (c % 4 == 0) {
+      high = _mm256_slli_epi16(hb, 4);
+    } else if constexpr (c % 4 == 1) {
+      high = _mm256_slli_epi16(hb, 2);
+    } else if constexpr (c % 4 == 2) {
+      high = hb;
+    } else {
+      high = _mm256_srli_epi16(hb, 2);
+    }
+    return _mm256_or_si256(_mm256_and_si256(nib, _mm256_set1_epi8(0x0F)),
+                           _mm256_and_si256(high, _mm256_set1_epi8(0x30)));
+  }
+  // isum[r][t] += the products of code vectors c and c + 1 (c even, a compile-time constant).
+  template <int c, int R, int NT>
+  static HWY_INLINE void Pair(const uint8_t* const* rows, const uint8_t* const* acts, int64_t g, int h,
+                              __m256i (&isum)[R][NT]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* grp = rows[r] + g * kGroupBytes;
+      const __m256i q0 = Codes<c>(grp, h), q1 = Codes<c + 1>(grp, h);
+      for (int t = 0; t < NT; ++t) {
+        const uint8_t* x = acts[t] + g * kRecordBytes + 32 * h + 64 * c;
+        const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(q0, Load(x)), _mm256_maddubs_epi16(q1, Load(x + 64)));
+        isum[r][t] = _mm256_add_epi32(isum[r][t], _mm256_madd_epi16(s16, ones));
+      }
+    }
+  }
+
+  template <int R, int NT>
+  static HWY_INLINE void Tile(const uint8_t* const* rows, const uint8_t* const* acts, int64_t n_groups, float* y,
+                              int64_t y_stride, bool prefetch) {
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    __m256 acc[R][NT];
+    for (int r = 0; r < R; ++r) {
+      for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
+    }
+    for (int64_t g = 0; g < n_groups; ++g) {
+      if (prefetch) {  // as Tile: the lines that start within this group's bytes, kPrefetchAhead on
+        for (int r = 0; r < R; ++r) {
+          for (int64_t line = (g * kGroupBytes + 63) >> 6; line < ((g + 1) * kGroupBytes + 63) >> 6; ++line) {
+            hwy::Prefetch(rows[r] + kPrefetchAhead + 64 * line);
+          }
+        }
+      }
+      for (int h = 0; h < 2; ++h) {  // super-block h: lanes (blocks) 8 h .. 8 h + 7
+        const int64_t xat = g * kRecordBytes + 32 * h;
+        __m256i a0[NT], b0[NT];  // -32 sum x over each block's first and last 16 codes
+        for (int t = 0; t < NT; ++t) {
+          const uint8_t* rec = acts[t] + xat;
+          __m256i first16 = _mm256_setzero_si256();  // int16 pairs of sum x over code vectors 0-3 (|.| <= 4 x 254)
+          for (int c = 0; c < 4; ++c)
+            first16 = _mm256_add_epi16(first16, _mm256_maddubs_epi16(ones8, Load(rec + 64 * c)));
+          a0[t] = _mm256_slli_epi32(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_madd_epi16(first16, ones16)), 5);
+          b0[t] = _mm256_sub_epi32(_mm256_srai_epi32(Load(rec + 512), 2), a0[t]);  // -128 sum x -> -32 sum x
+        }
+        __m256 sa[R], sb[R];
+        for (int r = 0; r < R; ++r) {
+          const uint8_t* grp = rows[r] + g * kGroupBytes;
+          const __m256 d = _mm256_set1_ps(F16(grp + 416 + 2 * h));
+          sa[r] = _mm256_mul_ps(Int8x8(grp + 384 + 8 * h), d);
+          sb[r] = _mm256_mul_ps(Int8x8(grp + 400 + 8 * h), d);
+        }
+        __m256i isum[R][NT];
+        for (int r = 0; r < R; ++r) {
+          for (int t = 0; t < NT; ++t) isum[r][t] = a0[t];
+        }
+        Pair<0>(rows, acts, g, h, isum);
+        Pair<2>(rows, acts, g, h, isum);
+        for (int t = 0; t < NT; ++t) {
+          const __m256 dx = _mm256_loadu_ps(reinterpret_cast<const float*>(acts[t] + xat + 576));
+          for (int r = 0; r < R; ++r) {
+            acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][t]), _mm256_mul_ps(sa[r], dx), acc[r][t]);
+            isum[r][t] = b0[t];
+          }
+        }
+        Pair<4>(rows, acts, g, h, isum);
+        Pair<6>(rows, acts, g, h, isum);
+        for (int t = 0; t < NT; ++t) {
+          const __m256 dx = _mm256_loadu_ps(reinterpret_cast<const float*>(acts[t] + xat + 576));
+          for (int r = 0; r < R; ++r) {
+            acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][t]), _mm256_mul_ps(sb[r], dx), acc[r][t]);
+          }
+        }
+      }
+    }
+    const DF df;
+    for (int r = 0; r < R; ++r) {
+      for (int t = 0; t < NT; ++t) y[t * y_stride + r] = hn::GetLane(hn::SumOfLanes(df, VF{acc[r][t]}));
+    }
+  }
+};
+#endif  // HWY_TARGET == HWY_AVX2
+
+#if HWY_TARGET == HWY_AVX3_DL || HWY_TARGET == HWY_AVX2
 // One token's Q8_0R records (RepackedQ8Tiles): per group of 16 blocks, code vector j's lane b = codes 4j .. 4j + 3
 // of block b (QuantizeBlock's codes, the same as for Q8_0), then the 16 start values and the 16 scales d_x.
 inline void QuantizeTokenQ8_0R(const float* x, int64_t n_in, uint8_t* dst) {
@@ -1407,23 +1748,32 @@ inline float PortableDot(DType t, const uint8_t* row, const uint8_t* act, int64_
 // Whether this target multiplies BF16 weights natively (cpu/bf16dot-inl.h; the CPU must also have AVX512_BF16).
 inline bool NativeBf16DotT() { return bf16dot::kNative; }
 
-// Whether this target has the kernels of the repacked types (kernels/repack.h): AVX3_DL (AVX-512 VNNI + VBMI).
-inline bool RepackedQ8DotT() { return HWY_TARGET == HWY_AVX3_DL; }
+// Whether this target has the kernel of the repacked type t (kernels/repack.h): AVX3_DL (AVX-512 VNNI + VBMI) and
+// AVX2 have all of them. (A macro for the #if's below: this file is compiled once per target.)
+#undef HERD_REPACKED
+#if HWY_TARGET == HWY_AVX3_DL || HWY_TARGET == HWY_AVX2
+#define HERD_REPACKED 1
+#else
+#define HERD_REPACKED 0
+#endif
+inline bool RepackedDotT(DType t) { return IsRepacked(t) && HERD_REPACKED; }
+
+inline const char* QuantDotTargetT() { return hwy::TargetName(HWY_TARGET); }
 
 inline int64_t QuantTokenBytesT(DType t, int64_t n_in) {
   if (t == DType::kBF16) return bf16dot::TokenBytes(n_in);
 #if HERD_QDOT_SIMD
   switch (t) {
-    case DType::kQ8_0R:  // Q8_0R's records where it has the kernels (only AVX3_DL claims the repacked types)
+    case DType::kQ8_0R:  // Q8_0R's records where the target has the type's kernel (RepackedDotT)
     case DType::kQ4_0R:
     case DType::kQ4_KR:
     case DType::kQ5_KR:
     case DType::kQ6_KR:
-#if HWY_TARGET == HWY_AVX3_DL
-      return n_in / 512 * qdot::RepackedQ8Tiles::kRecordBytes;
-#else  // never asked for (cpu/matmul.cpp ActivationType): the records of the layout it was packed from
-      return QuantTokenBytesT(PackedFrom(t), n_in);
+#if HERD_REPACKED
+      if (RepackedDotT(t)) return n_in / 512 * qdot::RepackedQ8Tiles::kRecordBytes;
 #endif
+      // never asked for (cpu/matmul.cpp ActivationType): the records of the layout it was packed from
+      return QuantTokenBytesT(PackedFrom(t), n_in);
     case DType::kQ8_0:
       return qdot::TokenBytes<qdot::DotQ8_0Q8>(n_in);
     case DType::kQ4_0:
@@ -1459,11 +1809,13 @@ inline void QuantizeActivationsT(DType t, const float* x, int64_t n_tokens, int6
       case DType::kQ4_KR:
       case DType::kQ5_KR:
       case DType::kQ6_KR:
-#if HWY_TARGET == HWY_AVX3_DL
-        qdot::QuantizeTokenQ8_0R(xt, n_in, out);
-#else  // never asked for, as above
-        QuantizeActivationsT(PackedFrom(t), xt, 1, n_in, out, token_bytes);
+#if HERD_REPACKED
+        if (RepackedDotT(t)) {
+          qdot::QuantizeTokenQ8_0R(xt, n_in, out);
+          break;
+        }
 #endif
+        QuantizeActivationsT(PackedFrom(t), xt, 1, n_in, out, token_bytes);  // never asked for, as above
         break;
       case DType::kQ8_0:
         qdot::QuantizeToken<qdot::DotQ8_0Q8>(xt, n_in, out);
@@ -1503,7 +1855,7 @@ inline void QuantDotRowsT(const TensorView& w, const uint8_t* acts, int64_t toke
     case DType::kQ8_0:
       return qdot::DotRows<qdot::QuantTiles<qdot::DotQ8_0Q8>>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin,
                                                               o_end);
-#if HWY_TARGET == HWY_AVX3_DL
+#if HERD_REPACKED
     case DType::kQ8_0R:
       return qdot::DotRows<qdot::RepackedQ8Tiles>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
     case DType::kQ4_0R:

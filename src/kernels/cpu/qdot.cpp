@@ -28,7 +28,8 @@ HWY_EXPORT(QuantTokenBytesT);
 HWY_EXPORT(QuantizeActivationsT);
 HWY_EXPORT(QuantDotRowsT);
 HWY_EXPORT(NativeBf16DotT);
-HWY_EXPORT(RepackedQ8DotT);
+HWY_EXPORT(RepackedDotT);
+HWY_EXPORT(QuantDotTargetT);
 HWY_EXPORT(PeakOpsT);
 
 namespace {
@@ -52,7 +53,7 @@ bool CpuHasAvx512Bf16() {
 
 bool QuantDotSupports(DType t) {
   if (t == DType::kBF16) return HWY_DYNAMIC_DISPATCH(NativeBf16DotT)() && CpuHasAvx512Bf16();
-  if (IsRepacked(t)) return HWY_DYNAMIC_DISPATCH(RepackedQ8DotT)();
+  if (IsRepacked(t)) return HWY_DYNAMIC_DISPATCH(RepackedDotT)(t);
   return t == DType::kQ8_0 || t == DType::kQ4_0 || t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K;
 }
 
@@ -90,6 +91,8 @@ int64_t PeakOps(PeakKind kind, int64_t iters) {
   if (kind == PeakKind::kBf16 && !CpuHasAvx512Bf16()) return 0;
   return HWY_DYNAMIC_DISPATCH(PeakOpsT)(static_cast<int>(kind), iters);
 }
+
+const char* QuantDotTarget() { return HWY_DYNAMIC_DISPATCH(QuantDotTargetT)(); }
 
 QuantizedActivations& ThreadQuantizedActivations() {
   thread_local QuantizedActivations acts;

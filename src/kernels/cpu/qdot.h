@@ -68,6 +68,9 @@ enum class PeakKind { kInt8 = 0, kF32 = 1, kBf16 = 2 };
 // returns the operations done, counting a multiply-add as 2; 0 when the dispatched target or the CPU lacks `kind`.
 int64_t PeakOps(PeakKind kind, int64_t iters);
 
+// The Highway target the quantized kernels dispatch to on this CPU ("AVX3_DL", "AVX2", ...), for benchmark records.
+const char* QuantDotTarget();
+
 // The calling thread's scratch (thread_local, grown once), for callers that quantize per call.
 QuantizedActivations& ThreadQuantizedActivations();
 
