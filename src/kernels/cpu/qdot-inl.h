@@ -768,6 +768,17 @@ void QuantizeToken(const float* x, int64_t n_in, uint8_t* dst) {
 // invariance"). Prefill keeps it (the first token tile of each row tile).
 constexpr int64_t kPrefetchAhead = 4096;
 
+// The prefetches of group g (group_bytes each) of R rows for the repacked kernels: as Tile's per step, the lines
+// that start within the group's bytes, kPrefetchAhead on.
+template <int R>
+HWY_INLINE void PrefetchGroup(const uint8_t* const* rows, int64_t g, int64_t group_bytes) {
+  for (int r = 0; r < R; ++r) {
+    for (int64_t line = (g * group_bytes + 63) >> 6; line < ((g + 1) * group_bytes + 63) >> 6; ++line) {
+      hwy::Prefetch(rows[r] + kPrefetchAhead + 64 * line);
+    }
+  }
+}
+
 // y[t * y_stride + r] = dot(row r, token t) for r < R, t < T; acts[t] = the token's records; prefetches when
 // `prefetch` (the first token tile of a row tile; the others find the rows in cache).
 template <class K, int R, int T>
@@ -1022,13 +1033,7 @@ struct RepackedKTiles {
       for (int t = 0; t < NT; ++t) acc[r][t] = hn::Zero(df);
     }
     for (int64_t g = 0; g < n_groups; ++g) {
-      if (prefetch) {  // as Tile: the lines that start within this group's bytes, kPrefetchAhead on
-        for (int r = 0; r < R; ++r) {
-          for (int64_t line = (g * kGroupBytes + 63) >> 6; line < ((g + 1) * kGroupBytes + 63) >> 6; ++line) {
-            hwy::Prefetch(rows[r] + kPrefetchAhead + 64 * line);
-          }
-        }
-      }
+      if (prefetch) PrefetchGroup<R>(rows, g, kGroupBytes);
       VI isum[kChains][R][NT];
       for (int c = 0; c < kChains; ++c) {
         for (int r = 0; r < R; ++r) {
@@ -1135,13 +1140,7 @@ struct RepackedQ6KTiles {
     }
     const VB ones = hn::Set(DB(), uint8_t{1});
     for (int64_t g = 0; g < n_groups; ++g) {
-      if (prefetch) {  // as Tile: the lines that start within this group's bytes, kPrefetchAhead on
-        for (int r = 0; r < R; ++r) {
-          for (int64_t line = (g * kGroupBytes + 63) >> 6; line < ((g + 1) * kGroupBytes + 63) >> 6; ++line) {
-            hwy::Prefetch(rows[r] + kPrefetchAhead + 64 * line);
-          }
-        }
-      }
+      if (prefetch) PrefetchGroup<R>(rows, g, kGroupBytes);
       VI isum[2][R][NT];
       for (int t = 0; t < NT; ++t) {
         const uint8_t* rec = acts[t] + g * kRecordBytes;
@@ -1184,6 +1183,14 @@ struct RepackedQ6KTiles {
 #endif  // HWY_TARGET == HWY_AVX3_DL
 
 #if HWY_TARGET == HWY_AVX2
+// y[t * y_stride + r] = the sum of the 8 lanes of acc[r][t] (the AVX2 repacked kernels' last step).
+template <int R, int NT>
+HWY_INLINE void StoreSums(const __m256 (&acc)[R][NT], float* y, int64_t y_stride) {
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < NT; ++t) y[t * y_stride + r] = hn::GetLane(hn::SumOfLanes(DF(), VF{acc[r][t]}));
+  }
+}
+
 // Q8_0R and Q4_0R (kernels/repack.h) x Q8_0R's records on AVX2, which has no vpdpbusd: a group's 16 int32 lanes
 // (one per block) are two 256-bit halves of 8, each code vector's half multiplied by pmaddubsw (unsigned x signed
 // bytes, pairs added to int16) and pmaddwd (pairs of int16 added to int32), so that int32 lane b still sums block b
@@ -1279,10 +1286,7 @@ struct RepackedTiles {
         }
       }
     }
-    const DF df;
-    for (int r = 0; r < R; ++r) {
-      for (int t = 0; t < NT; ++t) y[t * y_stride + r] = hn::GetLane(hn::SumOfLanes(df, VF{acc[r][t]}));
-    }
+    StoreSums<R, NT>(acc, y, y_stride);
   }
 };
 using RepackedQ8Tiles = RepackedTiles<false>;
@@ -1331,13 +1335,7 @@ struct RepackedKTiles {
       for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
     }
     for (int64_t g = 0; g < n_groups; ++g) {
-      if (prefetch) {  // as Tile: the lines that start within this group's bytes, kPrefetchAhead on
-        for (int r = 0; r < R; ++r) {
-          for (int64_t line = (g * kGroupBytes + 63) >> 6; line < ((g + 1) * kGroupBytes + 63) >> 6; ++line) {
-            hwy::Prefetch(rows[r] + kPrefetchAhead + 64 * line);
-          }
-        }
-      }
+      if (prefetch) PrefetchGroup<R>(rows, g, kGroupBytes);
       for (int h = 0; h < 2; ++h) {  // super-block h: lanes (blocks) 8 h .. 8 h + 7
         const int64_t wat = g * kGroupBytes + 32 * h, xat = g * kRecordBytes + 32 * h;
         __m256i isum[R][NT];
@@ -1393,10 +1391,7 @@ struct RepackedKTiles {
         }
       }
     }
-    const DF df;
-    for (int r = 0; r < R; ++r) {
-      for (int t = 0; t < NT; ++t) y[t * y_stride + r] = hn::GetLane(hn::SumOfLanes(df, VF{acc[r][t]}));
-    }
+    StoreSums<R, NT>(acc, y, y_stride);
   }
 };
 using RepackedQ4KTiles = RepackedKTiles<false>;
@@ -1465,13 +1460,7 @@ struct RepackedQ6KTiles {
       for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
     }
     for (int64_t g = 0; g < n_groups; ++g) {
-      if (prefetch) {  // as Tile: the lines that start within this group's bytes, kPrefetchAhead on
-        for (int r = 0; r < R; ++r) {
-          for (int64_t line = (g * kGroupBytes + 63) >> 6; line < ((g + 1) * kGroupBytes + 63) >> 6; ++line) {
-            hwy::Prefetch(rows[r] + kPrefetchAhead + 64 * line);
-          }
-        }
-      }
+      if (prefetch) PrefetchGroup<R>(rows, g, kGroupBytes);
       for (int h = 0; h < 2; ++h) {  // super-block h: lanes (blocks) 8 h .. 8 h + 7
         const int64_t xat = g * kRecordBytes + 32 * h;
         __m256i a0[NT], b0[NT];  // -32 sum x over each block's first and last 16 codes
@@ -1513,10 +1502,7 @@ struct RepackedQ6KTiles {
         }
       }
     }
-    const DF df;
-    for (int r = 0; r < R; ++r) {
-      for (int t = 0; t < NT; ++t) y[t * y_stride + r] = hn::GetLane(hn::SumOfLanes(df, VF{acc[r][t]}));
-    }
+    StoreSums<R, NT>(acc, y, y_stride);
   }
 };
 #endif  // HWY_TARGET == HWY_AVX2
