@@ -1191,6 +1191,61 @@ HWY_INLINE void StoreSums(const __m256 (&acc)[R][NT], float* y, int64_t y_stride
   }
 }
 
+HWY_INLINE __m256i Load(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+
+// 16 where bit k of the 32 bits at p is set, byte k; 0 elsewhere (Q5_KR's fifth bits of half a code vector).
+HWY_INLINE __m256i FifthBits(const uint8_t* p) {
+  uint32_t m;
+  std::memcpy(&m, p, 4);
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(static_cast<int32_t>(m)),
+      _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+  const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
+  const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+  return _mm256_and_si256(set, _mm256_set1_epi8(16));
+}
+
+// The exact integer sums q x of half h (lanes 8 h .. 8 h + 7) of group g of 4-bit rows (Q4_0R, Q4_KR; Q5_KR with
+// kQ5: the fifth bits of its masks at byte 256 or'ed in as 16) with Q8_0R records: isum[r][t] lane b = block 8 h + b's
+// sum. The codes are unsigned, so pmaddubsw's int16 pairs are added over 8 code vectors (at most 16 x 15 x 127 =
+// 30480), or 4 with fifth bits (8 x 31 x 127 = 31496), before each pmaddwd.
+template <int R, int NT, bool kQ5>
+HWY_INLINE void NibbleHalfSums(const uint8_t* const* rows, const uint8_t* const* acts, int64_t g, int h,
+                               int64_t group_bytes, int64_t record_bytes, __m256i (&isum)[R][NT]) {
+  const __m256i ones = _mm256_set1_epi16(1), low = _mm256_set1_epi8(0x0F);
+  constexpr int kPerMadd = kQ5 ? 2 : 4;  // packed vectors (2 code vectors each) per int16 sum
+  const int64_t wat = g * group_bytes + 32 * h, xat = g * record_bytes + 32 * h;
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < NT; ++t) isum[r][t] = _mm256_setzero_si256();
+  }
+  for (int v0 = 0; v0 < 4; v0 += kPerMadd) {
+    __m256i s16[R][NT];
+    for (int r = 0; r < R; ++r) {
+      for (int t = 0; t < NT; ++t) s16[r][t] = _mm256_setzero_si256();
+    }
+    for (int v = v0; v < v0 + kPerMadd; ++v) {
+      for (int r = 0; r < R; ++r) {
+        const __m256i packed = Load(rows[r] + wat + 64 * v);
+        __m256i w0 = _mm256_and_si256(packed, low);
+        __m256i w1 = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low);
+        if constexpr (kQ5) {
+          const uint8_t* masks = rows[r] + g * group_bytes + 256 + 4 * h;
+          w0 = _mm256_or_si256(w0, FifthBits(masks + 8 * (2 * v)));
+          w1 = _mm256_or_si256(w1, FifthBits(masks + 8 * (2 * v + 1)));
+        }
+        for (int t = 0; t < NT; ++t) {
+          const uint8_t* x = acts[t] + xat + 128 * v;
+          s16[r][t] = _mm256_add_epi16(s16[r][t], _mm256_maddubs_epi16(w0, Load(x)));
+          s16[r][t] = _mm256_add_epi16(s16[r][t], _mm256_maddubs_epi16(w1, Load(x + 64)));
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      for (int t = 0; t < NT; ++t) isum[r][t] = _mm256_add_epi32(isum[r][t], _mm256_madd_epi16(s16[r][t], ones));
+    }
+  }
+}
+
 // Q8_0R and Q4_0R (kernels/repack.h) x Q8_0R's records on AVX2, which has no vpdpbusd: a group's 16 int32 lanes
 // (one per block) are two 256-bit halves of 8, each code vector's half multiplied by pmaddubsw (unsigned x signed
 // bytes, pairs added to int16) and pmaddwd (pairs of int16 added to int32), so that int32 lane b still sums block b
@@ -1221,8 +1276,6 @@ struct RepackedTiles {
 
   static int64_t Length(const TensorView& w) { return w.Cols() / 512; }  // groups per row
 
-  static HWY_INLINE __m256i Load(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
-
   template <int R, int NT>
   static HWY_INLINE void Tile(const uint8_t* const* rows, const uint8_t* const* acts, int64_t n_groups, float* y,
                               int64_t y_stride, bool /*prefetch*/) {
@@ -1236,26 +1289,10 @@ struct RepackedTiles {
         const int64_t wat = g * kGroupBytes + 32 * h, xat = g * kRecordBytes + 32 * h;
         __m256i isum[R][NT];
         if constexpr (kQ4) {
-          const __m256i low = _mm256_set1_epi8(0x0F);
-          __m256i s16[R][NT];
-          for (int r = 0; r < R; ++r) {
-            for (int t = 0; t < NT; ++t) s16[r][t] = _mm256_setzero_si256();
-          }
-          for (int v = 0; v < 4; ++v) {
-            for (int r = 0; r < R; ++r) {
-              const __m256i packed = Load(rows[r] + wat + 64 * v);
-              const __m256i w0 = _mm256_and_si256(packed, low);
-              const __m256i w1 = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low);
-              for (int t = 0; t < NT; ++t) {
-                const uint8_t* x = acts[t] + xat + 128 * v;
-                s16[r][t] = _mm256_add_epi16(s16[r][t], _mm256_maddubs_epi16(w0, Load(x)));
-                s16[r][t] = _mm256_add_epi16(s16[r][t], _mm256_maddubs_epi16(w1, Load(x + 64)));
-              }
-            }
-          }
+          NibbleHalfSums<R, NT, false>(rows, acts, g, h, kGroupBytes, kRecordBytes, isum);
           for (int t = 0; t < NT; ++t) {
             const __m256i start = _mm256_srai_epi32(Load(acts[t] + xat + 512), 4);  // -128 sum x -> -8 sum x
-            for (int r = 0; r < R; ++r) isum[r][t] = _mm256_add_epi32(_mm256_madd_epi16(s16[r][t], ones), start);
+            for (int r = 0; r < R; ++r) isum[r][t] = _mm256_add_epi32(isum[r][t], start);
           }
         } else {
           const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80));
@@ -1308,28 +1345,13 @@ struct RepackedKTiles {
 
   static int64_t Length(const TensorView& w) { return w.Cols() / 512; }  // groups per row
 
-  static HWY_INLINE __m256i Load(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
   // 8 bytes at p as f32 lanes.
   static HWY_INLINE __m256 Bytes8(const uint8_t* p) {
     return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
   }
-  // 16 where bit k of the 32 bits at p is set, byte k; 0 elsewhere.
-  static HWY_INLINE __m256i FifthBits(const uint8_t* p) {
-    uint32_t m;
-    std::memcpy(&m, p, 4);
-    const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int32_t>(m)),
-                                               _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
-                                                                2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
-    const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
-    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
-    return _mm256_and_si256(set, _mm256_set1_epi8(16));
-  }
-
   template <int R, int NT>
   static HWY_INLINE void Tile(const uint8_t* const* rows, const uint8_t* const* acts, int64_t n_groups, float* y,
                               int64_t y_stride, bool prefetch) {
-    const __m256i ones = _mm256_set1_epi16(1), low = _mm256_set1_epi8(0x0F);
-    constexpr int kPerMadd = kQ5 ? 2 : 4;  // packed vectors (2 code vectors each) per int16 sum
     __m256 acc[R][NT];
     for (int r = 0; r < R; ++r) {
       for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
@@ -1337,37 +1359,9 @@ struct RepackedKTiles {
     for (int64_t g = 0; g < n_groups; ++g) {
       if (prefetch) PrefetchGroup<R>(rows, g, kGroupBytes);
       for (int h = 0; h < 2; ++h) {  // super-block h: lanes (blocks) 8 h .. 8 h + 7
-        const int64_t wat = g * kGroupBytes + 32 * h, xat = g * kRecordBytes + 32 * h;
+        const int64_t xat = g * kRecordBytes + 32 * h;
         __m256i isum[R][NT];
-        for (int r = 0; r < R; ++r) {
-          for (int t = 0; t < NT; ++t) isum[r][t] = _mm256_setzero_si256();
-        }
-        for (int v0 = 0; v0 < 4; v0 += kPerMadd) {
-          __m256i s16[R][NT];
-          for (int r = 0; r < R; ++r) {
-            for (int t = 0; t < NT; ++t) s16[r][t] = _mm256_setzero_si256();
-          }
-          for (int v = v0; v < v0 + kPerMadd; ++v) {
-            for (int r = 0; r < R; ++r) {
-              const __m256i packed = Load(rows[r] + wat + 64 * v);
-              __m256i w0 = _mm256_and_si256(packed, low);
-              __m256i w1 = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low);
-              if constexpr (kQ5) {
-                const uint8_t* masks = rows[r] + g * kGroupBytes + 256 + 4 * h;
-                w0 = _mm256_or_si256(w0, FifthBits(masks + 8 * (2 * v)));
-                w1 = _mm256_or_si256(w1, FifthBits(masks + 8 * (2 * v + 1)));
-              }
-              for (int t = 0; t < NT; ++t) {
-                const uint8_t* x = acts[t] + xat + 128 * v;
-                s16[r][t] = _mm256_add_epi16(s16[r][t], _mm256_maddubs_epi16(w0, Load(x)));
-                s16[r][t] = _mm256_add_epi16(s16[r][t], _mm256_maddubs_epi16(w1, Load(x + 64)));
-              }
-            }
-          }
-          for (int r = 0; r < R; ++r) {
-            for (int t = 0; t < NT; ++t) isum[r][t] = _mm256_add_epi32(isum[r][t], _mm256_madd_epi16(s16[r][t], ones));
-          }
-        }
+        NibbleHalfSums<R, NT, kQ5>(rows, acts, g, h, kGroupBytes, kRecordBytes, isum);
         __m256 ws[R], mt[R];
         for (int r = 0; r < R; ++r) {
           const uint8_t* meta = rows[r] + g * kGroupBytes + kMetaAt;
@@ -1411,7 +1405,6 @@ struct RepackedQ6KTiles {
 
   static int64_t Length(const TensorView& w) { return w.Cols() / 512; }  // groups per row
 
-  static HWY_INLINE __m256i Load(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
   // 8 int8 at p as f32 lanes.
   static HWY_INLINE __m256 Int8x8(const uint8_t* p) {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
