@@ -213,8 +213,9 @@ namespace {
 constexpr int64_t kClaimBytes = int64_t{128} << 10;
 constexpr int kMaxBalancedThreads = 64;
 // Weights whose one-token kernel reads several streams spread over the thread's whole share (cpu/qdot-inl.h
-// DecodeInStreams), which blocks would cut short: they keep the static split.
-bool ReadsStreams(DType t) { return t == DType::kQ8_0 || t == DType::kQ8_0R; }
+// DecodeInStreams), which blocks would cut short: they keep the static split. Per target (Q8_0 and Q8_0R everywhere;
+// Q4_0R and Q4_KR on AVX2).
+bool ReadsStreams(DType t) { return QuantDecodeStreams(t) > 1; }
 }  // namespace
 
 void MatMulBatch(const MatMulJob* jobs, int n_jobs, int64_t n_tokens, ThreadPool& pool) {

@@ -1269,8 +1269,11 @@ HWY_INLINE void NibbleHalfSums(const uint8_t* const* rows, const uint8_t* const*
 template <bool kQ4>
 struct RepackedTiles {
   static constexpr int kRows = kQ4 ? 4 : 2, kTokens = kQ4 ? 2 : 3;
-  static constexpr bool kDecodePrefetch = false;      // (ignored: Tile never prefetches)
-  static constexpr int kDecodeStreams = kQ4 ? 1 : 4;  // as AVX3_DL's and Q8_0's (DecodeInStreams)
+  static constexpr bool kDecodePrefetch = false;  // (ignored: Tile never prefetches)
+  // DecodeInStreams: 4 for both here. For Q4_0R, unlike on AVX3_DL, one stream per core left decode well short of the
+  // bound on a Zen 3 (BM_MatVec 4096 x 4096: 610-690 us on one thread against 360-410 with 4 streams; the d2048 Q4_0
+  // model at 73-85% of the bound against 88-93%; bench/RESULTS.md).
+  static constexpr int kDecodeStreams = 4;
   static constexpr int64_t kGroupBytes = kQ4 ? 288 : 544, kRecordBytes = 640;
   static constexpr int64_t kScalesAt = kQ4 ? 256 : 512;  // the 16 f16 weight scales of a group
 
@@ -1338,8 +1341,11 @@ using RepackedQ4Tiles = RepackedTiles<true>;
 template <bool kQ5>
 struct RepackedKTiles {
   static constexpr int kRows = 2, kTokens = 4;   // see RepackedTiles
-  static constexpr bool kDecodePrefetch = true;  // as AVX3_DL's
-  static constexpr int kDecodeStreams = 1;
+  static constexpr bool kDecodePrefetch = true;  // as AVX3_DL's (for the rows DecodeInStreams leaves over)
+  // DecodeInStreams: 4 for Q4_KR (BM_MatVec 4096 x 4096 on a Zen 3: 520-550 us on one thread against 460-470; the d2048
+  // Q4_K model at 71-74% of the bound against 77-82% in the host's fast memory state); Q5_KR's kernel is the limit
+  // (16 GB/s on one thread, its fifth bits), and 4 streams did not change it.
+  static constexpr int kDecodeStreams = kQ5 ? 1 : 4;
   static constexpr int64_t kGroupBytes = kQ5 ? 360 : 296, kRecordBytes = 640;
   static constexpr int64_t kMetaAt = kQ5 ? 320 : 256;  // sc[16], mn[16], f16 d[2], f16 dmin[2]
 
@@ -1400,7 +1406,7 @@ using RepackedQ5KTiles = RepackedKTiles<true>;
 struct RepackedQ6KTiles {
   static constexpr int kRows = 2, kTokens = 3;
   static constexpr bool kDecodePrefetch = true;  // as AVX3_DL's
-  static constexpr int kDecodeStreams = 1;
+  static constexpr int kDecodeStreams = 1;       // 2 and 4 measured no faster on one thread, slower on two
   static constexpr int64_t kGroupBytes = 420, kRecordBytes = 640;
 
   static int64_t Length(const TensorView& w) { return w.Cols() / 512; }  // groups per row
@@ -1575,8 +1581,10 @@ HWY_INLINE void RowTiles(const TensorView& w, int64_t n, int64_t stride, const u
 // 18 GB/s, while several streams let the hardware prefetchers keep more lines in flight: the d2048 Q8_0 model
 // decodes at 80-93 tokens/s with 4 streams against 60-66 with one (78-95% of the bound against 58-64%), and at
 // 49-55 against 46-50 in the slow state (bench/RESULTS.md). Used where the kernel consumes bytes fast enough for
-// memory to be the limit (Q8_0, Q8_0R: T::kDecodeStreams = 4); the 4-bit kernels measured no gain. The rows left
-// over (fewer than S) go one at a time. Each output is its own row's arithmetic, as in every tile.
+// memory to be the limit (Q8_0, Q8_0R: T::kDecodeStreams = 4; on AVX2 Q4_0R and Q4_KR too); AVX3_DL's 4-bit kernels
+// measured no gain. Adjacent rows are no substitute: 2 or 4 of them per tile ran 1.3-2.4x slower than as many
+// distant streams (Q4_0R and Q4_KR on the Zen 3). The rows left over (fewer than S) go one at a time. Each output is
+// its own row's arithmetic, as in every tile.
 template <class T, int S>
 HWY_INLINE void DecodeInStreams(const TensorView& w, int64_t n, int64_t stride, const uint8_t* acts, float* y,
                                 int64_t o_begin, int64_t o_end) {
@@ -1738,6 +1746,42 @@ inline bool NativeBf16DotT() { return bf16dot::kNative; }
 inline bool RepackedDotT(DType t) { return IsRepacked(t) && HERD_REPACKED; }
 
 inline const char* QuantDotTargetT() { return hwy::TargetName(HWY_TARGET); }
+
+// The streams per core of t's one-token kernel on this target (qdot::DotRows: T::kDecodeStreams); 1 for the types
+// without a stream kernel here.
+inline int QuantDecodeStreamsT(DType t) {
+#if HERD_QDOT_SIMD
+  switch (t) {
+    case DType::kQ8_0:
+      return qdot::QuantTiles<qdot::DotQ8_0Q8>::kDecodeStreams;
+#if HERD_REPACKED
+    case DType::kQ8_0R:
+      return qdot::RepackedQ8Tiles::kDecodeStreams;
+    case DType::kQ4_0R:
+      return qdot::RepackedQ4Tiles::kDecodeStreams;
+    case DType::kQ4_KR:
+      return qdot::RepackedQ4KTiles::kDecodeStreams;
+    case DType::kQ5_KR:
+      return qdot::RepackedQ5KTiles::kDecodeStreams;
+    case DType::kQ6_KR:
+      return qdot::RepackedQ6KTiles::kDecodeStreams;
+#endif
+    case DType::kQ4_0:
+      return qdot::QuantTiles<qdot::DotQ4_0Q8>::kDecodeStreams;
+    case DType::kQ4_K:
+      return qdot::QuantTiles<qdot::DotQ4KQ8K>::kDecodeStreams;
+    case DType::kQ5_K:
+      return qdot::QuantTiles<qdot::DotQ5KQ8K>::kDecodeStreams;
+    case DType::kQ6_K:
+      return qdot::QuantTiles<qdot::DotQ6KQ8K>::kDecodeStreams;
+    default:
+      return 1;
+  }
+#else
+  (void)t;
+  return 1;
+#endif
+}
 
 inline int64_t QuantTokenBytesT(DType t, int64_t n_in) {
   if (t == DType::kBF16) return bf16dot::TokenBytes(n_in);

@@ -30,6 +30,7 @@ HWY_EXPORT(QuantDotRowsT);
 HWY_EXPORT(NativeBf16DotT);
 HWY_EXPORT(RepackedDotT);
 HWY_EXPORT(QuantDotTargetT);
+HWY_EXPORT(QuantDecodeStreamsT);
 HWY_EXPORT(PeakOpsT);
 
 namespace {
@@ -93,6 +94,8 @@ int64_t PeakOps(PeakKind kind, int64_t iters) {
 }
 
 const char* QuantDotTarget() { return HWY_DYNAMIC_DISPATCH(QuantDotTargetT)(); }
+
+int QuantDecodeStreams(DType t) { return HWY_DYNAMIC_DISPATCH(QuantDecodeStreamsT)(t); }
 
 QuantizedActivations& ThreadQuantizedActivations() {
   thread_local QuantizedActivations acts;

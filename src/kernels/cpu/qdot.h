@@ -71,6 +71,11 @@ int64_t PeakOps(PeakKind kind, int64_t iters);
 // The Highway target the quantized kernels dispatch to on this CPU ("AVX3_DL", "AVX2", ...), for benchmark records.
 const char* QuantDotTarget();
 
+// How many sequential streams per thread the one-token kernel of t reads on this CPU's target: more than 1 where it
+// takes its rows from that many distant parts of its range at once (cpu/qdot-inl.h DecodeInStreams), which is then
+// best given one long range per thread (cpu/matmul.cpp).
+int QuantDecodeStreams(DType t);
+
 // The calling thread's scratch (thread_local, grown once), for callers that quantize per call.
 QuantizedActivations& ThreadQuantizedActivations();
 
