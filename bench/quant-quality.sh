@@ -18,20 +18,30 @@
 # table (small model) isolates the quantizers from the type choices: every file dequantized to F32 (`herd quantize
 # --type f32`), the relative RMS error against the source over the tensors both quantizers stored in the same type.
 #
-# Usage: bench/quant-quality.sh [--model small|d2048] [--chunks N (small: 16, d2048: 8)] [--dir DIR (/tmp/herd-quant,
-# /tmp/herd-quant-d2048)] [--herd BIN] [--peer DIR]. Needs the peer (scripts/install-peer.sh) and /usr/bin/python3
-# with numpy. Every output is cached in DIR (delete a file's outputs after changing what made it). Prints markdown.
+# For each type both quantizers made, a paired line: per engine, the mean over the chunks of herd's file's KLD minus
+# llama.cpp's file's KLD on the same chunk, with the standard error of that difference (the chunks' own spread cancels).
+#
+# Usage: bench/quant-quality.sh [--model small|d2048] [--chunks N (small: 16, d2048: 8)] [--types T,T (only these of
+# the model's types, e.g. q6_k)] [--rms] [--dir DIR (/tmp/herd-quant, /tmp/herd-quant-d2048)] [--herd BIN] [--peer DIR].
+# Needs the peer (scripts/install-peer.sh) and /usr/bin/python3 with numpy. Every output is cached in DIR (delete a
+# file's outputs after changing what made it). Prints markdown. --rms: also, for each type name both quantizers made
+# (herd-T against llama.cpp-T), the relative RMS error of every tensor type both files store, from dequantized F32
+# copies (for d2048, two copies of 14.6 GB each per pair).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=small
 dir=
 chunks=
+only=
+rms=0
 herd=build/release/herd
 peer=build/peer
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) model=$2; shift 2 ;;
     --chunks) chunks=$2; shift 2 ;;
+    --types) only=$2; shift 2 ;;
+    --rms) rms=1; shift ;;
     --dir) dir=$2; shift 2 ;;
     --herd) herd=$2; shift 2 ;;
     --peer) peer=$2; shift 2 ;;
@@ -52,6 +62,12 @@ case "$model" in
     peer_types=(q4_k_s q5_k_s q6_k) ;;
   *) echo "quant-quality: --model is small or d2048, not $model" >&2; exit 1 ;;
 esac
+if [ -n "$only" ]; then
+  keep() { local t; for t in "$@"; do [[ ",$only," == *",$t,"* ]] && printf '%s\n' "$t"; done; return 0; }
+  mapfile -t herd_types < <(keep "${herd_types[@]}")
+  mapfile -t peer_types < <(keep "${peer_types[@]}")
+  [ ${#herd_types[@]} -gt 0 ] || [ ${#peer_types[@]} -gt 0 ] || { echo "quant-quality: no type of --types $only for --model $model" >&2; exit 1; }
+fi
 [[ "$chunks" =~ ^[1-9][0-9]*$ ]] || { echo "quant-quality: --chunks wants a positive count" >&2; exit 1; }
 [ -x "$herd" ] || { echo "quant-quality: $herd not found" >&2; exit 1; }
 [ -x "$peer/peer_quantize" ] || { echo "quant-quality: no peer_quantize in $peer (run scripts/install-peer.sh)" >&2; exit 1; }
@@ -139,22 +155,43 @@ for f in files:
         se = mean.std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
         cells += [f"{mean.mean():.4f} ± {se:.4f}", f"{mx.max():.3f}", f"{100 * top.mean():.1f}%"]
     print(f"| {os.path.basename(f)[:-5]} | {os.path.getsize(f) / 2**20:.2f} | " + " | ".join(cells) + " |")
+names = {os.path.basename(f)[:-5]: f for f in files}
+pairs = [(names[h], names["llama.cpp-" + h[5:]]) for h in names if h.startswith("herd-") and "llama.cpp-" + h[5:] in names]
+if pairs and n > 1:
+    print()
+    print("| type | herd: herd's file minus llama.cpp's, mean KLD | llama.cpp: the same |")
+    print("|---|---:|---:|")
+    for h, l in pairs:
+        cells = []
+        for e in ("herd", "peer"):
+            diff = np.array(stats[h][e][0]) - np.array(stats[l][e][0])
+            cells.append(f"{diff.mean():+.4f} ± {diff.std(ddof=1) / np.sqrt(n):.4f}")
+        print(f"| {os.path.basename(h)[5:-5]} | " + " | ".join(cells) + " |")
 PY
 
-[ "$model" = small ] || exit 0
+[ "$model" = small ] && [ -z "$only" ] || [ "$rms" = 1 ] || exit 0  # (the small table's pairs need every type)
 # Per-tensor error at equal types.
 for f in "${files[@]}"; do
   d32="$dir/$(basename "$f" .gguf).deq-f32.gguf"
   [ -f "$d32" ] || "$herd" quantize "$f" "$d32" --type f32 -q >/dev/null 2>&1
 done
-PYTHONPATH="$peer" /usr/bin/python3 - "$dir" "$src" <<'PY'
+PYTHONPATH="$peer" /usr/bin/python3 - "$dir" "$src" "$rms" "${herd_types[@]}" -- "${peer_types[@]}" <<'PY'
 import os, sys
 import numpy as np
 from gguf_io import GGUFReader
-d, src = sys.argv[1], sys.argv[2]
+d, src, rms = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 ref = GGUFReader(src)
-# (herd file, llama.cpp file, ggml type): the tensors both files store in that type.
-pairs = [("q4_k", "q4_k_s", 12), ("q5_k", "q5_k_s", 13), ("q6_k", "q6_k", 14), ("q4_0", "q4_0", 2), ("q8_0", "q8_0", 8)]
+if rms:  # same-name pairs, every ggml type that both files store some tensor in
+    cut = sys.argv.index("--")
+    peer = set(sys.argv[cut + 1:])
+    pairs = []
+    for t in (t for t in sys.argv[4:cut] if t in peer):
+        hq, lq = GGUFReader(f"{d}/herd-{t}.gguf"), GGUFReader(f"{d}/llama.cpp-{t}.gguf")
+        shared = sorted({hq.tinfo[n][1] for n in ref.tinfo if hq.tinfo[n][1] == lq.tinfo[n][1] and hq.tinfo[n][1] != 0})
+        pairs += [(t, t, gt) for gt in shared]
+else:  # (herd file, llama.cpp file, ggml type): the tensors both files store in that type.
+    pairs = [("q4_k", "q4_k_s", 12), ("q5_k", "q5_k_s", 13), ("q6_k", "q6_k", 14), ("q4_0", "q4_0", 2), ("q8_0", "q8_0", 8)]
+type_names = {2: "Q4_0", 8: "Q8_0", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 1: "F16"}
 print()
 print("| type | tensors stored in that type by both | elements | herd: relative RMS error | llama.cpp: relative RMS error |")
 print("|---|---:|---:|---:|---:|")
@@ -171,6 +208,6 @@ for h, l, gt in pairs:
         elems += x.size
         err["herd"] += float(((hd.tensor(n) - x) ** 2).sum())
         err["llama.cpp"] += float(((ld.tensor(n) - x) ** 2).sum())
-    print(f"| {h.upper()} (llama.cpp {l}) | {len(names)} | {elems} | {np.sqrt(err['herd'] / norm):.5f} | "
-          f"{np.sqrt(err['llama.cpp'] / norm):.5f} |")
+    print(f"| {type_names.get(gt, gt)} (herd {h}, llama.cpp {l}) | {len(names)} | {elems} | "
+          f"{np.sqrt(err['herd'] / norm):.5f} | {np.sqrt(err['llama.cpp'] / norm):.5f} |")
 PY
