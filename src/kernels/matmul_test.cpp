@@ -752,6 +752,12 @@ TEST_P(MatMulTest, RepackedTypesAreTheirSourceRegrouped) {
           ref::MatMulQuantized(w.view, x.data(), n_tokens, ref_source.data());
           ASSERT_EQ(0, std::memcmp(ref_source.data(), ref_y.data(), n_y * sizeof(float)));
         }
+        if (n_tokens == 1) {  // row by row: no stream tile (QuantDecodeStreams), each output its own row's bits
+          std::vector<float> alone(n_y, -7.0f);
+          for (int64_t o = 0; o < n_out; ++o) MatMulRows(r.view, x.data(), 1, alone.data(), n_out, o, o + 1);
+          EXPECT_EQ(0, std::memcmp(want.data(), alone.data(), n_y * sizeof(float)))
+              << "row by row (" << QuantDecodeStreams(to) << " decode streams)";
+        }
         for (int threads : {1, 2, 3}) {
           ThreadPool pool(threads);
           std::vector<float> got(n_y, -7.0f);
