@@ -595,9 +595,11 @@ TEST_P(MatMulTest, DecodeSplitInClaimedBlocksComputesEveryRow) {
   std::mt19937_64 rng(seed);
   SCOPED_TRACE(SeedTrace(seed));
   const int64_t n_in = 2048;
-  const Weights w[3] = {RandomWeights(DType::kQ4_0, 701, n_in, Fill::kRandom, rng),
-                        RandomWeights(DType::kQ4_K, 299, n_in, Fill::kRandom, rng),
-                        RandomWeights(DType::kQ4_0, 3, n_in, Fill::kRandom, rng)};
+  // Types whose one-token kernel reads one stream on every target: those with more keep a static split.
+  const Weights w[3] = {RandomWeights(DType::kQ4_K, 701, n_in, Fill::kRandom, rng),
+                        RandomWeights(DType::kQ5_K, 299, n_in, Fill::kRandom, rng),
+                        RandomWeights(DType::kQ4_K, 3, n_in, Fill::kRandom, rng)};
+  for (const Weights& wj : w) ASSERT_EQ(1, QuantDecodeStreams(wj.view.dtype)) << DTypeName(wj.view.dtype);
   std::vector<float> x(static_cast<size_t>(n_in));
   testing::FillUniform(rng, -1.0f, 1.0f, x.data(), n_in);
   std::vector<float> want[3], got[3];

@@ -214,7 +214,7 @@ constexpr int64_t kClaimBytes = int64_t{128} << 10;
 constexpr int kMaxBalancedThreads = 64;
 // Weights whose one-token kernel reads several streams spread over the thread's whole share (cpu/qdot-inl.h
 // DecodeInStreams), which blocks would cut short: they keep the static split. Per target (Q8_0 and Q8_0R everywhere;
-// Q4_0R and Q4_KR on AVX2).
+// Q4_0R, Q4_KR, Q4_0 and Q6_K on AVX2).
 bool ReadsStreams(DType t) { return QuantDecodeStreams(t) > 1; }
 }  // namespace
 
