@@ -18,6 +18,9 @@ namespace {
 constexpr size_t kMaxTextBytes = 1 << 20;
 constexpr int64_t kMaxPositions = 100'000;
 constexpr int64_t kMaxRepeat = 10'000;
+// Groups, parenthesized or made by a repetition suffix (x*+ is (x*)+), nest at most this deep: the parser, the
+// lowering and an item's destructor recurse once per level.
+constexpr int kMaxNesting = 256;
 constexpr int32_t kInfinite = std::numeric_limits<int32_t>::max() / 4;
 
 // Code point ranges, sorted and disjoint, surrogates excluded.
@@ -35,6 +38,7 @@ struct Item {
   size_t offset = 0;    // kRef: where it was used (for the error)
   std::shared_ptr<Alternatives> group;
   int64_t min = 1, max = 1;  // max -1: unbounded
+  int height = 0;            // groups nested in this item, itself included (kMaxNesting)
 };
 
 Ranges Normalize(Ranges r) {
@@ -144,7 +148,8 @@ class Parser {
       pos_ += 3;
       SkipSpace(true);
       auto alts = std::make_shared<Alternatives>();
-      Status st = ParseAlternatives(false, alts.get());
+      int height = 0;
+      Status st = ParseAlternatives(false, alts.get(), &height);
       if (!st.ok()) return st;
       if (rules_.count(name)) {
         pos_ = start;
@@ -271,11 +276,13 @@ class Parser {
     return Status::Ok();
   }
 
-  Status ParseAlternatives(bool nested, Alternatives* alts) {
+  Status ParseAlternatives(bool nested, Alternatives* alts, int* height) {
+    *height = 0;
     while (true) {
       Sequence seq;
       Status st = ParseSequence(nested, &seq);
       if (!st.ok()) return st;
+      for (const Item& item : seq) *height = std::max(*height, item.height);
       alts->push_back(std::move(seq));
       if (pos_ < s_.size() && s_[pos_] == '|') {
         ++pos_;
@@ -355,14 +362,22 @@ class Parser {
         item.kind = Item::Kind::kClass;
         item.ranges = Normalize({{0, 0x10FFFF}});
       } else if (c == '(') {
+        if (open_ >= kMaxNesting) return Error("groups nested more than " + std::to_string(kMaxNesting) + " deep");
         ++pos_;
         SkipSpace(true);
         item.kind = Item::Kind::kGroup;
         item.group = std::make_shared<Alternatives>();
-        Status st = ParseAlternatives(true, item.group.get());
+        ++open_;
+        Status st = ParseAlternatives(true, item.group.get(), &item.height);
+        --open_;
         if (!st.ok()) return st;
+        ++item.height;
         if (pos_ >= s_.size() || s_[pos_] != ')') return Error("expected ')'");
         ++pos_;
+        if (item.group->size() == 1 && (*item.group)[0].size() == 1) {  // (x) is x, so that (x*)+ merges as x*+
+          Item inner = std::move((*item.group)[0][0]);
+          item = std::move(inner);
+        }
       } else if (IsNameChar(c)) {
         item.kind = Item::Kind::kRef;
         item.offset = pos_;
@@ -413,11 +428,25 @@ class Parser {
         } else {
           break;
         }
+        if ((item.min != 1 || item.max != 1) && item.min <= 1) {
+          // (x{a,b}){c,d} with a <= 1 is x{ac,bd}: the counts k a .. k b for k = c .. d leave no gap. Merged, a chain
+          // of suffixes on a nullable item (x*+++...) is one repetition, not a nest whose expansions double per level.
+          item.min *= lo;
+          item.max = item.max == -1 || hi == -1 ? -1 : item.max * hi;
+          if (item.max > kMaxRepeat || item.min > kMaxRepeat) {
+            return Error("repetition count above " + std::to_string(kMaxRepeat));
+          }
+          continue;
+        }
         if (item.min != 1 || item.max != 1) {
           Item wrap;
           wrap.kind = Item::Kind::kGroup;
+          wrap.height = item.height + 1;
           wrap.group = std::make_shared<Alternatives>(Alternatives{Sequence{std::move(item)}});
           item = std::move(wrap);
+        }
+        if (open_ + item.height > kMaxNesting) {
+          return Error("groups and repetitions nested more than " + std::to_string(kMaxNesting) + " deep");
         }
         item.min = lo;
         item.max = hi;
@@ -428,6 +457,7 @@ class Parser {
 
   std::string_view s_;
   size_t pos_ = 0;
+  int open_ = 0;  // parentheses open at pos_
   std::map<std::string, std::shared_ptr<Alternatives>> rules_;
   std::vector<std::string> order_;
 };

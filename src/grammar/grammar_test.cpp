@@ -164,6 +164,58 @@ TEST(Gbnf, ErrorsNameTheProblem) {
   EXPECT_NE(big.status().message().find("too large"), std::string::npos);
 }
 
+// Nesting that the parser, the lowering or the matcher would follow one stack frame per level: groups and suffix
+// chains past the limit are errors that say so; just under it, and rule chains as long as the grammar may hold, parse
+// and match (the matcher expands rule references with a work list, not recursion).
+TEST(Gbnf, DeepNestingIsAnErrorOrWorksNeverACrash) {
+  const auto message = [](const std::string& text) {
+    auto g = ParseGbnf(text);
+    return g.ok() ? std::string("ok") : g.status().message();
+  };
+  EXPECT_NE(
+      message("root ::= " + std::string(100000, '(') + "\"a\"" + std::string(100000, ')')).find("nested more than 256"),
+      std::string::npos);
+  std::string twice;  // "a"{2}{2}...: a minimum above 1 does not merge, so each suffix nests a group
+  for (int i = 0; i < 300; ++i) twice += "{2}";
+  EXPECT_NE(message("root ::= \"a\"" + twice).find("nested more than 256"), std::string::npos);
+  EXPECT_NE(message("root ::= " + std::string(200, '(') + "\"a\"" + twice.substr(0, 300) + std::string(200, ')'))
+                .find("nested more than 256"),
+            std::string::npos);
+  // Suffixes on an item with a minimum of 0 or 1 merge into one repetition ((x*)+ is x*; (x?){2,3} is x{0,3}).
+  auto plus = MustParse("root ::= \"a\"" + std::string(100000, '+'));
+  ASSERT_NE(plus, nullptr);
+  EXPECT_TRUE(InLanguage(plus, "aaa"));
+  EXPECT_FALSE(InLanguage(plus, ""));
+  auto opt = MustParse("root ::= ((\"a\"?){2,3}) \"b\"");
+  ASSERT_NE(opt, nullptr);
+  EXPECT_TRUE(InLanguage(opt, "b"));
+  EXPECT_TRUE(InLanguage(opt, "aaab"));
+  EXPECT_FALSE(InLanguage(opt, "aaaab"));
+  auto even = MustParse("root ::= (\"a\"{2})* \"b\"");  // not merged: only even counts
+  ASSERT_NE(even, nullptr);
+  EXPECT_TRUE(InLanguage(even, "aab"));
+  EXPECT_FALSE(InLanguage(even, "aaab"));
+  // What the fuzzer found (an ASan stack overflow in the matcher): many suffixes on a nullable item.
+  auto fuzzed = ParseGbnf("root ::= \"a\" [b=d]*" + std::string(55, '+') + " (\"x\" | \"yz\"){2,6}\n");
+  if (fuzzed.ok()) {
+    EXPECT_TRUE(InLanguage(fuzzed.value(), "abxyz"));
+    EXPECT_FALSE(InLanguage(fuzzed.value(), "abx"));
+  }
+  auto deep = MustParse("root ::= " + std::string(250, '(') + "\"a\"*" + std::string(250, ')') + " \"b\"");
+  ASSERT_NE(deep, nullptr);
+  EXPECT_TRUE(InLanguage(deep, "aaab"));
+  EXPECT_FALSE(InLanguage(deep, "aaa"));
+  // 20000 rules, each the next one first: the matcher's expansion follows all of them for the first byte.
+  std::string chain = "root ::= r0 \"!\"\n";
+  for (int i = 0; i < 20000; ++i) chain += "r" + std::to_string(i) + " ::= r" + std::to_string(i + 1) + "\n";
+  chain += "r20000 ::= \"x\" | \"\"\n";
+  auto g = MustParse(chain);
+  ASSERT_NE(g, nullptr);
+  EXPECT_TRUE(InLanguage(g, "x!"));
+  EXPECT_TRUE(InLanguage(g, "!"));
+  EXPECT_FALSE(InLanguage(g, "xx!"));
+}
+
 // A random vocabulary with every single byte, for exhaustive mask checks; some tokens longer than the repetition
 // horizon (Grammar::kRepeatHorizon).
 std::shared_ptr<const TokenVocab> RandomVocab(std::mt19937& rng, int n, const std::string& alphabet) {

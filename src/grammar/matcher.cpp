@@ -115,25 +115,35 @@ class StackPool {
   size_t num_states() const { return states_.size(); }
 
  private:
+  // Every (position, parent) reachable from (pos, parent) through rule references and rule ends, each once
+  // (visited_), with a work list rather than recursion: a chain of rules that each start with the next (r0 ::= r1 ...,
+  // up to the grammar's 100000 positions) or groups nested deep would otherwise overflow the thread's stack. The set
+  // reached is the same in any order, and State sorts it.
   void ExpandRec(int32_t pos, int32_t parent, std::vector<int32_t>* out) {
-    const uint64_t key = (static_cast<uint64_t>(static_cast<uint32_t>(pos)) << 32) | static_cast<uint32_t>(parent);
-    if (!visited_.insert(key).second) return;
-    const Grammar::Element e = g_.elements()[pos];
-    switch (e.kind) {
-      case Grammar::Kind::kBytes:
-        out->push_back(Node(pos, parent));
-        return;
-      case Grammar::Kind::kEnd:
-        if (parent <= kEscape) {
-          out->push_back(parent);
-        } else {
-          ExpandRec(nodes_[parent].first, nodes_[parent].second, out);
+    work_.clear();
+    work_.push_back({pos, parent});
+    while (!work_.empty()) {
+      const auto [p, par] = work_.back();
+      work_.pop_back();
+      const uint64_t key = (static_cast<uint64_t>(static_cast<uint32_t>(p)) << 32) | static_cast<uint32_t>(par);
+      if (!visited_.insert(key).second) continue;
+      const Grammar::Element e = g_.elements()[p];
+      switch (e.kind) {
+        case Grammar::Kind::kBytes:
+          out->push_back(Node(p, par));
+          break;
+        case Grammar::Kind::kEnd:
+          if (par <= kEscape) {
+            out->push_back(par);
+          } else {
+            work_.push_back(nodes_[par]);
+          }
+          break;
+        case Grammar::Kind::kRule: {
+          const int32_t cont = g_.elements()[p + 1].kind == Grammar::Kind::kEnd ? par : Node(p + 1, par);
+          for (int32_t a : g_.Alternatives(e.arg)) work_.push_back({a, cont});
+          break;
         }
-        return;
-      case Grammar::Kind::kRule: {
-        const int32_t cont = g_.elements()[pos + 1].kind == Grammar::Kind::kEnd ? parent : Node(pos + 1, parent);
-        for (int32_t a : g_.Alternatives(e.arg)) ExpandRec(a, cont, out);
-        return;
       }
     }
   }
@@ -159,6 +169,7 @@ class StackPool {
   std::vector<StateRec> states_;
   std::unordered_map<std::vector<int32_t>, int32_t, VectorHash> state_ids_;
   std::unordered_set<uint64_t> visited_;
+  std::vector<std::pair<int32_t, int32_t>> work_;  // ExpandRec's pending (position, parent) pairs
   std::vector<int32_t> scratch_;
 };
 
