@@ -530,6 +530,30 @@ class GrammarBuilder {
     return Status::Ok();
   }
 
+  // Whether one occurrence of `item` (without its repetition) surely matches the empty string, from the item alone: a
+  // reference to a rule counts as not (finding which rules are nullable takes a fixpoint over the whole grammar, one
+  // pass per link of a chain of rules). Saying not for a nullable item only keeps a repetition as written. Memoized
+  // per group, so nested groups are looked at once each.
+  bool NullableOnce(const Item& item) {
+    switch (item.kind) {
+      case Item::Kind::kLiteral:
+        return item.literal.empty();
+      case Item::Kind::kClass:
+      case Item::Kind::kRef:
+        return false;
+      case Item::Kind::kGroup: {
+        auto [it, inserted] = nullable_groups_.emplace(item.group.get(), false);
+        if (inserted) {
+          it->second = std::any_of(item.group->begin(), item.group->end(), [&](const Sequence& seq) {
+            return std::all_of(seq.begin(), seq.end(), [&](const Item& i) { return i.min == 0 || NullableOnce(i); });
+          });
+        }
+        return it->second;
+      }
+    }
+    return false;
+  }
+
   // The elements of one occurrence of `item` (without its repetition).
   Status LowerOnce(int32_t rule, const Item& item, Seq* out) {
     switch (item.kind) {
@@ -603,27 +627,40 @@ class GrammarBuilder {
         out->insert(out->end(), once.begin(), once.end());
         continue;
       }
-      if (static_cast<int64_t>(once.size()) * std::max<int64_t>(item.min, item.max) > kMaxPositions) {
+      // When one occurrence can be empty, the least count is no constraint: x{m,n} is x{0,n}, and x{m,} is x*. Kept,
+      // the m required copies would be m places for the same text (ambiguity the recognizer carries as m stacks per
+      // nesting level, m^depth in all).
+      const int64_t min = NullableOnce(item) ? 0 : item.min;
+      if (static_cast<int64_t>(once.size()) * std::max<int64_t>(min, item.max) > kMaxPositions) {
         return InvalidArgument("grammar is too large: a repetition needs more than " + std::to_string(kMaxPositions) +
                                " positions");
       }
-      for (int64_t i = 0; i < item.min; ++i) out->insert(out->end(), once.begin(), once.end());
       if (item.max == -1) {
-        // star ::= once star | (empty)
-        const int32_t star = NewRule(HelperName(rule));
+        // x{m,} is m - 1 copies then plus, with plus ::= once more and more ::= plus | (empty); x* is more. Every
+        // occurrence after the copies is the one in plus, so it returns to the same place: x x* would put the first
+        // one somewhere else, and a nest of such repetitions would hold a stack for each choice of first or later
+        // occurrence at each level (2^depth).
+        for (int64_t i = 0; i + 1 < min; ++i) out->insert(out->end(), once.begin(), once.end());
+        const int32_t plus = NewRule(HelperName(rule));
+        const int32_t more = NewRule(HelperName(rule));
         Seq body = once;
-        body.push_back({Grammar::Kind::kRule, star});
-        st = AddAlternative(star, body);
+        body.push_back({Grammar::Kind::kRule, more});
+        st = AddAlternative(plus, body);
         if (!st.ok()) return st;
-        st = AddAlternative(star, {});
+        st = AddAlternative(more, {{Grammar::Kind::kRule, plus}});
         if (!st.ok()) return st;
-        out->push_back({Grammar::Kind::kRule, star});
-      } else if (item.max > item.min) {
+        st = AddAlternative(more, {});
+        if (!st.ok()) return st;
+        out->push_back({Grammar::Kind::kRule, min == 0 ? more : plus});
+        continue;
+      }
+      for (int64_t i = 0; i < min; ++i) out->insert(out->end(), once.begin(), once.end());
+      if (item.max > min) {
         // opt_k ::= once opt_(k+1) | (empty), the last without the reference; built from the innermost out.
         // In a long chain, the rules that allow kRepeatHorizon or more further occurrences are the same to every
         // token that is at most kRepeatHorizon bytes long: they map to the one that allows exactly that many.
         int32_t next = -1, canonical = -1;
-        for (int64_t left = 1; left <= item.max - item.min; ++left) {
+        for (int64_t left = 1; left <= item.max - min; ++left) {
           const int32_t opt = NewRule(HelperName(rule));
           Seq body = once;
           if (next >= 0) body.push_back({Grammar::Kind::kRule, next});
@@ -785,8 +822,9 @@ class GrammarBuilder {
   std::unordered_map<std::string, int32_t> rule_ids_;
   std::map<std::array<uint64_t, 4>, int32_t> byte_set_ids_;
   std::map<Ranges, int32_t> class_rules_;
-  std::vector<std::pair<int32_t, int32_t>> canonical_rules_;  // (rule, the rule it is the same as)
-  std::vector<int32_t> horizon_rules_;                        // the rules they map to
+  std::vector<std::pair<int32_t, int32_t>> canonical_rules_;       // (rule, the rule it is the same as)
+  std::vector<int32_t> horizon_rules_;                             // the rules they map to
+  std::unordered_map<const Alternatives*, bool> nullable_groups_;  // NullableOnce's memo
   int helpers_ = 0;
 };
 

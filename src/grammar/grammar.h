@@ -98,6 +98,9 @@ class ByteMatcher {
   bool CanEnd() const;
   // No byte can follow: the sentence is complete and cannot be extended.
   bool IsComplete() const;
+  // OK, or why Accept failed other than by the bytes: the grammar needed more work for one step than the matcher
+  // allows (nested repetitions that match the same text in very many ways). The matcher then accepts nothing.
+  Status status() const;
 
  private:
   std::shared_ptr<const Grammar> grammar_;
@@ -190,6 +193,10 @@ class TokenMatcher {
   // An upper bound on the tokens needed to finish from here, the end id included (0 when complete): the fewer of
   // one token per byte of the shortest completion and the tokens of the plan.
   int64_t TokensToFinish();
+  // OK, or InvalidArgument naming the grammar as too complex: one step (the start, a mask, a token, the plan)
+  // needed more work than the matcher allows. From then on the masks are empty, tokens are refused and
+  // TokensToFinish is huge; callers check this after each step to tell it from a grammar that allows nothing.
+  Status status() const;
 
  private:
   struct Plan {
@@ -197,6 +204,8 @@ class TokenMatcher {
     int64_t end = 0;  // 1 when an end id must follow the tokens; a huge value when no plan could be made
   };
   int64_t ByteCost(int32_t state) const;
+  int64_t FinishCost();  // TokensToFinish within a step
+  void FillMaskStep(int64_t remaining, TokenMask* mask);
   const Plan& PlanOf(int32_t state);  // memoized per state
   static int64_t PlanCost(const Plan& p, size_t from);
   bool Fits(int32_t state, int64_t remaining);
@@ -213,6 +222,7 @@ class TokenMatcher {
   bool plan_valid_ = false;
   std::vector<int32_t> group_states_;  // FillMask's scratch
   bool budgeted_ = false;              // FillMask was given a budget: plans are kept from then on
+  bool too_complex_ = false;           // the grammar's shared pool ran out of work (status)
 };
 
 }  // namespace herd::grammar

@@ -216,6 +216,94 @@ TEST(Gbnf, DeepNestingIsAnErrorOrWorksNeverACrash) {
   EXPECT_FALSE(InLanguage(g, "xx!"));
 }
 
+// A repetition of a group that can match the empty string: the least count is no constraint, and nests of such
+// repetitions (or of x+ in general) keep one parse stack per level instead of one per way of counting.
+TEST(Gbnf, RepetitionsOfNullableGroups) {
+  auto bounded = MustParse("root ::= (\"a\"? \"b\"?){2,3} \"!\"");
+  ASSERT_NE(bounded, nullptr);
+  EXPECT_TRUE(InLanguage(bounded, "!"));  // two empty occurrences
+  EXPECT_TRUE(InLanguage(bounded, "a!"));
+  EXPECT_TRUE(InLanguage(bounded, "ababab!"));
+  EXPECT_FALSE(InLanguage(bounded, "abababab!"));  // four "ab": one too many
+  EXPECT_FALSE(InLanguage(bounded, "ba ab!"));
+  auto unbounded = MustParse("root ::= (\"a\"? \"b\"?){3,} \"!\"");
+  ASSERT_NE(unbounded, nullptr);
+  EXPECT_TRUE(InLanguage(unbounded, "!"));
+  EXPECT_TRUE(InLanguage(unbounded, "abbaab!"));
+  EXPECT_FALSE(InLanguage(unbounded, "abc!"));
+  auto at_least = MustParse("root ::= \"a\"{3,} \"!\"");  // not nullable: the count still holds
+  ASSERT_NE(at_least, nullptr);
+  EXPECT_FALSE(InLanguage(at_least, "aa!"));
+  EXPECT_TRUE(InLanguage(at_least, "aaa!"));
+  EXPECT_TRUE(InLanguage(at_least, "aaaaaaa!"));
+  // Nullable through a rule: kept as written, and still right.
+  auto rule = MustParse("root ::= item{2,} \"!\"\nitem ::= \"x\" | opt\nopt ::= \"y\"?\n");
+  ASSERT_NE(rule, nullptr);
+  EXPECT_TRUE(InLanguage(rule, "!"));
+  EXPECT_TRUE(InLanguage(rule, "xyx!"));
+  // 40 levels of (x "b"?)+: a stack for every choice of first or later occurrence at each level would be 2^40. It
+  // stays within the matcher's work bound (status OK), and the language is right.
+  std::string nest = "\"a\"";
+  for (int i = 0; i < 40; ++i) nest = "(" + nest + " \"b\"?)+";
+  auto plus = MustParse("root ::= " + nest + " \"!\"\n");
+  ASSERT_NE(plus, nullptr);
+  std::string text;
+  for (int i = 0; i < 200; ++i) text += i % 7 == 0 ? "abb" : "a";
+  ByteMatcher m(plus);
+  EXPECT_TRUE(m.Accept(text)) << m.status().ToString();
+  EXPECT_TRUE(m.status().ok()) << m.status().ToString();
+  EXPECT_TRUE(m.Accept("!"));
+  EXPECT_TRUE(m.CanEnd());
+  EXPECT_FALSE(InLanguage(plus, "b!"));
+  EXPECT_FALSE(InLanguage(plus, "a" + std::string(42, 'b') + "!"));  // one "b"? per level and no more
+  EXPECT_TRUE(InLanguage(plus, "a" + std::string(40, 'b') + "!"));
+}
+
+// Nested bounded repetitions that match the same text in very many ways multiply their stacks (the counts of every
+// level): the matcher stops at its work bound with an error that says so, in well under a second, and refuses
+// everything after; other matchers are unaffected.
+TEST(Gbnf, AGrammarTooComplexToFollowIsAnErrorNotAHang) {
+  std::string nest = "\"a\"";
+  for (int i = 0; i < 10; ++i) nest = "(" + nest + "? \"b\"?){0,6}";
+  auto g = MustParse("root ::= " + nest + "\n");
+  ASSERT_NE(g, nullptr);
+  ByteMatcher m(g);
+  bool accepted = true;
+  for (int i = 0; i < 40 && accepted; ++i) accepted = m.Accept("a");
+  EXPECT_FALSE(accepted);
+  ASSERT_FALSE(m.status().ok());
+  EXPECT_EQ(m.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(m.status().message().find("too complex"), std::string::npos) << m.status().message();
+  EXPECT_FALSE(m.Accept(""));  // refuses everything from now on, even nothing
+  EXPECT_FALSE(m.Allows("a"));
+
+  std::vector<std::string> toks;
+  for (int b = 0; b < 256; ++b) toks.push_back(std::string(1, static_cast<char>(b)));
+  toks.push_back("aaaa");
+  toks.push_back("");  // the end token
+  auto vocab = TokenVocab::Build(toks, {static_cast<int32_t>(toks.size() - 1)});
+  auto compiled = std::make_shared<CompiledGrammar>(g, vocab);
+  TokenMatcher tm(compiled);
+  TokenMask mask;
+  for (int i = 0; i < 40 && tm.status().ok(); ++i) {
+    tm.FillMask(-1, &mask);
+    if (tm.status().ok()) {
+      EXPECT_TRUE(mask.Test('a'));
+      EXPECT_TRUE(tm.Accept('a') || !tm.status().ok());
+    }
+  }
+  ASSERT_FALSE(tm.status().ok());
+  EXPECT_NE(tm.status().message().find("too complex"), std::string::npos);
+  tm.FillMask(-1, &mask);
+  EXPECT_EQ(mask.Count(), 0);
+  EXPECT_FALSE(tm.Accept('a'));
+  EXPECT_GT(tm.TokensToFinish(), int64_t{1} << 40);
+
+  ByteMatcher simple(MustParse("root ::= \"a\"+"));
+  EXPECT_TRUE(simple.Accept("aaaa"));
+  EXPECT_TRUE(simple.status().ok());
+}
+
 // A random vocabulary with every single byte, for exhaustive mask checks; some tokens longer than the repetition
 // horizon (Grammar::kRepeatHorizon).
 std::shared_ptr<const TokenVocab> RandomVocab(std::mt19937& rng, int n, const std::string& alphabet) {

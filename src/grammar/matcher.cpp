@@ -47,8 +47,21 @@ class StackPool {
   // The normalized stacks that (pos, parent) stands for, appended to *out.
   void Expand(int32_t pos, int32_t parent, std::vector<int32_t>* out) {
     visited_.clear();
-    ExpandRec(pos, parent, out);
+    ExpandAll(pos, parent, out);
   }
+
+  // The work of a matcher is bounded, counted in (position, parent) pairs taken by ExpandAll: a grammar whose nested
+  // repetitions match the same text in many ways makes stacks for every way (the counts of each level, multiplied),
+  // and would otherwise take minutes and gigabytes for one byte. One byte's transition (or the start) may take
+  // kByteWork, one step of a matcher (a byte string, a token, a mask, a plan) kStepWork. Past either the pool is
+  // exhausted for good: every transition is dead, and what was being computed is neither kept nor memoized.
+  // Measured: the tests' largest step is 160000 (grammars at the size limits); over the 200k Llama 4 vocabulary, a
+  // JSON schema's steps stay below 60000, and the first mask of a list of 3000 words repeated takes 4.6 M (0.6 s;
+  // 10000 words would take 140 M, and are refused).
+  static constexpr int64_t kByteWork = int64_t{1} << 20;
+  static constexpr int64_t kStepWork = int64_t{1} << 24;
+  void BeginStep() { work_ = 0; }
+  bool exhausted() const { return exhausted_; }
 
   int32_t State(std::vector<int32_t>* stacks) {
     std::sort(stacks->begin(), stacks->end());
@@ -70,27 +83,30 @@ class StackPool {
   }
 
   int32_t Initial() {
+    byte_work_ = 0;
     std::vector<int32_t> stacks;
     for (int32_t a : g_.Alternatives(g_.root())) {
       visited_.clear();
-      ExpandRec(a, kEmpty, &stacks);
+      ExpandAll(a, kEmpty, &stacks);
     }
-    return State(&stacks);
+    return exhausted_ ? kDead : State(&stacks);
   }
 
   int32_t Trans(int32_t state, uint8_t byte) {
-    if (state == kDead) return kDead;
+    if (state == kDead || exhausted_) return kDead;
     if (!states_[state].trans) {
       states_[state].trans = std::make_unique<int32_t[]>(256);
       std::fill_n(states_[state].trans.get(), 256, -1);
     }
     int32_t t = states_[state].trans[byte];
     if (t >= 0) return t;
+    byte_work_ = 0;
     scratch_.clear();
     for (int32_t s : states_[state].stacks) {
       if (s <= kEscape) continue;
       const int32_t pos = nodes_[s].first;
       if (g_.Matches(pos, byte)) Expand(pos + 1, nodes_[s].second, &scratch_);
+      if (exhausted_) return kDead;
     }
     t = State(&scratch_);
     states_[state].trans[byte] = t;  // states_ may have grown: index again
@@ -118,13 +134,17 @@ class StackPool {
   // Every (position, parent) reachable from (pos, parent) through rule references and rule ends, each once
   // (visited_), with a work list rather than recursion: a chain of rules that each start with the next (r0 ::= r1 ...,
   // up to the grammar's 100000 positions) or groups nested deep would otherwise overflow the thread's stack. The set
-  // reached is the same in any order, and State sorts it.
-  void ExpandRec(int32_t pos, int32_t parent, std::vector<int32_t>* out) {
-    work_.clear();
-    work_.push_back({pos, parent});
-    while (!work_.empty()) {
-      const auto [p, par] = work_.back();
-      work_.pop_back();
+  // reached is the same in any order, and State sorts it. Each pair taken counts towards the step's work.
+  void ExpandAll(int32_t pos, int32_t parent, std::vector<int32_t>* out) {
+    pending_.clear();
+    pending_.push_back({pos, parent});
+    while (!pending_.empty()) {
+      if (++work_ > kStepWork || ++byte_work_ > kByteWork) {
+        exhausted_ = true;
+        return;
+      }
+      const auto [p, par] = pending_.back();
+      pending_.pop_back();
       const uint64_t key = (static_cast<uint64_t>(static_cast<uint32_t>(p)) << 32) | static_cast<uint32_t>(par);
       if (!visited_.insert(key).second) continue;
       const Grammar::Element e = g_.elements()[p];
@@ -136,12 +156,12 @@ class StackPool {
           if (par <= kEscape) {
             out->push_back(par);
           } else {
-            work_.push_back(nodes_[par]);
+            pending_.push_back(nodes_[par]);
           }
           break;
         case Grammar::Kind::kRule: {
           const int32_t cont = g_.elements()[p + 1].kind == Grammar::Kind::kEnd ? par : Node(p + 1, par);
-          for (int32_t a : g_.Alternatives(e.arg)) work_.push_back({a, cont});
+          for (int32_t a : g_.Alternatives(e.arg)) pending_.push_back({a, cont});
           break;
         }
       }
@@ -169,8 +189,11 @@ class StackPool {
   std::vector<StateRec> states_;
   std::unordered_map<std::vector<int32_t>, int32_t, VectorHash> state_ids_;
   std::unordered_set<uint64_t> visited_;
-  std::vector<std::pair<int32_t, int32_t>> work_;  // ExpandRec's pending (position, parent) pairs
+  std::vector<std::pair<int32_t, int32_t>> pending_;  // ExpandAll's (position, parent) pairs still to take
   std::vector<int32_t> scratch_;
+  int64_t work_ = 0;       // pairs taken since BeginStep
+  int64_t byte_work_ = 0;  // and in this transition
+  bool exhausted_ = false;
 };
 
 }  // namespace detail
@@ -178,6 +201,18 @@ class StackPool {
 using detail::StackPool;
 
 // --- ByteMatcher ---
+
+namespace {
+
+Status TooComplex() {
+  return InvalidArgument("the grammar is too complex to follow: its parse stacks needed more than " +
+                         std::to_string(StackPool::kByteWork) + " expansions for one byte or " +
+                         std::to_string(StackPool::kStepWork) +
+                         " for one token (nested repetitions that match the same text in very many ways, such as "
+                         "((x? \"b\"?){0,6}){0,6}..., or alternatives by the thousand repeated); simplify the grammar");
+}
+
+}  // namespace
 
 ByteMatcher::ByteMatcher(std::shared_ptr<const Grammar> grammar)
     : grammar_(std::move(grammar)), pool_(std::make_unique<StackPool>(*grammar_)) {
@@ -187,12 +222,17 @@ ByteMatcher::~ByteMatcher() = default;
 ByteMatcher::ByteMatcher(ByteMatcher&&) noexcept = default;
 
 bool ByteMatcher::Accept(std::string_view bytes) {
+  pool_->BeginStep();
   const int32_t next = pool_->Advance(state_, bytes);
   if (next == StackPool::kDead) return false;
   state_ = next;
   return true;
 }
-bool ByteMatcher::Allows(std::string_view bytes) const { return pool_->Advance(state_, bytes) != StackPool::kDead; }
+bool ByteMatcher::Allows(std::string_view bytes) const {
+  pool_->BeginStep();
+  return pool_->Advance(state_, bytes) != StackPool::kDead;
+}
+Status ByteMatcher::status() const { return pool_->exhausted() ? TooComplex() : Status::Ok(); }
 bool ByteMatcher::CanEnd() const { return pool_->HasEmpty(state_); }
 bool ByteMatcher::IsComplete() const { return pool_->IsComplete(state_); }
 
@@ -343,6 +383,8 @@ TokenMatcher::TokenMatcher(std::shared_ptr<const CompiledGrammar> compiled)
     : compiled_(std::move(compiled)), pool_(std::make_unique<StackPool>(compiled_->grammar())) {
   state_ = pool_->Initial();
 }
+
+Status TokenMatcher::status() const { return too_complex_ || pool_->exhausted() ? TooComplex() : Status::Ok(); }
 TokenMatcher::~TokenMatcher() = default;
 TokenMatcher::TokenMatcher(TokenMatcher&&) noexcept = default;
 
@@ -378,13 +420,20 @@ bool TokenMatcher::Fits(int32_t state, int64_t remaining) {
 }
 
 int64_t TokenMatcher::TokensToFinish() {
+  pool_->BeginStep();
+  const int64_t n = FinishCost();
+  return status().ok() ? n : kNoPlan;
+}
+
+int64_t TokenMatcher::FinishCost() {
   if (ended_) return 0;
   const int64_t plan = plan_valid_ ? PlanCost(plan_, plan_pos_) : PlanCost(PlanOf(state_), 0);
   return std::min(ByteCost(state_), plan);
 }
 
 bool TokenMatcher::Accept(int32_t token) {
-  if (ended_ || token < 0 || token >= compiled_->vocab().size()) return false;
+  pool_->BeginStep();
+  if (ended_ || token < 0 || token >= compiled_->vocab().size() || !status().ok()) return false;
   const auto& ends = compiled_->vocab().end_ids();
   if (std::binary_search(ends.begin(), ends.end(), token)) {
     if (!pool_->HasEmpty(state_)) return false;
@@ -435,10 +484,16 @@ void TokenMatcher::WalkExact(int32_t state, int32_t node, int64_t remaining, Tok
 }
 
 void TokenMatcher::FillMask(int64_t remaining, TokenMask* mask) {
+  pool_->BeginStep();
+  if (status().ok()) FillMaskStep(remaining, mask);
+  if (!status().ok()) mask->Reset(compiled_->vocab().size());  // what was found before the work ran out is not all
+}
+
+void TokenMatcher::FillMaskStep(int64_t remaining, TokenMask* mask) {
   const TokenVocab& vocab = compiled_->vocab();
   mask->Reset(vocab.size());
   if (ended_ || pool_->IsComplete(state_) || remaining == 0) return;
-  if (remaining > 0 && TokensToFinish() > remaining) return;
+  if (remaining > 0 && FinishCost() > remaining) return;
   const auto& nodes = vocab.nodes();
   const auto& toks = vocab.node_tokens();
 
@@ -465,6 +520,12 @@ void TokenMatcher::FillMask(int64_t remaining, TokenMask* mask) {
   {
     std::lock_guard<std::mutex> lock(compiled_->mu_);
     StackPool& local = *compiled_->local_pool_;
+    // The shared pool ran out on some matcher's step: the grammar is too complex for every matcher.
+    if (local.exhausted()) {
+      too_complex_ = true;
+      return;
+    }
+    local.BeginStep();
     std::vector<int32_t> cut, positions;
     const Grammar& gr = compiled_->grammar();
     for (int32_t s : stacks) {
@@ -522,6 +583,10 @@ void TokenMatcher::FillMask(int64_t remaining, TokenMask* mask) {
           }
           todo.push_back({ch, next});
         }
+      }
+      if (local.exhausted()) {  // the walk is incomplete: not kept
+        too_complex_ = true;
+        return;
       }
       std::sort(c->escapes.begin(), c->escapes.end());
       contexts[lstate] = std::move(c);

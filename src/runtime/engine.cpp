@@ -278,7 +278,9 @@ Result<GenerateResult> Generate(const LoadedModel& m, model::ModelState& state, 
   // Tokens that can still be generated from step i on: n_predict's and the context's.
   const int64_t ctx_left = state.n_ctx() - state.n_past() + 1;
   auto budget = [&](int64_t i) { return std::min(o.n_predict, ctx_left) - i; };
+  if (matcher) HERD_RETURN_IF_ERROR(matcher->status());
   if (matcher && matcher->TokensToFinish() > budget(0)) {
+    HERD_RETURN_IF_ERROR(matcher->status());
     return InvalidArgument("the grammar's shortest output needs " + std::to_string(matcher->TokensToFinish()) +
                            " tokens, more than the " + std::to_string(budget(0)) + " that may be generated");
   }
@@ -288,8 +290,12 @@ Result<GenerateResult> Generate(const LoadedModel& m, model::ModelState& state, 
   for (int64_t i = 0; i < o.n_predict; ++i) {
     if (matcher) matcher->FillMask(budget(i), &mask);
     const int32_t id = sampler.Sample(logits.data(), history, matcher ? &mask : nullptr);
+    if (matcher) HERD_RETURN_IF_ERROR(matcher->status());
     if (id < 0) return Internal("the grammar allows no token after " + std::to_string(i) + " generated tokens");
-    if (matcher && !matcher->Accept(id)) return Internal("the grammar refused the token it allowed");
+    if (matcher && !matcher->Accept(id)) {
+      HERD_RETURN_IF_ERROR(matcher->status());
+      return Internal("the grammar refused the token it allowed");
+    }
     if (m.IsStopToken(id)) {
       r.stop_reason = StopReason::kEos;
       r.stop_token = id;

@@ -272,7 +272,10 @@ Result<GuardResult> GuardClassifier::Classify(std::span<const GuardMessage> mess
     }
     matcher.FillMask(40 - step, &mask);
     const int32_t id = greedy.Sample(logits.data(), {}, &mask);
-    if (id < 0 || !matcher.Accept(id)) return Internal("guard: the verdict grammar allowed no token");
+    if (id < 0 || !matcher.Accept(id)) {
+      HERD_RETURN_IF_ERROR(matcher.status());
+      return Internal("guard: the verdict grammar allowed no token");
+    }
     if (hub && step == 0) r.lead_forced = greedy.Sample(logits.data(), {}) != ids_.lead;
     if (m_.IsStopToken(id)) break;
     reply.push_back(id);

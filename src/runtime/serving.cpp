@@ -170,7 +170,9 @@ class Engine final : public ServingEngine {
                                std::to_string(c.vocab_size));
       }
       if (r.ignore_eos) return InvalidArgument("ignore_eos cannot be combined with a grammar");
-      const int64_t need = grammar::TokenMatcher(r.grammar).TokensToFinish();
+      grammar::TokenMatcher start(r.grammar);
+      const int64_t need = start.TokensToFinish();
+      HERD_RETURN_IF_ERROR(start.status());
       const int64_t room = std::min(r.max_tokens, o_.n_ctx - len);
       if (need > room) {
         return InvalidArgument("the shortest output the response format allows takes " + std::to_string(need) +
@@ -532,8 +534,11 @@ class Engine final : public ServingEngine {
     }
     const int32_t id = ch.sampler->Sample(logits, ch.tokens, ch.matcher ? &ch.mask : nullptr);
     if (id < 0 || (ch.matcher && !ch.matcher->Accept(id))) {
-      FailChoice(ch,
-                 Internal("the grammar allows no token after " + std::to_string(ch.n_generated) + " generated tokens"));
+      Status why = ch.matcher ? ch.matcher->status() : Status::Ok();
+      if (why.ok()) {
+        why = Internal("the grammar allows no token after " + std::to_string(ch.n_generated) + " generated tokens");
+      }
+      FailChoice(ch, std::move(why));
       return;
     }
     if (q.top_logprobs >= 0) {  // the model's log-probability of what was sampled (penalties undone)

@@ -182,6 +182,19 @@ ws ::= " "?
   auto r = runtime::Generate(*m, **state, pool, m->tokenizer->Encode("x", true, false), go, nullptr);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("shortest output"), std::string::npos) << r.status().message();
+  // A grammar too complex to follow (nested repetitions matching the same text in very many ways) is an error
+  // naming that, whether found at the start or at some token.
+  std::string nest = "\"a\"";
+  for (int i = 0; i < 8; ++i) nest = "(" + nest + "? \"b\"?){0,6}";
+  for (const std::string& text : {"root ::= " + nest + "\n", "root ::= \"x\" " + nest + "\n"}) {
+    auto complex = cache.Get(runtime::GrammarKind::kGbnf, text);
+    ASSERT_TRUE(complex.ok()) << complex.status().ToString();
+    go.n_predict = 64;
+    go.grammar = *complex;
+    r = runtime::Generate(*m, **state, pool, m->tokenizer->Encode("x", true, false), go, nullptr);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.status().message().find("too complex"), std::string::npos) << r.status().message();
+  }
 }
 
 // llama.cpp's own .gbnf files (from the llama.cpp peer's sources, build/peer: `make peer`, which `make test` runs)

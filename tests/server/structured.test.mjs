@@ -126,6 +126,11 @@ describe('herd serve: structured output', () => {
     r = await post(url, { messages: MESSAGES, grammar: 'root ::= undefined-rule' });
     expectError(assert, r, 400, { param: 'grammar' });
     assert.match(r.json.error.message, /undefined rule 'undefined-rule'/);
+    // Nested repetitions that match the same text in too many ways: refused, not followed for minutes.
+    const nest = Array.from({ length: 8 }).reduce((x) => `(${x}? "b"?){0,6}`, '"a"');
+    r = await post(url, { messages: MESSAGES, grammar: `root ::= ${nest}` });
+    expectError(assert, r, 400, {});
+    assert.match(r.json.error.message, /too complex/);
     // The shortest valid answer does not fit max_tokens.
     r = await post(url, { messages: MESSAGES, max_tokens: 2, response_format: schema(PERSON) });
     expectError(assert, r, 400, {});
