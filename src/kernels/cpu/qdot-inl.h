@@ -1752,36 +1752,51 @@ inline bool RepackedDotT(DType t) { return IsRepacked(t) && HERD_REPACKED; }
 
 inline const char* QuantDotTargetT() { return hwy::TargetName(HWY_TARGET); }
 
+#if HERD_QDOT_SIMD
+template <class T>
+struct TilesOf {
+  using type = T;
+};
+
+// Calls f(TilesOf<T>{}) with the tile struct T of t's products on this target (qdot::DotRows), or otherwise() for a
+// type without one here: the one place that names which struct serves which type.
+template <class F, class G>
+decltype(auto) WithQuantTiles(DType t, F&& f, G&& otherwise) {
+  switch (t) {
+    case DType::kQ8_0:
+      return f(TilesOf<qdot::QuantTiles<qdot::DotQ8_0Q8>>{});
+#if HERD_REPACKED
+    case DType::kQ8_0R:
+      return f(TilesOf<qdot::RepackedQ8Tiles>{});
+    case DType::kQ4_0R:
+      return f(TilesOf<qdot::RepackedQ4Tiles>{});
+    case DType::kQ4_KR:
+      return f(TilesOf<qdot::RepackedQ4KTiles>{});
+    case DType::kQ5_KR:
+      return f(TilesOf<qdot::RepackedQ5KTiles>{});
+    case DType::kQ6_KR:
+      return f(TilesOf<qdot::RepackedQ6KTiles>{});
+#endif
+    case DType::kQ4_0:
+      return f(TilesOf<qdot::QuantTiles<qdot::DotQ4_0Q8>>{});
+    case DType::kQ4_K:
+      return f(TilesOf<qdot::QuantTiles<qdot::DotQ4KQ8K>>{});
+    case DType::kQ5_K:
+      return f(TilesOf<qdot::QuantTiles<qdot::DotQ5KQ8K>>{});
+    case DType::kQ6_K:
+      return f(TilesOf<qdot::QuantTiles<qdot::DotQ6KQ8K>>{});
+    default:
+      return otherwise();
+  }
+}
+#endif
+
 // The streams per core of t's one-token kernel on this target (qdot::DotRows: T::kDecodeStreams); 1 for the types
 // without a stream kernel here.
 inline int QuantDecodeStreamsT(DType t) {
 #if HERD_QDOT_SIMD
-  switch (t) {
-    case DType::kQ8_0:
-      return qdot::QuantTiles<qdot::DotQ8_0Q8>::kDecodeStreams;
-#if HERD_REPACKED
-    case DType::kQ8_0R:
-      return qdot::RepackedQ8Tiles::kDecodeStreams;
-    case DType::kQ4_0R:
-      return qdot::RepackedQ4Tiles::kDecodeStreams;
-    case DType::kQ4_KR:
-      return qdot::RepackedQ4KTiles::kDecodeStreams;
-    case DType::kQ5_KR:
-      return qdot::RepackedQ5KTiles::kDecodeStreams;
-    case DType::kQ6_KR:
-      return qdot::RepackedQ6KTiles::kDecodeStreams;
-#endif
-    case DType::kQ4_0:
-      return qdot::QuantTiles<qdot::DotQ4_0Q8>::kDecodeStreams;
-    case DType::kQ4_K:
-      return qdot::QuantTiles<qdot::DotQ4KQ8K>::kDecodeStreams;
-    case DType::kQ5_K:
-      return qdot::QuantTiles<qdot::DotQ5KQ8K>::kDecodeStreams;
-    case DType::kQ6_K:
-      return qdot::QuantTiles<qdot::DotQ6KQ8K>::kDecodeStreams;
-    default:
-      return 1;
-  }
+  return WithQuantTiles(
+      t, [](auto tiles) -> int { return decltype(tiles)::type::kDecodeStreams; }, [] { return 1; });
 #else
   (void)t;
   return 1;
@@ -1879,37 +1894,12 @@ inline void QuantDotRowsT(const TensorView& w, const uint8_t* acts, int64_t toke
 #endif
   }
 #if HERD_QDOT_SIMD
-  switch (w.dtype) {
-    case DType::kQ8_0:
-      return qdot::DotRows<qdot::QuantTiles<qdot::DotQ8_0Q8>>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin,
-                                                              o_end);
-#if HERD_REPACKED
-    case DType::kQ8_0R:
-      return qdot::DotRows<qdot::RepackedQ8Tiles>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
-    case DType::kQ4_0R:
-      return qdot::DotRows<qdot::RepackedQ4Tiles>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
-    case DType::kQ4_KR:
-      return qdot::DotRows<qdot::RepackedQ4KTiles>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
-    case DType::kQ5_KR:
-      return qdot::DotRows<qdot::RepackedQ5KTiles>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
-    case DType::kQ6_KR:
-      return qdot::DotRows<qdot::RepackedQ6KTiles>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
-#endif
-    case DType::kQ4_0:
-      return qdot::DotRows<qdot::QuantTiles<qdot::DotQ4_0Q8>>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin,
-                                                              o_end);
-    case DType::kQ4_K:
-      return qdot::DotRows<qdot::QuantTiles<qdot::DotQ4KQ8K>>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin,
-                                                              o_end);
-    case DType::kQ5_K:
-      return qdot::DotRows<qdot::QuantTiles<qdot::DotQ5KQ8K>>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin,
-                                                              o_end);
-    case DType::kQ6_K:
-      return qdot::DotRows<qdot::QuantTiles<qdot::DotQ6KQ8K>>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin,
-                                                              o_end);
-    default:
-      HERD_CHECK(false && "QuantDotRows: unsupported weight dtype");
-  }
+  WithQuantTiles(
+      w.dtype,
+      [&](auto tiles) {
+        qdot::DotRows<typename decltype(tiles)::type>(w, acts, token_bytes, n_tokens, y, y_stride, o_begin, o_end);
+      },
+      [] { HERD_CHECK(false && "QuantDotRows: unsupported weight dtype"); });
 #else
   for (int64_t o = o_begin; o < o_end; ++o) {
     for (int64_t t = 0; t < n_tokens; ++t) {
