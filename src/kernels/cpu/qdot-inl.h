@@ -920,8 +920,11 @@ HWY_INLINE void NibbleGroupSums(const uint8_t* const* rows, const uint8_t* const
 template <bool kQ4>
 struct RepackedTiles {
   static constexpr int kRows = 4, kTokens = 3;
-  static constexpr bool kDecodePrefetch = false;      // (ignored: Tile never prefetches)
-  static constexpr int kDecodeStreams = kQ4 ? 1 : 4;  // Q8_0R: see DecodeInStreams (and cpu/matmul.cpp ReadsStreams)
+  static constexpr bool kDecodePrefetch = false;  // (ignored: Tile never prefetches)
+  // DecodeInStreams (and cpu/matmul.cpp ReadsStreams): 4 for both, as for the K types below. On a Zen 4 (EPYC,
+  // family 25 model 17) the d2048 Q4_0 model decodes at 79-81% of the bound in the fast memory state (~66 GB/s)
+  // against 74-80% with one stream; 8 streams were slower (bench/RESULTS.md).
+  static constexpr int kDecodeStreams = 4;
   static constexpr int64_t kGroupBytes = kQ4 ? 288 : 544, kRecordBytes = 640;
   static constexpr int64_t kScalesAt = kQ4 ? 256 : 512;  // the 16 f16 weight scales of a group
   static_assert(kNI == 16);
@@ -1001,8 +1004,10 @@ struct RepackedKTiles {
   static constexpr int kRows = 4, kTokens = 3;
   // Decode prefetches kPrefetchAhead on, as Q4_K's kernel: on the d2048 Q4_K model, decode ran 103 tokens/s without
   // it and 116 with it in the same memory state (39 GB/s), against Q4_K's 120-123 (bench/RESULTS.md).
-  static constexpr bool kDecodePrefetch = true;
-  static constexpr int kDecodeStreams = 1;
+  static constexpr bool kDecodePrefetch = true;  // (for the rows left over by the streams)
+  // 4 streams (DecodeInStreams): on the Zen 4, BM_MatVec 4096 x 4096 on one thread Q4_KR 388-426 -> 333-351 us, Q5_KR
+  // 472-504 -> 387-400; the d2048 models in the fast state Q4_K 65-73% -> 77-81% of the bound, Q5_K 64-67% -> 76%.
+  static constexpr int kDecodeStreams = 4;
   static constexpr int64_t kGroupBytes = kQ5 ? 360 : 296, kRecordBytes = 640;
   static constexpr int64_t kMetaAt = kQ5 ? 320 : 256;  // sc[16], mn[16], f16 d[2], f16 dmin[2]
   static_assert(kNI == 16);
@@ -1088,7 +1093,9 @@ using RepackedQ5KTiles = RepackedKTiles<true>;
 struct RepackedQ6KTiles {
   static constexpr int kRows = 4, kTokens = 3;
   static constexpr bool kDecodePrefetch = true;  // as RepackedKTiles
-  static constexpr int kDecodeStreams = 1;
+  // 4 streams, as RepackedKTiles: on the Zen 4, BM_MatVec 537-618 -> 474-476 us on one thread, the d2048 Q6_K model
+  // 69% -> 81% of the bound in the fast state.
+  static constexpr int kDecodeStreams = 4;
   static constexpr int64_t kGroupBytes = 420, kRecordBytes = 640;
   static_assert(kNI == 16);
 
@@ -1275,7 +1282,7 @@ template <bool kQ4>
 struct RepackedTiles {
   static constexpr int kRows = kQ4 ? 4 : 2, kTokens = kQ4 ? 2 : 3;
   static constexpr bool kDecodePrefetch = false;  // (ignored: Tile never prefetches)
-  // DecodeInStreams: 4 for both here. For Q4_0R, unlike on AVX3_DL, one stream per core left decode well short of the
+  // DecodeInStreams: 4 for both here, as on AVX3_DL. For Q4_0R one stream per core left decode well short of the
   // bound on a Zen 3 (BM_MatVec 4096 x 4096: 610-690 us on one thread against 360-410 with 4 streams; the d2048 Q4_0
   // model at 73-85% of the bound against 88-93%; bench/RESULTS.md).
   static constexpr int kDecodeStreams = 4;
@@ -1586,8 +1593,9 @@ HWY_INLINE void RowTiles(const TensorView& w, int64_t n, int64_t stride, const u
 // 18 GB/s, while several streams let the hardware prefetchers keep more lines in flight: the d2048 Q8_0 model
 // decodes at 80-93 tokens/s with 4 streams against 60-66 with one (78-95% of the bound against 58-64%), and at
 // 49-55 against 46-50 in the slow state (bench/RESULTS.md). Used where the kernel consumes bytes fast enough for
-// memory to be the limit (Q8_0, Q8_0R: T::kDecodeStreams = 4; on AVX2 Q4_0R and Q4_KR too); AVX3_DL's 4-bit kernels
-// measured no gain. Adjacent rows are no substitute: 2 or 4 of them per tile ran 1.3-2.4x slower than as many
+// memory to be the limit (Q8_0, Q8_0R: T::kDecodeStreams = 4; on AVX2 Q4_0R and Q4_KR too, on AVX3_DL every repacked
+// type: there a Zen 5 once measured no gain for the 4-bit ones, a Zen 4 4-18% more tokens/s). Adjacent rows are no
+// substitute: 2 or 4 of them per tile ran 1.3-2.4x slower than as many
 // distant streams (Q4_0R and Q4_KR on the Zen 3). The rows left over (fewer than S) go one at a time. Each output is
 // its own row's arithmetic, as in every tile.
 template <class T, int S>
