@@ -260,7 +260,7 @@ TEST(Gbnf, RepetitionsOfNullableGroups) {
 }
 
 // Nested bounded repetitions that match the same text in very many ways multiply their stacks (the counts of every
-// level): the matcher stops at its work bound with an error that says so, in well under a second, and refuses
+// level): the matcher stops at its work bound with an error that says so, within seconds, and refuses
 // everything after; other matchers are unaffected.
 TEST(Gbnf, AGrammarTooComplexToFollowIsAnErrorNotAHang) {
   std::string nest = "\"a\"";

@@ -44,22 +44,16 @@ class StackPool {
   int32_t Parent(int32_t node) const { return nodes_[node].second; }
   int32_t MinBytes(int32_t node) const { return min_bytes_[node]; }
 
-  // The normalized stacks that (pos, parent) stands for, appended to *out.
-  void Expand(int32_t pos, int32_t parent, std::vector<int32_t>* out) {
-    visited_.clear();
-    ExpandAll(pos, parent, out);
-  }
-
   // The work of a matcher is bounded, counted in (position, parent) pairs taken by ExpandAll: a grammar whose nested
   // repetitions match the same text in many ways makes stacks for every way (the counts of each level, multiplied),
   // and would otherwise take minutes and gigabytes for one byte. One byte's transition (or the start) may take
   // kByteWork, one step of a matcher (a byte string, a token, a mask, a plan) kStepWork. Past either the pool is
   // exhausted for good: every transition is dead, and what was being computed is neither kept nor memoized.
   // Measured: the tests' largest step is 160000 (grammars at the size limits); over the 200k Llama 4 vocabulary, a
-  // JSON schema's steps stay below 60000, and the first mask of a list of 3000 words repeated takes 4.6 M (0.6 s;
-  // 10000 words would take 140 M, and are refused).
+  // JSON schema's steps stay below 60000, and a list of 3000 words repeated fits (its first mask 0.35 s; 5000 words
+  // are refused). A step that reaches the bound takes about 1.3 s here (hash-table nodes), a few under ASan.
   static constexpr int64_t kByteWork = int64_t{1} << 20;
-  static constexpr int64_t kStepWork = int64_t{1} << 24;
+  static constexpr int64_t kStepWork = int64_t{1} << 22;
   void BeginStep() { work_ = 0; }
   bool exhausted() const { return exhausted_; }
 
@@ -85,10 +79,8 @@ class StackPool {
   int32_t Initial() {
     byte_work_ = 0;
     std::vector<int32_t> stacks;
-    for (int32_t a : g_.Alternatives(g_.root())) {
-      visited_.clear();
-      ExpandAll(a, kEmpty, &stacks);
-    }
+    visited_.clear();
+    for (int32_t a : g_.Alternatives(g_.root())) ExpandAll(a, kEmpty, &stacks);
     return exhausted_ ? kDead : State(&stacks);
   }
 
@@ -102,10 +94,14 @@ class StackPool {
     if (t >= 0) return t;
     byte_work_ = 0;
     scratch_.clear();
+    // One visited set for all the stacks: the result is the union of their expansions, and a pair one of them
+    // reached has put its stacks there already. (A set per stack made x{0,975} over a group that can be empty, whose
+    // 975 stacks each reach the rest of the chain, quadratic: 475000 pairs per byte.)
+    visited_.clear();
     for (int32_t s : states_[state].stacks) {
       if (s <= kEscape) continue;
       const int32_t pos = nodes_[s].first;
-      if (g_.Matches(pos, byte)) Expand(pos + 1, nodes_[s].second, &scratch_);
+      if (g_.Matches(pos, byte)) ExpandAll(pos + 1, nodes_[s].second, &scratch_);
       if (exhausted_) return kDead;
     }
     t = State(&scratch_);
@@ -131,10 +127,11 @@ class StackPool {
   size_t num_states() const { return states_.size(); }
 
  private:
-  // Every (position, parent) reachable from (pos, parent) through rule references and rule ends, each once
-  // (visited_), with a work list rather than recursion: a chain of rules that each start with the next (r0 ::= r1 ...,
-  // up to the grammar's 100000 positions) or groups nested deep would otherwise overflow the thread's stack. The set
-  // reached is the same in any order, and State sorts it. Each pair taken counts towards the step's work.
+  // The normalized stacks that (pos, parent) stands for, appended to *out: every (position, parent) reachable from it
+  // through rule references and rule ends, each once (visited_, cleared by the caller), with a work list rather than
+  // recursion: a chain of rules that each start with the next (r0 ::= r1 ..., up to the grammar's 100000 positions) or
+  // groups nested deep would otherwise overflow the thread's stack. The set reached is the same in any order, and State
+  // sorts it. Each pair taken counts towards the step's work.
   void ExpandAll(int32_t pos, int32_t parent, std::vector<int32_t>* out) {
     pending_.clear();
     pending_.push_back({pos, parent});

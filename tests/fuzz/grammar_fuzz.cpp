@@ -2,7 +2,8 @@
 // a GBNF grammar or a JSON Schema; what compiles is then run over the input's own bytes (the byte matcher) and over
 // a small vocabulary with a budget (token masks, accepting a masked token at each step). Properties: no crash, hang,
 // leak or UB; a refusal is InvalidArgument with a message; every token a mask allows is accepted, and with a budget
-// the matcher never asks for more tokens than are left.
+// the matcher never asks for more tokens than are left. A matcher may stop at its work bound (a grammar too complex
+// to follow: status() says so, InvalidArgument naming it); it then allows nothing, and the run ends there.
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -56,24 +57,42 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (schema) Die("the schema compiler wrote GBNF that does not parse: " + g.status().message());
     return 0;
   }
+  // Whether a matcher stopped at its work bound, checking that it says so properly.
+  auto too_complex = [](const herd::Status& s) {
+    if (s.ok()) return false;
+    if (s.code() != herd::StatusCode::kInvalidArgument || s.message().find("too complex") == std::string::npos) {
+      Die("a matcher failed other than as too complex: " + s.ToString());
+    }
+    return true;
+  };
   herd::grammar::ByteMatcher bytes(*g);
   for (size_t i = 0; i < text.size(); ++i) bytes.Accept(text.substr(i, 1));
   (void)bytes.CanEnd();
+  if (too_complex(bytes.status()) && bytes.Accept("")) Die("a matcher past its work bound accepted");
   auto compiled = std::make_shared<herd::grammar::CompiledGrammar>(*g, Vocab());
   herd::grammar::TokenMatcher m(compiled);
   const int64_t budget = 24;
-  if (m.TokensToFinish() > budget) return 0;
+  if (m.TokensToFinish() > budget || too_complex(m.status())) return 0;
   herd::grammar::TokenMask mask;
   for (int64_t step = 0; step < budget && !m.IsComplete(); ++step) {
     m.FillMask(budget - step, &mask);
+    if (too_complex(m.status())) {
+      if (mask.Count() != 0) Die("a matcher past its work bound allowed tokens");
+      return 0;
+    }
     std::vector<int32_t> allowed;
     for (int32_t id = 0; id < Vocab()->size(); ++id) {
       if (mask.Test(id)) allowed.push_back(id);
     }
     if (allowed.empty()) Die("no token allowed within the budget");
     const int32_t pick = allowed[static_cast<size_t>(data[step % size]) % allowed.size()];
-    if (!m.Accept(pick)) Die("a masked token was refused");
-    if (m.TokensToFinish() > budget - step - 1) Die("the budget was not kept");
+    if (!m.Accept(pick)) {
+      if (too_complex(m.status())) return 0;
+      Die("a masked token was refused");
+    }
+    const int64_t left = m.TokensToFinish();
+    if (too_complex(m.status())) return 0;
+    if (left > budget - step - 1) Die("the budget was not kept");
   }
   if (!m.IsComplete() && !m.CanEnd()) Die("the budget ran out before the grammar could end");
   return 0;
