@@ -278,11 +278,13 @@ Result<GenerateResult> Generate(const LoadedModel& m, model::ModelState& state, 
   // Tokens that can still be generated from step i on: n_predict's and the context's.
   const int64_t ctx_left = state.n_ctx() - state.n_past() + 1;
   auto budget = [&](int64_t i) { return std::min(o.n_predict, ctx_left) - i; };
-  if (matcher) HERD_RETURN_IF_ERROR(matcher->status());
-  if (matcher && matcher->TokensToFinish() > budget(0)) {
+  if (matcher) {
+    const int64_t need = matcher->TokensToFinish();
     HERD_RETURN_IF_ERROR(matcher->status());
-    return InvalidArgument("the grammar's shortest output needs " + std::to_string(matcher->TokensToFinish()) +
-                           " tokens, more than the " + std::to_string(budget(0)) + " that may be generated");
+    if (need > budget(0)) {
+      return InvalidArgument("the grammar's shortest output needs " + std::to_string(need) + " tokens, more than the " +
+                             std::to_string(budget(0)) + " that may be generated");
+    }
   }
 
   r.stop_reason = StopReason::kLength;
