@@ -31,4 +31,8 @@ void SwiGLU(const float* gate, const float* up, float* out, int64_t n);
 // out[i] = a[i] + b[i] (correctly rounded). out may alias a or b.
 void Add(const float* a, const float* b, float* out, int64_t n);
 
+// out (2n bytes, any alignment, in host byte order) = the IEEE binary16 of each x[i], bit for bit herd::F32ToF16
+// (core/half.h: round to nearest even, overflow to infinity, NaN to the quiet NaN with the input's sign).
+void F32ToF16Row(const float* x, int64_t n, uint8_t* out);
+
 }  // namespace herd::kernels

@@ -8,12 +8,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "core/half.h"
 #include "kernels/kernels_test_util.h"
 #include "kernels/ref/ops.h"
 
@@ -39,7 +41,9 @@ struct Case {
   int64_t n;
   uint64_t seed;
   int64_t offset;  // floats past a 64-byte boundary
-  std::string Trace() const { return "n = " + std::to_string(n) + ", offset " + std::to_string(offset) + ", " + SeedTrace(seed); }
+  std::string Trace() const {
+    return "n = " + std::to_string(n) + ", offset " + std::to_string(offset) + ", " + SeedTrace(seed);
+  }
 };
 
 std::vector<Case> Cases(uint64_t salt) {
@@ -146,6 +150,48 @@ TEST_P(OpsTest, AddIsBitExactAlsoInPlace) {
     EXPECT_TRUE(SameBits(out.data(), want.data(), c.n));
     Add(a.data(), b.data(), a.data(), c.n);  // residual update in place: x = x + delta
     EXPECT_TRUE(SameBits(a.data(), want.data(), c.n));
+  }
+}
+
+// Every sign, exponent and top 7 mantissa bits of f32, each with low mantissa bits at and around the rounding
+// boundaries of binary16 (half a unit: 0x1000 of the 13 bits dropped for normals) and a few random ones; the
+// output one byte off alignment; then the sizes of Cases for the tail.
+TEST_P(OpsTest, F32ToF16RowIsF32ToF16BitForBit) {
+  std::mt19937_64 rng(testing::BaseSeed() + 7);
+  std::vector<uint32_t> low = {0, 1, 0x0fff, 0x1000, 0x1001, 0x1fff, 0x2000, 0x3000, 0x5000, 0xffff};
+  for (int i = 0; i < 4; ++i) low.push_back(static_cast<uint32_t>(rng()) & 0xffffu);
+  std::vector<float> x;
+  x.reserve(low.size() << 16);
+  for (uint32_t hi = 0; hi < 0x10000u; ++hi) {
+    for (uint32_t lo : low) {
+      const uint32_t bits = hi << 16 | lo;
+      float f;
+      std::memcpy(&f, &bits, 4);
+      x.push_back(f);
+    }
+  }
+  std::vector<uint8_t> out(2 * x.size() + 1);
+  F32ToF16Row(x.data(), static_cast<int64_t>(x.size()), out.data() + 1);
+  for (size_t i = 0; i < x.size(); ++i) {
+    uint16_t got;
+    std::memcpy(&got, out.data() + 1 + 2 * i, 2);
+    uint32_t bits;
+    std::memcpy(&bits, &x[i], 4);
+    ASSERT_EQ(got, F32ToF16(x[i])) << "f32 bits 0x" << std::hex << bits;
+  }
+  for (const Case& c : Cases(9)) {
+    SCOPED_TRACE(c.Trace());
+    std::mt19937_64 r(c.seed);
+    F32Buffer a(c.n, c.offset);
+    testing::FillUniform(r, -70000.0f, 70000.0f, a.data(), c.n);
+    std::vector<uint8_t> h(static_cast<size_t>(2 * c.n + 2), 0xab);
+    F32ToF16Row(a.data(), c.n, h.data());
+    for (int64_t i = 0; i < c.n; ++i) {
+      uint16_t got;
+      std::memcpy(&got, h.data() + 2 * i, 2);
+      ASSERT_EQ(got, F32ToF16(a.data()[i])) << "x[" << i << "] = " << a.data()[i];
+    }
+    EXPECT_EQ(h[static_cast<size_t>(2 * c.n)], 0xab) << "wrote past the row";
   }
 }
 

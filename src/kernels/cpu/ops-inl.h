@@ -92,6 +92,49 @@ HWY_INLINE void AddF32(const float* a, const float* b, float* out, int64_t n) {
   for (; i < n; ++i) out[i] = a[i] + b[i];
 }
 
+// IEEE binary16 bits of each f32 lane, as herd::F32ToF16 (core/half.cpp) computes them, in integer steps that no
+// rounding mode or F16C conversion affects: round to nearest even, magnitudes from 65520 on to infinity, results
+// below 2^-14 subnormal (the value times 2^24 rounded to an integer), NaN to the quiet NaN 0x7e00 with its sign.
+template <class D>
+HWY_INLINE hn::Vec<hn::RebindToSigned<D>> F16BitsOf(D d, hn::Vec<D> v) {
+  const hn::RebindToSigned<D> di;
+  const auto bits = hn::BitCast(di, v);
+  const auto abs = hn::And(bits, hn::Set(di, 0x7fffffff));
+  const auto sign = hn::And(hn::ShiftRight<16>(bits), hn::Set(di, 0x8000));
+  // Normal: the exponent rebiased (127 -> 15) and the 23-bit mantissa rounded to 10 bits, half to even (a carry
+  // into the exponent is the correct result).
+  const auto lsb = hn::And(hn::ShiftRight<13>(abs), hn::Set(di, 1));
+  const auto normal =
+      hn::ShiftRight<13>(hn::Add(hn::Sub(abs, hn::Set(di, 112 << 23)), hn::Add(hn::Set(di, 0xfff), lsb)));
+  // Subnormal or zero: units of 2^-24, rounded to nearest even (exact products, so NearestInt's one rounding).
+  const auto sub = hn::NearestInt(hn::Mul(hn::BitCast(d, abs), hn::Set(d, 16777216.0f)));
+  auto h = hn::IfThenElse(hn::Lt(abs, hn::Set(di, 0x38800000)), sub, normal);
+  h = hn::IfThenElse(hn::Lt(abs, hn::Set(di, 0x477ff000)), h, hn::Set(di, 0x7c00));
+  h = hn::IfThenElse(hn::Gt(abs, hn::Set(di, 0x7f800000)), hn::Set(di, 0x7e00), h);
+  return hn::Or(h, sign);
+}
+
+// out (2n bytes, any alignment) = the binary16 bits of x[0, n) (F16BitsOf); the tail through a zero-padded stack
+// vector, so every element takes the vector code.
+HWY_INLINE void F32ToF16RowF32(const float* x, int64_t n, uint8_t* out) {
+  const hn::ScalableTag<float> d;
+  const hn::RebindToSigned<decltype(d)> di;
+  const hn::Rebind<uint16_t, decltype(di)> d16;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  HWY_ALIGN uint16_t h[kMaxLanesF32];
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    hn::Store(hn::DemoteTo(d16, F16BitsOf(d, hn::LoadU(d, x + i))), d16, h);  // 0..0xffff: exact
+    std::memcpy(out + 2 * i, h, static_cast<size_t>(lanes) * 2);
+  }
+  if (i < n) {
+    HWY_ALIGN float buf[kMaxLanesF32];
+    for (int64_t j = 0; j < lanes; ++j) buf[j] = i + j < n ? x[i + j] : 0.0f;
+    hn::Store(hn::DemoteTo(d16, F16BitsOf(d, hn::Load(d, buf))), d16, h);
+    std::memcpy(out + 2 * i, h, static_cast<size_t>(n - i) * 2);
+  }
+}
+
 // Applies `fn(vector) -> vector` to x[0, n) into out[0, n) (out may equal x); the tail goes through a stack
 // vector padded with `pad`, so every element is computed by the same vector code.
 template <class D, class Fn>
@@ -134,9 +177,7 @@ HWY_INLINE void SwiGLUF32(const float* gate, const float* up, float* out, int64_
   const auto one = hn::Set(d, 1.0f);
   // Exp is valid up to +104 (hwy/contrib/math); beyond 88.7 it already overflows to +inf, so silu -> -0.
   const auto limit = hn::Set(d, 104.0f);
-  const auto silu = [&](decltype(one) g) {
-    return hn::Div(g, hn::Add(one, hn::Exp(d, hn::Min(hn::Neg(g), limit))));
-  };
+  const auto silu = [&](decltype(one) g) { return hn::Div(g, hn::Add(one, hn::Exp(d, hn::Min(hn::Neg(g), limit)))); };
   int64_t i = 0;
   for (; i + lanes <= n; i += lanes) {
     hn::StoreU(hn::Mul(silu(hn::LoadU(d, gate + i)), hn::LoadU(d, up + i)), d, out + i);

@@ -4,7 +4,6 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/cpu/ops.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
-
 #include "hwy/highway.h"
 #include "kernels/cpu/ops-inl.h"
 
@@ -20,6 +19,7 @@ void ScaleT(float* x, float s, int64_t n) { ScaleF32(x, s, n); }
 void SoftmaxInPlaceT(float* x, int64_t n) { SoftmaxInPlaceF32(x, n); }
 void SwiGLUT(const float* gate, const float* up, float* out, int64_t n) { SwiGLUF32(gate, up, out, n); }
 void AddT(const float* a, const float* b, float* out, int64_t n) { AddF32(a, b, out, n); }
+void F32ToF16RowT(const float* x, int64_t n, uint8_t* out) { F32ToF16RowF32(x, n, out); }
 void RopeT(float* x, int64_t head_dim, const float* cos, const float* sin, RopeStyle style) {
   if (style == RopeStyle::kInterleaved) {
     RopeInterleavedF32(x, head_dim, cos, sin);
@@ -44,6 +44,7 @@ HWY_EXPORT(ScaleT);
 HWY_EXPORT(SoftmaxInPlaceT);
 HWY_EXPORT(SwiGLUT);
 HWY_EXPORT(AddT);
+HWY_EXPORT(F32ToF16RowT);
 HWY_EXPORT(RopeT);
 
 void RmsNorm(const float* x, const float* weight, int64_t n, float eps, float* out) {
@@ -57,6 +58,7 @@ void SwiGLU(const float* gate, const float* up, float* out, int64_t n) {
   HWY_DYNAMIC_DISPATCH(SwiGLUT)(gate, up, out, n);
 }
 void Add(const float* a, const float* b, float* out, int64_t n) { HWY_DYNAMIC_DISPATCH(AddT)(a, b, out, n); }
+void F32ToF16Row(const float* x, int64_t n, uint8_t* out) { HWY_DYNAMIC_DISPATCH(F32ToF16RowT)(x, n, out); }
 void Rope(float* x, int64_t head_dim, const float* cos, const float* sin, RopeStyle style) {
   HWY_DYNAMIC_DISPATCH(RopeT)(x, head_dim, cos, sin, style);
 }
