@@ -1,5 +1,6 @@
 // Tests of core: Status/Result, dtype table, half/bf16/fp8 conversions, TensorView, thread pool.
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 
 #include <atomic>
 #include <cmath>
@@ -124,8 +125,26 @@ TEST(ThreadPoolTest, ParallelForCoversRangeOnce) {
   }
 }
 
-// AnonymousMemory: zeroed and 2 MiB-aligned; a size beyond the available memory is ResourceExhausted at once
-// (not an out-of-memory kill when the pages are touched).
+// AnonymousMemory: zeroed and 2 MiB-aligned; a size beyond the available memory is
+// ResourceExhausted at once (not an out-of-memory kill when the pages are touched).
+// Populate: untouched memory is not resident (mincore); after Populate every page is, and still zero.
+TEST(AnonymousMemoryTest, PopulateFaultsEveryPageIn) {
+  constexpr size_t kBytes = size_t{8} << 20, kPages = kBytes / 4096;
+  auto m = AnonymousMemory::Allocate(kBytes);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  std::vector<unsigned char> resident(kPages);
+  const auto count_resident = [&] {
+    EXPECT_EQ(mincore((*m)->data(), kBytes, resident.data()), 0);
+    size_t n = 0;
+    for (unsigned char r : resident) n += r & 1;
+    return n;
+  };
+  EXPECT_LT(count_resident(), kPages) << "fresh memory is resident already: the test cannot see Populate work";
+  (*m)->Populate();
+  EXPECT_EQ(count_resident(), kPages);
+  for (size_t i = 0; i < kBytes; i += 4093) ASSERT_EQ((*m)->data()[i], 0);
+}
+
 TEST(AnonymousMemoryTest, AlignedZeroedAndRefusesTooMuch) {
   auto m = AnonymousMemory::Allocate(3 << 20);
   ASSERT_TRUE(m.ok()) << m.status().ToString();

@@ -88,6 +88,16 @@ Result<std::unique_ptr<AnonymousMemory>> AnonymousMemory::Allocate(uint64_t byte
   return m;
 }
 
+void AnonymousMemory::Populate() {
+  if (size_ == 0) return;
+#ifdef MADV_POPULATE_WRITE
+  if (::madvise(data_, size_, MADV_POPULATE_WRITE) == 0) return;
+#endif
+  constexpr uint64_t kPage = 4096;
+  volatile uint8_t* p = data_;
+  for (uint64_t i = 0; i < size_; i += kPage) p[i] = 0;  // zero already: only the fault matters
+}
+
 AnonymousMemory::~AnonymousMemory() {
   if (map_ != nullptr) ::munmap(map_, map_size_);
 }

@@ -131,6 +131,7 @@ Result<std::unique_ptr<KvCache>> KvCache::Create(const ModelConfig& config, cons
     if (!memory.ok()) {
       return memory.status().WithContext("allocating a KV cache of " + std::to_string(bytes >> 20) + " MiB");
     }
+    (*memory)->Populate();  // every page now, not a fault inside some later step (AnonymousMemory::Populate)
     c->storage_.push_back(std::move(memory).value());
     c->total_bytes_ += static_cast<int64_t>(bytes);
     Pool pool;
