@@ -125,9 +125,7 @@ TEST(ThreadPoolTest, ParallelForCoversRangeOnce) {
   }
 }
 
-// AnonymousMemory: zeroed and 2 MiB-aligned; a size beyond the available memory is
-// ResourceExhausted at once (not an out-of-memory kill when the pages are touched).
-// Populate: untouched memory is not resident (mincore); after Populate every page is, and still zero.
+// AnonymousMemory::Populate: untouched memory is not resident (mincore); after Populate every page is, and still zero.
 TEST(AnonymousMemoryTest, PopulateFaultsEveryPageIn) {
   constexpr size_t kBytes = size_t{8} << 20, kPages = kBytes / 4096;
   auto m = AnonymousMemory::Allocate(kBytes);
@@ -145,6 +143,8 @@ TEST(AnonymousMemoryTest, PopulateFaultsEveryPageIn) {
   for (size_t i = 0; i < kBytes; i += 4093) ASSERT_EQ((*m)->data()[i], 0);
 }
 
+// AnonymousMemory: zeroed and 2 MiB-aligned; a size beyond the available memory is ResourceExhausted at once
+// (not an out-of-memory kill when the pages are touched).
 TEST(AnonymousMemoryTest, AlignedZeroedAndRefusesTooMuch) {
   auto m = AnonymousMemory::Allocate(3 << 20);
   ASSERT_TRUE(m.ok()) << m.status().ToString();

@@ -107,8 +107,10 @@ HWY_INLINE hn::Vec<hn::RebindToSigned<D>> F16BitsOf(D d, hn::Vec<D> v) {
   const auto normal =
       hn::ShiftRight<13>(hn::Add(hn::Sub(abs, hn::Set(di, 112 << 23)), hn::Add(hn::Set(di, 0xfff), lsb)));
   // Subnormal or zero: units of 2^-24, rounded to nearest even (exact products, so NearestInt's one rounding).
-  const auto sub = hn::NearestInt(hn::Mul(hn::BitCast(d, abs), hn::Set(d, 16777216.0f)));
-  auto h = hn::IfThenElse(hn::Lt(abs, hn::Set(di, 0x38800000)), sub, normal);
+  // (Only such lanes are converted: the others are 0 here, so no conversion is ever out of the integer range.)
+  const auto is_sub = hn::Lt(abs, hn::Set(di, 0x38800000));
+  const auto sub = hn::NearestInt(hn::Mul(hn::BitCast(d, hn::IfThenElseZero(is_sub, abs)), hn::Set(d, 16777216.0f)));
+  auto h = hn::IfThenElse(is_sub, sub, normal);
   h = hn::IfThenElse(hn::Lt(abs, hn::Set(di, 0x477ff000)), h, hn::Set(di, 0x7c00));
   h = hn::IfThenElse(hn::Gt(abs, hn::Set(di, 0x7f800000)), hn::Set(di, 0x7e00), h);
   return hn::Or(h, sign);
@@ -177,7 +179,9 @@ HWY_INLINE void SwiGLUF32(const float* gate, const float* up, float* out, int64_
   const auto one = hn::Set(d, 1.0f);
   // Exp is valid up to +104 (hwy/contrib/math); beyond 88.7 it already overflows to +inf, so silu -> -0.
   const auto limit = hn::Set(d, 104.0f);
-  const auto silu = [&](decltype(one) g) { return hn::Div(g, hn::Add(one, hn::Exp(d, hn::Min(hn::Neg(g), limit)))); };
+  const auto silu = [&](decltype(one) g) {
+    return hn::Div(g, hn::Add(one, hn::Exp(d, hn::Min(hn::Neg(g), limit))));
+  };
   int64_t i = 0;
   for (; i + lanes <= n; i += lanes) {
     hn::StoreU(hn::Mul(silu(hn::LoadU(d, gate + i)), hn::LoadU(d, up + i)), d, out + i);
