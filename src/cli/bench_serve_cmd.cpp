@@ -27,6 +27,7 @@
 
 #include "cli/common.h"
 #include "core/file.h"
+#include "core/json.h"
 
 extern char** environ;
 
@@ -238,7 +239,7 @@ Outcome Send(httplib::Client& cli, const std::string& api_key, const json& body)
         done = true;
         continue;
       }
-      const json chunk = json::parse(payload, nullptr, false);
+      const json chunk = ParseJsonBounded(payload);
       if (const json* error = Member(&chunk, "error")) {
         out.error = StringOr(Member(error, "message"), "an error event");
         return false;
@@ -266,7 +267,7 @@ Outcome Send(httplib::Client& cli, const std::string& api_key, const json& body)
   if (!sent) {
     out.error = "HTTP request failed: " + httplib::to_string(err);
   } else if (res.status != 200) {
-    const json e = json::parse(res.body, nullptr, false);
+    const json e = ParseJsonBounded(res.body);
     out.error =
         "HTTP " + std::to_string(res.status) + ": " + StringOr(Member(Member(&e, "error"), "message"), res.body);
   } else if (!done) {
@@ -354,7 +355,7 @@ Status CmdBenchServe(const BenchServeOptions& o) {
                   "GET " + url + "/v1/models failed: " +
                       (models ? "HTTP " + std::to_string(models->status) : httplib::to_string(models.error())));
   }
-  const json mj = json::parse(models->body, nullptr, false);
+  const json mj = ParseJsonBounded(models->body);
   const json* first_model = Element(Member(&mj, "data"), 0);
   if (!first_model) return Status(StatusCode::kUnavailable, "GET /v1/models returned no model: " + models->body);
   const std::string model_id = StringOr(Member(first_model, "id"), "");

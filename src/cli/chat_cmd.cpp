@@ -17,6 +17,7 @@
 
 #include "cli/common.h"
 #include "core/file.h"
+#include "core/json.h"
 #include "core/thread_pool.h"
 #include "runtime/chat.h"
 #include "runtime/engine.h"
@@ -191,7 +192,7 @@ class ChatSession {
     std::memcpy(&n, bytes.data() + at, sizeof n);
     at += sizeof n;
     if (n > bytes.size() - at) return Corruption(path + ": truncated header");
-    nlohmann::json j = nlohmann::json::parse(bytes.begin() + at, bytes.begin() + at + n, nullptr, false);
+    nlohmann::json j = ParseJsonBounded(std::string_view(bytes).substr(at, n));
     if (j.is_discarded() || !j.is_object()) return Corruption(path + ": damaged header");
     at += n;
     std::vector<int32_t> cached, pending;

@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/file.h"
+#include "core/json.h"
 #include "runtime/engine.h"
 #include "runtime/guard.h"
 
@@ -33,7 +34,7 @@ Result<std::vector<runtime::GuardMessage>> Messages(const GuardOptions& o) {
   std::vector<runtime::GuardMessage> messages;
   if (!o.conversation.empty()) {
     HERD_ASSIGN_OR_RETURN(std::string text, ReadTextInput(o.conversation, 64 << 20));
-    const auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    const auto j = ParseJsonBounded(text);
     if (!j.is_array()) {
       return Corruption(o.conversation + ": expected a JSON list of {\"role\", \"content\"} messages");
     }

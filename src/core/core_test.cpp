@@ -1,4 +1,4 @@
-// Tests of core: Status/Result, dtype table, half/bf16/fp8 conversions, TensorView, thread pool.
+// Tests of core: Status/Result, dtype table, half/bf16/fp8 conversions, TensorView, thread pool, base64, JSON nesting.
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 
@@ -11,6 +11,7 @@
 #include "core/base64.h"
 #include "core/dtype.h"
 #include "core/half.h"
+#include "core/json.h"
 #include "core/mapped_file.h"
 #include "core/status.h"
 #include "core/tensor.h"
@@ -185,6 +186,44 @@ TEST(Base64Test, DecodesPaddedStandardAlphabetOnly) {
     ASSERT_TRUE(DecodeBase64(EncodeBase64(bytes.substr(0, n)), &out));
     EXPECT_EQ(out, bytes.substr(0, n));
   }
+}
+
+std::string Nested(int levels, const std::string& inner = "1") {
+  return std::string(static_cast<size_t>(levels), '[') + inner + std::string(static_cast<size_t>(levels), ']');
+}
+
+TEST(JsonTest, NestingIsCountedOutsideStrings) {
+  EXPECT_FALSE(JsonNestsDeeperThan("", 0));
+  EXPECT_FALSE(JsonNestsDeeperThan("1", 0));
+  EXPECT_TRUE(JsonNestsDeeperThan("[]", 0));
+  EXPECT_FALSE(JsonNestsDeeperThan(Nested(5), 5));
+  EXPECT_TRUE(JsonNestsDeeperThan(Nested(6), 5));
+  EXPECT_FALSE(JsonNestsDeeperThan(R"({"a": [1, {"b": [2]}], "c": {}})", 4));
+  EXPECT_TRUE(JsonNestsDeeperThan(R"({"a": [1, {"b": [2]}], "c": {}})", 3));
+  // Siblings do not add up; brackets inside strings, escaped quotes included, do not count.
+  EXPECT_FALSE(JsonNestsDeeperThan("[[1],[2],[3],[4]]", 2));
+  EXPECT_FALSE(JsonNestsDeeperThan(R"(["[[[[", "\"[[[[", {"k\"{{": "]]]]"}])", 2));
+  EXPECT_TRUE(JsonNestsDeeperThan(R"(["\\", [[["x"]]]])", 3));  // the escaped backslash ends the string
+  // Closing brackets first cannot buy room for deeper nesting later.
+  EXPECT_TRUE(JsonNestsDeeperThan("]]]]]" + Nested(3), 2));
+}
+
+TEST(JsonTest, ParseJsonBoundedRefusesDeepTextBeforeParsing) {
+  bool too_deep = true;
+  const nlohmann::json ok = ParseJsonBounded(Nested(kMaxJsonNesting), kMaxJsonNesting, &too_deep);
+  EXPECT_FALSE(too_deep);
+  ASSERT_FALSE(ok.is_discarded());
+  EXPECT_EQ(ok.dump().size(), 2 * static_cast<size_t>(kMaxJsonNesting) + 1);
+  // Deep enough to overflow a thread's stack in dump() were it parsed (issue 18: a server died on such a request).
+  const nlohmann::ordered_json deep =
+      ParseJsonBounded<nlohmann::ordered_json>(Nested(1 << 20), kMaxJsonNesting, &too_deep);
+  EXPECT_TRUE(too_deep);
+  EXPECT_TRUE(deep.is_discarded());
+  const nlohmann::json bad = ParseJsonBounded("[1, 2", kMaxJsonNesting, &too_deep);
+  EXPECT_FALSE(too_deep);
+  EXPECT_TRUE(bad.is_discarded());
+  EXPECT_TRUE(ParseJsonBounded("{\"a\": [[1]]}", 1).is_discarded());
+  EXPECT_EQ(ParseJsonBounded("{\"a\": [[1]]}", 3)["a"][0][0], 1);
 }
 
 }  // namespace

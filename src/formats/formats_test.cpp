@@ -397,6 +397,9 @@ TEST(Safetensors, MalformedHeadersAreNamed) {
                            {"x", {{"dtype", "F32"}, {"shape", {2}}, {"data_offsets", {8, 16}}}}};
   expect_error(Safetensors(hidden, data), "'w' and 'x' overlap");
   expect_error(Safetensors({{"w", {{"dtype", "F32"}, {"shape", {4}}}}}, data), "data_offsets");
+  const std::string deep = "{\"__metadata__\": {\"x\": " + std::string(100000, '[') + std::string(100000, ']') + "}}";
+  n = deep.size();
+  expect_error(std::string(reinterpret_cast<char*>(&n), 8) + deep, "nests deeper than 256 levels");
 }
 
 TEST(Safetensors, EveryTruncationIsAnError) {
@@ -553,6 +556,25 @@ TEST(ModelFiles, ErrorsNameThePath) {
   auto unknown = OpenModelFiles(dir);
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.status().message().find("gpt_neox"), std::string::npos);
+}
+
+// A config.json field nested a million deep: read as metadata, its text (dump()) recursed once per level and the
+// process died of a stack overflow (issue 18). Now the file is refused before it is parsed, naming it.
+TEST(ModelFiles, DeeplyNestedConfigIsRefused) {
+  const std::string dir = TempDir("mf_deep");
+  const std::string deep = std::string(size_t{1} << 20, '[') + std::string(size_t{1} << 20, ']');
+  WriteFile(dir + "/config.json", R"({"model_type": "llama4", "vision_config": {"x": )" + deep +
+                                      R"(}, "text_config": {"rope_scaling": null, "x": )" + deep + "}}");
+  auto text = OpenModelFiles(dir);
+  ASSERT_FALSE(text.ok());
+  EXPECT_EQ(text.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(text.status().message().find("config.json: nests deeper than 256 levels"), std::string::npos)
+      << text.status().ToString();
+  auto vision = OpenVisionFiles(dir);
+  ASSERT_FALSE(vision.ok());
+  EXPECT_EQ(vision.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(vision.status().message().find("config.json: nests deeper than 256 levels"), std::string::npos)
+      << vision.status().ToString();
 }
 
 // ---- the vision tower's files (llama4.md 4.2, 4.5) ----------------------------------------------------------

@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "core/file.h"
+#include "core/json.h"
 #include "formats/gguf_metadata.h"
 #include "formats/hf_config.h"
 #include "formats/hf_names.h"
@@ -27,7 +28,9 @@ Result<ModelFiles> OpenHfDir(const std::string& dir, const OpenOptions& options)
   std::error_code ec;
   if (!fs::exists(fs::symlink_status(cfg_path, ec))) return IOError(dir + ": directory has no config.json");
   HERD_ASSIGN_OR_RETURN(std::string text, ReadFileToString(cfg_path, uint64_t{16} << 20));
-  const nlohmann::json config = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  bool too_deep = false;
+  const nlohmann::json config = ParseJsonBounded(text, kMaxJsonNesting, &too_deep);
+  if (too_deep) return Corruption(cfg_path + ": nests deeper than " + std::to_string(kMaxJsonNesting) + " levels");
   if (config.is_discarded() || !config.is_object()) return Corruption(cfg_path + ": not a valid JSON object");
   HERD_ASSIGN_OR_RETURN(m.metadata, MetadataFromHfConfig(config, cfg_path));
   const TensorRenamer rename =

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/file.h"
+#include "core/json.h"
 #include "formats/byte_ranges.h"
 
 namespace herd::formats {
@@ -78,7 +79,9 @@ Status SafetensorsFile::ParseAll(const uint8_t* data, uint64_t size) {
                       std::to_string(size) + " (truncated or not a safetensors file)");
   }
   const char* h = reinterpret_cast<const char*>(data + 8);
-  nlohmann::json j = nlohmann::json::parse(h, h + n, nullptr, /*allow_exceptions=*/false);
+  bool too_deep = false;
+  nlohmann::json j = ParseJsonBounded(std::string_view(h, n), kMaxJsonNesting, &too_deep);
+  if (too_deep) return Corruption(path_ + ": header nests deeper than " + std::to_string(kMaxJsonNesting) + " levels");
   if (j.is_discarded()) return Corruption(path_ + ": header is not valid JSON");
   if (!j.is_object()) return Corruption(path_ + ": header is not a JSON object");
   data_ = data + 8 + n;
@@ -167,7 +170,7 @@ Result<WeightMap> LoadSafetensorsDir(const std::string& dir, const TensorRenamer
   std::error_code ec;
   if (fs::exists(index, ec)) {
     HERD_ASSIGN_OR_RETURN(std::string text, ReadFileToString(index.string(), uint64_t{64} << 20));
-    nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+    nlohmann::json j = ParseJsonBounded(text);
     if (j.is_discarded() || !j.is_object()) return Corruption(index.string() + ": not a JSON object");
     auto wm = j.find("weight_map");
     if (wm == j.end() || !wm->is_object()) return Corruption(index.string() + ": missing object 'weight_map'");

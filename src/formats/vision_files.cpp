@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "core/file.h"
+#include "core/json.h"
 #include "core/mapped_file.h"
 #include "formats/gguf_writer.h"
 #include "formats/hf_names.h"
@@ -236,7 +237,9 @@ Result<VisionFiles> OpenVisionFiles(const std::string& path, bool show_progress)
     std::error_code ec;
     if (!fs::exists(fs::symlink_status(cfg_path, ec))) return IOError(path + ": directory has no config.json");
     HERD_ASSIGN_OR_RETURN(std::string text, ReadFileToString(cfg_path, uint64_t{16} << 20));
-    const nlohmann::json config = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    bool too_deep = false;
+    const nlohmann::json config = ParseJsonBounded(text, kMaxJsonNesting, &too_deep);
+    if (too_deep) return Corruption(cfg_path + ": nests deeper than " + std::to_string(kMaxJsonNesting) + " levels");
     if (config.is_discarded()) return Corruption(cfg_path + ": not valid JSON");
     HERD_ASSIGN_OR_RETURN(f.metadata, VisionMetadataFromHfConfig(config, cfg_path));
     HERD_ASSIGN_OR_RETURN(f.weights, LoadSafetensorsDir(path, HfLlama4VisionToCanonical, show_progress));

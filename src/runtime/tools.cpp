@@ -2,6 +2,8 @@
 
 #include <cctype>
 
+#include "core/json.h"
+
 namespace herd::runtime {
 namespace {
 
@@ -256,9 +258,7 @@ bool JsonCall(const nlohmann::ordered_json& j, ToolCall* call, std::string* erro
   for (const char* key : {"parameters", "arguments"}) {
     if (j.contains(key)) args = j[key];
   }
-  if (args.is_string()) {
-    args = nlohmann::ordered_json::parse(args.get<std::string>(), nullptr, false);
-  }
+  if (args.is_string()) args = ParseJsonBounded<nlohmann::ordered_json>(args.get<std::string>());
   if (!args.is_object()) {
     *error = "the arguments of " + call->name + " are not an object";
     return false;
@@ -297,7 +297,13 @@ Result<std::string> RenderToolCalls(ChatFormat format, std::span<const ToolCall>
   std::string out;
   if (format == ChatFormat::kLlama4) out += "[";
   for (size_t i = 0; i < calls.size(); ++i) {
-    auto args = nlohmann::ordered_json::parse(calls[i].arguments.empty() ? "{}" : calls[i].arguments, nullptr, false);
+    bool too_deep = false;
+    auto args = ParseJsonBounded<nlohmann::ordered_json>(calls[i].arguments.empty() ? "{}" : calls[i].arguments,
+                                                         kMaxJsonNesting, &too_deep);
+    if (too_deep) {
+      return InvalidArgument("the arguments of tool call '" + calls[i].name + "' nest deeper than " +
+                             std::to_string(kMaxJsonNesting) + " levels");
+    }
     if (!args.is_object()) {
       return InvalidArgument("the arguments of tool call '" + calls[i].name + "' are not a JSON object");
     }
@@ -350,7 +356,7 @@ ParsedReply ParseToolCalls(std::string_view text, std::span<const ToolFunction> 
       }
       ToolCall call;
       call.name = std::string(rest.substr(10, gt - 10));
-      auto args = nlohmann::ordered_json::parse(rest.substr(gt + 1, end - gt - 1), nullptr, false);
+      auto args = ParseJsonBounded<nlohmann::ordered_json>(rest.substr(gt + 1, end - gt - 1));
       if (!args.is_object()) return Malformed("the arguments of " + call.name + " are not a JSON object");
       call.arguments = args.dump();
       out.calls.push_back(std::move(call));
@@ -358,14 +364,14 @@ ParsedReply ParseToolCalls(std::string_view text, std::span<const ToolFunction> 
     }
   } else if (t.front() == '{' || (t.front() == '[' && Trim(t.substr(1)).starts_with("{"))) {
     // The JSON form: one call object, a list of them, or several separated by ';'.
-    auto j = nlohmann::ordered_json::parse(t, nullptr, false);
+    auto j = ParseJsonBounded<nlohmann::ordered_json>(t);
     std::vector<nlohmann::ordered_json> items;
     if (j.is_discarded()) {
       size_t start = 0;
       while (start < t.size()) {
         size_t semi = t.find(';', start);
         if (semi == std::string_view::npos) semi = t.size();
-        auto part = nlohmann::ordered_json::parse(Trim(t.substr(start, semi - start)), nullptr, false);
+        auto part = ParseJsonBounded<nlohmann::ordered_json>(Trim(t.substr(start, semi - start)));
         if (part.is_discarded()) {
           if (t.front() == '{' && t.find("\"name\"") == std::string_view::npos) return out;  // plain JSON text
           return Malformed("the call is not valid JSON");

@@ -101,6 +101,38 @@ TEST(Tools, RepliesAreReadInEveryForm) {
   EXPECT_FALSE(MayBeToolCall("The"));
 }
 
+// Arguments nested deeper than any real call (a client's past call, or a model's reply) are refused with a message:
+// parsed, their dump() or Python rendering would recurse once per level and overflow the stack (issue 18: one such
+// request took a server down).
+TEST(Tools, DeeplyNestedArgumentsAreRefusedNotWalked) {
+  const size_t levels = size_t{1} << 20;
+  const std::string deep = std::string(levels, '[') + std::string(levels, ']');
+  for (ChatFormat format : {ChatFormat::kLlama4, ChatFormat::kLlama3}) {
+    auto r = RenderToolCalls(format, std::vector<ToolCall>{{"", "get_time", "{\"zone\": " + deep + "}"}});
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find("nest deeper than 256 levels"), std::string::npos) << r.status().ToString();
+  }
+  const std::string replies[] = {
+      "{\"name\": \"get_time\", \"parameters\": {\"zone\": " + deep + "}}",
+      "[{\"name\": \"get_time\", \"parameters\": {\"zone\": " + deep + "}}]",
+      "{\"name\": \"get_time\", \"arguments\": \"{\\\"zone\\\": " + deep + "}\"}",
+      "<function=get_time>{\"zone\": " + deep + "}</function>",
+  };
+  for (const std::string& text : replies) {
+    const ParsedReply p = ParseToolCalls(text, Tools());
+    EXPECT_TRUE(p.is_call) << text.substr(0, 40);
+    EXPECT_FALSE(p.error.empty()) << text.substr(0, 40);
+    EXPECT_TRUE(p.calls.empty()) << text.substr(0, 40);
+  }
+  // Within the bound, nesting reads and renders as before.
+  const std::string fine = std::string(200, '[') + std::string(200, ']');
+  EXPECT_TRUE(
+      RenderToolCalls(ChatFormat::kLlama4, std::vector<ToolCall>{{"", "get_time", "{\"zone\": " + fine + "}"}}).ok());
+  const ParsedReply ok = ParseToolCalls("{\"name\": \"get_time\", \"parameters\": {\"zone\": " + fine + "}}", Tools());
+  EXPECT_TRUE(ok.is_call && ok.error.empty()) << ok.error;
+}
+
 // The schema of required calls compiles, and its sentences read back as calls of the named functions only.
 TEST(Tools, RequiredCallsSchemaCompilesAndReadsBack) {
   for (bool parallel : {false, true}) {

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "core/base64.h"
+#include "core/json.h"
 
 namespace herd::server {
 namespace {
@@ -460,30 +461,13 @@ ApiError FromSubmitStatus(const Status& s) {
 std::string Dump(const ResponseJson& j) { return j.dump(-1, ' ', false, ResponseJson::error_handler_t::replace); }
 
 std::optional<ApiError> ParseJsonBody(std::string_view text, json* out) {
-  // Nesting depth outside strings, before the parser sees the text.
-  int depth = 0;
-  bool in_string = false, escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > kMaxJsonDepth) {
-        return BadRequest("the request body nests deeper than " + std::to_string(kMaxJsonDepth) + " levels", "",
-                          "invalid_json");
-      }
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
+  // Nesting checked before the parser sees the text.
+  bool too_deep = false;
+  json j = ParseJsonBounded(text, kMaxJsonDepth, &too_deep);
+  if (too_deep) {
+    return BadRequest("the request body nests deeper than " + std::to_string(kMaxJsonDepth) + " levels", "",
+                      "invalid_json");
   }
-  json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) {
     return BadRequest(
         text.empty() ? "the request body is empty; expected a JSON object" : "the request body is not valid JSON", "",

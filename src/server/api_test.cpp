@@ -724,5 +724,33 @@ TEST(ApiTools, PromptsPlaceTheFunctionsAsEachFormatExpects) {
   }
 }
 
+// A past call's arguments are a JSON text inside a string, out of reach of the body's nesting bound: nested a million
+// deep they are a 400 that says so, not a walk that overflows the stack of the server's thread (issue 18: it did).
+TEST(ApiTools, DeeplyNestedPastCallArgumentsAre400) {
+  auto tok = tokenizer::LoadTokenizer(herd::testing::SharedPath("models/llama4-tokenizer/tokenizer.model"));
+  ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+  ModelInfo m;
+  m.id = "t";
+  m.vocab_size = (*tok)->vocab_size();
+  m.n_ctx = 8192;
+  m.tokenizer = tok->get();
+  m.chat_format = runtime::ChatFormat::kLlama4;
+  m.chat_stop_ids = runtime::ChatStopIds(**tok, runtime::ChatFormat::kLlama4);
+  const size_t levels = size_t{1} << 20;
+  json body = json::parse(R"({"messages": [{"role": "user", "content": "Weather in Paris?"},
+      {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+        "function": {"name": "get_weather", "arguments": ""}}]},
+      {"role": "tool", "tool_call_id": "c1", "content": "{\"t\": 21}"}]})");
+  body["messages"][1]["tool_calls"][0]["function"]["arguments"] =
+      "{\"city\": " + std::string(levels, '[') + std::string(levels, ']') + "}";
+  json parsed;
+  ASSERT_FALSE(ParseJsonBody(body.dump(), &parsed));  // the body itself nests 6 levels
+  ApiRequest req;
+  auto e = ParseGenerateRequest(parsed, m, ApiKind::kChatCompletion, &req);
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->http_status, 400);
+  EXPECT_NE(e->message.find("nest deeper than 256 levels"), std::string::npos) << e->message;
+}
+
 }  // namespace
 }  // namespace herd::server

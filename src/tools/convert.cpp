@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/file.h"
+#include "core/json.h"
 #include "core/mapped_file.h"
 #include "formats/gguf_writer.h"
 #include "formats/model_files.h"
@@ -177,7 +178,7 @@ std::pair<int32_t, int32_t> LastMerge(std::string_view bytes, int32_t limit,
 std::optional<int32_t> EosFromDir(const std::string& dir, const ModelMetadata& md, const tokenizer::Tokenizer& tok) {
   auto cfg = ReadFileToString(dir + "/tokenizer_config.json", uint64_t{64} << 20);
   if (cfg.ok()) {
-    const nlohmann::json j = nlohmann::json::parse(*cfg, nullptr, /*allow_exceptions=*/false);
+    const nlohmann::json j = ParseJsonBounded(*cfg);
     if (j.is_object()) {
       auto it = j.find("eos_token");
       std::string text;
@@ -201,7 +202,7 @@ std::optional<int32_t> EosFromDir(const std::string& dir, const ModelMetadata& m
 std::string ChatTemplateFromDir(const std::string& dir) {
   auto cfg = ReadFileToString(dir + "/tokenizer_config.json", uint64_t{64} << 20);
   if (cfg.ok()) {
-    const nlohmann::json j = nlohmann::json::parse(*cfg, nullptr, /*allow_exceptions=*/false);
+    const nlohmann::json j = ParseJsonBounded(*cfg);
     if (j.is_object() && j.contains("chat_template")) {
       const nlohmann::json& t = j["chat_template"];
       if (t.is_string()) return t.get<std::string>();
