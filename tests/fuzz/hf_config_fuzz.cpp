@@ -1,0 +1,171 @@
+// libFuzzer target for config.json, the file that sizes a Hugging Face model directory: the text read as
+// formats/model_files.cpp reads it (ParseJsonBounded), then the text model's metadata (formats/hf_config.h) and its
+// config (model/config.h), and the vision tower's metadata (formats/vision_files.h) and config (model/vision.h).
+// Properties: no crash, leak, hang or UB (a metadata value of any shape is printed, as `herd info` and the error
+// messages print it); every refusal has a message; a text config that passes is small enough to build its per-layer
+// table, and a vision config that passes also passes Validate.
+//
+// Seeds: LLVMFuzzerInitialize writes the configs of herd's synthetic presets (tools/synthetic.h) as config.json
+// states them (MetadataFromConfig and MetadataFromVisionConfig, the inverses of what is fuzzed here) into the
+// first corpus directory (the writable scratch one): a Llama 4 with its vision tower, a Llama 4 text model and a
+// dense Llama.
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "core/json.h"
+#include "formats/hf_config.h"
+#include "formats/vision_files.h"
+#include "model/config.h"
+#include "model/vision.h"
+#include "tools/synthetic.h"
+
+namespace {
+
+using nlohmann::json;
+
+json ValueJson(const herd::ModelMetadata::Value& v) {
+  using M = herd::ModelMetadata;
+  if (const auto* b = std::get_if<bool>(&v)) return *b;
+  if (const auto* i = std::get_if<int64_t>(&v)) return *i;
+  if (const auto* d = std::get_if<double>(&v)) return *d;
+  if (const auto* s = std::get_if<std::string>(&v)) return *s;
+  if (const auto* l = std::get_if<M::IntList>(&v)) return *l;
+  return nullptr;
+}
+
+// Metadata as config.json's fields: rope_scaling.<field> back into its object; herd's own keys left out.
+json FieldsJson(const herd::ModelMetadata& md) {
+  json j = json::object();
+  for (const auto& [key, entry] : md.entries()) {
+    if (key == "model_type" || key == "rope_layout") continue;
+    if (key.starts_with("rope_scaling.")) {
+      j["rope_scaling"][key.substr(13)] = ValueJson(entry.value);
+    } else {
+      j[key] = ValueJson(entry.value);
+    }
+  }
+  return j;
+}
+
+// Writes a seed that every stage must accept (a seed that stops early would leave the later stages unfuzzed).
+void WriteSeed(const std::string& path, const json& config, bool vision) {
+  auto md = herd::formats::MetadataFromHfConfig(config, path);
+  herd::Status s = md.ok() ? herd::model::ConfigFromMetadata(*md).status() : md.status();
+  if (s.ok() && vision) {
+    auto vmd = herd::formats::VisionMetadataFromHfConfig(config, path);
+    s = vmd.ok() ? herd::model::VisionConfigFromMetadata(*vmd).status() : vmd.status();
+  }
+  if (!s.ok()) {
+    std::fprintf(stderr, "hf_config_fuzz: FATAL: seed %s is refused: %s\n", path.c_str(), s.ToString().c_str());
+    std::abort();
+  }
+  if (std::filesystem::exists(path)) return;
+  std::ofstream(path) << config.dump(2) << "\n";
+}
+
+void WriteSeeds(const std::string& dir) {
+  herd::tools::SyntheticSpec spec;
+  spec.preset = "custom";
+  spec.num_hidden_layers = 4;
+  spec.hidden_size = 64;
+  spec.num_attention_heads = 4;
+  spec.num_key_value_heads = 2;
+  spec.num_local_experts = 4;
+  spec.num_experts_per_tok = 1;
+  spec.intermediate_size = 64;
+  spec.intermediate_size_mlp = 128;
+  spec.interleave_moe_layer_step = 2;
+  spec.vocab_size = 512;
+  spec.max_position_embeddings = 4096;
+  auto text = herd::tools::SyntheticConfig(spec);
+  if (!text.ok()) return;
+  auto text_md = herd::model::MetadataFromConfig(*text);
+  if (!text_md.ok()) return;
+  json text_fields = FieldsJson(*text_md);
+  text_fields["model_type"] = "llama4_text";
+  WriteSeed(dir + "/seed-llama4-text.json", text_fields, false);
+  if (auto vision = herd::tools::SyntheticVisionConfig("tiny", spec.hidden_size); vision.ok()) {
+    json j = {{"model_type", "llama4"}, {"image_token_index", 200092}, {"tie_word_embeddings", false}};
+    j["text_config"] = text_fields;
+    json v = FieldsJson(herd::model::MetadataFromVisionConfig(*vision));
+    v["model_type"] = "llama4_vision_model";
+    j["vision_config"] = v;
+    j["quantization_config"] = {{"quant_method", "fbgemm_fp8"}, {"modules_to_not_convert", {"vision_model"}}};
+    WriteSeed(dir + "/seed-llama4-vision.json", j, true);
+  }
+  spec.num_local_experts = spec.num_experts_per_tok = 0;
+  spec.all_dense = true;
+  if (auto dense = herd::tools::SyntheticConfig(spec); dense.ok()) {
+    if (auto md = herd::model::MetadataFromConfig(*dense); md.ok()) {
+      json j = FieldsJson(*md);
+      j["model_type"] = "llama";
+      j["rope_scaling"] = json::object();
+      j["rope_scaling"]["rope_type"] = "llama3";
+      j["rope_scaling"]["factor"] = 8.0;
+      j["rope_scaling"]["low_freq_factor"] = 1.0;
+      j["rope_scaling"]["high_freq_factor"] = 4.0;
+      j["rope_scaling"]["original_max_position_embeddings"] = 8192;
+      WriteSeed(dir + "/seed-llama.json", j, false);
+    }
+  }
+}
+
+void CheckRefusal(const herd::Status& s) {
+  if (s.ok() || s.message().empty()) std::abort();
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {
+  for (int i = 1; i < *argc; ++i) {
+    const char* a = (*argv)[i];
+    if (a[0] == '-') continue;
+    std::error_code ec;
+    if (std::filesystem::is_directory(a, ec)) WriteSeeds(a);
+    break;
+  }
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace herd;
+  const std::string_view text(reinterpret_cast<const char*>(data), size);
+  const json config = ParseJsonBounded(text);
+  if (config.is_discarded()) return 0;
+  auto md = formats::MetadataFromHfConfig(config, "config.json");
+  if (md.ok()) {
+    for (const auto& [key, entry] : md->entries()) {
+      (void)ModelMetadata::ToString(entry.value);
+      (void)md->Where(key);
+    }
+    auto c = model::ConfigFromMetadata(*md);
+    if (c.ok()) {
+      if (c->layers.size() > 512 || c->vocab_size > (int64_t{1} << 24)) std::abort();
+    } else {
+      CheckRefusal(c.status());
+    }
+  } else {
+    CheckRefusal(md.status());
+  }
+  auto vmd = formats::VisionMetadataFromHfConfig(config, "config.json");
+  if (vmd.ok()) {
+    auto vc = model::VisionConfigFromMetadata(*vmd);
+    if (vc.ok()) {
+      if (!vc->Validate().ok()) std::abort();
+      (void)vc->Describe();
+      (void)vc->FlopsPerTile();
+    } else {
+      CheckRefusal(vc.status());
+    }
+  } else {
+    CheckRefusal(vmd.status());
+  }
+  return 0;
+}
