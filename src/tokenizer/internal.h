@@ -66,7 +66,8 @@ class PreTokenizer {
   void Split(std::string_view text, std::vector<std::string_view>* words) const;
 
  private:
-  void* code_ = nullptr;  // pcre2_code_8*, kept opaque so that pcre2.h stays inside pretokenizer.cpp
+  void* code_ = nullptr;     // pcre2_code_8*, kept opaque so that pcre2.h stays inside pretokenizer.cpp
+  void* context_ = nullptr;  // pcre2_match_context_8*: the match limits (shared read-only by all threads)
 };
 
 // The shared, lazily compiled instance of each kind (compiled once per process).

@@ -86,9 +86,21 @@ PreTokenizer::PreTokenizer(PreTokenizerKind kind) {
   // JIT is an optimisation only: a library built without it still matches through the interpreter.
   (void)pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
   code_ = code;
+  // No match limit. PCRE2's default (10 million backtracking steps) guards against patterns that backtrack
+  // exponentially; these do not: each alternative scans a run of one class and gives back at most that run, so a
+  // match costs at most twice what it and the attempt after it consume. With the default, a run of more than 10
+  // million white-space characters failed every match: the text was then split one character at a time (words the
+  // reference would not make) at a full limit's cost per character, which took hours.
+  pcre2_match_context* context = pcre2_match_context_create(nullptr);
+  HERD_CHECK(context != nullptr);
+  pcre2_set_match_limit(context, ~uint32_t{0});
+  context_ = context;
 }
 
-PreTokenizer::~PreTokenizer() { pcre2_code_free(Code(code_)); }
+PreTokenizer::~PreTokenizer() {
+  pcre2_match_context_free(static_cast<pcre2_match_context*>(context_));
+  pcre2_code_free(Code(code_));
+}
 
 void PreTokenizer::Split(std::string_view text, std::vector<std::string_view>* words) const {
   if (text.empty()) return;
@@ -104,10 +116,11 @@ void PreTokenizer::Split(std::string_view text, std::vector<std::string_view>* w
     pos += len;
   };
   while (pos < n) {
-    int rc = pcre2_match(Code(code_), subject, n, pos, PCRE2_NO_UTF_CHECK, md, nullptr);
+    auto* context = static_cast<pcre2_match_context*>(context_);
+    int rc = pcre2_match(Code(code_), subject, n, pos, PCRE2_NO_UTF_CHECK, md, context);
     if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
-      // A JIT stack or match limit on pathological input: retry with the interpreter before giving up.
-      rc = pcre2_match(Code(code_), subject, n, pos, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md, nullptr);
+      // The JIT's stack exhausted: retry with the interpreter (its frames on the heap) before giving up.
+      rc = pcre2_match(Code(code_), subject, n, pos, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md, context);
     }
     if (rc < 0) {
       one_char();

@@ -966,5 +966,37 @@ TEST(LoadTokenizer, GgufObjectAndPathAgree) {
   EXPECT_EQ(tok->Encode("Hello world", true, false), Llama2Gguf().Encode("Hello world", true, false));
 }
 
+// Runs longer than PCRE2's default match limit (10 million backtracking steps) split as shorter ones do: the
+// white-space alternatives scan a whole run and give it back, so with the default a run of more than 10 million
+// characters failed every match and was cut into one-character words, at a full limit's cost each (hours).
+TEST(PreTokenizerTest, RunsBeyondTheDefaultMatchLimitSplitAsShortOnesDo) {
+  for (auto kind :
+       {internal::PreTokenizerKind::kO200k, internal::PreTokenizerKind::kCl100k, internal::PreTokenizerKind::kGpt2}) {
+    const internal::PreTokenizer& p = internal::GetPreTokenizer(kind);
+    const size_t n = 10'500'000;
+    const std::string spaces(n, ' ');
+    std::vector<std::string_view> words;
+    p.Split(spaces, &words);
+    ASSERT_EQ(words.size(), 1u);  // trailing white space is one word
+    EXPECT_EQ(words[0].size(), n);
+    words.clear();
+    const std::string then_word = spaces + "x";
+    p.Split(then_word, &words);  // the last space goes with the word after it
+    ASSERT_EQ(words.size(), 2u);
+    EXPECT_EQ(words[0].size(), n - 1);
+    EXPECT_EQ(words[1], " x");
+    words.clear();
+    const std::string newlines = spaces + "\n" + spaces;
+    p.Split(newlines, &words);
+    if (kind == internal::PreTokenizerKind::kGpt2) {
+      ASSERT_EQ(words.size(), 1u);  // GPT-2's pattern has no newline rule
+    } else {
+      ASSERT_EQ(words.size(), 2u);  // up to the last newline, then the rest
+      EXPECT_EQ(words[0].size(), n + 1);
+      EXPECT_EQ(words[1].size(), n);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace herd::tokenizer
