@@ -110,6 +110,7 @@ class StackPool {
   }
 
   int32_t Advance(int32_t state, std::string_view bytes) {
+    if (exhausted_) return kDead;  // past the work bound nothing is accepted, not even no bytes
     for (char c : bytes) {
       state = Trans(state, static_cast<uint8_t>(c));
       if (state == kDead) break;
