@@ -670,6 +670,18 @@ TEST_F(ApiTest, InvalidUtf8InTokensIsReplaced) {
 namespace herd::server {
 namespace {
 
+// The model facts the request parser needs, for a real tokenizer and its chat format.
+ModelInfo InfoFor(const tokenizer::Tokenizer& tok, runtime::ChatFormat format) {
+  ModelInfo m;
+  m.id = "t";
+  m.vocab_size = tok.vocab_size();
+  m.n_ctx = 8192;
+  m.tokenizer = &tok;
+  m.chat_format = format;
+  m.chat_stop_ids = runtime::ChatStopIds(tok, format);
+  return m;
+}
+
 // Tool calling renders the functions where each format expects them, past calls as the model writes them, and tool
 // results as ipython turns (real Llama 4 and Llama 3 tokenizers).
 TEST(ApiTools, PromptsPlaceTheFunctionsAsEachFormatExpects) {
@@ -686,13 +698,7 @@ TEST(ApiTools, PromptsPlaceTheFunctionsAsEachFormatExpects) {
   for (auto [format, path] : formats) {
     auto tok = tokenizer::LoadTokenizer(herd::testing::SharedPath(path));
     ASSERT_TRUE(tok.ok()) << tok.status().ToString();
-    ModelInfo m;
-    m.id = "t";
-    m.vocab_size = (*tok)->vocab_size();
-    m.n_ctx = 8192;
-    m.tokenizer = tok->get();
-    m.chat_format = format;
-    m.chat_stop_ids = runtime::ChatStopIds(**tok, format);
+    const ModelInfo m = InfoFor(**tok, format);
     ApiRequest req;
     auto e = ParseGenerateRequest(json::parse(body), m, ApiKind::kChatCompletion, &req);
     ASSERT_FALSE(e.has_value()) << e->message;
@@ -729,13 +735,7 @@ TEST(ApiTools, PromptsPlaceTheFunctionsAsEachFormatExpects) {
 TEST(ApiTools, DeeplyNestedPastCallArgumentsAre400) {
   auto tok = tokenizer::LoadTokenizer(herd::testing::SharedPath("models/llama4-tokenizer/tokenizer.model"));
   ASSERT_TRUE(tok.ok()) << tok.status().ToString();
-  ModelInfo m;
-  m.id = "t";
-  m.vocab_size = (*tok)->vocab_size();
-  m.n_ctx = 8192;
-  m.tokenizer = tok->get();
-  m.chat_format = runtime::ChatFormat::kLlama4;
-  m.chat_stop_ids = runtime::ChatStopIds(**tok, runtime::ChatFormat::kLlama4);
+  const ModelInfo m = InfoFor(**tok, runtime::ChatFormat::kLlama4);
   const size_t levels = size_t{1} << 20;
   json body = json::parse(R"({"messages": [{"role": "user", "content": "Weather in Paris?"},
       {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",

@@ -24,6 +24,7 @@
 #include "formats/vision_files.h"
 #include "model/config.h"
 #include "model/vision.h"
+#include "seed_dir.h"
 #include "tools/synthetic.h"
 
 namespace {
@@ -124,13 +125,7 @@ void CheckRefusal(const herd::Status& s) {
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {
-  for (int i = 1; i < *argc; ++i) {
-    const char* a = (*argv)[i];
-    if (a[0] == '-') continue;
-    std::error_code ec;
-    if (std::filesystem::is_directory(a, ec)) WriteSeeds(a);
-    break;
-  }
+  WriteSeedsToFirstCorpusDir(*argc, *argv, [](const std::string& dir) { WriteSeeds(dir); });
   return 0;
 }
 

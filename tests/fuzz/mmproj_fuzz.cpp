@@ -18,6 +18,7 @@
 #include "formats/gguf.h"
 #include "formats/vision_files.h"
 #include "model/vision.h"
+#include "seed_dir.h"
 #include "tools/synthetic.h"
 
 namespace {
@@ -56,13 +57,7 @@ herd::ThreadPool& Pool() {
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {
-  for (int i = 1; i < *argc; ++i) {
-    const char* a = (*argv)[i];
-    if (a[0] == '-') continue;
-    std::error_code ec;
-    if (std::filesystem::is_directory(a, ec)) WriteSeed(a);
-    break;
-  }
+  WriteSeedsToFirstCorpusDir(*argc, *argv, [](const std::string& dir) { WriteSeed(dir); });
   return 0;
 }
 
