@@ -7,7 +7,7 @@
 //
 // Seeds: LLVMFuzzerInitialize writes the configs of herd's synthetic presets (tools/synthetic.h) as config.json
 // states them (MetadataFromConfig and MetadataFromVisionConfig, the inverses of what is fuzzed here) into the
-// first corpus directory (the writable scratch one): a Llama 4 with its vision tower, a Llama 4 text model and a
+// first corpus directory (the writable scratch one): Scout with its vision tower, Maverick's text model and a
 // dense Llama.
 #include <cstddef>
 #include <cstdint>
@@ -71,51 +71,37 @@ void WriteSeed(const std::string& path, const json& config, bool vision) {
   std::ofstream(path) << config.dump(2) << "\n";
 }
 
-void WriteSeeds(const std::string& dir) {
+// config.json's fields of a synthetic preset's text model (tools/synthetic.h); null when it is refused.
+json TextFields(const std::string& preset, bool all_dense) {
   herd::tools::SyntheticSpec spec;
-  spec.preset = "custom";
-  spec.num_hidden_layers = 4;
-  spec.hidden_size = 64;
-  spec.num_attention_heads = 4;
-  spec.num_key_value_heads = 2;
-  spec.num_local_experts = 4;
-  spec.num_experts_per_tok = 1;
-  spec.intermediate_size = 64;
-  spec.intermediate_size_mlp = 128;
-  spec.interleave_moe_layer_step = 2;
-  spec.vocab_size = 512;
-  spec.max_position_embeddings = 4096;
-  auto text = herd::tools::SyntheticConfig(spec);
-  if (!text.ok()) return;
-  auto text_md = herd::model::MetadataFromConfig(*text);
-  if (!text_md.ok()) return;
-  json text_fields = FieldsJson(*text_md);
-  text_fields["model_type"] = "llama4_text";
-  WriteSeed(dir + "/seed-llama4-text.json", text_fields, false);
-  if (auto vision = herd::tools::SyntheticVisionConfig("tiny", spec.hidden_size); vision.ok()) {
-    json j = {{"model_type", "llama4"}, {"image_token_index", 200092}, {"tie_word_embeddings", false}};
-    j["text_config"] = text_fields;
-    json v = FieldsJson(herd::model::MetadataFromVisionConfig(*vision));
-    v["model_type"] = "llama4_vision_model";
-    j["vision_config"] = v;
-    j["quantization_config"] = {{"quant_method", "fbgemm_fp8"}, {"modules_to_not_convert", {"vision_model"}}};
-    WriteSeed(dir + "/seed-llama4-vision.json", j, true);
+  spec.preset = preset;
+  spec.all_dense = all_dense;
+  auto config = herd::tools::SyntheticConfig(spec);
+  if (!config.ok()) return json();
+  auto md = herd::model::MetadataFromConfig(*config);
+  return md.ok() ? FieldsJson(*md) : json();
+}
+
+void WriteSeeds(const std::string& dir) {
+  json scout = TextFields("scout", false);
+  scout["model_type"] = "llama4_text";
+  json j = {{"model_type", "llama4"}, {"image_token_index", 200092}, {"tie_word_embeddings", false}};
+  j["text_config"] = scout;
+  if (auto vision = herd::tools::SyntheticVisionConfig("scout", 5120); vision.ok()) {
+    j["vision_config"] = FieldsJson(herd::model::MetadataFromVisionConfig(*vision));
+    j["vision_config"]["model_type"] = "llama4_vision_model";
   }
-  spec.num_local_experts = spec.num_experts_per_tok = 0;
-  spec.all_dense = true;
-  if (auto dense = herd::tools::SyntheticConfig(spec); dense.ok()) {
-    if (auto md = herd::model::MetadataFromConfig(*dense); md.ok()) {
-      json j = FieldsJson(*md);
-      j["model_type"] = "llama";
-      j["rope_scaling"] = json::object();
-      j["rope_scaling"]["rope_type"] = "llama3";
-      j["rope_scaling"]["factor"] = 8.0;
-      j["rope_scaling"]["low_freq_factor"] = 1.0;
-      j["rope_scaling"]["high_freq_factor"] = 4.0;
-      j["rope_scaling"]["original_max_position_embeddings"] = 8192;
-      WriteSeed(dir + "/seed-llama.json", j, false);
-    }
-  }
+  j["quantization_config"] = {{"quant_method", "fbgemm_fp8"}, {"modules_to_not_convert", {"vision_model"}}};
+  WriteSeed(dir + "/seed-scout.json", j, true);
+  json maverick = TextFields("maverick", false);
+  maverick["model_type"] = "llama4_text";
+  WriteSeed(dir + "/seed-maverick-text.json", maverick, false);
+  json dense = TextFields("small-moe", true);
+  dense["model_type"] = "llama";
+  dense["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0}};
+  dense["rope_scaling"]["high_freq_factor"] = 4.0;
+  dense["rope_scaling"]["original_max_position_embeddings"] = 8192;
+  WriteSeed(dir + "/seed-llama.json", dense, false);
 }
 
 void CheckRefusal(const herd::Status& s) {
