@@ -2,7 +2,11 @@
 #include "formats/hf_config.h"
 
 #include <cstdint>
+#include <filesystem>
 #include <limits>
+
+#include "core/file.h"
+#include "core/json.h"
 
 namespace herd::formats {
 namespace {
@@ -131,6 +135,18 @@ Result<ModelMetadata> MetadataFromHfConfig(const nlohmann::json& j, const std::s
   md.Set("model_type", model_type == "llama" ? "llama" : "llama4", "model_type");
   md.Set("rope_layout", model_type == "llama" ? "half_split" : "interleaved", "model_type");
   return md;
+}
+
+Result<nlohmann::json> ReadHfConfigJson(const std::string& dir, std::string* path) {
+  namespace fs = std::filesystem;
+  *path = (fs::path(dir) / "config.json").string();
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(*path, ec))) return IOError(dir + ": directory has no config.json");
+  HERD_ASSIGN_OR_RETURN(std::string text, ReadFileToString(*path, uint64_t{16} << 20));
+  bool too_deep = false;
+  nlohmann::json config = ParseJsonBounded(text, kMaxJsonNesting, &too_deep);
+  if (too_deep) return Corruption(*path + ": nests deeper than " + std::to_string(kMaxJsonNesting) + " levels");
+  return config;
 }
 
 }  // namespace herd::formats

@@ -17,4 +17,10 @@ namespace herd::formats {
 // unknown model_type or quantization method.
 Result<ModelMetadata> MetadataFromHfConfig(const nlohmann::json& config, const std::string& source);
 
+// `dir`/config.json, parsed with the nesting bound of core/json.h: IOError when the directory has none or it cannot
+// be read, Corruption naming it when it nests deeper than kMaxJsonNesting (refused before it is parsed); otherwise
+// its value, discarded when it is not valid JSON (each caller says what it expected). *path is set to the file's
+// path, for messages.
+Result<nlohmann::json> ReadHfConfigJson(const std::string& dir, std::string* path);
+
 }  // namespace herd::formats

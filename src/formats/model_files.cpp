@@ -7,8 +7,6 @@
 #include <cstring>
 #include <filesystem>
 
-#include "core/file.h"
-#include "core/json.h"
 #include "formats/gguf_metadata.h"
 #include "formats/hf_config.h"
 #include "formats/hf_names.h"
@@ -24,18 +22,14 @@ Result<ModelFiles> OpenHfDir(const std::string& dir, const OpenOptions& options)
   ModelFiles m;
   m.format = ModelFormat::kSafetensorsDir;
   m.path = dir;
-  const std::string cfg_path = (fs::path(dir) / "config.json").string();
-  std::error_code ec;
-  if (!fs::exists(fs::symlink_status(cfg_path, ec))) return IOError(dir + ": directory has no config.json");
-  HERD_ASSIGN_OR_RETURN(std::string text, ReadFileToString(cfg_path, uint64_t{16} << 20));
-  bool too_deep = false;
-  const nlohmann::json config = ParseJsonBounded(text, kMaxJsonNesting, &too_deep);
-  if (too_deep) return Corruption(cfg_path + ": nests deeper than " + std::to_string(kMaxJsonNesting) + " levels");
+  std::string cfg_path;
+  HERD_ASSIGN_OR_RETURN(const nlohmann::json config, ReadHfConfigJson(dir, &cfg_path));
   if (config.is_discarded() || !config.is_object()) return Corruption(cfg_path + ": not a valid JSON object");
   HERD_ASSIGN_OR_RETURN(m.metadata, MetadataFromHfConfig(config, cfg_path));
   const TensorRenamer rename =
       *m.metadata.String("model_type").value() == "llama" ? HfLlamaToCanonical : HfLlama4ToCanonical;
   HERD_ASSIGN_OR_RETURN(m.weights, LoadSafetensorsDir(dir, rename, options.show_progress));
+  std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     if (e.path().extension() == ".safetensors") m.file_bytes += static_cast<int64_t>(e.file_size(ec));
     if (e.path().extension() != ".gguf") m.sources.push_back(e.path().string());

@@ -10,10 +10,9 @@
 #include <filesystem>
 #include <limits>
 
-#include "core/file.h"
-#include "core/json.h"
 #include "core/mapped_file.h"
 #include "formats/gguf_writer.h"
+#include "formats/hf_config.h"
 #include "formats/hf_names.h"
 #include "formats/safetensors.h"
 
@@ -233,16 +232,12 @@ Result<VisionFiles> OpenVisionFiles(const std::string& path, bool show_progress)
   VisionFiles f;
   f.path = path;
   if (S_ISDIR(st.st_mode)) {
-    const std::string cfg_path = (fs::path(path) / "config.json").string();
-    std::error_code ec;
-    if (!fs::exists(fs::symlink_status(cfg_path, ec))) return IOError(path + ": directory has no config.json");
-    HERD_ASSIGN_OR_RETURN(std::string text, ReadFileToString(cfg_path, uint64_t{16} << 20));
-    bool too_deep = false;
-    const nlohmann::json config = ParseJsonBounded(text, kMaxJsonNesting, &too_deep);
-    if (too_deep) return Corruption(cfg_path + ": nests deeper than " + std::to_string(kMaxJsonNesting) + " levels");
+    std::string cfg_path;
+    HERD_ASSIGN_OR_RETURN(const nlohmann::json config, ReadHfConfigJson(path, &cfg_path));
     if (config.is_discarded()) return Corruption(cfg_path + ": not valid JSON");
     HERD_ASSIGN_OR_RETURN(f.metadata, VisionMetadataFromHfConfig(config, cfg_path));
     HERD_ASSIGN_OR_RETURN(f.weights, LoadSafetensorsDir(path, HfLlama4VisionToCanonical, show_progress));
+    std::error_code ec;
     for (const auto& e : fs::directory_iterator(path, ec)) {
       if (e.path().extension() != ".gguf") f.sources.push_back(e.path().string());
     }
