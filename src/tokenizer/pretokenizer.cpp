@@ -107,6 +107,7 @@ void PreTokenizer::Split(std::string_view text, std::vector<std::string_view>* w
   pcre2_match_data* md = pcre2_match_data_create_from_pattern(Code(code_), nullptr);
   HERD_CHECK(md != nullptr);
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
+  auto* context = static_cast<pcre2_match_context*>(context_);
   const size_t n = text.size();
   size_t pos = 0;
   // One character, for the cases the pattern cannot handle (never expected: every character is covered).
@@ -116,7 +117,6 @@ void PreTokenizer::Split(std::string_view text, std::vector<std::string_view>* w
     pos += len;
   };
   while (pos < n) {
-    auto* context = static_cast<pcre2_match_context*>(context_);
     int rc = pcre2_match(Code(code_), subject, n, pos, PCRE2_NO_UTF_CHECK, md, context);
     if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
       // The JIT's stack exhausted: retry with the interpreter (its frames on the heap) before giving up.
